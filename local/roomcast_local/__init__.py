@@ -1,0 +1,1 @@
+"""roomcast's local stack and developer CLI. Not shipped to Lambda."""

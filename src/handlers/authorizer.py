@@ -1,0 +1,71 @@
+"""$connect REQUEST authorizer: verifies the JWT once; its context reaches every later route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.data_classes import APIGatewayAuthorizerRequestEvent
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerResponseWebSocket,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.identity import InvalidToken, verify_token
+from shared.observability import MetricUnit, logger, metrics
+from shared.settings import settings
+
+SECRET_MAX_AGE_SECONDS = 300
+BEARER = "bearer "
+
+
+class Unauthorized(Exception):
+    """Raised with this exact message, it makes API Gateway answer 401."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+def jwt_secret() -> str:
+    config = settings()
+    if config.jwt_secret_arn:
+        return str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
+    if config.jwt_secret:
+        return config.jwt_secret
+    raise RuntimeError("set JWT_SECRET_ARN or JWT_SECRET_KEY_CALL")
+
+
+def token_from(event: APIGatewayAuthorizerRequestEvent) -> str | None:
+    """`?token=` for browsers, which cannot set headers on a WebSocket, else `Authorization: Bearer`."""
+    token = (event.query_string_parameters or {}).get("token")
+    if token:
+        return token
+    header = event.get_header_value("Authorization", default_value="", case_sensitive=False) or ""
+    if header.lower().startswith(BEARER):
+        return header[len(BEARER) :].strip() or None
+    return None
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = APIGatewayAuthorizerRequestEvent(event)
+    token = token_from(request)
+    if token is None:
+        metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
+        logger.info("handshake without token")
+        raise Unauthorized
+    try:
+        identity = verify_token(token, jwt_secret(), settings().jwt_leeway_seconds)
+    except InvalidToken as error:
+        metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
+        logger.info("handshake with invalid token", extra={"reason": str(error)})
+        policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(request.method_arn, "anonymous")
+        policy.deny_all_routes()
+        return policy.asdict()
+    logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
+    policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
+        request.method_arn, identity.user_id, context=identity.authorizer_context()
+    )
+    policy.allow_all_routes()
+    return policy.asdict()

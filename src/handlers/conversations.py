@@ -1,0 +1,186 @@
+"""The /conversations namespace: rooms per conversation, messages, typing, history and presence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.actions import (
+    ConversationRef,
+    CreateConversation,
+    DeleteMessage,
+    EditMessage,
+    Empty,
+    History,
+    SendMessage,
+    Typing,
+    UpdateConversation,
+)
+from shared.app import Namespace, Request
+from shared.authorization import require_author
+from shared.clock import iso
+from shared.events import CONVERSATIONS
+from shared.history import history_page
+from shared.ids import new_id
+from shared.observability import MetricUnit, metrics
+from shared.protocol import Outcome, event_frame
+from shared.records import Conversation, ConversationStatus, Message, SenderType
+from shared.rooms import company_room, conversation_room
+from shared.runtime import services
+from shared.settings import settings
+
+conversations = Namespace(CONVERSATIONS)
+
+
+def _emit_to_conversation(
+    request: Request, conversation_id: str, event: str, data: dict[str, Any], exclude_self: bool = False
+) -> None:
+    services().hub.emit(
+        request.identity.company_id,
+        conversation_room(conversation_id),
+        event_frame(event, data, CONVERSATIONS),
+        exclude=request.connection_id if exclude_self else None,
+    )
+
+
+def _announce(request: Request, conversation: Conversation) -> None:
+    company_id = request.identity.company_id
+    services().hub.emit(
+        company_id,
+        company_room(company_id),
+        event_frame("conversation:updated", {"conversation": conversation.public()}, CONVERSATIONS),
+    )
+
+
+@conversations.action("join:conversation", ConversationRef)
+def join(request: Request, data: ConversationRef) -> Outcome:
+    runtime = services()
+    identity = request.identity
+    runtime.conversations.require(identity.company_id, data.conversation_id)
+    room = conversation_room(data.conversation_id)
+    runtime.connections.join(request.connection_id, identity.company_id, identity.user_id, room, request.now)
+    return Outcome({"conversationId": data.conversation_id, "room": room.name})
+
+
+@conversations.action("leave:conversation", ConversationRef)
+def leave(request: Request, data: ConversationRef) -> Outcome:
+    runtime = services()
+    identity = request.identity
+    runtime.conversations.require(identity.company_id, data.conversation_id)
+    room = conversation_room(data.conversation_id)
+    runtime.connections.leave(request.connection_id, identity.company_id, room)
+    return Outcome({"conversationId": data.conversation_id, "room": room.name})
+
+
+@conversations.action("message:send", SendMessage)
+def send(request: Request, data: SendMessage) -> Outcome:
+    runtime = services()
+    identity = request.identity
+    runtime.conversations.require(identity.company_id, data.conversation_id)
+    draft = Message(
+        id=new_id(),
+        conversationId=data.conversation_id,
+        content=data.content,
+        senderType=SenderType.AGENT,
+        fromUserId=identity.user_id,
+        timestamp=iso(request.now),
+        clientMessageId=data.client_message_id,
+    )
+    sender_key = None if data.client_message_id is None else f"{identity.user_id}#{data.client_message_id}"
+    # Durable before anyone hears of it: the write comes first, the broadcast and the reply after.
+    message, created = runtime.conversations.add_message(identity.company_id, draft, sender_key)
+    if created:
+        metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
+        _emit_to_conversation(request, data.conversation_id, "message:new", message.public())
+    return Outcome({"id": message.id, "clientMessageId": message.client_message_id}, event="message:sent")
+
+
+@conversations.action("message:edit", EditMessage)
+def edit(request: Request, data: EditMessage) -> Outcome:
+    store = services().conversations
+    company_id = request.identity.company_id
+    found = store.get_message(company_id, data.conversation_id, data.message_id)
+    message = require_author(found, request.identity.user_id)
+    changes = {"content": data.content, "editedAt": iso(request.now)}
+    edited = store.modify_message(company_id, message, request.identity.user_id, changes, removes=[])
+    _emit_to_conversation(request, data.conversation_id, "message:updated", edited.public())
+    return Outcome({"message": edited.public()})
+
+
+@conversations.action("message:delete", DeleteMessage)
+def delete(request: Request, data: DeleteMessage) -> Outcome:
+    store = services().conversations
+    company_id = request.identity.company_id
+    found = store.get_message(company_id, data.conversation_id, data.message_id)
+    message = require_author(found, request.identity.user_id)
+    # A tombstone keeps the message's place in history, so a client that missed the event still learns of it.
+    changes = {"deleted": True, "deletedAt": iso(request.now)}
+    deleted = store.modify_message(company_id, message, request.identity.user_id, changes, removes=["content"])
+    tombstone = {"id": deleted.id, "conversationId": deleted.conversation_id, "deletedAt": deleted.deleted_at}
+    _emit_to_conversation(request, data.conversation_id, "message:deleted", tombstone)
+    return Outcome(tombstone)
+
+
+@conversations.action("conversation:typing", Typing)
+def typing(request: Request, data: Typing) -> Outcome:
+    identity = request.identity
+    services().conversations.require(identity.company_id, data.conversation_id)
+    payload = {"conversationId": data.conversation_id, "userId": identity.user_id, "isTyping": data.is_typing}
+    _emit_to_conversation(request, data.conversation_id, "conversation:typing", payload, exclude_self=True)
+    return Outcome(payload)
+
+
+@conversations.action("conversation:history", History)
+def history(request: Request, data: History) -> Outcome:
+    store = services().conversations
+    company_id = request.identity.company_id
+    store.require(company_id, data.conversation_id)
+    config = settings()
+    found = store.messages(
+        company_id, data.conversation_id, data.after, data.before, min(data.limit, config.history_page_max)
+    )
+    page = history_page(found, forward=data.after is not None, max_bytes=config.max_outbound_bytes)
+    return Outcome(page.public(), event="conversation:history")
+
+
+@conversations.action("conversation:create", CreateConversation)
+def create(request: Request, data: CreateConversation) -> Outcome:
+    runtime = services()
+    identity = request.identity
+    now = iso(request.now)
+    conversation = Conversation(
+        id=new_id(),
+        companyId=identity.company_id,
+        status=data.status,
+        subject=data.subject,
+        contactId=data.contact_id,
+        assigneeUserId=data.assignee_user_id,
+        createdBy=identity.user_id,
+        createdAt=now,
+        updatedAt=now,
+    )
+    runtime.conversations.create(conversation)
+    # The creator is in the conversation from the start, as its first participant.
+    runtime.connections.join(
+        request.connection_id, identity.company_id, identity.user_id, conversation_room(conversation.id), request.now
+    )
+    _announce(request, conversation)
+    return Outcome({"conversation": conversation.public()})
+
+
+@conversations.action("conversation:update", UpdateConversation)
+def update(request: Request, data: UpdateConversation) -> Outcome:
+    changes: dict[str, Any] = {**data.changes(), "updatedAt": iso(request.now)}
+    if data.status is ConversationStatus.CONVERTED:
+        changes["convertedAt"] = changes["updatedAt"]
+    conversation = services().conversations.update(request.identity.company_id, data.conversation_id, changes)
+    _announce(request, conversation)
+    return Outcome({"conversation": conversation.public()})
+
+
+@conversations.action("presence:list", Empty)
+def presence(request: Request, _: Empty) -> Outcome:
+    users = services().connections.online_users(request.identity.company_id)
+    return Outcome({"users": users}, event="presence:list")
+
+
+handler = conversations.lambda_handler

@@ -1,0 +1,18 @@
+"""$disconnect: forget the connection and its memberships; announce the user's last connection closing."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+
+from shared.app import LambdaResponse, respond, websocket_entry
+from shared.observability import MetricUnit, metrics
+from shared.runtime import services
+
+
+def disconnect(event: APIGatewayWebSocketEvent) -> LambdaResponse:
+    services().hub.disconnect(event.request_context.connection_id)
+    metrics.add_metric(name="Disconnections", unit=MetricUnit.Count, value=1)
+    return respond(None)
+
+
+handler = websocket_entry(disconnect)

@@ -1,0 +1,84 @@
+"""The `data` of each client action, validated at the boundary. Unknown fields and loose types are refused."""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from shared.errors import ErrorCode, RoomcastError
+from shared.ids import ID_PATTERN
+from shared.records import ConversationStatus
+from shared.settings import settings
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+
+
+def _content_within_limit(content: str) -> str:
+    limit = settings().max_content_bytes
+    if len(content.encode("utf-8")) > limit:
+        raise RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE, f"content exceeds {limit} bytes")
+    return content
+
+
+Content = Annotated[str, Field(min_length=1), AfterValidator(_content_within_limit)]
+
+
+class ActionData(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, frozen=True)
+
+
+class Empty(ActionData):
+    pass
+
+
+class ConversationRef(ActionData):
+    conversation_id: Id = Field(alias="conversationId")
+
+
+class SendMessage(ConversationRef):
+    content: Content
+    client_message_id: Id | None = Field(default=None, alias="clientMessageId")
+
+
+class EditMessage(ConversationRef):
+    message_id: Id = Field(alias="messageId")
+    content: Content
+
+
+class DeleteMessage(ConversationRef):
+    message_id: Id = Field(alias="messageId")
+
+
+class Typing(ConversationRef):
+    is_typing: bool = Field(default=True, alias="isTyping")
+
+
+class History(ConversationRef):
+    after: Id | None = None
+    before: Id | None = None
+    limit: int = Field(default=50, ge=1, le=100)
+
+
+class CreateConversation(ActionData):
+    subject: str | None = Field(default=None, min_length=1, max_length=256)
+    contact_id: Id | None = Field(default=None, alias="contactId")
+    assignee_user_id: Id | None = Field(default=None, alias="assigneeUserId")
+    status: ConversationStatus = Field(default=ConversationStatus.OPEN, strict=False)
+
+
+class UpdateConversation(ConversationRef):
+    subject: str | None = Field(default=None, min_length=1, max_length=256)
+    assignee_user_id: Id | None = Field(default=None, alias="assigneeUserId")
+    status: ConversationStatus | None = Field(default=None, strict=False)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> Self:
+        if not self.changes():
+            raise ValueError("nothing to update: give status, assigneeUserId or subject")
+        return self
+
+    def changes(self) -> dict[str, str | None]:
+        """The fields the client sent, by stored name; an explicit null assignee unassigns."""
+        fields = self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"conversation_id"})
+        return {name: value for name, value in fields.items() if value is not None or name == "assigneeUserId"}

@@ -1,0 +1,132 @@
+"""A namespace's routes and the one place where every invocation is parsed, logged, measured and answered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from shared.clock import utc_now
+from shared.errors import ErrorCode, RoomcastError
+from shared.identity import Identity, identity_from_authorizer
+from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.protocol import Frame, FrameError, InboundFrame, Outcome, encode, error_frame, parse_frame, reply_frame
+from shared.settings import settings
+
+Data = TypeVar("Data", bound=BaseModel)
+LambdaResponse = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    connection_id: str
+    identity: Identity
+    frame: InboundFrame
+    now: datetime
+
+
+Handler = Callable[[Request, Any], Outcome | None]
+
+
+@dataclass(frozen=True)
+class Route:
+    model: type[BaseModel]
+    handler: Handler
+
+
+def validation_message(error: ValidationError) -> str:
+    """The first problem, located in the frame, without echoing the input back."""
+    first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return f"data.{where}: {first['msg']}" if where else f"data: {first['msg']}"
+
+
+class Namespace:
+    """Routes of one Lambda function. Register actions with `@namespace.action(name, Model)`;
+    export `namespace.lambda_handler` as the function's handler."""
+
+    def __init__(self, name: str | None) -> None:
+        self.name = name
+        self.routes: dict[str, Route] = {}
+        self.lambda_handler = websocket_entry(self._handle)
+
+    def action(self, name: str, model: type[Data]) -> Callable[[Callable[[Request, Data], Outcome | None]], Any]:
+        def register(handler: Callable[[Request, Data], Outcome | None]) -> Any:
+            self.routes[name] = Route(model, handler)
+            return handler
+
+        return register
+
+    def dispatch(self, event: APIGatewayWebSocketEvent, now: datetime) -> Frame | None:
+        """Answer one frame: with the action's reply, or with the error that stopped it."""
+        frame: InboundFrame | None = None
+        try:
+            frame = parse_frame(event.decoded_body, settings().max_frame_bytes)
+            logger.append_keys(action=frame.action)
+            route = self.routes.get(frame.action)
+            if route is None:
+                raise RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {frame.action!r}")
+            identity = identity_from_authorizer(event.request_context.raw_event.get("authorizer"))
+            try:
+                data = route.model.model_validate(frame.data)
+            except ValidationError as error:
+                raise RoomcastError(ErrorCode.BAD_REQUEST, validation_message(error)) from error
+            request = Request(event.request_context.connection_id, identity, frame, now)
+            outcome = route.handler(request, data)
+        except FrameError as error:
+            return self._failed(error, error.ack_id, error.action)
+        except RoomcastError as error:
+            return self._failed(error, frame.ack_id if frame else None, frame.action if frame else None)
+        except Exception:
+            logger.exception("action failed")
+            metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+            internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
+            return error_frame(internal, frame.ack_id if frame else None, frame.action if frame else None)
+        if outcome is None:
+            return None
+        return reply_frame(frame, outcome, self.name)
+
+    @staticmethod
+    def _failed(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
+        logger.info("action refused", extra={"code": str(error.code), "reason": error.message})
+        metrics.add_metric(name="RefusedActions", unit=MetricUnit.Count, value=1)
+        return error_frame(error, ack_id, action)
+
+    def _handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
+        reply = self.dispatch(event, utc_now())
+        return respond(reply)
+
+
+def respond(frame: Frame | None) -> LambdaResponse:
+    """With a route response configured, API Gateway sends `body` back on the caller's connection."""
+    if frame is None:
+        return {"statusCode": 200}
+    return {"statusCode": 200, "body": encode(frame)}
+
+
+def websocket_entry(
+    handle: Callable[[APIGatewayWebSocketEvent], LambdaResponse],
+) -> Callable[[dict[str, Any], LambdaContext], LambdaResponse]:
+    """Wrap a WebSocket route handler with logging keys, the correlation id, metrics and tracing."""
+
+    @metrics.log_metrics
+    @tracer.capture_lambda_handler(capture_response=False)
+    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+    def entry(event: dict[str, Any], context: LambdaContext) -> LambdaResponse:
+        parsed = APIGatewayWebSocketEvent(event)
+        request_context = parsed.request_context
+        authorizer = request_context.raw_event.get("authorizer") or {}
+        logger.append_keys(
+            connection_id=request_context.connection_id,
+            route_key=request_context.route_key,
+            user_id=authorizer.get("userId"),
+            company_id=authorizer.get("companyId"),
+        )
+        return handle(parsed)
+
+    return entry

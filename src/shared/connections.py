@@ -1,0 +1,193 @@
+"""Connections, room memberships and presence in DynamoDB.
+
+One table, three item types (see docs/data-model.md):
+  conn#{connectionId} / conn          the connection, with the set of room keys it is in
+  room#{companyId}#{room} / {connId}  a membership, queried for fan-out
+  presence#{companyId} / {userId}     the set of a user's open connections
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Key
+
+from shared.clock import iso
+from shared.dynamo import query_pages
+from shared.identity import Identity
+from shared.rooms import Room, home_rooms
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+CONNECTION_SK = "conn"
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    identity: Identity
+    room_keys: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Closed:
+    connection: Connection
+    went_offline: bool
+
+
+def _connection_pk(connection_id: str) -> str:
+    return f"conn#{connection_id}"
+
+
+def _presence_pk(company_id: str) -> str:
+    return f"presence#{company_id}"
+
+
+class ConnectionStore:
+    def __init__(self, table: Table, ttl_seconds: int) -> None:
+        self._table = table
+        self._ttl_seconds = ttl_seconds
+
+    def _expiry(self, now: datetime) -> int:
+        return int(now.timestamp()) + self._ttl_seconds
+
+    def open(self, connection_id: str, identity: Identity, now: datetime) -> bool:
+        """Record a connection in its home rooms. Returns True when it is the user's first connection."""
+        expires = self._expiry(now)
+        rooms = home_rooms(identity.company_id, identity.user_id)
+        keys = {room.key(identity.company_id) for room in rooms}
+        with self._table.batch_writer() as batch:
+            batch.put_item(
+                Item={
+                    "pk": _connection_pk(connection_id),
+                    "sk": CONNECTION_SK,
+                    "connectionId": connection_id,
+                    "userId": identity.user_id,
+                    "companyId": identity.company_id,
+                    "email": identity.email,
+                    "exp": identity.exp,
+                    "connectedAt": iso(now),
+                    "rooms": keys,
+                    "ttl": expires,
+                }
+            )
+            for key in keys:
+                batch.put_item(Item=self._membership(key, connection_id, identity.user_id, expires))
+        previous = self._table.update_item(
+            Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+            UpdateExpression="ADD connections :c SET #ttl = :ttl",
+            ExpressionAttributeNames={"#ttl": "ttl"},
+            ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
+            ReturnValues="UPDATED_OLD",
+        )
+        return "connections" not in previous.get("Attributes", {})
+
+    def get(self, connection_id: str) -> Connection | None:
+        item = self._table.get_item(
+            Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK}, ConsistentRead=True
+        ).get("Item")
+        return None if item is None else _connection(item)
+
+    def close(self, connection_id: str) -> Closed | None:
+        """Remove a connection and all its memberships. Closing twice is harmless and returns None."""
+        connection = self.get(connection_id)
+        if connection is None:
+            return None
+        with self._table.batch_writer() as batch:
+            for key in connection.room_keys:
+                batch.delete_item(Key={"pk": key, "sk": connection_id})
+            batch.delete_item(Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK})
+        identity = connection.identity
+        previous = self._table.update_item(
+            Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+            UpdateExpression="DELETE connections :c",
+            ExpressionAttributeValues={":c": {connection_id}},
+            ReturnValues="UPDATED_OLD",
+        )
+        before = previous.get("Attributes", {}).get("connections", set())
+        return Closed(connection, went_offline=before == {connection_id})
+
+    def join(self, connection_id: str, company_id: str, user_id: str, room: Room, now: datetime) -> bool:
+        """Add a membership. False when the connection is already gone."""
+        key = room.key(company_id)
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table.name,
+                            "Key": {"pk": _connection_pk(connection_id), "sk": CONNECTION_SK},
+                            "UpdateExpression": "ADD rooms :r",
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeValues": {":r": {key}},
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": self._membership(key, connection_id, user_id, self._expiry(now)),
+                        }
+                    },
+                ]
+            )
+        except client.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    def leave(self, connection_id: str, company_id: str, room: Room) -> None:
+        key = room.key(company_id)
+        client = self._table.meta.client
+        client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self._table.name,
+                        "Key": {"pk": _connection_pk(connection_id), "sk": CONNECTION_SK},
+                        "UpdateExpression": "DELETE rooms :r",
+                        "ExpressionAttributeValues": {":r": {key}},
+                    }
+                },
+                {"Delete": {"TableName": self._table.name, "Key": {"pk": key, "sk": connection_id}}},
+            ]
+        )
+
+    def members(self, company_id: str, room: Room) -> Iterator[list[str]]:
+        """Connection ids in a room, one DynamoDB page at a time."""
+        for items in query_pages(
+            self._table,
+            KeyConditionExpression=Key("pk").eq(room.key(company_id)),
+            ProjectionExpression="sk",
+            ConsistentRead=True,
+        ):
+            yield [str(item["sk"]) for item in items]
+
+    def online_users(self, company_id: str) -> list[dict[str, Any]]:
+        return [
+            {"userId": item["sk"], "connections": len(item["connections"])}
+            for items in query_pages(self._table, KeyConditionExpression=Key("pk").eq(_presence_pk(company_id)))
+            for item in items
+            if item.get("connections")
+        ]
+
+    @staticmethod
+    def _membership(key: str, connection_id: str, user_id: str, expires: int) -> dict[str, Any]:
+        return {"pk": key, "sk": connection_id, "userId": user_id, "ttl": expires}
+
+
+def _connection(item: dict[str, Any]) -> Connection:
+    identity = Identity(
+        userId=item["userId"],
+        companyId=item["companyId"],
+        email=item.get("email"),
+        exp=None if item.get("exp") is None else int(item["exp"]),
+    )
+    return Connection(
+        connection_id=item["connectionId"],
+        identity=identity,
+        room_keys=frozenset(item.get("rooms", set())),
+    )

@@ -1,0 +1,11 @@
+"""Server events shared by several modules."""
+
+from __future__ import annotations
+
+from shared.protocol import Frame, event_frame
+
+CONVERSATIONS = "/conversations"
+
+
+def presence_event(user_id: str, online: bool) -> Frame:
+    return event_frame("status:online" if online else "status:offline", {"userId": user_id}, CONVERSATIONS)

@@ -1,0 +1,58 @@
+"""Who a connection is: verified from a JWT once, at $connect, then carried in the authorizer context."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import ErrorCode, RoomcastError
+from shared.ids import ID_PATTERN
+
+ALGORITHM = "HS256"
+REQUIRED_CLAIMS = ("userId", "companyId")
+
+
+class Identity(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    user_id: str = Field(alias="userId", pattern=ID_PATTERN)
+    company_id: str = Field(alias="companyId", pattern=ID_PATTERN)
+    email: str | None = Field(default=None, max_length=320)
+    exp: int | None = None
+
+    def authorizer_context(self) -> dict[str, str | int]:
+        """API Gateway context values must be strings, numbers or booleans: absent claims are left out."""
+        context: dict[str, str | int] = {"userId": self.user_id, "companyId": self.company_id}
+        if self.email is not None:
+            context["email"] = self.email
+        if self.exp is not None:
+            context["exp"] = self.exp
+        return context
+
+
+class InvalidToken(Exception):
+    """The token cannot be trusted; the reason is for logs, never for the client."""
+
+
+def verify_token(token: str, secret: str, leeway_seconds: int) -> Identity:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            leeway=leeway_seconds,
+            options={"require": list(REQUIRED_CLAIMS)},
+        )
+        return Identity.model_validate(claims)
+    except (jwt.InvalidTokenError, ValidationError) as error:
+        raise InvalidToken(type(error).__name__) from error
+
+
+def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
+    """Routes trust only what the authorizer put in the request context."""
+    try:
+        return Identity.model_validate(context or {})
+    except ValidationError as error:
+        raise RoomcastError(ErrorCode.UNAUTHORIZED, "connection is not authenticated") from error

@@ -1,0 +1,119 @@
+"""The wire protocol: decoding client frames and building server frames. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import ErrorCode, RoomcastError
+
+ACK_ID_MAX = 64
+_ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.:$\-]{1,64}$")
+
+Frame = dict[str, Any]
+
+
+class FrameError(RoomcastError):
+    """A frame that cannot be acted on, with whatever of it could be read to address the reply."""
+
+    def __init__(
+        self, code: ErrorCode, message: str, ack_id: str | None = None, action: str | None = None
+    ) -> None:
+        super().__init__(code, message)
+        self.ack_id = ack_id
+        self.action = action
+
+
+@dataclass(frozen=True)
+class InboundFrame:
+    action: str
+    data: dict[str, Any]
+    ack_id: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action produced for its caller: `data`, sent as the ack or as `event` when no ack was asked."""
+
+    data: dict[str, Any]
+    event: str | None = None
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def decode_json(body: str) -> Any:
+    """json.loads that refuses NaN, infinities, lone surrogates and nesting deep enough to exhaust the stack."""
+    try:
+        value = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+        # Escaped lone surrogates ("\ud800") decode to text no store or socket can encode.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError) as error:
+        raise FrameError(ErrorCode.BAD_REQUEST, "frame is not valid JSON") from error
+    return value
+
+
+def parse_frame(body: str | None, max_bytes: int) -> InboundFrame:
+    if body is None or body == "":
+        raise FrameError(ErrorCode.BAD_REQUEST, "frame is empty")
+    if len(body) > max_bytes or len(body.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise FrameError(ErrorCode.PAYLOAD_TOO_LARGE, f"frame exceeds {max_bytes} bytes")
+    value = decode_json(body)
+    if not isinstance(value, dict):
+        raise FrameError(ErrorCode.BAD_REQUEST, "frame must be a JSON object")
+
+    ack_id = value.get("ackId")
+    if ack_id is not None and (not isinstance(ack_id, str) or not 0 < len(ack_id) <= ACK_ID_MAX):
+        raise FrameError(ErrorCode.BAD_REQUEST, f"ackId must be a string of 1 to {ACK_ID_MAX} characters")
+
+    action = value.get("action")
+    if not isinstance(action, str) or not _ACTION_PATTERN.match(action):
+        raise FrameError(ErrorCode.BAD_REQUEST, "action must be a route name", ack_id=ack_id)
+
+    data = value.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise FrameError(ErrorCode.BAD_REQUEST, "data must be a JSON object", ack_id=ack_id, action=action)
+    return InboundFrame(action=action, data=data, ack_id=ack_id)
+
+
+def event_frame(event: str, data: dict[str, Any], namespace: str | None = None) -> Frame:
+    frame: Frame = {"event": event}
+    if namespace is not None:
+        frame["namespace"] = namespace
+    frame["data"] = data
+    return frame
+
+
+def error_frame(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
+    detail = {"code": str(error.code), "message": error.message}
+    if ack_id is not None:
+        return {"event": "ack", "ackId": ack_id, "ok": False, "error": detail}
+    if action is not None:
+        detail["action"] = action
+    return {"event": "error", "data": detail}
+
+
+def reply_frame(frame: InboundFrame, outcome: Outcome, namespace: str | None) -> Frame | None:
+    """The single answer to an action: its ack when one was asked, else its reply event, if it has one."""
+    if frame.ack_id is not None:
+        return {"event": "ack", "ackId": frame.ack_id, "ok": True, "data": outcome.data}
+    if outcome.event is None:
+        return None
+    return event_frame(outcome.event, outcome.data, namespace)
+
+
+def encode(frame: Frame) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))

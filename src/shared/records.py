@@ -1,0 +1,53 @@
+"""What is stored and sent: conversations and messages, as the protocol names their fields."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConversationStatus(StrEnum):
+    OPEN = "open"
+    PENDING = "pending"
+    CLOSED = "closed"
+    CONVERTED = "converted"
+
+
+class SenderType(StrEnum):
+    AGENT = "agent"
+    CONTACT = "contact"
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Conversation(Record):
+    id: str
+    company_id: str = Field(alias="companyId")
+    status: ConversationStatus = ConversationStatus.OPEN
+    subject: str | None = None
+    contact_id: str | None = Field(default=None, alias="contactId")
+    assignee_user_id: str | None = Field(default=None, alias="assigneeUserId")
+    created_by: str | None = Field(default=None, alias="createdBy")
+    created_at: str = Field(alias="createdAt")
+    updated_at: str = Field(alias="updatedAt")
+
+
+class Message(Record):
+    id: str
+    conversation_id: str = Field(alias="conversationId")
+    content: str | None = None
+    sender_type: SenderType = Field(alias="senderType")
+    from_user_id: str | None = Field(default=None, alias="fromUserId")
+    contact_id: str | None = Field(default=None, alias="contactId")
+    timestamp: str
+    client_message_id: str | None = Field(default=None, alias="clientMessageId")
+    edited_at: str | None = Field(default=None, alias="editedAt")
+    deleted: bool | None = None
+    deleted_at: str | None = Field(default=None, alias="deletedAt")

@@ -1,0 +1,60 @@
+"""The AWS clients and stores a Lambda container builds once and reuses across invocations."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+
+from shared.connections import ConnectionStore
+from shared.conversation_store import ConversationStore
+from shared.fanout import Hub
+from shared.gateway import Gateway, ManagementApi
+from shared.settings import Settings, settings
+
+_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+
+
+@dataclass(frozen=True)
+class Services:
+    connections: ConnectionStore
+    conversations: ConversationStore
+    hub: Hub
+
+
+def build_services(config: Settings, gateway: Gateway | None = None) -> Services:
+    session = boto3.session.Session()
+    dynamodb = session.resource("dynamodb", config=_RETRIES)
+    connections = ConnectionStore(dynamodb.Table(config.connections_table), config.connection_ttl_seconds)
+    if gateway is None:
+        client = session.client(
+            "apigatewaymanagementapi",
+            endpoint_url=config.management_api_url,
+            config=_RETRIES.merge(Config(max_pool_connections=config.fanout_concurrency)),
+        )
+        gateway = ManagementApi(client)
+    executor = ThreadPoolExecutor(max_workers=config.fanout_concurrency, thread_name_prefix="fanout")
+    return Services(
+        connections=connections,
+        conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
+        hub=Hub(connections, gateway, executor, config.max_outbound_bytes),
+    )
+
+
+_installed: dict[str, Services] = {}
+
+
+def services() -> Services:
+    """This container's services, built on first use."""
+    if "services" not in _installed:
+        _installed["services"] = build_services(settings())
+    return _installed["services"]
+
+
+def install(replacement: Services | None) -> None:
+    """Use `replacement` from now on (None: build afresh on next use). For tests and the local stack."""
+    _installed.pop("services", None)
+    if replacement is not None:
+        _installed["services"] = replacement

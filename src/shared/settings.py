@@ -1,0 +1,46 @@
+"""Configuration read once per Lambda container from its environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    connections_table: str
+    conversations_table: str
+    management_api_url: str
+    jwt_secret_arn: str | None
+    jwt_secret: str | None
+    jwt_leeway_seconds: int
+    connection_ttl_seconds: int
+    fanout_concurrency: int
+    max_content_bytes: int
+    max_frame_bytes: int
+    max_outbound_bytes: int
+    history_page_max: int
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+@cache
+def settings() -> Settings:
+    return Settings(
+        connections_table=os.environ.get("CONNECTIONS_TABLE", "roomcast-connections"),
+        conversations_table=os.environ.get("CONVERSATIONS_TABLE", "roomcast-conversations"),
+        management_api_url=os.environ.get("MANAGEMENT_API_URL", ""),
+        jwt_secret_arn=os.environ.get("JWT_SECRET_ARN") or None,
+        jwt_secret=os.environ.get("JWT_SECRET_KEY_CALL") or None,
+        jwt_leeway_seconds=_int("JWT_LEEWAY_SECONDS", 10),
+        # API Gateway closes every connection after 2 hours; records outlive that a little.
+        connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 3600 + 600),
+        fanout_concurrency=_int("FANOUT_CONCURRENCY", 64),
+        max_content_bytes=_int("MAX_CONTENT_BYTES", 16 * 1024),
+        max_frame_bytes=_int("MAX_FRAME_BYTES", 32 * 1024),
+        max_outbound_bytes=_int("MAX_OUTBOUND_BYTES", 128 * 1024),
+        history_page_max=_int("HISTORY_PAGE_MAX", 100),
+    )
