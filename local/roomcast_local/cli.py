@@ -5,6 +5,6 @@ from __future__ import annotations
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     print("roomcast: the local stack arrives with its own issue", file=sys.stderr)
     return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,3 +81,78 @@ def create_tables(client: Any, template: dict[str, Any], names: dict[str, str]) 
                 TableName=names[table.logical_id],
                 TimeToLiveSpecification={"AttributeName": table.ttl_attribute, "Enabled": True},
             )
+
+
+def _ref_name(value: Any) -> str:
+    """The logical id in `integrations/${X}` or `{"Ref": X}`."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    text = value["Fn::Sub"] if isinstance(value, dict) else str(value)
+    return str(text).split("${", 1)[1].split("}", 1)[0]
+
+
+def _function_of_uri(uri: Any) -> str:
+    """The function logical id in an integration or authorizer URI: `...functions/${X.Arn}/invocations`."""
+    text = uri["Fn::Sub"] if isinstance(uri, dict) else str(uri)
+    return str(text).split("functions/${", 1)[1].split(".Arn}", 1)[0]
+
+
+@dataclass(frozen=True)
+class Route:
+    route_key: str
+    function: str
+    two_way: bool
+
+
+@dataclass(frozen=True)
+class WebSocketApi:
+    selection_expression: str
+    routes: dict[str, Route]
+    authorizer_function: str | None
+    handlers: dict[str, str]
+
+    def handler_of(self, route_key: str) -> str:
+        return self.handlers[self.routes[route_key].function]
+
+    def select(self, body: str | None) -> str:
+        """API Gateway's route selection on `$request.body.action`: no match, or no JSON, is `$default`."""
+        field = self.selection_expression.removeprefix("$request.body.")
+        try:
+            value = json.loads(body or "")
+        except ValueError:
+            return "$default"
+        key = value.get(field) if isinstance(value, dict) else None
+        if isinstance(key, str) and key in self.routes and not key.startswith("$"):
+            return key
+        return "$default"
+
+
+def websocket_api(template: dict[str, Any]) -> WebSocketApi:
+    (api_id, api), *_ = resources(template, "AWS::ApiGatewayV2::Api").items()
+    integrations = {
+        name: _function_of_uri(body["Properties"]["IntegrationUri"])
+        for name, body in resources(template, "AWS::ApiGatewayV2::Integration").items()
+    }
+    two_way = {
+        _ref_name(body["Properties"]["RouteId"])
+        for body in resources(template, "AWS::ApiGatewayV2::RouteResponse").values()
+    }
+    routes = {}
+    for name, body in resources(template, "AWS::ApiGatewayV2::Route").items():
+        properties = body["Properties"]
+        if _ref_name(properties["ApiId"]) != api_id:
+            continue
+        function = integrations[_ref_name(properties["Target"])]
+        routes[properties["RouteKey"]] = Route(properties["RouteKey"], function, name in two_way)
+    authorizers = resources(template, "AWS::ApiGatewayV2::Authorizer")
+    authorizer = next(iter(authorizers.values()), None)
+    handlers = {
+        name: str(body["Properties"]["Handler"])
+        for name, body in resources(template, "AWS::Serverless::Function").items()
+    }
+    return WebSocketApi(
+        selection_expression=api["Properties"]["RouteSelectionExpression"],
+        routes=routes,
+        authorizer_function=_function_of_uri(authorizer["Properties"]["AuthorizerUri"]) if authorizer else None,
+        handlers=handlers,
+    )

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.data_classes import APIGatewayAuthorizerRequestEvent
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerRequestEvent,
     APIGatewayAuthorizerResponseWebSocket,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -37,10 +37,11 @@ def jwt_secret() -> str:
 
 def token_from(event: APIGatewayAuthorizerRequestEvent) -> str | None:
     """`?token=` for browsers, which cannot set headers on a WebSocket, else `Authorization: Bearer`."""
-    token = (event.query_string_parameters or {}).get("token")
+    query: dict[str, str] = event.get("queryStringParameters") or {}
+    token = query.get("token")
     if token:
         return token
-    header = event.get_header_value("Authorization", default_value="", case_sensitive=False) or ""
+    header = event.headers.get("Authorization") or ""
     if header.lower().startswith(BEARER):
         return header[len(BEARER) :].strip() or None
     return None
@@ -48,7 +49,7 @@ def token_from(event: APIGatewayAuthorizerRequestEvent) -> str | None:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
     token = token_from(request)
     if token is None:
@@ -64,6 +65,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         policy.deny_all_routes()
         return policy.asdict()
     logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
+    metrics.add_metric(name="HandshakesAccepted", unit=MetricUnit.Count, value=1)
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(
         request.method_arn, identity.user_id, context=identity.authorizer_context()
     )

@@ -161,7 +161,11 @@ def create(request: Request, data: CreateConversation) -> Outcome:
     runtime.conversations.create(conversation)
     # The creator is in the conversation from the start, as its first participant.
     runtime.connections.join(
-        request.connection_id, identity.company_id, identity.user_id, conversation_room(conversation.id), request.now
+        request.connection_id,
+        identity.company_id,
+        identity.user_id,
+        conversation_room(conversation.id),
+        request.now,
     )
     _announce(request, conversation)
     return Outcome({"conversation": conversation.public()})

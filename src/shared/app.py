@@ -15,7 +15,16 @@ from shared.clock import utc_now
 from shared.errors import ErrorCode, RoomcastError
 from shared.identity import Identity, identity_from_authorizer
 from shared.observability import MetricUnit, logger, metrics, tracer
-from shared.protocol import Frame, FrameError, InboundFrame, Outcome, encode, error_frame, parse_frame, reply_frame
+from shared.protocol import (
+    Frame,
+    FrameError,
+    InboundFrame,
+    Outcome,
+    encode,
+    error_frame,
+    parse_frame,
+    reply_frame,
+)
 from shared.settings import settings
 
 Data = TypeVar("Data", bound=BaseModel)
@@ -68,6 +77,7 @@ class Namespace:
         try:
             frame = parse_frame(event.decoded_body, settings().max_frame_bytes)
             logger.append_keys(action=frame.action)
+            metrics.add_metric(name="Actions", unit=MetricUnit.Count, value=1)
             route = self.routes.get(frame.action)
             if route is None:
                 raise RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {frame.action!r}")
@@ -117,7 +127,7 @@ def websocket_entry(
     @metrics.log_metrics
     @tracer.capture_lambda_handler(capture_response=False)
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-    def entry(event: dict[str, Any], context: LambdaContext) -> LambdaResponse:
+    def entry(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         parsed = APIGatewayWebSocketEvent(event)
         request_context = parsed.request_context
         authorizer = request_context.raw_event.get("authorizer") or {}

@@ -65,9 +65,7 @@ class ConversationStore:
             raise
 
     def get(self, company_id: str, conversation_id: str) -> Conversation | None:
-        item = self._table.get_item(Key={"pk": _pk(company_id, conversation_id), "sk": CONVERSATION_SK}).get(
-            "Item"
-        )
+        item = self._table.get_item(Key={"pk": _pk(company_id, conversation_id), "sk": CONVERSATION_SK}).get("Item")
         return None if item is None else Conversation.model_validate(item)
 
     def require(self, company_id: str, conversation_id: str) -> Conversation:
@@ -151,9 +149,7 @@ class ConversationStore:
         self, company_id: str, message: Message, author_id: str, changes: dict[str, Any], removes: list[str]
     ) -> Message:
         """Change a message only while it is still the author's and not deleted: a race loses with `conflict`."""
-        names = {f"#s{i}": name for i, name in enumerate(changes)} | {
-            f"#r{i}": name for i, name in enumerate(removes)
-        }
+        names = {f"#s{i}": name for i, name in enumerate(changes)} | {f"#r{i}": name for i, name in enumerate(removes)}
         expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(changes)))
         if removes:
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))

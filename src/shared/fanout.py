@@ -24,9 +24,7 @@ class FanoutReport:
 
 
 class Hub:
-    def __init__(
-        self, store: ConnectionStore, gateway: Gateway, executor: Executor, max_outbound_bytes: int
-    ) -> None:
+    def __init__(self, store: ConnectionStore, gateway: Gateway, executor: Executor, max_outbound_bytes: int) -> None:
         self._store = store
         self._gateway = gateway
         self._executor = executor
@@ -35,9 +33,7 @@ class Hub:
     def encode(self, frame: Frame) -> bytes:
         data = encode(frame).encode("utf-8")
         if len(data) > self._max_outbound_bytes:
-            raise RoomcastError(
-                ErrorCode.PAYLOAD_TOO_LARGE, f"event exceeds {self._max_outbound_bytes} bytes"
-            )
+            raise RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE, f"event exceeds {self._max_outbound_bytes} bytes")
         return data
 
     def emit(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> FanoutReport:
@@ -85,9 +81,7 @@ class Hub:
         for page in self._store.members(company_id, room):
             for connection_id in page:
                 if connection_id != exclude:
-                    futures.append(
-                        (connection_id, self._executor.submit(self._gateway.post, connection_id, data))
-                    )
+                    futures.append((connection_id, self._executor.submit(self._gateway.post, connection_id, data)))
         for connection_id, future in futures:
             delivery = future.result()
             if delivery is Delivery.DELIVERED:

@@ -19,9 +19,7 @@ Frame = dict[str, Any]
 class FrameError(RoomcastError):
     """A frame that cannot be acted on, with whatever of it could be read to address the reply."""
 
-    def __init__(
-        self, code: ErrorCode, message: str, ack_id: str | None = None, action: str | None = None
-    ) -> None:
+    def __init__(self, code: ErrorCode, message: str, ack_id: str | None = None, action: str | None = None) -> None:
         super().__init__(code, message)
         self.ack_id = ack_id
         self.action = action

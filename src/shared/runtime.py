@@ -24,8 +24,10 @@ class Services:
     hub: Hub
 
 
-def build_services(config: Settings, gateway: Gateway | None = None) -> Services:
-    session = boto3.session.Session()
+def build_services(
+    config: Settings, gateway: Gateway | None = None, session: boto3.session.Session | None = None
+) -> Services:
+    session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
     connections = ConnectionStore(dynamodb.Table(config.connections_table), config.connection_ttl_seconds)
     if gateway is None:

@@ -1,0 +1,41 @@
+"""Invoking a Lambda handler in this process, as `sam local invoke` does in a container."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+LambdaHandler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LocalContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    function_version: str = "$LATEST"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def load_handler(path: str) -> LambdaHandler:
+    """`handlers.conversations.handler` -> the callable."""
+    module_name, _, attribute = path.rpartition(".")
+    handler: LambdaHandler = getattr(importlib.import_module(module_name), attribute)
+    return handler
+
+
+def invoke(path: str, event: dict[str, Any], function_name: str = "local") -> Any:
+    return load_handler(path)(event, LocalContext(function_name))

@@ -1,0 +1,131 @@
+"""Fixtures: moto-backed tables made from template.yaml, a recording @connections, and event builders."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+from moto import mock_aws
+
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    CONNECTIONS_TABLE="test-connections",
+    CONVERSATIONS_TABLE="test-conversations",
+    MANAGEMENT_API_URL="https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod",
+    JWT_SECRET_KEY_CALL="roomcast-local-development-secret",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_METRICS_NAMESPACE="roomcast-tests",
+    POWERTOOLS_LOG_LEVEL="WARNING",
+)
+# Only moto or the local stack may answer: a real endpoint must never be reached.
+for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+    os.environ.pop(variable, None)
+
+from roomcast_local.template import create_tables, load_template  # noqa: E402
+from shared import runtime  # noqa: E402
+from shared.gateway import Delivery  # noqa: E402
+from shared.runtime import Services, build_services  # noqa: E402
+from shared.settings import settings  # noqa: E402
+from tests.fakes import RecordingGateway  # noqa: E402
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+SECRET = os.environ["JWT_SECRET_KEY_CALL"]
+TABLE_NAMES = {"ConnectionsTable": "test-connections", "ConversationsTable": "test-conversations"}
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        create_tables(boto3.client("dynamodb"), load_template(), TABLE_NAMES)
+        yield
+
+
+@pytest.fixture
+def gateway() -> RecordingGateway:
+    return RecordingGateway()
+
+
+class CallCounter:
+    """Counts AWS calls made through a boto3 session, by operation name."""
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self.calls: Counter[str] = Counter()
+        session.events.register("before-call", self._count)
+
+    def _count(self, model: Any, **_: Any) -> None:
+        self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+@pytest.fixture
+def session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@pytest.fixture
+def calls(session: boto3.session.Session) -> CallCounter:
+    return CallCounter(session)
+
+
+@pytest.fixture
+def services(
+    aws: None, gateway: RecordingGateway, session: boto3.session.Session, calls: CallCounter
+) -> Iterator[Services]:
+    """The handlers' services, with @connections recorded and every AWS call counted."""
+    built = build_services(settings(), gateway=gateway, session=session)
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    return event
+
+
+def identity_context(user_id: str, company_id: str, email: str | None = None) -> dict[str, Any]:
+    context: dict[str, Any] = {"principalId": user_id, "userId": user_id, "companyId": company_id}
+    if email:
+        context["email"] = email
+    return context
+
+
+def message_event(connection_id: str, user_id: str, company_id: str, body: str | dict[str, Any]) -> dict[str, Any]:
+    """A MESSAGE event shaped like events/ping.json, for any connection and body."""
+    event = copy.deepcopy(load_event("ping"))
+    text = body if isinstance(body, str) else json.dumps(body)
+    if isinstance(body, dict) and isinstance(body.get("action"), str):
+        event["requestContext"]["routeKey"] = body["action"]
+    else:
+        event["requestContext"]["routeKey"] = "$default"
+    event["requestContext"]["connectionId"] = connection_id
+    event["requestContext"]["authorizer"] = identity_context(user_id, company_id)
+    event["body"] = text
+    return event
+
+
+def lifecycle_event(kind: str, connection_id: str, user_id: str, company_id: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event(kind))
+    event["requestContext"]["connectionId"] = connection_id
+    event["requestContext"]["authorizer"] = identity_context(user_id, company_id)
+    return event
+
+
+def make_token(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+__all__ = ["Delivery", "RecordingGateway"]

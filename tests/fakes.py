@@ -1,0 +1,39 @@
+"""A stand-in for @connections that records every post and can play gone or failing peers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import defaultdict
+from typing import Any
+
+from shared.gateway import Delivery
+
+
+class RecordingGateway:
+    def __init__(self) -> None:
+        self.frames: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.gone: set[str] = set()
+        self.failing: set[str] = set()
+        self.closed: list[str] = []
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def post(self, connection_id: str, data: bytes) -> Delivery:
+        with self._lock:
+            self.calls += 1
+            if connection_id in self.gone:
+                return Delivery.GONE
+            if connection_id in self.failing:
+                return Delivery.FAILED
+            self.frames[connection_id].append(json.loads(data))
+            return Delivery.DELIVERED
+
+    def close(self, connection_id: str) -> None:
+        self.closed.append(connection_id)
+
+    def events(self, connection_id: str, name: str | None = None) -> list[dict[str, Any]]:
+        return [frame for frame in self.frames[connection_id] if name is None or frame.get("event") == name]
+
+    def clear(self) -> None:
+        self.frames.clear()

@@ -1,0 +1,76 @@
+"""Simulated clients: each drives the handlers with API Gateway events, routed as template.yaml routes them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from roomcast_local.invoke import invoke
+from roomcast_local.template import WebSocketApi, load_template, websocket_api
+from tests.conftest import lifecycle_event, message_event
+from tests.fakes import RecordingGateway
+
+
+@cache
+def api() -> WebSocketApi:
+    return websocket_api(load_template())
+
+
+def deliver(event: dict[str, Any]) -> dict[str, Any] | None:
+    """Invoke the function the event's route key maps to; return the frame a two-way route sends back."""
+    route_key = event["requestContext"]["routeKey"]
+    response = invoke(api().handler_of(route_key), event)
+    assert response["statusCode"] == 200
+    body = response.get("body")
+    return None if body is None else dict(json.loads(body))
+
+
+class Peer:
+    """One WebSocket connection of one user."""
+
+    def __init__(self, gateway: RecordingGateway, connection_id: str, user_id: str, company_id: str) -> None:
+        self.gateway = gateway
+        self.connection_id = connection_id
+        self.user_id = user_id
+        self.company_id = company_id
+
+    def connect(self) -> Peer:
+        deliver(lifecycle_event("connect", self.connection_id, self.user_id, self.company_id))
+        return self
+
+    def disconnect(self) -> None:
+        deliver(lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id))
+
+    def raw(self, body: str) -> dict[str, Any] | None:
+        event = message_event(self.connection_id, self.user_id, self.company_id, body)
+        event["requestContext"]["routeKey"] = api().select(body)
+        return deliver(event)
+
+    def act(self, action: str, data: dict[str, Any] | None = None, ack_id: str | None = "1") -> dict[str, Any]:
+        """Send an action and return its one reply frame."""
+        frame: dict[str, Any] = {"action": action}
+        if data is not None:
+            frame["data"] = data
+        if ack_id is not None:
+            frame["ackId"] = ack_id
+        reply = self.raw(json.dumps(frame, ensure_ascii=False))
+        assert reply is not None, f"{action} sent no reply"
+        return reply
+
+    def ok(self, action: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Send an action with an ackId and return the ack's data, failing on an error ack."""
+        reply = self.act(action, data, ack_id="ok")
+        assert (reply["event"], reply["ok"]) == ("ack", True), reply
+        result: dict[str, Any] = reply["data"]
+        return result
+
+    def error(self, action: str, data: dict[str, Any] | None = None) -> str:
+        """Send an action that must fail; return its error code."""
+        reply = self.act(action, data, ack_id="err")
+        assert (reply["event"], reply["ok"]) == ("ack", False), reply
+        code: str = reply["error"]["code"]
+        return code
+
+    def received(self, event: str | None = None) -> list[dict[str, Any]]:
+        return self.gateway.events(self.connection_id, event)

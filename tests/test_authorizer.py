@@ -1,0 +1,102 @@
+"""The $connect authorizer: who gets in, who is refused with 401 or 403, and what later routes learn."""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import boto3
+import jwt
+import pytest
+
+from roomcast_local.invoke import invoke
+from shared.settings import settings
+from tests.conftest import SECRET, load_event, make_token
+
+HANDLER = "handlers.authorizer.handler"
+
+
+def handshake(token: str | None = None, header: str | None = None) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("authorizer"))
+    event.pop("queryStringParameters")
+    event.pop("multiValueQueryStringParameters")
+    if token is not None:
+        event["queryStringParameters"] = {"token": token}
+    if header is not None:
+        event["headers"]["Authorization"] = header
+    result: dict[str, Any] = invoke(HANDLER, event)
+    return result
+
+
+def effect(policy: dict[str, Any]) -> str:
+    return str(policy["policyDocument"]["Statement"][0]["Effect"])
+
+
+def test_a_valid_query_token_is_allowed_with_the_identity_as_context() -> None:
+    policy = handshake(make_token({"userId": "u-1", "companyId": "acme", "email": "a@acme.example"}))
+    assert effect(policy) == "Allow"
+    assert policy["principalId"] == "u-1"
+    assert policy["context"] == {"userId": "u-1", "companyId": "acme", "email": "a@acme.example"}
+
+
+def test_a_bearer_header_is_accepted_too() -> None:
+    exp = int(time.time()) + 60
+    policy = handshake(header="Bearer " + make_token({"userId": "u-2", "companyId": "acme", "exp": exp}))
+    assert effect(policy) == "Allow"
+    assert policy["context"]["exp"] == exp
+
+
+def test_no_token_is_401() -> None:
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        handshake()
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        handshake(header="Basic dXNlcjpwYXNz")
+
+
+NOW = int(time.time())
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(make_token({"userId": "u-1", "companyId": "acme"}, secret="another-secret"), id="bad-signature"),
+        pytest.param(make_token({"userId": "u-1", "companyId": "acme"}, algorithm="HS512"), id="HS512"),
+        pytest.param(jwt.encode({"userId": "u-1", "companyId": "acme"}, key="", algorithm="none"), id="alg-none"),
+        pytest.param(make_token({"companyId": "acme"}), id="no-userId"),
+        pytest.param(make_token({"userId": "u-1"}), id="no-companyId"),
+        pytest.param(make_token({"userId": 7, "companyId": "acme"}), id="userId-not-a-string"),
+        pytest.param(make_token({"userId": "u 1", "companyId": "acme"}), id="userId-bad-characters"),
+        pytest.param(make_token({"userId": "u-1", "companyId": "acme", "exp": NOW - 60}), id="expired"),
+        pytest.param(make_token({"userId": "u-1", "companyId": "acme", "nbf": NOW + 300}), id="not-yet-valid"),
+        pytest.param("not.a.jwt", id="garbage"),
+    ],
+)
+def test_untrustworthy_tokens_are_denied(token: str) -> None:
+    assert effect(handshake(token)) == "Deny"
+
+
+def test_an_rs256_token_is_denied() -> None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    assert effect(handshake(jwt.encode({"userId": "u-1", "companyId": "acme"}, key, algorithm="RS256"))) == "Deny"
+
+
+def test_expiry_and_not_before_have_a_leeway_of_ten_seconds() -> None:
+    assert effect(handshake(make_token({"userId": "u-1", "companyId": "acme", "exp": NOW - 5}))) == "Allow"
+    assert effect(handshake(make_token({"userId": "u-1", "companyId": "acme", "nbf": NOW + 5}))) == "Allow"
+    assert effect(handshake(make_token({"userId": "u-1", "companyId": "acme", "exp": NOW - 15}))) == "Deny"
+
+
+def test_in_aws_the_secret_comes_from_secrets_manager(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    arn = boto3.client("secretsmanager").create_secret(Name="roomcast/jwt", SecretString="from-secrets-manager")["ARN"]
+    monkeypatch.setenv("JWT_SECRET_ARN", arn)
+    monkeypatch.delenv("JWT_SECRET_KEY_CALL")
+    settings.cache_clear()
+    try:
+        good = make_token({"userId": "u-1", "companyId": "acme"}, secret="from-secrets-manager")
+        assert effect(handshake(good)) == "Allow"
+        assert effect(handshake(make_token({"userId": "u-1", "companyId": "acme"}, secret=SECRET))) == "Deny"
+    finally:
+        settings.cache_clear()

@@ -1,0 +1,281 @@
+"""The /conversations namespace: every route's success and failure paths."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.runtime import Services
+from tests.fakes import RecordingGateway
+from tests.support import Peer
+
+
+@pytest.fixture
+def ana(services: Services, gateway: RecordingGateway) -> Peer:
+    return Peer(gateway, "ana-1", "ana", "acme").connect()
+
+
+@pytest.fixture
+def ben(services: Services, gateway: RecordingGateway) -> Peer:
+    return Peer(gateway, "ben-1", "ben", "acme").connect()
+
+
+def open_conversation(peer: Peer, **fields: str) -> str:
+    conversation_id: str = peer.ok("conversation:create", fields)["conversation"]["id"]
+    return conversation_id
+
+
+def test_create_returns_the_conversation_and_tells_the_company(ana: Peer, ben: Peer) -> None:
+    created = ana.ok("conversation:create", {"subject": "Pricing", "contactId": "ct-1", "assigneeUserId": "ben"})
+    conversation = created["conversation"]
+    assert conversation["status"] == "open"
+    assert conversation["subject"] == "Pricing"
+    assert conversation["assigneeUserId"] == "ben"
+    assert conversation["createdBy"] == "ana"
+    assert conversation["createdAt"].endswith("Z")
+    assert len(conversation["createdAt"]) == 24
+    (announced,) = ben.received("conversation:updated")
+    assert announced["data"]["conversation"] == conversation
+
+
+def test_the_creator_is_in_the_new_conversation(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    ben.ok("message:send", {"conversationId": conversation, "content": "hi"})
+    assert [f["data"]["content"] for f in ana.received("message:new")] == ["hi"]
+
+
+def test_send_stores_then_broadcasts_to_the_room_and_confirms_to_the_sender(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+
+    reply = ben.act(
+        "message:send", {"conversationId": conversation, "content": "hello", "clientMessageId": "m-1"}, None
+    )
+
+    assert reply["event"] == "message:sent"
+    sent = reply["data"]
+    assert sent["clientMessageId"] == "m-1"
+    for peer in (ana, ben):
+        (new,) = peer.received("message:new")
+        assert new["namespace"] == "/conversations"
+        assert new["data"]["id"] == sent["id"]
+        assert new["data"]["content"] == "hello"
+        assert new["data"]["fromUserId"] == "ben"
+        assert new["data"]["senderType"] == "agent"
+        assert new["data"]["conversationId"] == conversation
+    history = ana.ok("conversation:history", {"conversationId": conversation})["messages"]
+    assert [m["id"] for m in history] == [sent["id"]]
+
+
+def test_a_retried_send_returns_the_same_id_and_broadcasts_nothing_new(ana: Peer) -> None:
+    conversation = open_conversation(ana)
+    data = {"conversationId": conversation, "content": "once", "clientMessageId": "retry-1"}
+    first = ana.ok("message:send", data)
+    second = ana.ok("message:send", data)
+    assert first == second
+    assert len(ana.received("message:new")) == 1
+    assert len(ana.ok("conversation:history", {"conversationId": conversation})["messages"]) == 1
+
+
+def test_client_message_ids_are_per_sender(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    first = ana.ok("message:send", {"conversationId": conversation, "content": "a", "clientMessageId": "same"})
+    second = ben.ok("message:send", {"conversationId": conversation, "content": "b", "clientMessageId": "same"})
+    assert first["id"] != second["id"]
+
+
+def test_sends_without_client_message_id_are_distinct(ana: Peer) -> None:
+    conversation = open_conversation(ana)
+    ids = {ana.ok("message:send", {"conversationId": conversation, "content": "x"})["id"] for _ in range(3)}
+    assert len(ids) == 3
+
+
+def test_send_to_an_unknown_conversation_is_not_found_and_stores_nothing(ana: Peer) -> None:
+    assert ana.error("message:send", {"conversationId": "nope", "content": "x"}) == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ({"content": "x"}, "bad_request"),
+        ({"conversationId": "c", "content": ""}, "bad_request"),
+        ({"conversationId": "c", "content": 5}, "bad_request"),
+        ({"conversationId": "c", "content": "x", "extra": 1}, "bad_request"),
+        ({"conversationId": "bad id!", "content": "x"}, "bad_request"),
+        ({"conversationId": "c" * 129, "content": "x"}, "bad_request"),
+        ({"conversationId": "c", "content": "x", "clientMessageId": 12}, "bad_request"),
+        ({"conversationId": "c", "content": "x" * (16 * 1024 + 1)}, "payload_too_large"),
+        ({"conversationId": "c", "content": "é" * (8 * 1024 + 1)}, "payload_too_large"),
+    ],
+)
+def test_send_validates_its_input(ana: Peer, data: dict[str, object], code: str) -> None:
+    assert ana.error("message:send", data) == code
+
+
+def test_content_of_exactly_the_limit_is_accepted(ana: Peer) -> None:
+    conversation = open_conversation(ana)
+    ana.ok("message:send", {"conversationId": conversation, "content": "x" * 16 * 1024})
+
+
+def test_only_the_author_edits_and_the_room_hears_of_it(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    message_id = ana.ok("message:send", {"conversationId": conversation, "content": "helo"})["id"]
+
+    ref = {"conversationId": conversation, "messageId": message_id}
+    assert ben.error("message:edit", {**ref, "content": "hijack"}) == "forbidden"
+    edited = ana.ok("message:edit", {**ref, "content": "hello"})["message"]
+
+    assert edited["content"] == "hello"
+    assert "editedAt" in edited
+    (update,) = ben.received("message:updated")
+    assert update["data"]["content"] == "hello"
+    history = ben.ok("conversation:history", {"conversationId": conversation})["messages"]
+    assert history[0]["content"] == "hello"
+
+
+def test_only_the_author_deletes_and_history_keeps_a_tombstone(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    message_id = ana.ok("message:send", {"conversationId": conversation, "content": "oops"})["id"]
+    ref = {"conversationId": conversation, "messageId": message_id}
+
+    assert ben.error("message:delete", ref) == "forbidden"
+    ana.ok("message:delete", ref)
+
+    (deleted,) = ben.received("message:deleted")
+    assert deleted["data"]["id"] == message_id
+    (tombstone,) = ben.ok("conversation:history", {"conversationId": conversation})["messages"]
+    assert tombstone["deleted"] is True
+    assert "content" not in tombstone
+    assert ana.error("message:edit", {**ref, "content": "back"}) == "conflict"
+    assert ana.error("message:delete", ref) == "conflict"
+
+
+def test_editing_or_deleting_an_unknown_message_is_not_found(ana: Peer) -> None:
+    conversation = open_conversation(ana)
+    ref = {"conversationId": conversation, "messageId": "missing"}
+    assert ana.error("message:edit", {**ref, "content": "x"}) == "not_found"
+    assert ana.error("message:delete", ref) == "not_found"
+
+
+def test_typing_reaches_the_room_but_not_the_typist(ana: Peer, ben: Peer, gateway: RecordingGateway) -> None:
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    outsider = Peer(gateway, "carl-1", "carl", "acme").connect()
+
+    ben.ok("conversation:typing", {"conversationId": conversation, "isTyping": True})
+
+    assert [f["data"] for f in ana.received("conversation:typing")] == [
+        {"conversationId": conversation, "userId": "ben", "isTyping": True}
+    ]
+    assert ben.received("conversation:typing") == []
+    assert outsider.received("conversation:typing") == []
+
+
+def test_leave_stops_delivery(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    ben.ok("leave:conversation", {"conversationId": conversation})
+    ana.ok("message:send", {"conversationId": conversation, "content": "anyone?"})
+    assert ben.received("message:new") == []
+
+
+def test_join_and_leave_answer_with_the_room(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana)
+    assert ben.ok("join:conversation", {"conversationId": conversation}) == {
+        "conversationId": conversation,
+        "room": f"conversation:{conversation}",
+    }
+    assert ben.error("join:conversation", {"conversationId": "missing"}) == "not_found"
+    assert ben.error("leave:conversation", {"conversationId": "missing"}) == "not_found"
+
+
+def test_update_changes_status_and_assignee_and_tells_the_company(ana: Peer, ben: Peer) -> None:
+    conversation = open_conversation(ana, assigneeUserId="ana")
+    updated = ben.ok(
+        "conversation:update", {"conversationId": conversation, "status": "pending", "assigneeUserId": "ben"}
+    )
+    assert updated["conversation"]["status"] == "pending"
+    assert updated["conversation"]["assigneeUserId"] == "ben"
+    assert ana.received("conversation:updated")[-1]["data"] == updated
+
+    unassigned = ana.ok("conversation:update", {"conversationId": conversation, "assigneeUserId": None})
+    assert "assigneeUserId" not in unassigned["conversation"]
+    assert unassigned["conversation"]["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"status": "archived"},
+        {"status": 3},
+        {},
+        {"subject": ""},
+        {"assigneeUserId": "no spaces please"},
+    ],
+)
+def test_update_validates_its_input(ana: Peer, data: dict[str, object]) -> None:
+    conversation = open_conversation(ana)
+    assert ana.error("conversation:update", {"conversationId": conversation, **data}) == "bad_request"
+
+
+def test_update_of_an_unknown_conversation_is_not_found(ana: Peer) -> None:
+    assert ana.error("conversation:update", {"conversationId": "missing", "status": "closed"}) == "not_found"
+
+
+@pytest.mark.parametrize("status", ["open", "pending", "closed", "converted"])
+def test_every_status_can_be_set(ana: Peer, status: str) -> None:
+    conversation = open_conversation(ana)
+    result = ana.ok("conversation:update", {"conversationId": conversation, "status": status})
+    assert result["conversation"]["status"] == status
+
+
+def test_ping_answers_pong(ana: Peer) -> None:
+    reply = ana.act("ping", ack_id=None)
+    assert reply["event"] == "pong"
+    assert reply["data"]["timestamp"].endswith("Z")
+    assert ana.ok("ping")["timestamp"].endswith("Z")
+
+
+def test_unknown_actions_and_garbage_reach_default_and_get_their_codes(ana: Peer) -> None:
+    assert ana.error("conversation:archive", {"conversationId": "x"}) == "unknown_action"
+    assert ana.raw('{"action": "nope"}') == {
+        "event": "error",
+        "data": {"code": "unknown_action", "message": "no action named 'nope'", "action": "nope"},
+    }
+    not_json = ana.raw("hello?")
+    assert not_json is not None
+    assert not_json["data"]["code"] == "bad_request"
+    no_action = ana.raw('{"data": {}, "ackId": "4"}')
+    assert no_action == {
+        "event": "ack",
+        "ackId": "4",
+        "ok": False,
+        "error": {"code": "bad_request", "message": "action must be a route name"},
+    }
+
+
+def test_a_routed_action_with_a_bad_frame_is_answered_exactly_once(ana: Peer) -> None:
+    reply = ana.raw('{"action": "message:send", "data": "text", "ackId": "z"}')
+    assert reply == {
+        "event": "ack",
+        "ackId": "z",
+        "ok": False,
+        "error": {"code": "bad_request", "message": "data must be a JSON object"},
+    }
+    assert ana.received() == []
+
+
+def test_errors_never_leak_internals(ana: Peer, services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*_: object) -> None:
+        raise RuntimeError("arn:aws:dynamodb:us-east-1:123:table/test-conversations exploded")
+
+    monkeypatch.setattr(services.conversations, "get", explode)
+    reply = ana.act("join:conversation", {"conversationId": "c"}, ack_id="boom")
+    assert reply == {
+        "event": "ack",
+        "ackId": "boom",
+        "ok": False,
+        "error": {"code": "internal", "message": "internal error, try again later"},
+    }

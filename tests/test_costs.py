@@ -1,0 +1,79 @@
+"""What each operation costs in AWS calls: no Scan anywhere, and the counts of the data model."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.runtime import Services
+from tests.conftest import CallCounter
+from tests.fakes import RecordingGateway
+from tests.support import Peer
+
+
+def test_no_request_path_scans(services: Services, gateway: RecordingGateway, calls: CallCounter) -> None:
+    ana = Peer(gateway, "a", "ana", "acme").connect()
+    ben = Peer(gateway, "b", "ben", "acme").connect()
+    conversation = ana.ok("conversation:create", {})["conversation"]["id"]
+    ben.ok("join:conversation", {"conversationId": conversation})
+    sent = ana.ok("message:send", {"conversationId": conversation, "content": "x", "clientMessageId": "1"})
+    ana.ok("message:send", {"conversationId": conversation, "content": "x", "clientMessageId": "1"})
+    ref = {"conversationId": conversation, "messageId": sent["id"]}
+    ana.ok("message:edit", {**ref, "content": "y"})
+    ben.ok("conversation:typing", {"conversationId": conversation})
+    ben.ok("conversation:history", {"conversationId": conversation, "after": sent["id"]})
+    ben.ok("conversation:history", {"conversationId": conversation, "before": sent["id"]})
+    ben.ok("conversation:update", {"conversationId": conversation, "status": "closed"})
+    ben.ok("presence:list")
+    ana.ok("message:delete", ref)
+    ben.ok("leave:conversation", {"conversationId": conversation})
+    gateway.gone.add("b")
+    ana.ok("message:send", {"conversationId": conversation, "content": "z"})
+    ana.disconnect()
+
+    assert calls.calls, "the counter saw no calls"
+    assert not [name for name in calls.calls if name.endswith(("Scan", "ExecuteStatement"))]
+
+
+def room_of(size: int, gateway: RecordingGateway) -> tuple[Peer, str]:
+    sender = Peer(gateway, "sender", "u-0", "acme").connect()
+    conversation = sender.ok("conversation:create", {})["conversation"]["id"]
+    for index in range(1, size):
+        Peer(gateway, f"c{index}", f"u-{index}", "acme").connect().ok(
+            "join:conversation", {"conversationId": conversation}
+        )
+    return sender, conversation
+
+
+def test_connect_costs_one_batch_write_and_one_presence_update(
+    services: Services, gateway: RecordingGateway, calls: CallCounter
+) -> None:
+    Peer(gateway, "a", "ana", "acme").connect()
+    calls.reset()
+    Peer(gateway, "a2", "ana", "acme").connect()  # not the first: nobody to tell
+    assert calls.calls == {"dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 1}
+
+
+def test_disconnect_costs_a_read_a_batch_delete_and_a_presence_update(
+    services: Services, gateway: RecordingGateway, calls: CallCounter
+) -> None:
+    peer = Peer(gateway, "a", "ana", "acme").connect()
+    Peer(gateway, "a2", "ana", "acme").connect()
+    peer.ok("conversation:create", {})  # a third room
+    calls.reset()
+    peer.disconnect()
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.BatchWriteItem": 1, "dynamodb.UpdateItem": 1}
+
+
+@pytest.mark.parametrize(("with_client_id", "write"), [(False, "PutItem"), (True, "TransactWriteItems")])
+def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten_times(
+    services: Services, gateway: RecordingGateway, calls: CallCounter, with_client_id: bool, write: str
+) -> None:
+    sender, conversation = room_of(10, gateway)
+    calls.reset()
+    gateway.calls = 0
+    data = {"conversationId": conversation, "content": "hi"}
+    if with_client_id:
+        data["clientMessageId"] = "m-1"
+    sender.ok("message:send", data)
+    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 1}
+    assert gateway.calls == 10

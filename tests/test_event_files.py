@@ -1,0 +1,87 @@
+"""Every file in events/ invoked in-process on the handler template.yaml routes it to, as
+`sam local invoke -e` would: the files stay true for developers who run them in SAM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from roomcast_local.invoke import invoke
+from shared.records import Conversation, Message, SenderType
+from shared.runtime import Services
+from tests.conftest import EVENTS, load_event
+from tests.fakes import RecordingGateway
+from tests.support import api, deliver
+
+CONNECTION = "Fv3sZeKkoAMCL4Q="
+MESSAGE = "0193f1a2b3c4aa11bb22cc33dd44ee55ff66"
+EXPECTED_REPLY: dict[str, tuple[str, bool] | None] = {
+    "default": ("ack", False),
+    "conversation-typing": None,
+}
+FILES = sorted(path.stem for path in EVENTS.glob("*.json"))
+
+
+@pytest.fixture
+def seeded(services: Services) -> Services:
+    services.conversations.create(Conversation(id="c-1", companyId="acme", createdAt="t", updatedAt="t"))
+    services.conversations.add_message(
+        "acme",
+        Message(
+            id=MESSAGE,
+            conversationId="c-1",
+            content="Hello",
+            senderType=SenderType.AGENT,
+            fromUserId="u-1",
+            timestamp="t",
+        ),
+        sender_key=None,
+    )
+    deliver(load_event("connect"))
+    return services
+
+
+def test_there_is_an_event_for_every_route_and_the_authorizer() -> None:
+    route_keys = {load_event(name).get("requestContext", {}).get("routeKey") for name in FILES if name != "authorizer"}
+    assert route_keys == set(api().routes)
+    assert "authorizer" in FILES
+
+
+def test_the_authorizer_event_is_allowed() -> None:
+    policy = invoke(api().handlers[str(api().authorizer_function)], load_event("authorizer"))
+    assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert policy["context"]["companyId"] == "acme"
+
+
+@pytest.mark.parametrize("name", [name for name in FILES if name not in {"authorizer", "connect", "disconnect"}])
+def test_each_message_event_gets_its_expected_answer(seeded: Services, name: str) -> None:
+    event = load_event(name)
+    assert api().select(event["body"]) == event["requestContext"]["routeKey"]
+    reply = deliver(event)
+    expected = EXPECTED_REPLY.get(name, ("ack", True))
+    if expected is None:
+        assert reply is None
+    else:
+        assert reply is not None
+        assert (reply["event"], reply["ok"]) == expected, reply
+        assert reply["ackId"] == json.loads(event["body"])["ackId"]
+
+
+def test_disconnect_event_removes_the_connection(seeded: Services, gateway: RecordingGateway) -> None:
+    assert seeded.connections.get(CONNECTION) is not None
+    deliver(load_event("disconnect"))
+    assert seeded.connections.get(CONNECTION) is None
+
+
+def test_events_are_shaped_as_api_gateway_sends_them() -> None:
+    for name in FILES:
+        event: dict[str, Any] = json.loads(Path(EVENTS / f"{name}.json").read_text())
+        context = event["requestContext"]
+        for key in ("connectionId", "domainName", "stage", "apiId", "requestId", "connectedAt", "identity"):
+            assert key in context, (name, key)
+        if name != "authorizer":
+            assert context["eventType"] in {"CONNECT", "MESSAGE", "DISCONNECT"}
+            assert "userId" in context["authorizer"]
