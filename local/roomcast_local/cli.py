@@ -1,10 +1,215 @@
-"""The `roomcast` command."""
+"""`roomcast`: serve the local stack, mint development tokens, connect a terminal client, publish events."""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
 import sys
+import time
+from typing import Any
+
+import jwt
+
+from roomcast_local.environment import DEVELOPMENT_SECRET
+from roomcast_local.stack import LocalStack, StackConfig
+
+DEFAULT_URL = "ws://127.0.0.1:3001"
 
 
-def main() -> int:
-    print("roomcast: the local stack arrives with its own issue", file=sys.stderr)
-    return 2
+def _secret() -> str:
+    return os.environ.get("JWT_SECRET_KEY_CALL") or DEVELOPMENT_SECRET
+
+
+def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int, secret: str) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"userId": user_id, "companyId": company_id, "iat": now}
+    if email:
+        claims["email"] = email
+    if expires_in > 0:
+        claims["exp"] = now + expires_in
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# ---- serve ----
+
+
+async def _serve(config: StackConfig) -> None:
+    stack = LocalStack(config)
+    await stack.start()
+    ws_url = stack.url.replace("http://", "ws://")
+    print(f"roomcast local stack ready on {ws_url}", flush=True)
+    print(f"  WebSocket      {ws_url}?token=<JWT>   (mint one: roomcast token --user u-1 --company acme)")
+    print(f"  @connections   {stack.url}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)")
+    print(f"  EventBridge    {stack.url}   (boto3 events put_events)")
+    print(f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
+    if config.secret == DEVELOPMENT_SECRET:
+        print(f"  JWT secret     {DEVELOPMENT_SECRET!r} (development default; set JWT_SECRET_KEY_CALL)")
+    sys.stdout.flush()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    await stopping.wait()
+    print("shutting down: closing connections", flush=True)
+    await stack.stop()
+
+
+def serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("werkzeug", "botocore", "boto3", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    config = StackConfig(
+        host=args.host,
+        port=args.port,
+        idle_timeout=args.idle_timeout,
+        hard_timeout=args.hard_timeout,
+        dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
+        secret=_secret(),
+        verbose=args.verbose,
+    )
+    asyncio.run(_serve(config))
+    return 0
+
+
+# ---- token ----
+
+
+def token(args: argparse.Namespace) -> int:
+    print(mint_token(args.user, args.company, args.email, args.expires_in, args.secret or _secret()))
+    return 0
+
+
+# ---- connect ----
+
+
+def parse_line(line: str) -> str:
+    """A JSON frame as typed, or the shorthand `action {data}` / `action`."""
+    line = line.strip()
+    if line.startswith("{"):
+        return line
+    action, _, data = line.partition(" ")
+    frame: dict[str, Any] = {"action": action}
+    if data.strip():
+        frame["data"] = json.loads(data)
+    return json.dumps(frame)
+
+
+async def _connect(url: str) -> None:
+    from websockets.asyncio.client import connect as websocket_connect
+
+    async with websocket_connect(url, max_size=None) as ws:
+        address = url.split("?", maxsplit=1)[0]
+        print(f"connected to {address}; type JSON frames or `action {{data}}`, Ctrl-D to quit", flush=True)
+
+        async def printer() -> None:
+            async for message in ws:
+                text = message if isinstance(message, str) else message.decode("utf-8", "replace")
+                print(f"< {text}", flush=True)
+
+        reading = asyncio.ensure_future(printer())
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            if not line.strip():
+                continue
+            try:
+                await ws.send(parse_line(line))
+            except ValueError as error:
+                print(f"! not JSON: {error}", flush=True)
+        await ws.close()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+
+
+def connect(args: argparse.Namespace) -> int:
+    credential = args.token or mint_token(args.user, args.company, None, 3600, _secret())
+    separator = "&" if "?" in args.url else "?"
+    try:
+        asyncio.run(_connect(f"{args.url}{separator}token={credential}"))
+    except OSError as error:
+        print(f"cannot connect: {error}", file=sys.stderr)
+        return 1
+    except Exception as error:  # websockets' handshake refusal carries the HTTP status
+        print(f"connection failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---- publish ----
+
+
+def publish(args: argparse.Namespace) -> int:
+    import boto3
+
+    endpoint = None if args.aws else args.endpoint
+    if endpoint:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    client = boto3.client(
+        "events", endpoint_url=endpoint, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    )
+    detail = json.loads(args.detail)
+    result = client.put_events(
+        Entries=[
+            {
+                "Source": args.source,
+                "DetailType": args.detail_type,
+                "Detail": json.dumps(detail),
+                "EventBusName": args.bus,
+            }
+        ]
+    )
+    print(json.dumps({"FailedEntryCount": result["FailedEntryCount"], "Entries": result["Entries"]}))
+    return 1 if result["FailedEntryCount"] else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="roomcast", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+
+    serve_cmd = commands.add_parser("serve", help="run the local stack (what `make run` runs)")
+    serve_cmd.add_argument("--host", default="127.0.0.1")
+    serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3001")))
+    serve_cmd.add_argument("--idle-timeout", type=float, default=600.0, help="seconds (API Gateway: 600)")
+    serve_cmd.add_argument("--hard-timeout", type=float, default=7200.0, help="seconds (API Gateway: 7200)")
+    serve_cmd.add_argument("--verbose", action="store_true", help="show the handlers' own logs and metrics")
+    serve_cmd.set_defaults(run=serve)
+
+    token_cmd = commands.add_parser("token", help="mint a development JWT")
+    token_cmd.add_argument("--user", required=True)
+    token_cmd.add_argument("--company", required=True)
+    token_cmd.add_argument("--email")
+    token_cmd.add_argument("--expires-in", type=int, default=3600, help="seconds; 0 for no exp claim")
+    token_cmd.add_argument("--secret", help="default: JWT_SECRET_KEY_CALL or the development secret")
+    token_cmd.set_defaults(run=token)
+
+    connect_cmd = commands.add_parser("connect", help="an interactive WebSocket client, like wscat")
+    connect_cmd.add_argument("url", nargs="?", default=DEFAULT_URL)
+    connect_cmd.add_argument("--token")
+    connect_cmd.add_argument("--user", default="u-1")
+    connect_cmd.add_argument("--company", default="acme")
+    connect_cmd.set_defaults(run=connect)
+
+    publish_cmd = commands.add_parser("publish", help="put an EventBridge event, locally or in AWS")
+    publish_cmd.add_argument("detail_type", help="Emit, Notify, MessageReceived, ...")
+    publish_cmd.add_argument("detail", help="the detail, as JSON")
+    publish_cmd.add_argument("--source", default="roomcast.cli")
+    publish_cmd.add_argument("--bus", default="roomcast")
+    publish_cmd.add_argument("--endpoint", default="http://127.0.0.1:3001")
+    publish_cmd.add_argument("--aws", action="store_true", help="publish to AWS with your credentials")
+    publish_cmd.set_defaults(run=publish)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result: int = args.run(args)
+    return result

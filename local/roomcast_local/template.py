@@ -68,8 +68,10 @@ def table_definitions(template: dict[str, Any]) -> list[TableDefinition]:
 
 
 def create_tables(client: Any, template: dict[str, Any], names: dict[str, str]) -> None:
-    """Create each table of the template under `names[logical_id]`, with its keys and TTL."""
+    """Create the template's tables named in `names` (logical id -> table name), with their keys and TTL."""
     for table in table_definitions(template):
+        if table.logical_id not in names:
+            continue
         client.create_table(
             TableName=names[table.logical_id],
             KeySchema=table.key_schema,

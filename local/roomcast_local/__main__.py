@@ -1,0 +1,3 @@
+from roomcast_local.cli import main
+
+raise SystemExit(main())

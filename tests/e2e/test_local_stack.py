@@ -1,0 +1,219 @@
+"""End to end through `roomcast serve`: real WebSocket clients and real boto3 clients over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import boto3
+import jwt
+import pytest
+from botocore.config import Config
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from roomcast_local.cli import mint_token
+from tests.e2e.client import Client, company
+from tests.e2e.conftest import RunningStack, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+T = TypeVar("T")
+SECRET = "roomcast-local-development-secret"
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def aws_client(service: str, stack: RunningStack) -> Any:
+    """A real boto3 client of `service`, pointed at the local stack."""
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    make: Any = session.client
+    return make(service, endpoint_url=stack.http_url, config=Config(retries={"max_attempts": 1}))
+
+
+def test_handshakes_are_accepted_or_refused_like_api_gateway(stack: RunningStack) -> None:
+    async def scenario() -> None:
+        good = mint_token("u-1", company(), None, 60, SECRET)
+        async with connect(f"{stack.ws_url}?token={good}") as ws:
+            await ws.send(json.dumps({"action": "ping", "ackId": "p"}))
+            assert json.loads(await ws.recv())["ok"] is True
+        async with connect(stack.ws_url, additional_headers={"Authorization": f"Bearer {good}"}) as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(await ws.recv())["event"] == "pong"
+        for url, status in [
+            (stack.ws_url, 401),
+            (f"{stack.ws_url}?token=not-a-jwt", 403),
+            (
+                f"{stack.ws_url}?token={mint_token('u-1', 'acme', None, 60, 'wrong-secret-wrong-secret-wrong-secret')}",
+                403,
+            ),
+            (f"{stack.ws_url}?token={_expired_token()}", 403),
+        ]:
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(url)
+            assert refused.value.response.status_code == status
+
+    run(scenario())
+
+
+def _expired_token() -> str:
+    return jwt.encode({"userId": "u-1", "companyId": "acme", "exp": int(time.time()) - 60}, SECRET, algorithm="HS256")
+
+
+def test_two_colleagues_chat_and_another_company_hears_nothing(stack: RunningStack) -> None:
+    async def scenario() -> None:
+        acme = company()
+        ana = await Client.open(stack.ws_url, "ana", acme)
+        ben = await Client.open(stack.ws_url, "ben", acme)
+        stranger = await Client.open(stack.ws_url, "gus", company())
+        conversation = (await ana.ok("conversation:create", {"subject": "demo"}))["conversation"]["id"]
+        await ben.ok("join:conversation", {"conversationId": conversation})
+
+        await ana.send("message:send", {"conversationId": conversation, "content": "hi ben", "clientMessageId": "m1"})
+        sent = await ana.next("message:sent")
+        heard = await ben.next("message:new")
+        assert heard["data"]["id"] == sent["data"]["id"]
+        assert heard["data"]["content"] == "hi ben"
+        await ben.send("message:send", {"conversationId": conversation, "content": "hi ana"})
+        assert (await ana.next("message:new"))["data"]["content"] == "hi ben"
+        assert (await ana.next("message:new"))["data"]["content"] == "hi ana"
+
+        await stranger.send("message:send", {"conversationId": conversation, "content": "let me in"}, "x")
+        refused = await stranger.next("ack")
+        assert refused["error"]["code"] == "not_found"
+        assert await stranger.silent() == []
+        leftovers = await ana.silent() + await ben.silent()
+        assert leftovers, "ana and ben still hold their own earlier frames"
+        assert not [frame for frame in leftovers if "let me in" in json.dumps(frame)]
+        for client in (ana, ben, stranger):
+            await client.close()
+
+    run(scenario())
+
+
+def test_typing_presence_and_history_after_a_reconnect(stack: RunningStack) -> None:
+    async def scenario() -> None:
+        acme = company()
+        ana = await Client.open(stack.ws_url, "ana", acme)
+        ben = await Client.open(stack.ws_url, "ben", acme)
+        assert (await ana.next("status:online"))["data"] == {"userId": "ben"}
+        conversation = (await ana.ok("conversation:create", {}))["conversation"]["id"]
+        await ben.ok("join:conversation", {"conversationId": conversation})
+
+        await ben.send("conversation:typing", {"conversationId": conversation, "isTyping": True})
+        typing = await ana.next("conversation:typing")
+        assert typing["data"] == {"conversationId": conversation, "userId": "ben", "isTyping": True}
+
+        first = await ana.ok("message:send", {"conversationId": conversation, "content": "one"})
+        await ben.next("message:new")
+        await ben.close()
+        assert (await ana.next("status:offline"))["data"] == {"userId": "ben"}
+        await ana.ok("message:send", {"conversationId": conversation, "content": "two"})
+        await ana.ok("message:send", {"conversationId": conversation, "content": "three"})
+
+        ben = await Client.open(stack.ws_url, "ben", acme)
+        assert (await ana.next("status:online"))["data"] == {"userId": "ben"}
+        missed = await ben.ok("conversation:history", {"conversationId": conversation, "after": first["id"]})
+        assert [message["content"] for message in missed["messages"]] == ["two", "three"]
+        users = await ben.ok("presence:list")
+        assert {user["userId"] for user in users["users"]} == {"ana", "ben"}
+        await ana.close()
+        await ben.close()
+
+    run(scenario())
+
+
+def test_connections_management_api_through_boto3(stack: RunningStack) -> None:
+    management = aws_client("apigatewaymanagementapi", stack)
+
+    async def scenario() -> None:
+        ana = await Client.open(stack.ws_url, "ana", company())
+        await ana.send("ping")  # the reply is addressed to this connection; learn its id from @connections
+        await ana.next("pong")
+        connection_id = await asyncio.to_thread(_connection_id_of_newest, stack)
+
+        await asyncio.to_thread(management.post_to_connection, ConnectionId=connection_id, Data=b'{"event":"hello"}')
+        assert (await ana.next("hello")) == {"event": "hello"}
+
+        info = await asyncio.to_thread(management.get_connection, ConnectionId=connection_id)
+        assert info["Identity"]["SourceIp"] == "127.0.0.1"
+        assert info["ConnectedAt"].timestamp() <= time.time()
+
+        await asyncio.to_thread(management.delete_connection, ConnectionId=connection_id)
+        with pytest.raises(ConnectionClosed):
+            await ana.next("never", timeout=5)
+
+        for call in (
+            lambda: management.post_to_connection(ConnectionId=connection_id, Data=b"{}"),
+            lambda: management.get_connection(ConnectionId=connection_id),
+            lambda: management.delete_connection(ConnectionId="unknown"),
+        ):
+            with pytest.raises(management.exceptions.GoneException):
+                await asyncio.to_thread(call)
+
+    run(scenario())
+
+
+def _connection_id_of_newest(stack: RunningStack) -> str:
+    """The stack logs one line per invocation with the connection id; the last ping names ours."""
+    for line in reversed(stack.log().splitlines()):
+        if " ping " in line:
+            return line.split()[2]
+    raise AssertionError("no ping in the stack's log:\n" + stack.log())
+
+
+def test_put_events_through_boto3(stack: RunningStack) -> None:
+    events = aws_client("events", stack)
+    result = events.put_events(
+        Entries=[
+            {"Source": "crm.test", "DetailType": "CampaignStarted", "Detail": json.dumps({"companyId": "acme"})},
+            {"Source": "crm.test", "DetailType": "CampaignStarted", "Detail": "not json"},
+        ]
+    )
+    assert result["FailedEntryCount"] == 1
+    assert "EventId" in result["Entries"][0]
+    assert result["Entries"][1]["ErrorCode"] == "MalformedDetail"
+
+
+def test_not_json_goes_to_default_and_an_oversized_frame_closes_with_1009(stack: RunningStack) -> None:
+    async def scenario() -> None:
+        acme = company()
+        watcher = await Client.open(stack.ws_url, "watcher", acme)
+        client = await Client.open(stack.ws_url, "big", acme)
+        await client.connection.send("hello?")
+        assert (await client.next("error"))["data"]["code"] == "bad_request"
+        await client.connection.send("x" * (32 * 1024 + 1))
+        with pytest.raises(ConnectionClosed):
+            await client.next("never")
+        assert client.connection.close_code == 1009
+        # The stack ran $disconnect for it: the company hears that the user left.
+        assert (await watcher.next("status:offline"))["data"] == {"userId": "big"}
+        await watcher.close()
+
+    run(scenario())
+
+
+def test_idle_connections_are_closed_and_shutdown_disconnects_everyone() -> None:
+    short = start_stack("--idle-timeout", "1")
+    try:
+
+        async def scenario() -> None:
+            acme = company()
+            quiet = await Client.open(short.ws_url, "quiet", acme)
+            with pytest.raises(ConnectionClosed):
+                await quiet.next("never", timeout=5)
+            assert quiet.connection.close_code == 1001
+            last = await Client.open(short.ws_url, "last", acme)
+            await last.send("ping")
+            await last.next("pong")
+
+        run(scenario())
+    finally:
+        assert stop_stack(short) == 0
+    log = short.log()
+    assert log.count("$disconnect") == 2, log
+    assert "shutting down" in log
