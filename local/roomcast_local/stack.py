@@ -104,6 +104,12 @@ class LocalStack:
         self._ensure_tables(dynamodb)
         for handler in {*self.api.handlers.values()}:
             load_handler(handler)
+        app = self.build_app()
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, listener).start()
+
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_POST_BYTES * 2)
         app.router.add_get("/", self._websocket)
         app.router.add_get("/{stage}", self._websocket)
@@ -112,9 +118,7 @@ class LocalStack:
             app.router.add_get(prefix + "/@connections/{connection_id}", self._get_connection)
             app.router.add_delete(prefix + "/@connections/{connection_id}", self._delete_connection)
         app.router.add_post("/", self._aws_json)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        await web.SockSite(self._runner, listener).start()
+        return app
 
     def _start_moto(self) -> str:
         from moto.server import ThreadedMotoServer
