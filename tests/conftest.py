@@ -22,6 +22,8 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
     CONNECTIONS_TABLE="test-connections",
     CONVERSATIONS_TABLE="test-conversations",
+    NOTIFICATIONS_TABLE="test-notifications",
+    IDEMPOTENCY_TABLE="test-idempotency",
     MANAGEMENT_API_URL="https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod",
     JWT_SECRET_KEY_CALL="roomcast-local-development-secret",
     POWERTOOLS_TRACE_DISABLED="true",
@@ -41,7 +43,12 @@ from tests.fakes import RecordingGateway  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SECRET = os.environ["JWT_SECRET_KEY_CALL"]
-TABLE_NAMES = {"ConnectionsTable": "test-connections", "ConversationsTable": "test-conversations"}
+TABLE_NAMES = {
+    "ConnectionsTable": "test-connections",
+    "ConversationsTable": "test-conversations",
+    "NotificationsTable": "test-notifications",
+    "IdempotencyTable": "test-idempotency",
+}
 
 
 @pytest.fixture

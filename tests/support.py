@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 from functools import cache
 from typing import Any
 
+from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import invoke
 from roomcast_local.template import WebSocketApi, load_template, websocket_api
 from tests.conftest import lifecycle_event, message_event
@@ -74,3 +76,29 @@ class Peer:
 
     def received(self, event: str | None = None) -> list[dict[str, Any]]:
         return self.gateway.events(self.connection_id, event)
+
+
+def bus_event(detail_type: str, detail: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    """An EventBridge event as the bus delivers it to a target."""
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": "crm.test",
+        "account": "123456789012",
+        "time": "2026-11-26T03:44:21Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def publish(detail_type: str, detail: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
+    """Deliver an event to the function the template's rules route its detail-type to."""
+    event = bus_event(detail_type, detail, event_id)
+    targets = {rule.function for rule in rules(load_template()) if matches(rule.pattern, event)}
+    assert len(targets) <= 1, targets
+    if not targets:
+        return {"status": "unrouted"}
+    result: dict[str, Any] = invoke(api().handlers[targets.pop()], event)
+    return result

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import invoke
-from shared.records import Conversation, Message, SenderType
+from roomcast_local.template import load_template
+from shared.publishing import DETAIL_TYPES
+from shared.records import Conversation, Message, Notification, SenderType
 from shared.runtime import Services
 from tests.conftest import EVENTS, load_event
 from tests.fakes import RecordingGateway
@@ -18,11 +21,14 @@ from tests.support import api, deliver
 
 CONNECTION = "Fv3sZeKkoAMCL4Q="
 MESSAGE = "0193f1a2b3c4aa11bb22cc33dd44ee55ff66"
+NOTIFICATION = "0193f1a2b3c4bb11bb22cc33dd44ee55ff66"
 EXPECTED_REPLY: dict[str, tuple[str, bool] | None] = {
     "default": ("ack", False),
     "conversation-typing": None,
 }
 FILES = sorted(path.stem for path in EVENTS.glob("*.json"))
+BUS_FILES = [name for name in FILES if name.startswith("bus-")]
+ROUTE_FILES = [name for name in FILES if name not in BUS_FILES and name != "authorizer"]
 
 
 @pytest.fixture
@@ -40,13 +46,19 @@ def seeded(services: Services) -> Services:
         ),
         sender_key=None,
     )
+    services.notifications.add(
+        "acme",
+        Notification(id=NOTIFICATION, userId="u-1", type="task", title="Call back", createdAt="t"),
+        source_event="seed",
+    )
     deliver(load_event("connect"))
     return services
 
 
 def test_there_is_an_event_for_every_route_and_the_authorizer() -> None:
-    route_keys = {load_event(name).get("requestContext", {}).get("routeKey") for name in FILES if name != "authorizer"}
+    route_keys = {load_event(name)["requestContext"]["routeKey"] for name in ROUTE_FILES}
     assert route_keys == set(api().routes)
+    assert {load_event(name)["detail-type"] for name in BUS_FILES} == set(DETAIL_TYPES)
     assert "authorizer" in FILES
 
 
@@ -56,7 +68,7 @@ def test_the_authorizer_event_is_allowed() -> None:
     assert policy["context"]["companyId"] == "acme"
 
 
-@pytest.mark.parametrize("name", [name for name in FILES if name not in {"authorizer", "connect", "disconnect"}])
+@pytest.mark.parametrize("name", [name for name in ROUTE_FILES if name not in {"connect", "disconnect"}])
 def test_each_message_event_gets_its_expected_answer(seeded: Services, name: str) -> None:
     event = load_event(name)
     assert api().select(event["body"]) == event["requestContext"]["routeKey"]
@@ -76,12 +88,18 @@ def test_disconnect_event_removes_the_connection(seeded: Services, gateway: Reco
     assert seeded.connections.get(CONNECTION) is None
 
 
+@pytest.mark.parametrize("name", BUS_FILES)
+def test_each_bus_event_is_routed_by_the_template_and_applied(seeded: Services, name: str) -> None:
+    event = load_event(name)
+    (target,) = {rule.function for rule in rules(load_template()) if matches(rule.pattern, event)}
+    assert invoke(api().handlers[target], event) == {"status": "applied"}
+
+
 def test_events_are_shaped_as_api_gateway_sends_them() -> None:
-    for name in FILES:
+    for name in ROUTE_FILES:
         event: dict[str, Any] = json.loads(Path(EVENTS / f"{name}.json").read_text())
         context = event["requestContext"]
         for key in ("connectionId", "domainName", "stage", "apiId", "requestId", "connectedAt", "identity"):
             assert key in context, (name, key)
-        if name != "authorizer":
-            assert context["eventType"] in {"CONNECT", "MESSAGE", "DISCONNECT"}
-            assert "userId" in context["authorizer"]
+        assert context["eventType"] in {"CONNECT", "MESSAGE", "DISCONNECT"}
+        assert "userId" in context["authorizer"]

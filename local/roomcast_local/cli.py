@@ -148,27 +148,37 @@ def connect(args: argparse.Namespace) -> int:
 
 def publish(args: argparse.Namespace) -> int:
     import boto3
+    from pydantic import ValidationError
 
-    endpoint = None if args.aws else args.endpoint
-    if endpoint:
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
-    client = boto3.client(
-        "events", endpoint_url=endpoint, region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    )
-    detail = json.loads(args.detail)
-    result = client.put_events(
-        Entries=[
-            {
-                "Source": args.source,
-                "DetailType": args.detail_type,
-                "Detail": json.dumps(detail),
-                "EventBusName": args.bus,
-            }
-        ]
-    )
-    print(json.dumps({"FailedEntryCount": result["FailedEntryCount"], "Entries": result["Entries"]}))
-    return 1 if result["FailedEntryCount"] else 0
+    from shared.publishing import DETAIL_TYPES, Publisher, PublishError
+
+    model = DETAIL_TYPES.get(args.detail_type)
+    if model is None:
+        print(f"unknown detail-type {args.detail_type!r}; one of {', '.join(DETAIL_TYPES)}", file=sys.stderr)
+        return 2
+    try:
+        detail = model.model_validate_json(args.detail)
+    except ValidationError as error:
+        print(f"invalid detail: {error}", file=sys.stderr)
+        return 2
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    if args.aws:
+        client = boto3.client("events", region_name=region)
+    else:
+        client = boto3.client(
+            "events",
+            endpoint_url=args.endpoint,
+            region_name=region,
+            aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+        )
+    try:
+        event_id = Publisher(client, bus=args.bus, source=args.source).publish(detail)
+    except PublishError as error:
+        print(f"not published: {error}", file=sys.stderr)
+        return 1
+    print(event_id)
+    return 0
 
 
 def parser() -> argparse.ArgumentParser:

@@ -30,6 +30,8 @@ def references(template: dict[str, Any]) -> dict[str, str]:
             refs[name] = str(parameter["Default"])
     for name in resources(template, "AWS::DynamoDB::Table"):
         refs[name] = name
+    for name, bus in resources(template, "AWS::Events::EventBus").items():
+        refs[name] = resolve(bus["Properties"]["Name"], refs) or name
     return refs
 
 

@@ -49,6 +49,7 @@ class TableDefinition:
     key_schema: list[dict[str, str]]
     attribute_definitions: list[dict[str, str]]
     ttl_attribute: str | None
+    global_secondary_indexes: list[dict[str, Any]]
 
 
 def table_definitions(template: dict[str, Any]) -> list[TableDefinition]:
@@ -62,6 +63,7 @@ def table_definitions(template: dict[str, Any]) -> list[TableDefinition]:
                 key_schema=properties["KeySchema"],
                 attribute_definitions=properties["AttributeDefinitions"],
                 ttl_attribute=ttl.get("AttributeName") if ttl.get("Enabled") else None,
+                global_secondary_indexes=properties.get("GlobalSecondaryIndexes", []),
             )
         )
     return tables
@@ -72,11 +74,13 @@ def create_tables(client: Any, template: dict[str, Any], names: dict[str, str]) 
     for table in table_definitions(template):
         if table.logical_id not in names:
             continue
+        indexes = {"GlobalSecondaryIndexes": table.global_secondary_indexes} if table.global_secondary_indexes else {}
         client.create_table(
             TableName=names[table.logical_id],
             KeySchema=table.key_schema,
             AttributeDefinitions=table.attribute_definitions,
             BillingMode="PAY_PER_REQUEST",
+            **indexes,
         )
         if table.ttl_attribute:
             client.update_time_to_live(

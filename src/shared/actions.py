@@ -82,3 +82,13 @@ class UpdateConversation(ConversationRef):
         """The fields the client sent, by stored name; an explicit null assignee unassigns."""
         fields = self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"conversation_id"})
         return {name: value for name, value in fields.items() if value is not None or name == "assigneeUserId"}
+
+
+class ListNotifications(ActionData):
+    unread_only: bool = Field(default=False, alias="unreadOnly")
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: Id | None = None
+
+
+class ReadNotification(ActionData):
+    notification_id: Id = Field(alias="notificationId")

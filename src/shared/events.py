@@ -5,6 +5,8 @@ from __future__ import annotations
 from shared.protocol import Frame, event_frame
 
 CONVERSATIONS = "/conversations"
+NOTIFICATIONS = "/notifications"
+ANALYTICS = "/analytics"
 
 
 def presence_event(user_id: str, online: bool) -> Frame:

@@ -48,6 +48,18 @@ class Message(Record):
     contact_id: str | None = Field(default=None, alias="contactId")
     timestamp: str
     client_message_id: str | None = Field(default=None, alias="clientMessageId")
+    external_id: str | None = Field(default=None, alias="externalId")
     edited_at: str | None = Field(default=None, alias="editedAt")
     deleted: bool | None = None
     deleted_at: str | None = Field(default=None, alias="deletedAt")
+
+
+class Notification(Record):
+    id: str
+    user_id: str = Field(alias="userId")
+    type: str
+    title: str
+    body: str | None = None
+    data: dict[str, Any] | None = None
+    created_at: str = Field(alias="createdAt")
+    read_at: str | None = Field(default=None, alias="readAt")

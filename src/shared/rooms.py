@@ -40,6 +40,14 @@ def conversation_room(conversation_id: str) -> Room:
     return Room(RoomKind.CONVERSATION, conversation_id)
 
 
+def parse_room(name: str) -> Room | None:
+    """`kind:id` as a Room, or None when the kind is unknown or the id empty."""
+    kind, _, room_id = name.partition(":")
+    if not room_id or kind not in set(RoomKind):
+        return None
+    return Room(RoomKind(kind), room_id)
+
+
 def home_rooms(company_id: str, user_id: str) -> tuple[Room, Room]:
     """Every connection is in its company's room and its user's room from $connect on."""
     return company_room(company_id), user_room(user_id)

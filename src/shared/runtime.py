@@ -6,12 +6,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import boto3
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
 from shared.connections import ConnectionStore
 from shared.conversation_store import ConversationStore
 from shared.fanout import Hub
 from shared.gateway import Gateway, ManagementApi
+from shared.notification_store import NotificationStore
 from shared.settings import Settings, settings
 
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -21,7 +23,9 @@ _RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeo
 class Services:
     connections: ConnectionStore
     conversations: ConversationStore
+    notifications: NotificationStore
     hub: Hub
+    idempotency: DynamoDBPersistenceLayer
 
 
 def build_services(
@@ -41,7 +45,11 @@ def build_services(
     return Services(
         connections=connections,
         conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
+        notifications=NotificationStore(dynamodb.Table(config.notifications_table)),
         hub=Hub(connections, gateway, executor, config.max_outbound_bytes),
+        idempotency=DynamoDBPersistenceLayer(
+            table_name=config.idempotency_table, boto3_client=session.client("dynamodb", config=_RETRIES)
+        ),
     )
 
 

@@ -11,6 +11,8 @@ from functools import cache
 class Settings:
     connections_table: str
     conversations_table: str
+    notifications_table: str
+    idempotency_table: str
     management_api_url: str
     jwt_secret_arn: str | None
     jwt_secret: str | None
@@ -32,6 +34,8 @@ def settings() -> Settings:
     return Settings(
         connections_table=os.environ.get("CONNECTIONS_TABLE", "roomcast-connections"),
         conversations_table=os.environ.get("CONVERSATIONS_TABLE", "roomcast-conversations"),
+        notifications_table=os.environ.get("NOTIFICATIONS_TABLE", "roomcast-notifications"),
+        idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "roomcast-idempotency"),
         management_api_url=os.environ.get("MANAGEMENT_API_URL", ""),
         jwt_secret_arn=os.environ.get("JWT_SECRET_ARN") or None,
         jwt_secret=os.environ.get("JWT_SECRET_KEY_CALL") or None,

@@ -217,3 +217,73 @@ def test_idle_connections_are_closed_and_shutdown_disconnects_everyone() -> None
     log = short.log()
     assert log.count("$disconnect") == 2, log
     assert "shutting down" in log
+
+
+def test_backend_services_publish_with_boto3_and_clients_receive(stack: RunningStack) -> None:
+    from shared.publishing import CampaignStarted, Emit, MessageReceived, Notify, Publisher
+
+    publisher = Publisher(aws_client("events", stack), source="crm.billing")
+
+    async def scenario() -> None:
+        acme, other = company(), company()
+        ana = await Client.open(stack.ws_url, "ana", acme)
+        ben = await Client.open(stack.ws_url, "ben", acme)
+        outsider = await Client.open(stack.ws_url, "ana", other)  # same user id, other company
+        conversation = (await ana.ok("conversation:create", {}))["conversation"]["id"]
+        await asyncio.sleep(0.2)
+        await ben.silent(0.2)
+
+        await asyncio.to_thread(publisher.publish, Notify(companyId=acme, userId="ana", type="task", title="Call back"))
+        notification = (await ana.next("notification:new"))["data"]["notification"]
+        assert notification["title"] == "Call back"
+
+        await asyncio.to_thread(
+            publisher.publish,
+            MessageReceived(companyId=acme, conversationId=conversation, contactId="ct-1", content="hola"),
+        )
+        assert (await ana.next("message:new"))["data"]["senderType"] == "contact"
+
+        await asyncio.to_thread(publisher.publish, CampaignStarted(companyId=acme, campaignId="k1", name="Spring"))
+        assert (await ben.next("campaign:started"))["data"] == {"campaignId": "k1", "name": "Spring"}
+
+        await asyncio.to_thread(
+            publisher.publish, Emit(companyId=acme, room=f"company:{other}", event="deal:won", data={})
+        )
+        await asyncio.to_thread(
+            publisher.publish, Emit(companyId=acme, room="user:ben", event="deal:won", data={"id": 1})
+        )
+        assert (await ben.next("deal:won"))["data"] == {"id": 1}
+
+        assert await outsider.silent(0.5) == []
+        listed = await ana.ok("notification:list")
+        assert listed["unreadCount"] == 1
+        for client in (ana, ben, outsider):
+            await client.close()
+
+    run(scenario())
+
+
+def test_the_cli_publishes_to_the_local_stack(stack: RunningStack) -> None:
+    import subprocess
+    import sys
+
+    async def scenario() -> None:
+        acme = company()
+        ana = await Client.open(stack.ws_url, "ana", acme)
+        detail = json.dumps({"companyId": acme, "userId": "ana", "type": "task", "title": "From the CLI"})
+        command = [sys.executable, "-m", "roomcast_local", "publish", "Notify", detail, "--endpoint", stack.http_url]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert (await ana.next("notification:new"))["data"]["notification"]["title"] == "From the CLI"
+        refused = await asyncio.to_thread(
+            subprocess.run,
+            [*command[:4], "Notify", "{}", "--endpoint", stack.http_url],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert refused.returncode == 2
+        assert "invalid detail" in refused.stderr
+        await ana.close()
+
+    run(scenario())

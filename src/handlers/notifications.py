@@ -1,0 +1,57 @@
+"""The /notifications namespace: a user's own notifications, with read receipts on all their connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.actions import Empty, ListNotifications, ReadNotification
+from shared.app import Namespace, Request
+from shared.clock import iso
+from shared.events import NOTIFICATIONS
+from shared.protocol import Outcome, event_frame
+from shared.rooms import user_room
+from shared.runtime import services
+
+notifications = Namespace(NOTIFICATIONS)
+
+
+def _tell_user(request: Request, event: str, data: dict[str, Any]) -> None:
+    identity = request.identity
+    services().hub.emit(identity.company_id, user_room(identity.user_id), event_frame(event, data, NOTIFICATIONS))
+
+
+@notifications.action("notification:list", ListNotifications)
+def list_notifications(request: Request, data: ListNotifications) -> Outcome:
+    store = services().notifications
+    identity = request.identity
+    page = store.page(identity.company_id, identity.user_id, data.unread_only, data.limit, data.cursor)
+    return Outcome(
+        {
+            "notifications": [notification.public() for notification in page.notifications],
+            "unreadCount": store.unread_count(identity.company_id, identity.user_id),
+            "nextCursor": page.next_cursor,
+        },
+        event="notification:list",
+    )
+
+
+@notifications.action("notification:read", ReadNotification)
+def read(request: Request, data: ReadNotification) -> Outcome:
+    identity = request.identity
+    notification = services().notifications.mark_read(
+        identity.company_id, identity.user_id, data.notification_id, iso(request.now)
+    )
+    receipt = {"id": notification.id, "readAt": notification.read_at}
+    _tell_user(request, "notification:read", receipt)
+    return Outcome(receipt)
+
+
+@notifications.action("notification:all_read", Empty)
+def all_read(request: Request, _: Empty) -> Outcome:
+    identity = request.identity
+    count = services().notifications.mark_all_read(identity.company_id, identity.user_id, iso(request.now))
+    _tell_user(request, "notification:all_read", {"count": count})
+    return Outcome({"count": count})
+
+
+handler = notifications.lambda_handler

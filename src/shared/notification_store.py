@@ -1,0 +1,175 @@
+"""Notifications per user, newest first, with unread ones in a sparse index (see docs/data-model.md).
+
+  user#{companyId}#{userId} / n#{notificationId}   a notification; `unread` holds the pk while it is unread
+  user#{companyId}#{userId} / #event#{eventId}     the event that created one, so a retried event adds none
+Index `unread` (pk `unread`, sk `sk`) therefore holds only unread notifications: counting and listing them
+never reads the rest of the user's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from shared.dynamo import query_pages
+from shared.errors import not_found
+from shared.records import Notification
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+UNREAD_INDEX = "unread"
+PREFIX = "n#"
+# A transaction holds at most 100 actions.
+TRANSACTION_LIMIT = 100
+
+
+def _pk(company_id: str, user_id: str) -> str:
+    return f"user#{company_id}#{user_id}"
+
+
+def _sk(notification_id: str) -> str:
+    return f"{PREFIX}{notification_id}"
+
+
+@dataclass(frozen=True)
+class NotificationPage:
+    notifications: list[Notification]
+    next_cursor: str | None
+
+
+class NotificationStore:
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def add(self, company_id: str, notification: Notification, source_event: str) -> bool:
+        """Store a new, unread notification, once per source event: False when that event was stored before."""
+        pk = _pk(company_id, notification.user_id)
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": {"pk": pk, "sk": f"#event#{source_event}", "notificationId": notification.id},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table.name,
+                            "Item": {"pk": pk, "sk": _sk(notification.id), UNREAD_INDEX: pk, **notification.public()},
+                        }
+                    },
+                ]
+            )
+        except client.exceptions.TransactionCanceledException as error:
+            reasons = error.response.get("CancellationReasons", [])
+            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def page(
+        self, company_id: str, user_id: str, unread_only: bool, limit: int, cursor: str | None
+    ) -> NotificationPage:
+        pk = _pk(company_id, user_id)
+        query: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
+        if unread_only:
+            query |= {"IndexName": UNREAD_INDEX, "KeyConditionExpression": Key(UNREAD_INDEX).eq(pk)}
+        else:
+            query |= {"KeyConditionExpression": Key("pk").eq(pk) & Key("sk").begins_with(PREFIX)}
+        if cursor is not None:
+            start = {"pk": pk, "sk": _sk(cursor)}
+            query["ExclusiveStartKey"] = start | ({UNREAD_INDEX: pk} if unread_only else {})
+        result = self._table.query(**query)
+        items = result.get("Items", [])
+        more = "LastEvaluatedKey" in result and len(items) == limit
+        notifications = [Notification.model_validate(item) for item in items]
+        return NotificationPage(notifications, notifications[-1].id if more and notifications else None)
+
+    def unread_count(self, company_id: str, user_id: str) -> int:
+        pk = _pk(company_id, user_id)
+        total = 0
+        query: dict[str, Any] = {
+            "IndexName": UNREAD_INDEX,
+            "KeyConditionExpression": Key(UNREAD_INDEX).eq(pk),
+            "Select": "COUNT",
+        }
+        while True:
+            result = self._table.query(**query)
+            total += int(result.get("Count", 0))
+            if "LastEvaluatedKey" not in result:
+                return total
+            query["ExclusiveStartKey"] = result["LastEvaluatedKey"]
+
+    def mark_read(self, company_id: str, user_id: str, notification_id: str, read_at: str) -> Notification:
+        """Mark one of the user's notifications read; reading it again keeps the first `readAt`."""
+        try:
+            result = self._table.update_item(
+                Key={"pk": _pk(company_id, user_id), "sk": _sk(notification_id)},
+                UpdateExpression="SET readAt = if_not_exists(readAt, :at) REMOVE #unread",
+                ConditionExpression=Attr("pk").exists(),
+                ExpressionAttributeNames={"#unread": UNREAD_INDEX},
+                ExpressionAttributeValues={":at": read_at},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                raise not_found("notification") from error
+            raise
+        return Notification.model_validate(result["Attributes"])
+
+    def mark_all_read(self, company_id: str, user_id: str, read_at: str) -> int:
+        """Mark every unread notification read, up to 100 per transaction. Returns how many changed."""
+        pk = _pk(company_id, user_id)
+        keys = [
+            item["sk"]
+            for items in query_pages(
+                self._table,
+                IndexName=UNREAD_INDEX,
+                KeyConditionExpression=Key(UNREAD_INDEX).eq(pk),
+                ProjectionExpression="sk",
+            )
+            for item in items
+        ]
+        changed = 0
+        for start in range(0, len(keys), TRANSACTION_LIMIT):
+            changed += self._mark_batch(pk, [str(key) for key in keys[start : start + TRANSACTION_LIMIT]], read_at)
+        return changed
+
+    def _mark_batch(self, pk: str, sort_keys: list[str], read_at: str) -> int:
+        """One transaction; items read meanwhile fail their condition and are left out of a second try."""
+        client = self._table.meta.client
+        while sort_keys:
+            try:
+                client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": self._table.name,
+                                "Key": {"pk": pk, "sk": sort_key},
+                                "UpdateExpression": "SET readAt = :at REMOVE #unread",
+                                "ConditionExpression": "attribute_exists(#unread)",
+                                "ExpressionAttributeNames": {"#unread": UNREAD_INDEX},
+                                "ExpressionAttributeValues": {":at": read_at},
+                            }
+                        }
+                        for sort_key in sort_keys
+                    ]
+                )
+            except client.exceptions.TransactionCanceledException as error:
+                reasons = error.response.get("CancellationReasons", [])
+                failed = {
+                    index for index, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"
+                }
+                if not failed:
+                    raise
+                sort_keys = [key for index, key in enumerate(sort_keys) if index not in failed]
+                continue
+            return len(sort_keys)
+        return 0

@@ -1,0 +1,130 @@
+"""Server-side publishing: the EventBridge detail of each detail-type, and the producer API over put_events.
+
+Backend services import `Publisher`; roomcast's event handler validates with the same models."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from shared.ids import ID_PATTERN
+from shared.settings import settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_events import EventBridgeClient
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+EVENT_NAME_PATTERN = r"^[a-z][a-zA-Z0-9_]*:[a-z][a-zA-Z0-9_]*$"
+DEFAULT_BUS = "roomcast"
+
+
+def _within_content_limit(content: str) -> str:
+    limit = settings().max_content_bytes
+    if len(content.encode("utf-8")) > limit:
+        raise ValueError(f"content exceeds {limit} bytes")
+    return content
+
+
+class Detail(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    detail_type: ClassVar[str]
+
+    company_id: Id = Field(alias="companyId")
+
+    def as_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+class Emit(Detail):
+    """`event` with `data` to one room of the company."""
+
+    detail_type: ClassVar[str] = "Emit"
+    room: str = Field(min_length=3, max_length=160)
+    event: str = Field(pattern=EVENT_NAME_PATTERN, max_length=64)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Notify(Detail):
+    """A stored notification for one user, pushed as `notification:new`."""
+
+    detail_type: ClassVar[str] = "Notify"
+    user_id: Id = Field(alias="userId")
+    type: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=256)
+    body: str | None = Field(default=None, max_length=4096)
+    data: dict[str, Any] | None = None
+
+
+class MessageReceived(Detail):
+    """A message from a contact (WhatsApp, email...), stored and broadcast like any message."""
+
+    detail_type: ClassVar[str] = "MessageReceived"
+    conversation_id: Id = Field(alias="conversationId")
+    contact_id: Id = Field(alias="contactId")
+    content: Annotated[str, Field(min_length=1), AfterValidator(_within_content_limit)]
+    external_id: Id | None = Field(default=None, alias="externalId")
+
+
+class CampaignStarted(Detail):
+    detail_type: ClassVar[str] = "CampaignStarted"
+    campaign_id: Id = Field(alias="campaignId")
+    name: str = Field(min_length=1, max_length=256)
+
+
+class ContactTagged(Detail):
+    detail_type: ClassVar[str] = "ContactTagged"
+    conversation_id: Id = Field(alias="conversationId")
+    contact_id: Id = Field(alias="contactId")
+    tag: str = Field(min_length=1, max_length=128)
+
+
+class LeadAssigned(Detail):
+    """Becomes a notification for the assignee."""
+
+    detail_type: ClassVar[str] = "LeadAssigned"
+    lead_id: Id = Field(alias="leadId")
+    assignee_user_id: Id = Field(alias="assigneeUserId")
+    conversation_id: Id | None = Field(default=None, alias="conversationId")
+
+
+DETAIL_TYPES: dict[str, type[Detail]] = {
+    model.detail_type: model for model in (Emit, Notify, MessageReceived, CampaignStarted, ContactTagged, LeadAssigned)
+}
+
+
+class PublishError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class Publisher:
+    """Typed helpers over `put_events` on roomcast's bus.
+
+    publisher = Publisher(boto3.client("events"))
+    publisher.publish(Notify(companyId="acme", userId="u-1", type="task", title="Call back"))
+    """
+
+    def __init__(self, client: EventBridgeClient, bus: str = DEFAULT_BUS, source: str = "crm.backend") -> None:
+        self._client = client
+        self._bus = bus
+        self._source = source
+
+    def publish(self, detail: Detail) -> str:
+        """Put one event; returns its EventBridge id."""
+        result = self._client.put_events(
+            Entries=[
+                {
+                    "Source": self._source,
+                    "DetailType": detail.detail_type,
+                    "Detail": detail.as_json(),
+                    "EventBusName": self._bus,
+                }
+            ]
+        )
+        (entry,) = result["Entries"]
+        if "EventId" not in entry:
+            raise PublishError(entry.get("ErrorCode", "Unknown"), entry.get("ErrorMessage", ""))
+        return entry["EventId"]
