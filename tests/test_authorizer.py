@@ -60,7 +60,10 @@ NOW = int(time.time())
 @pytest.mark.parametrize(
     "token",
     [
-        pytest.param(make_token({"userId": "u-1", "companyId": "acme"}, secret="another-secret-of-at-least-32-bytes"), id="bad-signature"),
+        pytest.param(
+            make_token({"userId": "u-1", "companyId": "acme"}, secret="another-secret-of-at-least-32-bytes"),
+            id="bad-signature",
+        ),
         pytest.param(make_token({"userId": "u-1", "companyId": "acme"}, algorithm="HS512"), id="HS512"),
         pytest.param(jwt.encode({"userId": "u-1", "companyId": "acme"}, key="", algorithm="none"), id="alg-none"),
         pytest.param(make_token({"companyId": "acme"}), id="no-userId"),
@@ -91,7 +94,9 @@ def test_expiry_and_not_before_have_a_leeway_of_ten_seconds() -> None:
 
 
 def test_in_aws_the_secret_comes_from_secrets_manager(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    arn = boto3.client("secretsmanager").create_secret(Name="roomcast/jwt", SecretString="from-secrets-manager-with-32-bytes-or-more")["ARN"]
+    arn = boto3.client("secretsmanager").create_secret(
+        Name="roomcast/jwt", SecretString="from-secrets-manager-with-32-bytes-or-more"
+    )["ARN"]
     monkeypatch.setenv("JWT_SECRET_ARN", arn)
     monkeypatch.delenv("JWT_SECRET_KEY_CALL")
     settings.cache_clear()

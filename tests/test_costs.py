@@ -77,3 +77,21 @@ def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten
     sender.ok("message:send", data)
     assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 1}
     assert gateway.calls == 10
+
+
+@pytest.mark.parametrize(("unread", "batches"), [(1, 1), (60, 3)])
+def test_all_read_costs_one_index_query_and_a_batch_write_per_25(
+    services: Services, gateway: RecordingGateway, calls: CallCounter, unread: int, batches: int
+) -> None:
+    from shared.records import Notification
+
+    peer = Peer(gateway, "a", "ana", "acme").connect()
+    for index in range(unread):
+        notification = Notification(id=f"n{index:05d}", userId="ana", type="t", title="t", createdAt="t")
+        services.notifications.add("acme", notification, source_event=f"e{index}")
+    calls.reset()
+    assert peer.ok("notification:all_read") == {"count": unread}
+    assert calls.calls == {
+        "dynamodb.Query": 2,  # the unread index (one page up to 1 MB), then the user's room for the receipt
+        "dynamodb.BatchWriteItem": batches,
+    }
