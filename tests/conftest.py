@@ -7,6 +7,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ os.environ.update(
     CONVERSATIONS_TABLE="test-conversations",
     NOTIFICATIONS_TABLE="test-notifications",
     IDEMPOTENCY_TABLE="test-idempotency",
+    ANALYTICS_TABLE="test-analytics",
     MANAGEMENT_API_URL="https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod",
     JWT_SECRET_KEY_CALL="roomcast-local-development-secret",
     POWERTOOLS_TRACE_DISABLED="true",
@@ -48,6 +50,7 @@ TABLE_NAMES = {
     "ConversationsTable": "test-conversations",
     "NotificationsTable": "test-notifications",
     "IdempotencyTable": "test-idempotency",
+    "AnalyticsTable": "test-analytics",
 }
 
 
@@ -96,6 +99,16 @@ def services(
     runtime.install(built)
     yield built
     runtime.install(None)
+
+
+FROZEN_NOW = datetime(2026, 11, 26, 3, 44, 21, 123000, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """Every action sees the same instant, so time-dependent work (metrics pushes) is deterministic."""
+    monkeypatch.setattr("shared.app.utc_now", lambda: FROZEN_NOW)
+    return FROZEN_NOW
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 
 from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import invoke
-from roomcast_local.template import load_template
+from roomcast_local.template import load_template, resources
 from shared.publishing import DETAIL_TYPES
 from shared.records import Conversation, Message, Notification, SenderType
 from shared.runtime import Services
@@ -28,7 +28,8 @@ EXPECTED_REPLY: dict[str, tuple[str, bool] | None] = {
 }
 FILES = sorted(path.stem for path in EVENTS.glob("*.json"))
 BUS_FILES = [name for name in FILES if name.startswith("bus-")]
-ROUTE_FILES = [name for name in FILES if name not in BUS_FILES and name != "authorizer"]
+SCHEDULE_FILES = [name for name in FILES if name.startswith("schedule-")]
+ROUTE_FILES = [name for name in FILES if name not in {*BUS_FILES, *SCHEDULE_FILES, "authorizer"}]
 
 
 @pytest.fixture
@@ -93,6 +94,17 @@ def test_each_bus_event_is_routed_by_the_template_and_applied(seeded: Services, 
     event = load_event(name)
     (target,) = {rule.function for rule in rules(load_template()) if matches(rule.pattern, event)}
     assert invoke(api().handlers[target], event) == {"status": "applied"}
+
+
+def test_the_scheduled_refresh_event_runs_the_refresh(seeded: Services) -> None:
+    (name,) = SCHEDULE_FILES
+    assert invoke("handlers.analytics.refresh", load_event(name)) == {"companies": 0}
+    (function,) = [
+        logical
+        for logical, body in resources(load_template(), "AWS::Serverless::Function").items()
+        if any(event["Type"] == "Schedule" for event in body["Properties"].get("Events", {}).values())
+    ]
+    assert api().handlers[function] == "handlers.analytics.refresh"
 
 
 def test_events_are_shaped_as_api_gateway_sends_them() -> None:

@@ -71,6 +71,7 @@ def serve(args: argparse.Namespace) -> int:
         dynamodb_endpoint=os.environ.get("DYNAMODB_ENDPOINT") or None,
         secret=_secret(),
         verbose=args.verbose,
+        schedule_every=args.schedule_every,
     )
     asyncio.run(_serve(config))
     return 0
@@ -191,6 +192,9 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--idle-timeout", type=float, default=600.0, help="seconds (API Gateway: 600)")
     serve_cmd.add_argument("--hard-timeout", type=float, default=7200.0, help="seconds (API Gateway: 7200)")
     serve_cmd.add_argument("--verbose", action="store_true", help="show the handlers' own logs and metrics")
+    serve_cmd.add_argument(
+        "--schedule-every", type=float, help="run scheduled functions every N seconds instead of their rate"
+    )
     serve_cmd.set_defaults(run=serve)
 
     token_cmd = commands.add_parser("token", help="mint a development JWT")

@@ -21,7 +21,16 @@ import boto3
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from roomcast_local.environment import DEVELOPMENT_SECRET, local_environment
-from roomcast_local.eventbridge import EntryError, check_entry, matches, rules, to_event
+from roomcast_local.eventbridge import (
+    EntryError,
+    Schedule,
+    check_entry,
+    matches,
+    rules,
+    scheduled_event,
+    schedules,
+    to_event,
+)
 from roomcast_local.events import Peer, authorizer_event, connect_event, disconnect_event, message_event
 from roomcast_local.invoke import LocalContext, load_handler
 from roomcast_local.template import create_tables, load_template, table_definitions, websocket_api
@@ -41,6 +50,7 @@ class StackConfig:
     idle_timeout: float = 600.0
     hard_timeout: float = 7200.0
     dynamodb_endpoint: str | None = None
+    schedule_every: float | None = None
     secret: str = DEVELOPMENT_SECRET
     verbose: bool = False
 
@@ -83,12 +93,14 @@ class LocalStack:
         self.template = template or load_template()
         self.api = websocket_api(self.template)
         self.rules = rules(self.template)
+        self.schedules = schedules(self.template)
         self.connections: dict[str, Connection] = {}
         # One worker, like one warm Lambda container: handlers and Powertools assume one event at a time.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
         self._moto: Any = None
         self._runner: web.AppRunner | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._timers: list[asyncio.Future[None]] = []
         self.url = ""
 
     # ---- start and stop ----
@@ -108,6 +120,7 @@ class LocalStack:
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, listener).start()
+        self._timers = [asyncio.ensure_future(self._run_schedule(schedule)) for schedule in self.schedules]
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_POST_BYTES * 2)
@@ -139,6 +152,8 @@ class LocalStack:
 
     async def stop(self) -> None:
         """Close every connection as API Gateway does on shutdown; their $disconnect events run."""
+        for timer in self._timers:
+            timer.cancel()
         for connection in list(self.connections.values()):
             if connection.socket is not None and connection.state is State.OPEN:
                 connection.close_reason = "Going away"
@@ -174,6 +189,15 @@ class LocalStack:
         task = asyncio.ensure_future(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _run_schedule(self, schedule: Schedule) -> None:
+        every = self.config.schedule_every or schedule.every_seconds
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.invoke(schedule.function, scheduled_event(schedule), "schedule", schedule.name)
+            except Exception:
+                log.exception("scheduled %s failed", schedule.name)
 
     # ---- the WebSocket API ----
 

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from shared.analytics import Counts
 from shared.app import validation_message
 from shared.clock import iso, utc_now
 from shared.errors import RoomcastError
@@ -93,7 +94,9 @@ def message_received(detail: MessageReceived, event_id: str) -> None:
     runtime = services()
     now = utc_now()
     company_id = detail.company_id
-    if runtime.conversations.get(company_id, detail.conversation_id) is None:
+    existing = runtime.conversations.get(company_id, detail.conversation_id)
+    opened = 0
+    if existing is None:
         conversation = Conversation(
             id=detail.conversation_id,
             companyId=company_id,
@@ -106,6 +109,7 @@ def message_received(detail: MessageReceived, event_id: str) -> None:
         except RoomcastError:
             pass  # created meanwhile by another event: nothing to announce
         else:
+            opened = 1
             runtime.hub.emit(
                 company_id,
                 company_room(company_id),
@@ -130,6 +134,10 @@ def message_received(detail: MessageReceived, event_id: str) -> None:
             conversation_room(detail.conversation_id),
             event_frame("message:new", message.public(), CONVERSATIONS),
         )
+        if existing is None or existing.awaiting_reply_since is None:
+            runtime.conversations.await_reply(company_id, detail.conversation_id, message.timestamp)
+    if created or opened:
+        runtime.analytics.count(company_id, now, Counts(contact_messages=int(created), conversations_created=opened))
 
 
 def campaign_started(detail: CampaignStarted, _event_id: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from shared.actions import (
@@ -15,6 +16,7 @@ from shared.actions import (
     Typing,
     UpdateConversation,
 )
+from shared.analytics import Counts
 from shared.app import Namespace, Request
 from shared.authorization import require_author
 from shared.clock import iso
@@ -75,7 +77,7 @@ def leave(request: Request, data: ConversationRef) -> Outcome:
 def send(request: Request, data: SendMessage) -> Outcome:
     runtime = services()
     identity = request.identity
-    runtime.conversations.require(identity.company_id, data.conversation_id)
+    conversation = runtime.conversations.require(identity.company_id, data.conversation_id)
     draft = Message(
         id=new_id(),
         conversationId=data.conversation_id,
@@ -91,7 +93,22 @@ def send(request: Request, data: SendMessage) -> Outcome:
     if created:
         metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
         _emit_to_conversation(request, data.conversation_id, "message:new", message.public())
+        runtime.analytics.count(
+            identity.company_id,
+            request.now,
+            Counts(agent_messages=1, response_seconds=_reply_time(request, conversation)),
+        )
     return Outcome({"id": message.id, "clientMessageId": message.client_message_id}, event="message:sent")
+
+
+def _reply_time(request: Request, conversation: Conversation) -> float | None:
+    """Seconds since the contact's message this agent message is the first reply to, if it is one."""
+    since = conversation.awaiting_reply_since
+    if since is None:
+        return None
+    if not services().conversations.stop_awaiting(request.identity.company_id, conversation.id, since):
+        return None
+    return max(0.0, (request.now - datetime.fromisoformat(since)).total_seconds())
 
 
 @conversations.action("message:edit", EditMessage)
@@ -168,16 +185,22 @@ def create(request: Request, data: CreateConversation) -> Outcome:
         request.now,
     )
     _announce(request, conversation)
+    runtime.analytics.count(identity.company_id, request.now, Counts(conversations_created=1))
     return Outcome({"conversation": conversation.public()})
 
 
 @conversations.action("conversation:update", UpdateConversation)
 def update(request: Request, data: UpdateConversation) -> Outcome:
-    changes: dict[str, Any] = {**data.changes(), "updatedAt": iso(request.now)}
-    if data.status is ConversationStatus.CONVERTED:
-        changes["convertedAt"] = changes["updatedAt"]
-    conversation = services().conversations.update(request.identity.company_id, data.conversation_id, changes)
+    runtime = services()
+    company_id = request.identity.company_id
+    now = iso(request.now)
+    converting = data.status is ConversationStatus.CONVERTED
+    conversation, first_conversion = runtime.conversations.update(
+        company_id, data.conversation_id, {**data.changes(), "updatedAt": now}, converted_at=now if converting else None
+    )
     _announce(request, conversation)
+    if first_conversion:
+        runtime.analytics.count(company_id, request.now, Counts(conversations_converted=1))
     return Outcome({"conversation": conversation.public()})
 
 

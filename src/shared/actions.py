@@ -6,6 +6,7 @@ from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from shared.analytics import Period
 from shared.errors import ErrorCode, RoomcastError
 from shared.ids import ID_PATTERN
 from shared.records import ConversationStatus
@@ -92,3 +93,7 @@ class ListNotifications(ActionData):
 
 class ReadNotification(ActionData):
     notification_id: Id = Field(alias="notificationId")
+
+
+class AnalyticsRequest(ActionData):
+    period: Period = Field(default=Period.TODAY, strict=False)

@@ -75,12 +75,19 @@ class ConversationStore:
             raise not_found("conversation")
         return conversation
 
-    def update(self, company_id: str, conversation_id: str, changes: dict[str, Any]) -> Conversation:
-        """Set the given fields (None removes one) on an existing conversation."""
+    def update(
+        self, company_id: str, conversation_id: str, changes: dict[str, Any], converted_at: str | None = None
+    ) -> tuple[Conversation, bool]:
+        """Set the given fields (None removes one) on an existing conversation. With `converted_at`, record
+        the first conversion's time: a conversation converts once, however often its status is set.
+        Returns the conversation as updated, and whether this update was its first conversion."""
         names = {f"#f{i}": name for i, name in enumerate(changes)}
+        values = {f":v{i}": value for i, value in enumerate(changes.values()) if value is not None}
         sets = [f"#f{i} = :v{i}" for i, value in enumerate(changes.values()) if value is not None]
         removes = [f"#f{i}" for i, value in enumerate(changes.values()) if value is None]
-        values = {f":v{i}": value for i, value in enumerate(changes.values()) if value is not None}
+        if converted_at is not None:
+            sets.append("convertedAt = if_not_exists(convertedAt, :converted)")
+            values[":converted"] = converted_at
         expression = " ".join(
             part
             for part in (
@@ -96,13 +103,42 @@ class ConversationStore:
                 ConditionExpression=Attr("pk").exists(),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
+                # The old item tells whether this update converted it first; the new one is derived from it.
+                ReturnValues="ALL_OLD",
             )
         except ClientError as error:
             if _conditional_check_failed(error):
                 raise not_found("conversation") from error
             raise
-        return Conversation.model_validate(result["Attributes"])
+        before = result["Attributes"]
+        after = {name: value for name, value in {**before, **changes}.items() if value is not None}
+        first_conversion = converted_at is not None and "convertedAt" not in before
+        if first_conversion:
+            after["convertedAt"] = converted_at
+        return Conversation.model_validate(after), first_conversion
+
+    def await_reply(self, company_id: str, conversation_id: str, since: str) -> None:
+        """A contact wrote: the clock for the next agent reply starts, unless it already runs."""
+        self._table.update_item(
+            Key={"pk": _pk(company_id, conversation_id), "sk": CONVERSATION_SK},
+            UpdateExpression="SET awaitingReplySince = if_not_exists(awaitingReplySince, :since)",
+            ConditionExpression=Attr("pk").exists(),
+            ExpressionAttributeValues={":since": since},
+        )
+
+    def stop_awaiting(self, company_id: str, conversation_id: str, since: str) -> bool:
+        """An agent replied: stop the clock seen at `since`. False when another reply stopped it first."""
+        try:
+            self._table.update_item(
+                Key={"pk": _pk(company_id, conversation_id), "sk": CONVERSATION_SK},
+                UpdateExpression="REMOVE awaitingReplySince",
+                ConditionExpression=Attr("awaitingReplySince").eq(since),
+            )
+        except ClientError as error:
+            if _conditional_check_failed(error):
+                return False
+            raise
+        return True
 
     def add_message(self, company_id: str, message: Message, sender_key: str | None) -> tuple[Message, bool]:
         """Store a message. With a sender key (sender and clientMessageId), a retry returns the first

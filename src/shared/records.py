@@ -37,6 +37,8 @@ class Conversation(Record):
     created_by: str | None = Field(default=None, alias="createdBy")
     created_at: str = Field(alias="createdAt")
     updated_at: str = Field(alias="updatedAt")
+    converted_at: str | None = Field(default=None, alias="convertedAt")
+    awaiting_reply_since: str | None = Field(default=None, alias="awaitingReplySince")
 
 
 class Message(Record):

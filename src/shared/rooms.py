@@ -40,6 +40,10 @@ def conversation_room(conversation_id: str) -> Room:
     return Room(RoomKind.CONVERSATION, conversation_id)
 
 
+def analytics_room(company_id: str) -> Room:
+    return Room(RoomKind.ANALYTICS, company_id)
+
+
 def parse_room(name: str) -> Room | None:
     """`kind:id` as a Room, or None when the kind is unknown or the id empty."""
     kind, _, room_id = name.partition(":")

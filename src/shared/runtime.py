@@ -9,6 +9,7 @@ import boto3
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
+from shared.analytics import Analytics, AnalyticsStore
 from shared.connections import ConnectionStore
 from shared.conversation_store import ConversationStore
 from shared.fanout import Hub
@@ -25,6 +26,7 @@ class Services:
     conversations: ConversationStore
     notifications: NotificationStore
     hub: Hub
+    analytics: Analytics
     idempotency: DynamoDBPersistenceLayer
 
 
@@ -42,11 +44,13 @@ def build_services(
         )
         gateway = ManagementApi(client)
     executor = ThreadPoolExecutor(max_workers=config.fanout_concurrency, thread_name_prefix="fanout")
+    hub = Hub(connections, gateway, executor, config.max_outbound_bytes)
     return Services(
         connections=connections,
         conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
         notifications=NotificationStore(dynamodb.Table(config.notifications_table)),
-        hub=Hub(connections, gateway, executor, config.max_outbound_bytes),
+        hub=hub,
+        analytics=Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub),
         idempotency=DynamoDBPersistenceLayer(
             table_name=config.idempotency_table, boto3_client=session.client("dynamodb", config=_RETRIES)
         ),

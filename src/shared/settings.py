@@ -13,6 +13,7 @@ class Settings:
     conversations_table: str
     notifications_table: str
     idempotency_table: str
+    analytics_table: str
     management_api_url: str
     jwt_secret_arn: str | None
     jwt_secret: str | None
@@ -36,6 +37,7 @@ def settings() -> Settings:
         conversations_table=os.environ.get("CONVERSATIONS_TABLE", "roomcast-conversations"),
         notifications_table=os.environ.get("NOTIFICATIONS_TABLE", "roomcast-notifications"),
         idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "roomcast-idempotency"),
+        analytics_table=os.environ.get("ANALYTICS_TABLE", "roomcast-analytics"),
         management_api_url=os.environ.get("MANAGEMENT_API_URL", ""),
         jwt_secret_arn=os.environ.get("JWT_SECRET_ARN") or None,
         jwt_secret=os.environ.get("JWT_SECRET_KEY_CALL") or None,

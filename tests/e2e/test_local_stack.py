@@ -287,3 +287,36 @@ def test_the_cli_publishes_to_the_local_stack(stack: RunningStack) -> None:
         await ana.close()
 
     run(scenario())
+
+
+def test_dashboard_viewers_get_metrics_after_a_message_and_from_the_schedule() -> None:
+    fast = start_stack("--schedule-every", "1")
+    try:
+
+        async def scenario() -> None:
+            acme = company()
+            viewer = await Client.open(fast.ws_url, "boss", acme)
+            other = await Client.open(fast.ws_url, "boss", company())
+            assert await viewer.ok("analytics:subscribe") == {"room": f"analytics:{acme}"}
+            await other.ok("analytics:subscribe")
+            agent = await Client.open(fast.ws_url, "ana", acme)
+            conversation = (await agent.ok("conversation:create", {}))["conversation"]["id"]
+            first = await viewer.next("metrics:update")
+            assert first["data"]["totalConversations"] == 1
+            await asyncio.sleep(1.1)
+            await agent.ok("message:send", {"conversationId": conversation, "content": "hi"})
+            while (update := await viewer.next("metrics:update"))["data"]["totalMessages"] != 1:
+                pass
+            assert update["namespace"] == "/analytics"
+            report = await viewer.ok("analytics:request", {"period": "month"})
+            assert (report["totalMessages"], report["totalConversations"]) == (1, 1)
+            # Only the schedule pushes to the other company, with its own (empty) figures.
+            pushed = await other.next("metrics:update", timeout=3)
+            assert (pushed["data"]["totalMessages"], pushed["data"]["totalConversations"]) == (0, 0)
+            for client in (viewer, other, agent):
+                await client.close()
+
+        run(scenario())
+    finally:
+        stop_stack(fast)
+    assert "schedule" in fast.log()

@@ -1,0 +1,54 @@
+"""The /analytics namespace: a company's live figures, requested or pushed to its dashboard viewers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.actions import AnalyticsRequest, Empty
+from shared.app import Namespace, Request
+from shared.clock import utc_now
+from shared.events import ANALYTICS
+from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.protocol import Outcome
+from shared.rooms import analytics_room
+from shared.runtime import services
+
+analytics = Namespace(ANALYTICS)
+
+
+@analytics.action("analytics:subscribe", Empty)
+def subscribe(request: Request, _: Empty) -> Outcome:
+    runtime = services()
+    identity = request.identity
+    room = analytics_room(identity.company_id)
+    runtime.connections.join(request.connection_id, identity.company_id, identity.user_id, room, request.now)
+    runtime.analytics.subscribe(identity.company_id, request.now)
+    return Outcome({"room": room.name})
+
+
+@analytics.action("analytics:unsubscribe", Empty)
+def unsubscribe(request: Request, _: Empty) -> Outcome:
+    room = analytics_room(request.identity.company_id)
+    services().connections.leave(request.connection_id, request.identity.company_id, room)
+    return Outcome({"room": room.name})
+
+
+@analytics.action("analytics:request", AnalyticsRequest)
+def report(request: Request, data: AnalyticsRequest) -> Outcome:
+    figures = services().analytics.report(request.identity.company_id, data.period, request.now)
+    return Outcome(figures, event="analytics:update")
+
+
+handler = analytics.lambda_handler
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True)
+def refresh(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
+    """Every minute: today's figures to every company with dashboard viewers, changed or not."""
+    pushed = services().analytics.refresh_all(utc_now())
+    metrics.add_metric(name="AnalyticsRefreshed", unit=MetricUnit.Count, value=pushed)
+    return {"companies": pushed}
