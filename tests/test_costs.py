@@ -103,3 +103,30 @@ def test_all_read_costs_one_index_query_and_a_batch_write_per_25(
         "dynamodb.Query": 2,  # the unread index (one page up to 1 MB), then the user's room for the receipt
         "dynamodb.BatchWriteItem": batches,
     }
+
+
+@pytest.mark.parametrize("period", ["today", "week", "month"])
+def test_an_analytics_request_is_one_query(
+    services: Services, gateway: RecordingGateway, calls: CallCounter, period: str
+) -> None:
+    peer = Peer(gateway, "a", "ana", "acme").connect()
+    calls.reset()
+    peer.ok("analytics:request", {"period": period})
+    assert calls.calls == {"dynamodb.Query": 1}
+
+
+def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
+    services: Services, gateway: RecordingGateway, calls: CallCounter, frozen_clock: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import timedelta
+
+    sender, conversation = room_of(10, gateway)
+    Peer(gateway, "viewer", "boss", "acme").connect().ok("analytics:subscribe")
+    monkeypatch.setattr("shared.app.utc_now", lambda: frozen_clock + timedelta(seconds=2))
+    calls.reset()
+    gateway.calls = 0
+    sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
+    # Counter UpdateItem, claim UpdateItem, and the analytics room's Query; 10 + 1 posts.
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 2}
+    assert gateway.calls == 11
