@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -74,16 +74,19 @@ def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten
     with_client_id: bool,
     write: str,
     frozen_clock: datetime,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sender, conversation = room_of(10, gateway)
+    # Half a second later: the sender is idle again for the rate limiter, and metrics were pushed recently.
+    monkeypatch.setattr("shared.app.utc_now", lambda: frozen_clock + timedelta(milliseconds=500))
     calls.reset()
     gateway.calls = 0
     data = {"conversationId": conversation, "content": "hi"}
     if with_client_id:
         data["clientMessageId"] = "m-1"
     sender.ok("message:send", data)
-    # Plus one UpdateItem: the analytics counter (figures were pushed less than a second ago).
-    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 1, "dynamodb.UpdateItem": 1}
+    # UpdateItem: the rate limiter's admission and the analytics counter (pushed less than a second ago).
+    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 1, "dynamodb.UpdateItem": 2}
     assert gateway.calls == 10
 
 
@@ -100,6 +103,7 @@ def test_all_read_costs_one_index_query_and_a_batch_write_per_25(
     calls.reset()
     assert peer.ok("notification:all_read") == {"count": unread}
     assert calls.calls == {
+        "dynamodb.UpdateItem": 1,  # the rate limiter's admission
         "dynamodb.Query": 2,  # the unread index (one page up to 1 MB), then the user's room for the receipt
         "dynamodb.BatchWriteItem": batches,
     }
@@ -112,21 +116,22 @@ def test_an_analytics_request_is_one_query(
     peer = Peer(gateway, "a", "ana", "acme").connect()
     calls.reset()
     peer.ok("analytics:request", {"period": period})
-    assert calls.calls == {"dynamodb.Query": 1}
+    assert calls.calls == {"dynamodb.UpdateItem": 1, "dynamodb.Query": 1}  # admission, then the day items
 
 
 def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
-    services: Services, gateway: RecordingGateway, calls: CallCounter, frozen_clock: datetime,
+    services: Services,
+    gateway: RecordingGateway,
+    calls: CallCounter,
+    frozen_clock: datetime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from datetime import timedelta
-
     sender, conversation = room_of(10, gateway)
     Peer(gateway, "viewer", "boss", "acme").connect().ok("analytics:subscribe")
     monkeypatch.setattr("shared.app.utc_now", lambda: frozen_clock + timedelta(seconds=2))
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
-    # Counter UpdateItem, claim UpdateItem, and the analytics room's Query; 10 + 1 posts.
-    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 2}
+    # Admission, counter and claim UpdateItems, and the analytics room's Query; 10 + 1 posts.
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 3}
     assert gateway.calls == 11

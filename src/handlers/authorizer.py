@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerRequestEvent,
     APIGatewayAuthorizerResponseWebSocket,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.identity import InvalidToken, verify_token
+from shared.identity import InvalidToken, jwt_secret, verify_token
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import settings
 
-SECRET_MAX_AGE_SECONDS = 300
 BEARER = "bearer "
 
 
@@ -24,15 +22,6 @@ class Unauthorized(Exception):
 
     def __init__(self) -> None:
         super().__init__("Unauthorized")
-
-
-def jwt_secret() -> str:
-    config = settings()
-    if config.jwt_secret_arn:
-        return str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
-    if config.jwt_secret:
-        return config.jwt_secret
-    raise RuntimeError("set JWT_SECRET_ARN or JWT_SECRET_KEY_CALL")
 
 
 def token_from(event: APIGatewayAuthorizerRequestEvent) -> str | None:

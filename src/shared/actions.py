@@ -97,3 +97,7 @@ class ReadNotification(ActionData):
 
 class AnalyticsRequest(ActionData):
     period: Period = Field(default=Period.TODAY, strict=False)
+
+
+class RefreshToken(ActionData):
+    token: str = Field(min_length=1, max_length=8192)

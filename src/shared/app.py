@@ -25,6 +25,7 @@ from shared.protocol import (
     parse_frame,
     reply_frame,
 )
+from shared.runtime import services
 from shared.settings import settings
 
 Data = TypeVar("Data", bound=BaseModel)
@@ -40,6 +41,10 @@ class Request:
 
 
 Handler = Callable[[Request, Any], Outcome | None]
+
+
+class Closing(Exception):
+    """The connection was told why and closed; there is nothing left to answer."""
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,19 @@ class Namespace:
 
     def dispatch(self, event: APIGatewayWebSocketEvent, now: datetime) -> Frame | None:
         """Answer one frame: with the action's reply, or with the error that stopped it."""
+        connection_id = event.request_context.connection_id
         frame: InboundFrame | None = None
         try:
-            frame = parse_frame(event.decoded_body, settings().max_frame_bytes)
+            unreadable: FrameError | None = None
+            try:
+                frame = parse_frame(event.decoded_body, settings().max_frame_bytes)
+            except FrameError as error:
+                unreadable = error
+            # Every frame counts against the connection's rate, garbage included.
+            self._admit(connection_id, frame, now)
+            if unreadable is not None:
+                raise unreadable
+            assert frame is not None
             logger.append_keys(action=frame.action)
             metrics.add_metric(name="Actions", unit=MetricUnit.Count, value=1)
             route = self.routes.get(frame.action)
@@ -86,8 +101,9 @@ class Namespace:
                 data = route.model.model_validate(frame.data)
             except ValidationError as error:
                 raise RoomcastError(ErrorCode.BAD_REQUEST, validation_message(error)) from error
-            request = Request(event.request_context.connection_id, identity, frame, now)
-            outcome = route.handler(request, data)
+            outcome = route.handler(Request(connection_id, identity, frame, now), data)
+        except Closing:
+            return None
         except FrameError as error:
             return self._failed(error, error.ack_id, error.action)
         except RoomcastError as error:
@@ -100,6 +116,32 @@ class Namespace:
         if outcome is None:
             return None
         return reply_frame(frame, outcome, self.name)
+
+    def _admit(self, connection_id: str, frame: InboundFrame | None, now: datetime) -> None:
+        """Refuse the frame when the token has expired or the connection exceeds its rate. Both close the
+        connection (expiry at once, flooding after repeated refusals), telling the client why first."""
+        config = settings()
+        runtime = services()
+        admission = runtime.limiter.admit(connection_id, now)
+        expired = admission.exp is not None and now.timestamp() > admission.exp + config.jwt_leeway_seconds
+        if expired:
+            refusal = RoomcastError(ErrorCode.TOKEN_EXPIRED, "token expired: reconnect with a new token")
+        elif not admission.allowed:
+            metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
+            refusal = RoomcastError(
+                ErrorCode.RATE_LIMITED, f"more than {config.rate_per_second:g} actions per second: slow down"
+            )
+            if admission.strikes < config.rate_strikes_to_close:
+                raise refusal
+        else:
+            return
+        # The reply cannot ride on the route response of a connection closed before it returns.
+        runtime.hub.send(
+            connection_id, error_frame(refusal, frame.ack_id if frame else None, frame.action if frame else None)
+        )
+        runtime.hub.close(connection_id)
+        logger.info("connection closed", extra={"code": str(refusal.code)})
+        raise Closing
 
     @staticmethod
     def _failed(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:

@@ -111,6 +111,16 @@ class ConnectionStore:
         before = previous.get("Attributes", {}).get("connections", set())
         return Closed(connection, went_offline=before == {connection_id})
 
+    def extend(self, connection_id: str, exp: int | None) -> None:
+        """Let the connection live until `exp` (None: no expiry), after auth:refresh."""
+        self._table.update_item(
+            Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK},
+            UpdateExpression="SET #exp = :exp",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#exp": "exp"},
+            ExpressionAttributeValues={":exp": exp},
+        )
+
     def join(self, connection_id: str, company_id: str, user_id: str, room: Room, now: datetime) -> bool:
         """Add a membership. False when the connection is already gone."""
         key = room.key(company_id)

@@ -48,6 +48,10 @@ class Hub:
             self._drop([connection_id])
         return delivery
 
+    def close(self, connection_id: str) -> None:
+        """Close a connection from the server side; its $disconnect cleans up."""
+        self._gateway.close(connection_id)
+
     def disconnect(self, connection_id: str) -> Closed | None:
         """Forget a connection; tell its company when that was the user's last one."""
         pending = deque([connection_id])

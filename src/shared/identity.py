@@ -5,12 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
+from aws_lambda_powertools.utilities import parameters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import ErrorCode, RoomcastError
 from shared.ids import ID_PATTERN
+from shared.settings import settings
 
 ALGORITHM = "HS256"
+SECRET_MAX_AGE_SECONDS = 300
 REQUIRED_CLAIMS = ("userId", "companyId")
 
 
@@ -56,3 +59,13 @@ def identity_from_authorizer(context: dict[str, Any] | None) -> Identity:
         return Identity.model_validate(context or {})
     except ValidationError as error:
         raise RoomcastError(ErrorCode.UNAUTHORIZED, "connection is not authenticated") from error
+
+
+def jwt_secret() -> str:
+    """From Secrets Manager in AWS (cached five minutes), from the environment locally."""
+    config = settings()
+    if config.jwt_secret_arn:
+        return str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
+    if config.jwt_secret:
+        return config.jwt_secret
+    raise RuntimeError("set JWT_SECRET_ARN or JWT_SECRET_KEY_CALL")

@@ -15,6 +15,7 @@ from shared.conversation_store import ConversationStore
 from shared.fanout import Hub
 from shared.gateway import Gateway, ManagementApi
 from shared.notification_store import NotificationStore
+from shared.ratelimit import RateLimiter
 from shared.settings import Settings, settings
 
 _RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -27,6 +28,7 @@ class Services:
     notifications: NotificationStore
     hub: Hub
     analytics: Analytics
+    limiter: RateLimiter
     idempotency: DynamoDBPersistenceLayer
 
 
@@ -35,7 +37,8 @@ def build_services(
 ) -> Services:
     session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
-    connections = ConnectionStore(dynamodb.Table(config.connections_table), config.connection_ttl_seconds)
+    connections_table = dynamodb.Table(config.connections_table)
+    connections = ConnectionStore(connections_table, config.connection_ttl_seconds)
     if gateway is None:
         client = session.client(
             "apigatewaymanagementapi",
@@ -51,6 +54,7 @@ def build_services(
         notifications=NotificationStore(dynamodb.Table(config.notifications_table)),
         hub=hub,
         analytics=Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub),
+        limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         idempotency=DynamoDBPersistenceLayer(
             table_name=config.idempotency_table, boto3_client=session.client("dynamodb", config=_RETRIES)
         ),

@@ -24,6 +24,9 @@ class Settings:
     max_frame_bytes: int
     max_outbound_bytes: int
     history_page_max: int
+    rate_per_second: float
+    rate_burst: int
+    rate_strikes_to_close: int
 
 
 def _int(name: str, default: int) -> int:
@@ -49,4 +52,8 @@ def settings() -> Settings:
         max_frame_bytes=_int("MAX_FRAME_BYTES", 32 * 1024),
         max_outbound_bytes=_int("MAX_OUTBOUND_BYTES", 128 * 1024),
         history_page_max=_int("HISTORY_PAGE_MAX", 100),
+        rate_per_second=float(os.environ.get("RATE_LIMIT_PER_SECOND", "20")),
+        rate_burst=_int("RATE_LIMIT_BURST", 40),
+        # Refused this many times in a row, a connection is closed.
+        rate_strikes_to_close=_int("RATE_LIMIT_STRIKES_TO_CLOSE", 20),
     )

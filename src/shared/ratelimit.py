@@ -1,0 +1,97 @@
+"""Per-connection rate limiting shared by every Lambda container: GCRA on the connection's item.
+
+The generic cell rate algorithm keeps one number, the theoretical arrival time `rateTat` (ms). An
+action is admitted when, after adding one interval, `rateTat` is at most `burst` intervals ahead of
+now: a token bucket of `burst` tokens refilled at `per_second`, without a read-modify-write race.
+An idle connection is admitted in one conditional UpdateItem; a busy one in two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+_DESERIALIZE = TypeDeserializer()
+
+
+@dataclass(frozen=True)
+class Admission:
+    allowed: bool
+    strikes: int
+    exp: int | None
+    """The connection's token expiry as last extended (auth:refresh), or as connected."""
+
+
+def _failed_condition(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _exp(item: dict[str, Any] | None) -> int | None:
+    value = (item or {}).get("exp")
+    return None if value is None else int(str(value))
+
+
+class RateLimiter:
+    def __init__(self, table: Table, per_second: float, burst: int) -> None:
+        self._table = table
+        self._interval_ms = 1000.0 / per_second
+        self._tolerance_ms = burst * self._interval_ms
+
+    def _key(self, connection_id: str) -> dict[str, str]:
+        return {"pk": f"conn#{connection_id}", "sk": "conn"}
+
+    def admit(self, connection_id: str, now: datetime) -> Admission:
+        now_ms = int(now.timestamp() * 1000)
+        latest = now_ms + self._tolerance_ms - self._interval_ms
+        try:
+            # Idle: the schedule restarts from now.
+            result = self._table.update_item(
+                Key=self._key(connection_id),
+                UpdateExpression="SET rateTat = :next REMOVE rateStrikes",
+                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(rateTat) OR rateTat < :now)",
+                ExpressionAttributeValues={":next": int(now_ms + self._interval_ms), ":now": now_ms},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return Admission(True, 0, _exp(result["Attributes"]))
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
+            raw: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
+            current = {name: _DESERIALIZE.deserialize(value) for name, value in raw.items()} if raw else None
+        if current is None:
+            # No record (closing, or swept): nothing to count against; the action itself will find out.
+            return Admission(True, 0, None)
+        if float(current.get("rateTat", 0)) <= latest:
+            try:
+                result = self._table.update_item(
+                    Key=self._key(connection_id),
+                    UpdateExpression="SET rateTat = rateTat + :interval REMOVE rateStrikes",
+                    ConditionExpression="rateTat <= :latest",
+                    ExpressionAttributeValues={":interval": int(self._interval_ms), ":latest": int(latest)},
+                    ReturnValues="ALL_NEW",
+                )
+                return Admission(True, 0, _exp(result["Attributes"]))
+            except ClientError as error:
+                if not _failed_condition(error):
+                    raise
+        try:
+            counted = self._table.update_item(
+                Key=self._key(connection_id),
+                UpdateExpression="ADD rateStrikes :one",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":one": 1},
+                ReturnValues="UPDATED_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _failed_condition(error):
+                raise
+            counted = {}
+        return Admission(False, int(str(counted.get("rateStrikes", 0))), _exp(current))

@@ -1,0 +1,174 @@
+"""Every AWS action each function makes, in a scenario touching every route and detail-type, is one its
+template policy grants: a missing permission here is an AccessDenied in AWS."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from roomcast_local.template import load_template, resources
+from shared import runtime
+from shared.runtime import build_services
+from shared.settings import settings
+from tests import support
+from tests.conftest import TABLE_NAMES
+from tests.fakes import RecordingGateway
+from tests.support import Peer, publish
+
+TEMPLATE = load_template()
+FUNCTIONS = resources(TEMPLATE, "AWS::Serverless::Function")
+LOGICAL = {name: logical for logical, name in TABLE_NAMES.items()}
+
+
+class ActionRecorder:
+    """(IAM action, resource) per function, from boto3's parameters and the @connections stand-in."""
+
+    def __init__(self) -> None:
+        self.current = "test"
+        self.used: dict[str, set[tuple[str, str]]] = defaultdict(set)
+
+    def record(self, action: str, resource: str) -> None:
+        self.used[self.current].add((action, resource))
+
+    def boto(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        operation = model.name
+        if operation == "TransactWriteItems":
+            for entry in params["TransactItems"]:
+                ((kind, body),) = entry.items()
+                iam = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}.get(kind, "ConditionCheckItem")
+                self.record(f"dynamodb:{iam}", LOGICAL[body["TableName"]])
+        elif operation in ("BatchWriteItem", "BatchGetItem"):
+            for table in params["RequestItems"]:
+                self.record(f"dynamodb:{operation}", LOGICAL[table])
+        elif "TableName" in params:
+            resource = LOGICAL[params["TableName"]]
+            if "IndexName" in params:
+                resource += f"/index/{params['IndexName']}"
+            self.record(f"dynamodb:{operation}", resource)
+        else:
+            self.record(f"{model.service_model.endpoint_prefix}:{operation}", "*")
+
+
+class RecordingGatewayWithActions(RecordingGateway):
+    def __init__(self, recorder: ActionRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def post(self, connection_id: str, data: bytes) -> Any:
+        self.recorder.record("execute-api:ManageConnections", "POST")
+        return super().post(connection_id, data)
+
+    def close(self, connection_id: str) -> None:
+        self.recorder.record("execute-api:ManageConnections", "DELETE")
+        super().close(connection_id)
+
+
+def granted(function: str) -> set[tuple[str, str]]:
+    grants = set()
+    for policy in FUNCTIONS[function]["Properties"].get("Policies", []):
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            for target in targets:
+                for action in actions:
+                    grants.add((action, _resource(target)))
+    return grants
+
+
+def _resource(target: Any) -> str:
+    if "Fn::GetAtt" in target:
+        return str(target["Fn::GetAtt"][0])
+    text = str(target.get("Fn::Sub", target))
+    if "/@connections/" in text:
+        return text.rsplit("}/", maxsplit=1)[-1].split("/", maxsplit=1)[0]  # the HTTP method
+    if ".Arn}/index/" in text:
+        table, index = text.split("${", 1)[1].split(".Arn}/index/")
+        return f"{table}/index/{index}"
+    return "*"
+
+
+@pytest.fixture
+def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecorder]:
+    recorder = ActionRecorder()
+    session = boto3.session.Session()
+    session.events.register("before-parameter-build", recorder.boto)
+    gateway = RecordingGatewayWithActions(recorder)
+    runtime.install(build_services(settings(), gateway=gateway, session=session))
+
+    real_deliver = support.deliver
+
+    def deliver(event: dict[str, Any]) -> dict[str, Any] | None:
+        recorder.current = support.api().routes[event["requestContext"]["routeKey"]].function
+        return real_deliver(event)
+
+    def invoke_as(path: str, event: dict[str, Any]) -> Any:
+        recorder.current = next(name for name, body in FUNCTIONS.items() if body["Properties"]["Handler"] == path)
+        from roomcast_local.invoke import invoke
+
+        return invoke(path, event)
+
+    monkeypatch.setattr(support, "deliver", deliver)
+    monkeypatch.setattr(support, "invoke", invoke_as)
+    yield recorder
+    runtime.install(None)
+
+
+def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder) -> None:
+    gateway: RecordingGateway = runtime.services().hub._gateway  # type: ignore[attr-defined]
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    viewer = Peer(gateway, "boss-1", "boss", "acme").connect()
+    viewer.ok("analytics:subscribe")
+    conversation = ana.ok("conversation:create", {"subject": "s"})["conversation"]["id"]
+    ben.ok("join:conversation", {"conversationId": conversation})
+    publish("MessageReceived", {"companyId": "acme", "conversationId": conversation, "contactId": "c", "content": "q"})
+    publish("MessageReceived", {"companyId": "acme", "conversationId": "new-1", "contactId": "c", "content": "q"})
+    sent = ana.ok("message:send", {"conversationId": conversation, "content": "a", "clientMessageId": "m1"})
+    ana.ok("message:send", {"conversationId": conversation, "content": "a", "clientMessageId": "m1"})
+    ref = {"conversationId": conversation, "messageId": sent["id"]}
+    ana.ok("message:edit", {**ref, "content": "b"})
+    ben.ok("conversation:typing", {"conversationId": conversation})
+    ben.ok("conversation:history", {"conversationId": conversation})
+    ben.ok("conversation:update", {"conversationId": conversation, "status": "converted"})
+    ben.ok("presence:list")
+    ana.ok("message:delete", ref)
+    publish("Notify", {"companyId": "acme", "userId": "ana", "type": "t", "title": "t"})
+    publish("LeadAssigned", {"companyId": "acme", "leadId": "l", "assigneeUserId": "ana"})
+    publish("Emit", {"companyId": "acme", "room": f"conversation:{conversation}", "event": "a:b", "data": {}})
+    publish("CampaignStarted", {"companyId": "acme", "campaignId": "k", "name": "n"})
+    publish("ContactTagged", {"companyId": "acme", "conversationId": conversation, "contactId": "c", "tag": "t"})
+    first = ana.ok("notification:list")["notifications"][0]["id"]
+    ana.ok("notification:read", {"notificationId": first})
+    ana.ok("notification:all_read")
+    viewer.ok("analytics:request", {"period": "month"})
+    ana.ok("ping")
+    ana.raw("not json")
+    ana.error("auth:refresh", {"token": "nope"})
+    ben.ok("leave:conversation", {"conversationId": conversation})
+    ben.ok("join:conversation", {"conversationId": conversation})
+    gateway.gone.add("ben-1")
+    ana.ok("message:send", {"conversationId": conversation, "content": "gone?"})
+    viewer.ok("analytics:unsubscribe")
+    support.invoke("handlers.analytics.refresh", {})
+    ana.disconnect()
+
+    assert set(recorder.used) >= {
+        "ConnectFunction",
+        "DisconnectFunction",
+        "DefaultFunction",
+        "ConversationsFunction",
+        "NotificationsFunction",
+        "AnalyticsFunction",
+        "AnalyticsRefreshFunction",
+        "BackendEventsFunction",
+    }
+    missing = {
+        function: sorted(used - granted(function))
+        for function, used in recorder.used.items()
+        if function != "test" and used - granted(function)
+    }
+    assert missing == {}
