@@ -116,14 +116,16 @@ def load_event(name: str) -> dict[str, Any]:
     return event
 
 
-def identity_context(user_id: str, company_id: str, email: str | None = None) -> dict[str, Any]:
+def identity_context(user_id: str, company_id: str, exp: int | None = None) -> dict[str, Any]:
     context: dict[str, Any] = {"principalId": user_id, "userId": user_id, "companyId": company_id}
-    if email:
-        context["email"] = email
+    if exp is not None:
+        context["exp"] = exp
     return context
 
 
-def message_event(connection_id: str, user_id: str, company_id: str, body: str | dict[str, Any]) -> dict[str, Any]:
+def message_event(
+    connection_id: str, user_id: str, company_id: str, body: str | dict[str, Any], exp: int | None = None
+) -> dict[str, Any]:
     """A MESSAGE event shaped like events/ping.json, for any connection and body."""
     event = copy.deepcopy(load_event("ping"))
     text = body if isinstance(body, str) else json.dumps(body)
@@ -132,15 +134,17 @@ def message_event(connection_id: str, user_id: str, company_id: str, body: str |
     else:
         event["requestContext"]["routeKey"] = "$default"
     event["requestContext"]["connectionId"] = connection_id
-    event["requestContext"]["authorizer"] = identity_context(user_id, company_id)
+    event["requestContext"]["authorizer"] = identity_context(user_id, company_id, exp)
     event["body"] = text
     return event
 
 
-def lifecycle_event(kind: str, connection_id: str, user_id: str, company_id: str) -> dict[str, Any]:
+def lifecycle_event(
+    kind: str, connection_id: str, user_id: str, company_id: str, exp: int | None = None
+) -> dict[str, Any]:
     event = copy.deepcopy(load_event(kind))
     event["requestContext"]["connectionId"] = connection_id
-    event["requestContext"]["authorizer"] = identity_context(user_id, company_id)
+    event["requestContext"]["authorizer"] = identity_context(user_id, company_id, exp)
     return event
 
 

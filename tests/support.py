@@ -31,21 +31,24 @@ def deliver(event: dict[str, Any]) -> dict[str, Any] | None:
 class Peer:
     """One WebSocket connection of one user."""
 
-    def __init__(self, gateway: RecordingGateway, connection_id: str, user_id: str, company_id: str) -> None:
+    def __init__(
+        self, gateway: RecordingGateway, connection_id: str, user_id: str, company_id: str, exp: int | None = None
+    ) -> None:
         self.gateway = gateway
         self.connection_id = connection_id
         self.user_id = user_id
         self.company_id = company_id
+        self.exp = exp
 
     def connect(self) -> Peer:
-        deliver(lifecycle_event("connect", self.connection_id, self.user_id, self.company_id))
+        deliver(lifecycle_event("connect", self.connection_id, self.user_id, self.company_id, self.exp))
         return self
 
     def disconnect(self) -> None:
-        deliver(lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id))
+        deliver(lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id, self.exp))
 
     def raw(self, body: str) -> dict[str, Any] | None:
-        event = message_event(self.connection_id, self.user_id, self.company_id, body)
+        event = message_event(self.connection_id, self.user_id, self.company_id, body, self.exp)
         event["requestContext"]["routeKey"] = api().select(body)
         return deliver(event)
 

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 
+from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
 from shared import runtime
 from shared.runtime import build_services
@@ -24,12 +25,27 @@ FUNCTIONS = resources(TEMPLATE, "AWS::Serverless::Function")
 LOGICAL = {name: logical for logical, name in TABLE_NAMES.items()}
 
 
+class RecordingGatewayWithActions(RecordingGateway):
+    def __init__(self, recorder: ActionRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def post(self, connection_id: str, data: bytes) -> Any:
+        self.recorder.record("execute-api:ManageConnections", "POST")
+        return super().post(connection_id, data)
+
+    def close(self, connection_id: str) -> None:
+        self.recorder.record("execute-api:ManageConnections", "DELETE")
+        super().close(connection_id)
+
+
 class ActionRecorder:
     """(IAM action, resource) per function, from boto3's parameters and the @connections stand-in."""
 
     def __init__(self) -> None:
         self.current = "test"
         self.used: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        self.gateway = RecordingGatewayWithActions(self)
 
     def record(self, action: str, resource: str) -> None:
         self.used[self.current].add((action, resource))
@@ -51,20 +67,6 @@ class ActionRecorder:
             self.record(f"dynamodb:{operation}", resource)
         else:
             self.record(f"{model.service_model.endpoint_prefix}:{operation}", "*")
-
-
-class RecordingGatewayWithActions(RecordingGateway):
-    def __init__(self, recorder: ActionRecorder) -> None:
-        super().__init__()
-        self.recorder = recorder
-
-    def post(self, connection_id: str, data: bytes) -> Any:
-        self.recorder.record("execute-api:ManageConnections", "POST")
-        return super().post(connection_id, data)
-
-    def close(self, connection_id: str) -> None:
-        self.recorder.record("execute-api:ManageConnections", "DELETE")
-        super().close(connection_id)
 
 
 def granted(function: str) -> set[tuple[str, str]]:
@@ -96,8 +98,7 @@ def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecor
     recorder = ActionRecorder()
     session = boto3.session.Session()
     session.events.register("before-parameter-build", recorder.boto)
-    gateway = RecordingGatewayWithActions(recorder)
-    runtime.install(build_services(settings(), gateway=gateway, session=session))
+    runtime.install(build_services(settings(), gateway=recorder.gateway, session=session))
 
     real_deliver = support.deliver
 
@@ -107,8 +108,6 @@ def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecor
 
     def invoke_as(path: str, event: dict[str, Any]) -> Any:
         recorder.current = next(name for name, body in FUNCTIONS.items() if body["Properties"]["Handler"] == path)
-        from roomcast_local.invoke import invoke
-
         return invoke(path, event)
 
     monkeypatch.setattr(support, "deliver", deliver)
@@ -118,7 +117,7 @@ def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecor
 
 
 def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder) -> None:
-    gateway: RecordingGateway = runtime.services().hub._gateway  # type: ignore[attr-defined]
+    gateway = recorder.gateway
     ana = Peer(gateway, "ana-1", "ana", "acme").connect()
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     viewer = Peer(gateway, "boss-1", "boss", "acme").connect()
@@ -153,7 +152,8 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     gateway.gone.add("ben-1")
     ana.ok("message:send", {"conversationId": conversation, "content": "gone?"})
     viewer.ok("analytics:unsubscribe")
-    support.invoke("handlers.analytics.refresh", {})
+    recorder.current = "AnalyticsRefreshFunction"
+    invoke("handlers.analytics.refresh", {})
     ana.disconnect()
 
     assert set(recorder.used) >= {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -82,4 +83,6 @@ def local_environment(
         POWERTOOLS_LOG_LEVEL="INFO" if verbose else "WARNING",
     )
     environment.pop("JWT_SECRET_ARN", None)
+    # Like the original system in development: browsers from any localhost port.
+    environment["ALLOWED_ORIGINS"] = os.environ.get("ALLOWED_ORIGINS", "http://localhost:*,http://127.0.0.1:*")
     return environment

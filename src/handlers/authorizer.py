@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.identity import InvalidToken, jwt_secret, verify_token
+from shared.identity import InvalidToken, jwt_secret, origin_allowed, verify_token
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import settings
 
@@ -36,10 +36,22 @@ def token_from(event: APIGatewayAuthorizerRequestEvent) -> str | None:
     return None
 
 
+def _deny(request: APIGatewayAuthorizerRequestEvent) -> dict[str, Any]:
+    """A Deny policy: API Gateway refuses the handshake with 403."""
+    policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(request.method_arn, "anonymous")
+    policy.deny_all_routes()
+    return policy.asdict()
+
+
 @metrics.log_metrics
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, settings().allowed_origins):
+        metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
+        logger.info("handshake from an origin not allowed", extra={"origin": origin})
+        return _deny(request)
     token = token_from(request)
     if token is None:
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
@@ -50,9 +62,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     except InvalidToken as error:
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
         logger.info("handshake with invalid token", extra={"reason": str(error)})
-        policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(request.method_arn, "anonymous")
-        policy.deny_all_routes()
-        return policy.asdict()
+        return _deny(request)
     logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
     metrics.add_metric(name="HandshakesAccepted", unit=MetricUnit.Count, value=1)
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(

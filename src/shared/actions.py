@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -13,6 +14,17 @@ from shared.records import ConversationStatus
 from shared.settings import settings
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def without_control_characters(text: str) -> str:
+    """NUL and other C0 controls break clients and log pipelines; tabs and newlines are text."""
+    if _CONTROL.search(text):
+        raise ValueError("text must not contain control characters")
+    return text
+
+
+Text = Annotated[str, AfterValidator(without_control_characters)]
 
 
 def _content_within_limit(content: str) -> str:
@@ -22,7 +34,7 @@ def _content_within_limit(content: str) -> str:
     return content
 
 
-Content = Annotated[str, Field(min_length=1), AfterValidator(_content_within_limit)]
+Content = Annotated[Text, Field(min_length=1), AfterValidator(_content_within_limit)]
 
 
 class ActionData(BaseModel):
@@ -62,14 +74,14 @@ class History(ConversationRef):
 
 
 class CreateConversation(ActionData):
-    subject: str | None = Field(default=None, min_length=1, max_length=256)
+    subject: Text | None = Field(default=None, min_length=1, max_length=256)
     contact_id: Id | None = Field(default=None, alias="contactId")
     assignee_user_id: Id | None = Field(default=None, alias="assigneeUserId")
     status: ConversationStatus = Field(default=ConversationStatus.OPEN, strict=False)
 
 
 class UpdateConversation(ConversationRef):
-    subject: str | None = Field(default=None, min_length=1, max_length=256)
+    subject: Text | None = Field(default=None, min_length=1, max_length=256)
     assignee_user_id: Id | None = Field(default=None, alias="assigneeUserId")
     status: ConversationStatus | None = Field(default=None, strict=False)
 

@@ -69,3 +69,16 @@ def jwt_secret() -> str:
     if config.jwt_secret:
         return config.jwt_secret
     raise RuntimeError("set JWT_SECRET_ARN or JWT_SECRET_KEY_CALL")
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    """Browsers send Origin and are held to the list; servers and CLIs send none and pass.
+    `*` allows any origin; `http://localhost:*` allows any port of that host."""
+    if origin is None or "*" in allowed:
+        return True
+    for pattern in allowed:
+        if pattern == origin:
+            return True
+        if pattern.endswith(":*") and origin.startswith(pattern[:-1]) and origin[len(pattern) - 1 :].isdigit():
+            return True
+    return False

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from shared.actions import Text
 from shared.ids import ID_PATTERN
 from shared.settings import settings
 
@@ -51,9 +52,9 @@ class Notify(Detail):
 
     detail_type: ClassVar[str] = "Notify"
     user_id: Id = Field(alias="userId")
-    type: str = Field(min_length=1, max_length=64)
-    title: str = Field(min_length=1, max_length=256)
-    body: str | None = Field(default=None, max_length=4096)
+    type: Text = Field(min_length=1, max_length=64)
+    title: Text = Field(min_length=1, max_length=256)
+    body: Text | None = Field(default=None, max_length=4096)
     data: dict[str, Any] | None = None
 
 
@@ -63,21 +64,21 @@ class MessageReceived(Detail):
     detail_type: ClassVar[str] = "MessageReceived"
     conversation_id: Id = Field(alias="conversationId")
     contact_id: Id = Field(alias="contactId")
-    content: Annotated[str, Field(min_length=1), AfterValidator(_within_content_limit)]
+    content: Annotated[Text, Field(min_length=1), AfterValidator(_within_content_limit)]
     external_id: Id | None = Field(default=None, alias="externalId")
 
 
 class CampaignStarted(Detail):
     detail_type: ClassVar[str] = "CampaignStarted"
     campaign_id: Id = Field(alias="campaignId")
-    name: str = Field(min_length=1, max_length=256)
+    name: Text = Field(min_length=1, max_length=256)
 
 
 class ContactTagged(Detail):
     detail_type: ClassVar[str] = "ContactTagged"
     conversation_id: Id = Field(alias="conversationId")
     contact_id: Id = Field(alias="contactId")
-    tag: str = Field(min_length=1, max_length=128)
+    tag: Text = Field(min_length=1, max_length=128)
 
 
 class LeadAssigned(Detail):

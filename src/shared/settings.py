@@ -27,6 +27,7 @@ class Settings:
     rate_per_second: float
     rate_burst: int
     rate_strikes_to_close: int
+    allowed_origins: tuple[str, ...]
 
 
 def _int(name: str, default: int) -> int:
@@ -56,4 +57,7 @@ def settings() -> Settings:
         rate_burst=_int("RATE_LIMIT_BURST", 40),
         # Refused this many times in a row, a connection is closed.
         rate_strikes_to_close=_int("RATE_LIMIT_STRIKES_TO_CLOSE", 20),
+        allowed_origins=tuple(
+            origin.strip() for origin in os.environ.get("ALLOWED_ORIGINS", "*").split(",") if origin.strip()
+        ),
     )
