@@ -17,7 +17,12 @@ def connect(event: APIGatewayWebSocketEvent) -> LambdaResponse:
     connection_id = event.request_context.connection_id
     identity = identity_from_authorizer(event.request_context.raw_event.get("authorizer"))
     runtime = services()
-    first = runtime.connections.open(connection_id, identity, utc_now())
+    try:
+        first = runtime.connections.open(connection_id, identity, utc_now())
+    except Exception:
+        # The handshake fails; leave no half-recorded connection behind.
+        runtime.connections.close(connection_id)
+        raise
     metrics.add_metric(name="Connections", unit=MetricUnit.Count, value=1)
     if first:
         # The new connection cannot receive until $connect returns, so it is left out.

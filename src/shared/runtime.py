@@ -18,7 +18,8 @@ from shared.notification_store import NotificationStore
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings, settings
 
-_RETRIES = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# Three attempts in all (botocore's `max_attempts` counts only the retries), with standard backoff.
+_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 
 @dataclass(frozen=True)

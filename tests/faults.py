@@ -1,0 +1,52 @@
+"""Injected AWS failures: a botocore hook that answers chosen operations with an error before moto sees them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+from moto.core.models import botocore_stubber
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+class FaultInjector:
+    """`fail("PutItem", times=2)` makes the next two PutItem calls answer HTTP 400 throttling (or `status`)."""
+
+    THROTTLE = "ProvisionedThroughputExceededException"
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self._plans: dict[str, list[tuple[int, str]]] = {}
+        self.injected: Counter[str] = Counter()
+        # botocore calls every before-send handler, moto's included, and uses the first response: while a
+        # failure is injected, moto's stubber is switched off for that call so the request is not applied.
+        session.events.register_first("before-send", self._maybe_fail)
+        session.events.register_last("before-send", self._restore_moto)
+
+    @staticmethod
+    def _restore_moto(**_: Any) -> None:
+        botocore_stubber.enabled = True
+
+    def fail(self, operation: str, times: int, status: int = 400, code: str = THROTTLE) -> None:
+        self._plans[operation] = [(status, code)] * times
+
+    def _maybe_fail(self, request: Any, **_: Any) -> AWSResponse | None:
+        target = request.headers.get("X-Amz-Target", b"")
+        operation = (target.decode() if isinstance(target, bytes) else target).rsplit(".", 1)[-1]
+        plan = self._plans.get(operation)
+        if not plan:
+            return None
+        status, code = plan.pop(0)
+        self.injected[operation] += 1
+        botocore_stubber.enabled = False
+        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
+        return AWSResponse(request.url, status, {"x-amzn-ErrorType": code, "Content-Type": "application/x-amz-json-1.0"}, _Raw(body))

@@ -1,0 +1,158 @@
+"""Injected faults: DynamoDB throttling and errors, a failing Management API; bounded retries, clean errors,
+no half-written state, and one recipient's failure never holding back the others."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.conditions import Key
+from botocore.config import Config
+
+from shared.fanout import Hub
+from shared.gateway import ManagementApi
+from shared.rooms import company_room, conversation_room
+from shared.runtime import Services
+from tests.faults import FaultInjector
+from tests.fakes import RecordingGateway
+from tests.support import Peer, deliver
+from tests.conftest import lifecycle_event
+
+
+@pytest.fixture
+def faults(session: boto3.session.Session) -> FaultInjector:
+    return FaultInjector(session)
+
+
+@pytest.fixture
+def chat(faults: FaultInjector, services: Services, gateway: RecordingGateway) -> tuple[Peer, Peer, str]:
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    conversation = ana.ok("conversation:create", {})["conversation"]["id"]
+    ben.ok("join:conversation", {"conversationId": conversation})
+    gateway.clear()
+    return ana, ben, conversation
+
+
+def test_throttled_writes_are_retried_and_succeed(chat: tuple[Peer, Peer, str], faults: FaultInjector) -> None:
+    ana, ben, conversation = chat
+    faults.fail("PutItem", times=2)
+    sent = ana.ok("message:send", {"conversationId": conversation, "content": "eventually"})
+    assert faults.injected["PutItem"] == 2
+    assert [m["id"] for m in ana.ok("conversation:history", {"conversationId": conversation})["messages"]] == [sent["id"]]
+    assert len(ben.received("message:new")) == 1
+
+
+def test_persistent_throttling_is_a_clean_internal_error_and_nothing_is_sent(
+    chat: tuple[Peer, Peer, str], faults: FaultInjector
+) -> None:
+    ana, ben, conversation = chat
+    faults.fail("PutItem", times=10)
+    reply = ana.act("message:send", {"conversationId": conversation, "content": "lost?"}, ack_id="t")
+    assert reply["error"] == {"code": "internal", "message": "internal error, try again later"}
+    assert faults.injected["PutItem"] == 3  # bounded: botocore's standard mode, three attempts
+    assert ana.ok("conversation:history", {"conversationId": conversation})["messages"] == []
+    assert ben.received() == []
+
+
+def test_a_failed_transaction_leaves_no_half_membership(
+    chat: tuple[Peer, Peer, str], services: Services, faults: FaultInjector, gateway: RecordingGateway
+) -> None:
+    _, _, conversation = chat
+    carl = Peer(gateway, "carl-1", "carl", "acme").connect()
+    faults.fail("TransactWriteItems", times=10, code="InternalServerError", status=500)
+    assert carl.error("join:conversation", {"conversationId": conversation}) == "internal"
+    connection = services.connections.get("carl-1")
+    assert connection is not None
+    assert not any("conversation" in key for key in connection.room_keys)
+    members = {member for page in services.connections.members("acme", conversation_room(conversation)) for member in page}
+    assert "carl-1" not in members
+
+
+def test_a_connect_that_fails_half_way_leaves_no_records(
+    faults: FaultInjector, services: Services, gateway: RecordingGateway
+) -> None:
+    faults.fail("UpdateItem", times=10)  # the presence update, after the records were written
+    with pytest.raises(Exception, match="ProvisionedThroughputExceeded"):
+        deliver(lifecycle_event("connect", "half", "ana", "acme"))
+    assert faults.injected["UpdateItem"] == 3 + 3  # the presence update, then the clean-up's, each tried 3 times
+    table = boto3.resource("dynamodb").Table("test-connections")
+    assert table.query(KeyConditionExpression=Key("pk").eq("conn#half"))["Items"] == []
+    assert table.query(KeyConditionExpression=Key("pk").eq("room#acme#company:acme"))["Items"] == []
+
+
+class FlakyManagementApi(BaseHTTPRequestHandler):
+    """@connections on a real socket: `flaky` answers 429 twice, `broken` always 500, `gone` 410, `slow` after 1 s."""
+
+    attempts: Counter[str] = Counter()
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        connection_id = self.path.rsplit("/", 1)[-1]
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        FlakyManagementApi.attempts[connection_id] += 1
+        attempt = FlakyManagementApi.attempts[connection_id]
+        if connection_id == "slow":
+            time.sleep(1)
+        if connection_id == "flaky" and attempt <= 2:
+            self._answer(429, "LimitExceededException")
+        elif connection_id == "broken":
+            self._answer(500, "InternalServerErrorException")
+        elif connection_id == "gone":
+            self._answer(410, "GoneException")
+        else:
+            self._answer(200, None)
+
+    def _answer(self, status: int, code: str | None) -> None:
+        self.send_response(status)
+        if code:
+            self.send_header("x-amzn-ErrorType", code)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+@pytest.fixture
+def management_api() -> Iterator[str]:
+    FlakyManagementApi.attempts = Counter()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyManagementApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_management_api_faults_are_retried_within_a_budget_and_isolated(
+    services: Services, management_api: str
+) -> None:
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=management_api,
+        config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=16),
+    )
+    hub = Hub(services.connections, ManagementApi(client), ThreadPoolExecutor(16), 128 * 1024)
+    services_gateway = RecordingGateway()
+    for connection_id, user in [("flaky", "u1"), ("broken", "u2"), ("gone", "u3"), ("slow", "u4"), ("fine", "u5")]:
+        Peer(services_gateway, connection_id, user, "acme").connect()
+    FlakyManagementApi.attempts.clear()
+
+    started = time.monotonic()
+    report = hub.emit("acme", company_room("acme"), {"event": "deal:won", "data": {}})
+    elapsed = time.monotonic() - started
+
+    assert (report.recipients, report.delivered, report.failed, report.gone) == (5, 3, 1, ["gone"])
+    # The event, then `status:offline` for the gone connection's user to the four others:
+    # 429, 429, 200 for flaky; three attempts at most for broken; one each for the rest.
+    assert FlakyManagementApi.attempts == {"flaky": 3 + 1, "broken": 3 + 3, "gone": 1, "slow": 1 + 1, "fine": 1 + 1}
+    assert services.connections.get("gone") is None  # cleaned up
+    assert services.connections.get("broken") is not None  # a 500 is not proof of absence
+    # Posts run side by side: two rounds, each as long as its slowest recipient, not the sum.
+    assert elapsed < 2 * 1 + 3
