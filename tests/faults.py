@@ -7,7 +7,7 @@ from collections import Counter
 from typing import Any
 
 import boto3
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from moto.core.models import botocore_stubber
 
 
@@ -29,7 +29,7 @@ class FaultInjector:
         self.injected: Counter[str] = Counter()
         # botocore calls every before-send handler, moto's included, and uses the first response: while a
         # failure is injected, moto's stubber is switched off for that call so the request is not applied.
-        session.events.register_first("before-send", self._maybe_fail)
+        session.events.register_first("before-send", self._maybe_fail)  # type: ignore[arg-type]
         session.events.register_last("before-send", self._restore_moto)
 
     @staticmethod
@@ -49,4 +49,7 @@ class FaultInjector:
         self.injected[operation] += 1
         botocore_stubber.enabled = False
         body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
-        return AWSResponse(request.url, status, {"x-amzn-ErrorType": code, "Content-Type": "application/x-amz-json-1.0"}, _Raw(body))
+        headers = HTTPHeaders()
+        headers["x-amzn-ErrorType"] = code
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        return AWSResponse(request.url, status, headers, _Raw(body))

@@ -96,15 +96,26 @@ def test_each_bus_event_is_routed_by_the_template_and_applied(seeded: Services, 
     assert invoke(api().handlers[target], event) == {"status": "applied"}
 
 
-def test_the_scheduled_refresh_event_runs_the_refresh(seeded: Services) -> None:
-    (name,) = SCHEDULE_FILES
-    assert invoke("handlers.analytics.refresh", load_event(name)) == {"companies": 0}
-    (function,) = [
-        logical
-        for logical, body in resources(load_template(), "AWS::Serverless::Function").items()
-        if any(event["Type"] == "Schedule" for event in body["Properties"].get("Events", {}).values())
-    ]
-    assert api().handlers[function] == "handlers.analytics.refresh"
+SCHEDULED = {
+    logical: body["Properties"]["Handler"]
+    for logical, body in resources(load_template(), "AWS::Serverless::Function").items()
+    if any(event["Type"] == "Schedule" for event in body["Properties"].get("Events", {}).values())
+}
+
+
+def _function_of_schedule_file(name: str) -> str:
+    """schedule-analytics-refresh -> AnalyticsRefreshFunction"""
+    return "".join(part.title() for part in name.removeprefix("schedule-").split("-")) + "Function"
+
+
+def test_there_is_an_event_for_every_scheduled_function() -> None:
+    assert {_function_of_schedule_file(name) for name in SCHEDULE_FILES} == set(SCHEDULED)
+
+
+@pytest.mark.parametrize("name", SCHEDULE_FILES)
+def test_each_scheduled_event_runs_its_function(seeded: Services, name: str) -> None:
+    result = invoke(SCHEDULED[_function_of_schedule_file(name)], load_event(name))
+    assert result in ({"companies": 0}, {"swept": 0})
 
 
 def test_events_are_shaped_as_api_gateway_sends_them() -> None:

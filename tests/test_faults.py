@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -20,10 +20,10 @@ from shared.fanout import Hub
 from shared.gateway import ManagementApi
 from shared.rooms import company_room, conversation_room
 from shared.runtime import Services
-from tests.faults import FaultInjector
-from tests.fakes import RecordingGateway
-from tests.support import Peer, deliver
 from tests.conftest import lifecycle_event
+from tests.fakes import RecordingGateway
+from tests.faults import FaultInjector
+from tests.support import Peer, deliver
 
 
 @pytest.fixture
@@ -46,7 +46,9 @@ def test_throttled_writes_are_retried_and_succeed(chat: tuple[Peer, Peer, str], 
     faults.fail("PutItem", times=2)
     sent = ana.ok("message:send", {"conversationId": conversation, "content": "eventually"})
     assert faults.injected["PutItem"] == 2
-    assert [m["id"] for m in ana.ok("conversation:history", {"conversationId": conversation})["messages"]] == [sent["id"]]
+    assert [m["id"] for m in ana.ok("conversation:history", {"conversationId": conversation})["messages"]] == [
+        sent["id"]
+    ]
     assert len(ben.received("message:new")) == 1
 
 
@@ -72,7 +74,9 @@ def test_a_failed_transaction_leaves_no_half_membership(
     connection = services.connections.get("carl-1")
     assert connection is not None
     assert not any("conversation" in key for key in connection.room_keys)
-    members = {member for page in services.connections.members("acme", conversation_room(conversation)) for member in page}
+    members = {
+        member for page in services.connections.members("acme", conversation_room(conversation)) for member in page
+    }
     assert "carl-1" not in members
 
 
@@ -91,9 +95,9 @@ def test_a_connect_that_fails_half_way_leaves_no_records(
 class FlakyManagementApi(BaseHTTPRequestHandler):
     """@connections on a real socket: `flaky` answers 429 twice, `broken` always 500, `gone` 410, `slow` after 1 s."""
 
-    attempts: Counter[str] = Counter()
+    attempts: ClassVar[Counter[str]] = Counter()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         connection_id = self.path.rsplit("/", 1)[-1]
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         FlakyManagementApi.attempts[connection_id] += 1

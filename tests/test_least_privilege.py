@@ -154,6 +154,15 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     viewer.ok("analytics:unsubscribe")
     recorder.current = "AnalyticsRefreshFunction"
     invoke("handlers.analytics.refresh", {})
+    from datetime import UTC, datetime, timedelta
+
+    from shared.identity import Identity
+
+    runtime.services().connections.open(
+        "stale", Identity(userId="ghost", companyId="acme"), datetime.now(UTC) - timedelta(hours=5)
+    )
+    recorder.current = "SweepFunction"
+    assert invoke("handlers.sweep.handler", {}) == {"swept": 1}
     ana.disconnect()
 
     assert set(recorder.used) >= {
@@ -165,6 +174,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
         "AnalyticsFunction",
         "AnalyticsRefreshFunction",
         "BackendEventsFunction",
+        "SweepFunction",
     }
     missing = {
         function: sorted(used - granted(function))

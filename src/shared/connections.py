@@ -1,16 +1,17 @@
 """Connections, room memberships and presence in DynamoDB.
 
-One table, three item types (see docs/data-model.md):
+One table, four item types (see docs/data-model.md):
   conn#{connectionId} / conn          the connection, with the set of room keys it is in
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out
   presence#{companyId} / {userId}     the set of a user's open connections
+  opened#{YYYY-MM-DDTHH} / {connId}   connections by the hour they opened, for the sweep of stale ones
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 CONNECTION_SK = "conn"
+# API Gateway closes every connection after 2 hours; one still recorded well after that missed its $disconnect.
+MAX_CONNECTION_LIFE = timedelta(hours=2, minutes=10)
+SWEEP_LOOKBACK_HOURS = 24
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,19 @@ def _connection_pk(connection_id: str) -> str:
 
 def _presence_pk(company_id: str) -> str:
     return f"presence#{company_id}"
+
+
+def _opened_pk(moment: datetime) -> str:
+    return f"opened#{moment.astimezone(UTC).strftime('%Y-%m-%dT%H')}"
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A connection as the hourly index remembers it, even after its own record expired."""
+
+    connection_id: str
+    identity: Identity
+    bucket: str
 
 
 class ConnectionStore:
@@ -72,11 +89,21 @@ class ConnectionStore:
                     "exp": identity.exp,
                     "connectedAt": iso(now),
                     "rooms": keys,
+                    "opened": _opened_pk(now),
                     "ttl": expires,
                 }
             )
             for key in keys:
                 batch.put_item(Item=self._membership(key, connection_id, identity.user_id, expires))
+            batch.put_item(
+                Item={
+                    "pk": _opened_pk(now),
+                    "sk": connection_id,
+                    "userId": identity.user_id,
+                    "companyId": identity.company_id,
+                    "ttl": int((now + timedelta(hours=SWEEP_LOOKBACK_HOURS + 2)).timestamp()),
+                }
+            )
         previous = self._table.update_item(
             Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
             UpdateExpression="ADD connections :c SET #ttl = :ttl",
@@ -92,15 +119,25 @@ class ConnectionStore:
         ).get("Item")
         return None if item is None else _connection(item)
 
-    def close(self, connection_id: str) -> Closed | None:
-        """Remove a connection and all its memberships. Closing twice is harmless and returns None."""
-        connection = self.get(connection_id)
-        if connection is None:
+    def close(self, connection_id: str, remembered: Opened | None = None) -> Closed | None:
+        """Remove a connection and all its memberships. Closing twice is harmless and returns None.
+        With `remembered` (from the hourly index), a connection whose record already expired still
+        leaves its user's presence."""
+        item = self._table.get_item(
+            Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK}, ConsistentRead=True
+        ).get("Item")
+        if item is None and remembered is None:
             return None
+        connection = (
+            _connection(item) if item is not None else Connection(connection_id, remembered.identity, frozenset())  # type: ignore[union-attr]
+        )
+        opened = item.get("opened") if item is not None else remembered.bucket  # type: ignore[union-attr]
         with self._table.batch_writer() as batch:
             for key in connection.room_keys:
                 batch.delete_item(Key={"pk": key, "sk": connection_id})
             batch.delete_item(Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK})
+            if opened:
+                batch.delete_item(Key={"pk": str(opened), "sk": connection_id})
         identity = connection.identity
         previous = self._table.update_item(
             Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
@@ -110,6 +147,23 @@ class ConnectionStore:
         )
         before = previous.get("Attributes", {}).get("connections", set())
         return Closed(connection, went_offline=before == {connection_id})
+
+    def stale(self, now: datetime) -> list[Opened]:
+        """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
+        newest = now - MAX_CONNECTION_LIFE - timedelta(hours=1)
+        found: list[Opened] = []
+        for hours_back in range(SWEEP_LOOKBACK_HOURS):
+            bucket = _opened_pk(newest - timedelta(hours=hours_back))
+            for items in query_pages(self._table, KeyConditionExpression=Key("pk").eq(bucket)):
+                found.extend(
+                    Opened(
+                        connection_id=str(item["sk"]),
+                        identity=Identity(userId=item["userId"], companyId=item["companyId"]),
+                        bucket=bucket,
+                    )
+                    for item in items
+                )
+        return found
 
     def extend(self, connection_id: str, exp: int | None) -> None:
         """Let the connection live until `exp` (None: no expiry), after auth:refresh."""

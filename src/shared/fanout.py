@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from shared.connections import Closed, ConnectionStore
+from shared.connections import Closed, ConnectionStore, Opened
 from shared.errors import ErrorCode, RoomcastError
 from shared.events import presence_event
 from shared.gateway import Delivery, Gateway
@@ -52,13 +53,21 @@ class Hub:
         """Close a connection from the server side; its $disconnect cleans up."""
         self._gateway.close(connection_id)
 
-    def disconnect(self, connection_id: str) -> Closed | None:
+    def sweep(self, now: datetime) -> int:
+        """Forget connections whose $disconnect never came; returns how many."""
+        stale = self._store.stale(now)
+        for opened in stale:
+            self.disconnect(opened.connection_id, remembered=opened)
+        return len(stale)
+
+    def disconnect(self, connection_id: str, remembered: Opened | None = None) -> Closed | None:
         """Forget a connection; tell its company when that was the user's last one."""
         pending = deque([connection_id])
         first: Closed | None = None
         # Telling a company that a user went offline can reveal more gone connections: a worklist, not recursion.
         while pending:
-            closed = self._store.close(pending.popleft())
+            current = pending.popleft()
+            closed = self._store.close(current, remembered if current == connection_id else None)
             if first is None and closed is not None and closed.connection.connection_id == connection_id:
                 first = closed
             if closed is None or not closed.went_offline:

@@ -1,0 +1,20 @@
+"""Every 15 minutes: forget connections whose $disconnect never arrived (their records also expire by TTL)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.clock import utc_now
+from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.runtime import services
+
+
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+@logger.inject_lambda_context(clear_state=True)
+def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
+    swept = services().hub.sweep(utc_now())
+    metrics.add_metric(name="StaleConnectionsSwept", unit=MetricUnit.Count, value=swept)
+    return {"swept": swept}
