@@ -33,6 +33,10 @@ VALUES = st.recursive(
 )
 DATA = st.dictionaries(st.sampled_from(FIELDS), VALUES | IDS, max_size=5)
 PLAUSIBLE = st.one_of(
+    st.fixed_dictionaries(
+        {"conversationId": st.just("acme-conv"), "content": st.text(min_size=1, max_size=64)},
+        optional={"clientMessageId": st.text(alphabet="abc123-", min_size=1, max_size=8)},
+    ).map(lambda data: ("message:send", data)),
     st.fixed_dictionaries({"conversationId": IDS, "content": TEXT}, optional={"clientMessageId": IDS}).map(
         lambda data: ("message:send", data)
     ),
