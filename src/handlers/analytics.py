@@ -10,7 +10,7 @@ from shared.actions import AnalyticsRequest, Empty
 from shared.app import Namespace, Request
 from shared.clock import utc_now
 from shared.events import ANALYTICS
-from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.observability import MetricUnit, logger, metrics, traced
 from shared.protocol import Outcome
 from shared.rooms import analytics_room
 from shared.runtime import services
@@ -45,7 +45,7 @@ handler = analytics.lambda_handler
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @logger.inject_lambda_context(clear_state=True)
 def refresh(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     """Every minute: today's figures to every company with dashboard viewers, changed or not."""

@@ -10,9 +10,10 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.identity import InvalidToken, jwt_secret, origin_allowed, verify_token
+from shared.identity import origin_allowed
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import settings
+from shared.tokens import InvalidToken, jwt_secret, verify_token
 
 BEARER = "bearer "
 

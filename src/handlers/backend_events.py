@@ -17,7 +17,7 @@ from shared.clock import iso, utc_now
 from shared.errors import RoomcastError
 from shared.events import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
 from shared.ids import new_id
-from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.observability import MetricUnit, logger, metrics, traced
 from shared.protocol import event_frame
 from shared.publishing import (
     DETAIL_TYPES,
@@ -188,7 +188,7 @@ def apply(event: dict[str, Any]) -> dict[str, str]:
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     parsed = EventBridgeEvent(event)

@@ -6,10 +6,10 @@ from shared.actions import Empty, RefreshToken
 from shared.app import Namespace, Request
 from shared.clock import iso
 from shared.errors import ErrorCode, RoomcastError
-from shared.identity import InvalidToken, jwt_secret, verify_token
 from shared.protocol import Outcome
 from shared.runtime import services
 from shared.settings import settings
+from shared.tokens import InvalidToken, jwt_secret, verify_token
 
 session = Namespace(None)
 

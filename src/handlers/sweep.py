@@ -7,12 +7,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.clock import utc_now
-from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.observability import MetricUnit, logger, metrics, traced
 from shared.runtime import services
 
 
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @logger.inject_lambda_context(clear_state=True)
 def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     swept = services().hub.sweep(utc_now())

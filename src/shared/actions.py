@@ -38,7 +38,8 @@ Content = Annotated[Text, Field(min_length=1), AfterValidator(_content_within_li
 
 
 class ActionData(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, frozen=True)
+    # Validators are built on first use, not at import: a cold start pays only for the models it uses.
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, frozen=True, defer_build=True)
 
 
 class Empty(ActionData):

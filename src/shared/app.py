@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from shared.clock import utc_now
 from shared.errors import ErrorCode, RoomcastError
 from shared.identity import Identity, identity_from_authorizer
-from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.observability import MetricUnit, logger, metrics, traced
 from shared.protocol import (
     Frame,
     FrameError,
@@ -167,7 +167,7 @@ def websocket_entry(
     """Wrap a WebSocket route handler with logging keys, the correlation id, metrics and tracing."""
 
     @metrics.log_metrics
-    @tracer.capture_lambda_handler(capture_response=False)
+    @traced
     @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
     def entry(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         parsed = APIGatewayWebSocketEvent(event)

@@ -29,7 +29,7 @@ def _within_content_limit(content: str) -> str:
 
 
 class Detail(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
     detail_type: ClassVar[str]
 
     company_id: Id = Field(alias="companyId")

@@ -21,7 +21,8 @@ class SenderType(StrEnum):
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    # Validators are built on first use, not at import: a cold start pays only for the models it uses.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
