@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from shared.gateway import Delivery
@@ -18,6 +19,9 @@ class RecordingGateway:
         self.closed: list[str] = []
         self.calls = 0
         self._lock = threading.Lock()
+
+    def post_many(self, connection_ids: Sequence[str], data: bytes) -> list[Delivery]:
+        return [self.post(connection_id, data) for connection_id in connection_ids]
 
     def post(self, connection_id: str, data: bytes) -> Delivery:
         with self._lock:

@@ -7,17 +7,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
 
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
-from botocore.config import Config
 
 from shared.fanout import Hub
-from shared.gateway import ManagementApi
+from shared.gateway import Delivery, ManagementApi
 from shared.rooms import company_room, conversation_room
 from shared.runtime import Services
 from tests.conftest import lifecycle_event
@@ -96,11 +94,13 @@ class FlakyManagementApi(BaseHTTPRequestHandler):
     """@connections on a real socket: `flaky` answers 429 twice, `broken` always 500, `gone` 410, `slow` after 1 s."""
 
     attempts: ClassVar[Counter[str]] = Counter()
+    requests: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
     def do_POST(self) -> None:
         connection_id = self.path.rsplit("/", 1)[-1]
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         FlakyManagementApi.attempts[connection_id] += 1
+        FlakyManagementApi.requests.append((self.path, dict(self.headers)))
         attempt = FlakyManagementApi.attempts[connection_id]
         if connection_id == "slow":
             time.sleep(1)
@@ -124,9 +124,17 @@ class FlakyManagementApi(BaseHTTPRequestHandler):
         return
 
 
+def management(url: str) -> ManagementApi:
+    session = boto3.session.Session()
+    credentials = session.get_credentials()
+    assert credentials is not None
+    return ManagementApi(url, "us-east-1", credentials, 16, session.client("apigatewaymanagementapi", endpoint_url=url))
+
+
 @pytest.fixture
 def management_api() -> Iterator[str]:
     FlakyManagementApi.attempts = Counter()
+    FlakyManagementApi.requests = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyManagementApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -137,12 +145,7 @@ def management_api() -> Iterator[str]:
 def test_management_api_faults_are_retried_within_a_budget_and_isolated(
     services: Services, management_api: str
 ) -> None:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=management_api,
-        config=Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=16),
-    )
-    hub = Hub(services.connections, ManagementApi(client), ThreadPoolExecutor(16), 128 * 1024)
+    hub = Hub(services.connections, management(management_api), 128 * 1024)
     services_gateway = RecordingGateway()
     for connection_id, user in [("flaky", "u1"), ("broken", "u2"), ("gone", "u3"), ("slow", "u4"), ("fine", "u5")]:
         Peer(services_gateway, connection_id, user, "acme").connect()
@@ -160,3 +163,15 @@ def test_management_api_faults_are_retried_within_a_budget_and_isolated(
     assert services.connections.get("broken") is not None  # a 500 is not proof of absence
     # Posts run side by side: two rounds, each as long as its slowest recipient, not the sum.
     assert elapsed < 2 * 1 + 3
+
+
+def test_posts_are_signed_for_execute_api_and_address_any_connection_id(management_api: str) -> None:
+    gateway = management(management_api + "/prod")
+    assert gateway.post_many(["Fv3sZeKkoAMCL4Q=", "a/b"], b'{"event":"pong"}') == [Delivery.DELIVERED] * 2
+    paths = sorted(path for path, _ in FlakyManagementApi.requests)
+    assert paths == ["/prod/@connections/Fv3sZeKkoAMCL4Q%3D", "/prod/@connections/a%2Fb"]
+    _, headers = FlakyManagementApi.requests[0]
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    assert "/us-east-1/execute-api/aws4_request" in headers["Authorization"]
+    assert headers["X-Amz-Security-Token"] == "testing"
+    assert gateway.post_many([], b"{}") == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,10 +24,9 @@ class FanoutReport:
 
 
 class Hub:
-    def __init__(self, store: ConnectionStore, gateway: Gateway, executor: Executor, max_outbound_bytes: int) -> None:
+    def __init__(self, store: ConnectionStore, gateway: Gateway, max_outbound_bytes: int) -> None:
         self._store = store
         self._gateway = gateway
-        self._executor = executor
         self._max_outbound_bytes = max_outbound_bytes
 
     def encode(self, frame: Frame) -> bytes:
@@ -44,7 +42,7 @@ class Hub:
         return report
 
     def send(self, connection_id: str, frame: Frame) -> Delivery:
-        delivery = self._gateway.post(connection_id, self.encode(frame))
+        (delivery,) = self._gateway.post_many([connection_id], self.encode(frame))
         if delivery is Delivery.GONE:
             self._drop([connection_id])
         return delivery
@@ -89,21 +87,20 @@ class Hub:
             self.disconnect(connection_id)
 
     def _post_to_room(self, company_id: str, room: Room, data: bytes, exclude: str | None) -> FanoutReport:
-        report = FanoutReport()
-        futures: list[tuple[str, Future[Delivery]]] = []
-        for page in self._store.members(company_id, room):
-            for connection_id in page:
-                if connection_id != exclude:
-                    futures.append((connection_id, self._executor.submit(self._gateway.post, connection_id, data)))
-        for connection_id, future in futures:
-            delivery = future.result()
+        recipients = [
+            connection_id
+            for page in self._store.members(company_id, room)
+            for connection_id in page
+            if connection_id != exclude
+        ]
+        report = FanoutReport(recipients=len(recipients))
+        for connection_id, delivery in zip(recipients, self._gateway.post_many(recipients, data), strict=True):
             if delivery is Delivery.DELIVERED:
                 report.delivered += 1
             elif delivery is Delivery.GONE:
                 report.gone.append(connection_id)
             else:
                 report.failed += 1
-        report.recipients = len(futures)
         metrics.add_metric(name="FanoutRecipients", unit=MetricUnit.Count, value=report.recipients)
         if report.failed:
             metrics.add_metric(name="FanoutFailures", unit=MetricUnit.Count, value=report.failed)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import boto3
@@ -41,14 +40,18 @@ def build_services(
     connections_table = dynamodb.Table(config.connections_table)
     connections = ConnectionStore(connections_table, config.connection_ttl_seconds)
     if gateway is None:
-        client = session.client(
-            "apigatewaymanagementapi",
-            endpoint_url=config.management_api_url,
-            config=_RETRIES.merge(Config(max_pool_connections=config.fanout_concurrency)),
+        client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
+        credentials = session.get_credentials()
+        if credentials is None:
+            raise RuntimeError("no AWS credentials to sign @connections requests with")
+        gateway = ManagementApi(
+            config.management_api_url,
+            session.region_name or "us-east-1",
+            credentials,
+            config.fanout_concurrency,
+            client,
         )
-        gateway = ManagementApi(client)
-    executor = ThreadPoolExecutor(max_workers=config.fanout_concurrency, thread_name_prefix="fanout")
-    hub = Hub(connections, gateway, executor, config.max_outbound_bytes)
+    hub = Hub(connections, gateway, config.max_outbound_bytes)
     return Services(
         connections=connections,
         conversations=ConversationStore(dynamodb.Table(config.conversations_table)),

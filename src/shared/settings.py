@@ -48,7 +48,7 @@ def settings() -> Settings:
         jwt_leeway_seconds=_int("JWT_LEEWAY_SECONDS", 10),
         # API Gateway closes every connection after 2 hours; records outlive that a little.
         connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 3600 + 600),
-        fanout_concurrency=_int("FANOUT_CONCURRENCY", 64),
+        fanout_concurrency=_int("FANOUT_CONCURRENCY", 96),
         max_content_bytes=_int("MAX_CONTENT_BYTES", 16 * 1024),
         max_frame_bytes=_int("MAX_FRAME_BYTES", 32 * 1024),
         max_outbound_bytes=_int("MAX_OUTBOUND_BYTES", 128 * 1024),
