@@ -203,7 +203,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
             raise Refused(validation_message(error).replace("data.", "detail.", 1)) from error
         IDEMPOTENCY.register_lambda_context(context)
         once = idempotent_function(
-            data_keyword_argument="event", persistence_store=services().idempotency, config=IDEMPOTENCY
+            data_keyword_argument="event", persistence_store=services().idempotency(), config=IDEMPOTENCY
         )(apply)
         result: dict[str, str] = once(event=event)
     except (Refused, RoomcastError) as refusal:

@@ -9,7 +9,6 @@ from shared.errors import ErrorCode, RoomcastError
 from shared.protocol import Outcome
 from shared.runtime import services
 from shared.settings import settings
-from shared.tokens import InvalidToken, jwt_secret, verify_token
 
 session = Namespace(None)
 
@@ -22,6 +21,8 @@ def ping(request: Request, _: Empty) -> Outcome:
 @session.action("auth:refresh", RefreshToken)
 def refresh(request: Request, data: RefreshToken) -> Outcome:
     """Extend the connection's life with a newer token for the same user and company; nothing else changes."""
+    from shared.tokens import InvalidToken, jwt_secret, verify_token  # PyJWT only when a refresh comes
+
     try:
         renewed = verify_token(data.token, jwt_secret(), settings().jwt_leeway_seconds)
     except InvalidToken as error:

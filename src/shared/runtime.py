@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 
 from shared.analytics import Analytics, AnalyticsStore
@@ -16,6 +16,9 @@ from shared.gateway import Gateway, ManagementApi
 from shared.notification_store import NotificationStore
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings, settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 # Three attempts in all (botocore's `max_attempts` counts only the retries), with standard backoff.
 _RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
@@ -29,7 +32,21 @@ class Services:
     hub: Hub
     analytics: Analytics
     limiter: RateLimiter
-    idempotency: DynamoDBPersistenceLayer
+    session: boto3.session.Session
+    config: Settings
+    _lazy: dict[str, Any] = field(default_factory=dict)
+
+    def idempotency(self) -> DynamoDBPersistenceLayer:
+        """Powertools Idempotency's store, built on first use: only the backend-events function needs it."""
+        if "idempotency" not in self._lazy:
+            from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+            client = self.session.client("dynamodb", config=_RETRIES)
+            self._lazy["idempotency"] = DynamoDBPersistenceLayer(
+                table_name=self.config.idempotency_table, boto3_client=client
+            )
+        store: DynamoDBPersistenceLayer = self._lazy["idempotency"]
+        return store
 
 
 def build_services(
@@ -59,9 +76,8 @@ def build_services(
         hub=hub,
         analytics=Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
-        idempotency=DynamoDBPersistenceLayer(
-            table_name=config.idempotency_table, boto3_client=session.client("dynamodb", config=_RETRIES)
-        ),
+        session=session,
+        config=config,
     )
 
 

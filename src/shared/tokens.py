@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import jwt
-from aws_lambda_powertools.utilities import parameters
 from pydantic import ValidationError
 
 from shared.identity import Identity
@@ -38,6 +37,8 @@ def jwt_secret() -> str:
     """From Secrets Manager in AWS (cached five minutes), from the environment locally."""
     config = settings()
     if config.jwt_secret_arn:
+        from aws_lambda_powertools.utilities import parameters  # only where the secret is in Secrets Manager
+
         return str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
     if config.jwt_secret:
         return config.jwt_secret
