@@ -11,7 +11,7 @@ LOCAL_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint typecheck template unit clean
+.PHONY: install run test lint typecheck template unit bench clean
 
 $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,8 @@ run: $(STAMP)
 test: lint typecheck template unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src local tests
-	$(BIN)/ruff format --check src local tests
+	$(BIN)/ruff check src local tests bench
+	$(BIN)/ruff format --check src local tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -40,6 +40,10 @@ template: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n auto
+
+# Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
+bench: $(STAMP)
+	PYTHONPATH=. $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

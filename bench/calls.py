@@ -6,10 +6,10 @@ import os
 
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
-from tests.fakes import RecordingGateway  # noqa: E402
-from tests.support import Peer  # noqa: E402 - the tests' simulated client (their set-up runs on import)
+from tests.fakes import RecordingGateway
+from tests.support import Peer
 
-# After the tests' set-up, before the handlers' modules read them: quiet, untraced, and no rate limit on a scripted burst.
+# After the tests' set-up, before the handlers read them: quiet, untraced, no rate limit on a scripted burst.
 os.environ.update(
     AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
     CONNECTIONS_TABLE="bench-connections", CONVERSATIONS_TABLE="bench-conversations",
@@ -21,16 +21,17 @@ os.environ.update(
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
-import boto3  # noqa: E402
-from moto import mock_aws  # noqa: E402
+import boto3
+from moto import mock_aws
 
-from roomcast_local.template import create_tables, load_template  # noqa: E402
-from shared import runtime  # noqa: E402
-from shared.rooms import conversation_room  # noqa: E402
-from shared.runtime import build_services  # noqa: E402
-from shared.settings import settings  # noqa: E402
+from roomcast_local.template import create_tables, load_template
+from shared import runtime
+from shared.rooms import conversation_room
+from shared.runtime import build_services
+from shared.settings import settings
 
 TABLES = {
     "ConnectionsTable": "bench-connections",
@@ -110,9 +111,8 @@ def run() -> tuple[dict[str, dict[str, int]], dict[str, int]]:
             with connections.batch_writer() as batch:
                 for index in range(size - 1):
                     batch.put_item(Item={"pk": room, "sk": f"m{size}-{index}", "userId": "member"})
-            results[f"message:send@{size}"] = measured(
-                counting, gateway, lambda c=conversation: sender.ok("message:send", {"conversationId": c, "content": "hi"})
-            )
+            send = partial(sender.ok, "message:send", {"conversationId": conversation, "content": "hi"})
+            results[f"message:send@{size}"] = measured(counting, gateway, send)
             items_read[f"message:send@{size}"] = counting.items_read
         results["conversation:history"] = measured(
             counting, gateway, lambda: sender.ok("conversation:history", {"conversationId": conversation, "limit": 50})
@@ -121,7 +121,8 @@ def run() -> tuple[dict[str, dict[str, int]], dict[str, int]]:
         pk = "user#acme#sender"
         with notifications.batch_writer() as batch:
             for index in range(1000):
-                batch.put_item(Item={"pk": pk, "sk": f"n#{index:06d}", "unread": pk, "id": f"{index:06d}", "userId": "sender", "type": "task", "title": "A notification title", "createdAt": "2026-11-26T03:44:21.123Z"})  # fmt: skip
+                notification = {"id": f"{index:06d}", "userId": "sender", "type": "task", "title": "A title"}
+                batch.put_item(Item={"pk": pk, "sk": f"n#{index:06d}", "unread": pk, "createdAt": "t", **notification})
         results["notification:all_read@1000"] = measured(counting, gateway, lambda: sender.ok("notification:all_read"))
         results["analytics:request@month"] = measured(
             counting, gateway, lambda: sender.ok("analytics:request", {"period": "month"})

@@ -28,8 +28,8 @@ def run() -> tuple[dict[str, float], dict[str, float]]:
     modules = sorted({body["Properties"]["Handler"].rsplit(".", 1)[0] for body in handlers})
     samples: dict[str, list[float]] = {module: [] for module in ["boto3", *modules]}
     for _ in range(RUNS):
-        for module in samples:
-            samples[module].append(_import_seconds(module))
+        for module, times in samples.items():
+            times.append(_import_seconds(module))
     medians = {module: statistics.median(times) for module, times in samples.items()}
     ratios = {module: round(medians[module] / medians["boto3"], 3) for module in modules}
     return ratios, {module: round(seconds * 1000, 1) for module, seconds in medians.items()}

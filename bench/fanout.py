@@ -32,13 +32,15 @@ def _timed(work: Any) -> tuple[float, float]:
 
 
 def run() -> list[dict[str, float]]:
-    stub = subprocess.Popen([sys.executable, "-m", "bench.management_stub"], stdout=subprocess.PIPE, text=True)  # noqa: S603
+    stub = subprocess.Popen([sys.executable, "-m", "bench.management_stub"], stdout=subprocess.PIPE, text=True)
     try:
         assert stub.stdout is not None
         url = f"http://127.0.0.1:{stub.stdout.readline().strip()}/prod"
-        session = boto3.session.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1")
-        retries = {"mode": "standard", "total_max_attempts": 3}
-        client = session.client("apigatewaymanagementapi", endpoint_url=url, config=Config(retries=retries, max_pool_connections=32))  # type: ignore[arg-type]
+        session = boto3.session.Session(
+            aws_access_key_id="bench", aws_secret_access_key="bench", region_name="us-east-1"
+        )
+        config = Config(retries={"mode": "standard", "total_max_attempts": 3}, max_pool_connections=32)
+        client = session.client("apigatewaymanagementapi", endpoint_url=url, config=config)
         credentials = session.get_credentials()
         assert credentials is not None
         concurrency = int(os.environ.get("FANOUT_CONCURRENCY", "96"))
@@ -51,11 +53,15 @@ def run() -> list[dict[str, float]]:
         results = []
         for n in SIZES:
             ids = [f"conn-{i:05d}" for i in range(n)]
-            sequential, _ = _timed(lambda ids=ids: [client.post_to_connection(ConnectionId=c, Data=PAYLOAD) for c in ids])
-            pooled, _ = _timed(lambda ids=ids: list(pool.map(lambda c: client.post_to_connection(ConnectionId=c, Data=PAYLOAD), ids)))
-            deliveries: list[Delivery] = []
-            ours, cpu = _timed(lambda ids=ids: deliveries.extend(roomcast.post_many(ids, PAYLOAD)))
-            assert deliveries == [Delivery.DELIVERED] * n
+            sequential, _ = _timed(
+                lambda ids=ids: [client.post_to_connection(ConnectionId=c, Data=PAYLOAD) for c in ids]
+            )
+            pooled, _ = _timed(
+                lambda ids=ids: list(pool.map(lambda c: client.post_to_connection(ConnectionId=c, Data=PAYLOAD), ids))
+            )
+            outcome: list[Delivery] = []
+            ours, cpu = _timed(lambda ids=ids, outcome=outcome: outcome.extend(roomcast.post_many(ids, PAYLOAD)))
+            assert outcome == [Delivery.DELIVERED] * n
             results.append({
                 "n": n,
                 "sequential_s": round(sequential, 4),

@@ -23,7 +23,11 @@ class Stub(asyncio.Protocol):
         while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
             head = self.buffer[:end].decode("latin-1")
             length = next(
-                (int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.lower().startswith("content-length")),
+                (
+                    int(line.split(":", 1)[1])
+                    for line in head.split("\r\n")
+                    if line.lower().startswith("content-length")
+                ),
                 0,
             )
             if len(self.buffer) < end + 4 + length:

@@ -17,7 +17,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from shared.clock import iso
-from shared.dynamo import query_pages
+from shared.dynamo import conditional_check_failed, query_pages
 from shared.events import ANALYTICS
 from shared.fanout import Hub
 from shared.protocol import event_frame
@@ -150,7 +150,7 @@ class AnalyticsStore:
                 ExpressionAttributeValues={":now": now_ms},
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if conditional_check_failed(error):
                 return False
             raise
         return True

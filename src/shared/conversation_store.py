@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from shared.dynamo import conditional_check_failed, put_once
 from shared.errors import ErrorCode, RoomcastError, not_found
 from shared.records import Conversation, Message
 
@@ -31,10 +32,6 @@ def _pk(company_id: str, conversation_id: str) -> str:
 
 def _message_sk(message_id: str) -> str:
     return f"{MESSAGE_PREFIX}{message_id}"
-
-
-def _conditional_check_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ class ConversationStore:
                 ConditionExpression=Attr("pk").not_exists(),
             )
         except ClientError as error:
-            if _conditional_check_failed(error):
+            if conditional_check_failed(error):
                 raise RoomcastError(ErrorCode.CONFLICT, "conversation already exists") from error
             raise
 
@@ -107,7 +104,7 @@ class ConversationStore:
                 ReturnValues="ALL_OLD",
             )
         except ClientError as error:
-            if _conditional_check_failed(error):
+            if conditional_check_failed(error):
                 raise not_found("conversation") from error
             raise
         before = result["Attributes"]
@@ -135,7 +132,7 @@ class ConversationStore:
                 ConditionExpression=Attr("awaitingReplySince").eq(since),
             )
         except ClientError as error:
-            if _conditional_check_failed(error):
+            if conditional_check_failed(error):
                 return False
             raise
         return True
@@ -148,26 +145,10 @@ class ConversationStore:
         if sender_key is None:
             self._table.put_item(Item=item)
             return message, True
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table.name,
-                            "Item": {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id},
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {"Put": {"TableName": self._table.name, "Item": item}},
-                ]
-            )
-        except client.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons", [])
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise
-            return self._first_message(pk, sender_key), False
-        return message, True
+        marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
+        if put_once(self._table, marker, item):
+            return message, True
+        return self._first_message(pk, sender_key), False
 
     def _first_message(self, pk: str, sender_key: str) -> Message:
         marker = self._table.get_item(Key={"pk": pk, "sk": f"#client#{sender_key}"}, ConsistentRead=True)
@@ -199,7 +180,7 @@ class ConversationStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _conditional_check_failed(error):
+            if conditional_check_failed(error):
                 raise RoomcastError(ErrorCode.CONFLICT, "message changed meanwhile") from error
             raise
         return Message.model_validate(result["Attributes"])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from shared.dynamo import query_pages
+from shared.dynamo import conditional_check_failed, put_once, query_pages
 from shared.errors import not_found
 from shared.records import Notification
 
@@ -46,31 +46,10 @@ class NotificationStore:
     def add(self, company_id: str, notification: Notification, source_event: str) -> bool:
         """Store a new, unread notification, once per source event: False when that event was stored before."""
         pk = _pk(company_id, notification.user_id)
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table.name,
-                            "Item": {"pk": pk, "sk": f"#event#{source_event}", "notificationId": notification.id},
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table.name,
-                            "Item": {"pk": pk, "sk": _sk(notification.id), UNREAD_INDEX: pk, **notification.public()},
-                        }
-                    },
-                ]
-            )
-        except client.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons", [])
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+        marker = {"pk": pk, "sk": f"#event#{source_event}", "notificationId": notification.id}
+        return put_once(
+            self._table, marker, {"pk": pk, "sk": _sk(notification.id), UNREAD_INDEX: pk, **notification.public()}
+        )
 
     def page(
         self, company_id: str, user_id: str, unread_only: bool, limit: int, cursor: str | None
@@ -117,7 +96,7 @@ class NotificationStore:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if conditional_check_failed(error):
                 raise not_found("notification") from error
             raise
         return Notification.model_validate(result["Attributes"])

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
+from shared.dynamo import conditional_check_failed
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
@@ -27,10 +29,6 @@ class Admission:
     strikes: int
     exp: int | None
     """The connection's token expiry as last extended (auth:refresh), or as connected."""
-
-
-def _failed_condition(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _exp(item: dict[str, Any] | None) -> int | None:
@@ -62,7 +60,7 @@ class RateLimiter:
             )
             return Admission(True, 0, _exp(result["Attributes"]))
         except ClientError as error:
-            if not _failed_condition(error):
+            if not conditional_check_failed(error):
                 raise
             raw: dict[str, Any] | None = error.response.get("Item")  # type: ignore[assignment]
             current = {name: _DESERIALIZE.deserialize(value) for name, value in raw.items()} if raw else None
@@ -80,7 +78,7 @@ class RateLimiter:
                 )
                 return Admission(True, 0, _exp(result["Attributes"]))
             except ClientError as error:
-                if not _failed_condition(error):
+                if not conditional_check_failed(error):
                     raise
         try:
             counted = self._table.update_item(
@@ -91,7 +89,7 @@ class RateLimiter:
                 ReturnValues="UPDATED_NEW",
             )["Attributes"]
         except ClientError as error:
-            if not _failed_condition(error):
+            if not conditional_check_failed(error):
                 raise
             counted = {}
         return Admission(False, int(str(counted.get("rateStrikes", 0))), _exp(current))

@@ -1,0 +1,89 @@
+"""Writing the results: bench/results.json, the table in docs/performance.md, and the fan-out plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+PLOT = ROOT / "docs" / "fanout.png"
+TABLE = ROOT / "docs" / "performance.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def plot(fanout: list[dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [row["n"] for row in fanout]
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for key, label in (
+        ("sequential_s", "boto3, one call after another"),
+        ("boto3_pool_s", "boto3, 32-thread pool"),
+        ("roomcast_s", "roomcast (SigV4 + aiohttp)"),
+        ("ideal_s", "ideal: ceil(N/64) x 20 ms"),
+    ):
+        axes.plot(sizes, [row[key] for row in fanout], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("recipients (N)")
+    axes.set_ylabel("seconds to post to all")
+    axes.set_title("Fan-out against a 20 ms @connections stand-in")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(PLOT)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = ["### AWS calls per operation", "", "| operation | calls |", "|---|---|"]
+    for operation, calls in results["calls"].items():
+        lines.append(f"| `{operation}` | " + ", ".join(f"{name} {count}" for name, count in calls.items()) + " |")
+    lines += ["", "DynamoDB items read per broadcast message:", "", "| operation | items read |", "|---|---|"]
+    lines += [f"| `{operation}` | {items} |" for operation, items in results["items_read"].items()]
+    lines += [
+        "",
+        "### Fan-out (seconds)",
+        "",
+        "| N | sequential | boto3 pool (32) | roomcast | ideal | roomcast CPU ms/post |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {row['n']} | {row['sequential_s']} | {row['boto3_pool_s']} | {row['roomcast_s']} | {row['ideal_s']} "
+        f"| {row['roomcast_cpu_ms_per_post']} |"
+        for row in results["fanout"]
+    ]
+    lines += ["", "![fan-out time against N](fanout.png)", "", "### Cold start (import time over `import boto3`)", ""]
+    lines += ["| module | ratio | median ms |", "|---|---|---|"]
+    lines += [f"| `boto3` | 1 | {results['cold_start_ms']['boto3']} |"]
+    lines += [
+        f"| `{module}` | {ratio} | {results['cold_start_ms'][module]} |"
+        for module, ratio in results["cold_start"].items()
+    ]
+    e2e = results["e2e"]
+    lines += [
+        "",
+        "### End to end through the local stack",
+        "",
+        "| measure | roomcast | original system |",
+        "|---|---|---|",
+    ]
+    original = {
+        "connect_p50_ms": "100-300 ms", "delivery_p50_ms": "10-50 ms", "rss_per_connection_kb": "50-100 KB",
+        "held_connections": "1000+",
+    }  # fmt: skip
+    lines += [f"| {key} | {value} | {original.get(key, '')} |" for key, value in e2e.items()]
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    plot(results["fanout"])
+    text = TABLE.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    TABLE.write_text(f"{head}{BEGIN}\n{markdown(results)}\n{END}{tail}")
