@@ -107,12 +107,12 @@ class Namespace:
         except FrameError as error:
             return self._failed(error, error.ack_id, error.action)
         except RoomcastError as error:
-            return self._failed(error, frame.ack_id if frame else None, frame.action if frame else None)
+            return self._failed(error, *_addressed(frame))
         except Exception:
             logger.exception("action failed")
             metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
             internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
-            return error_frame(internal, frame.ack_id if frame else None, frame.action if frame else None)
+            return error_frame(internal, *_addressed(frame))
         if outcome is None:
             return None
         return reply_frame(frame, outcome, self.name)
@@ -136,9 +136,7 @@ class Namespace:
         else:
             return
         # The reply cannot ride on the route response of a connection closed before it returns.
-        runtime.hub.send(
-            connection_id, error_frame(refusal, frame.ack_id if frame else None, frame.action if frame else None)
-        )
+        runtime.hub.send(connection_id, error_frame(refusal, *_addressed(frame)))
         runtime.hub.close(connection_id)
         logger.info("connection closed", extra={"code": str(refusal.code)})
         raise Closing
@@ -152,6 +150,11 @@ class Namespace:
     def _handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
         reply = self.dispatch(event, utc_now())
         return respond(reply)
+
+
+def _addressed(frame: InboundFrame | None) -> tuple[str | None, str | None]:
+    """The ackId and action an error answers, as far as the frame could be read."""
+    return (frame.ack_id, frame.action) if frame is not None else (None, None)
 
 
 def respond(frame: Frame | None) -> LambdaResponse:
