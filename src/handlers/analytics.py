@@ -10,7 +10,7 @@ from shared.actions import AnalyticsRequest, Empty
 from shared.app import Namespace, Request
 from shared.clock import utc_now
 from shared.events import ANALYTICS
-from shared.observability import MetricUnit, logger, metrics, traced
+from shared.observability import MetricUnit, instrumented, metrics
 from shared.protocol import Outcome
 from shared.rooms import analytics_room
 from shared.runtime import services
@@ -44,9 +44,7 @@ def report(request: Request, data: AnalyticsRequest) -> Outcome:
 handler = analytics.lambda_handler
 
 
-@metrics.log_metrics
-@traced
-@logger.inject_lambda_context(clear_state=True)
+@instrumented()
 def refresh(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     """Every minute: today's figures to every company with dashboard viewers, changed or not."""
     pushed = services().analytics.refresh_all(utc_now())

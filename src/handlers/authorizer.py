@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.identity import origin_allowed
-from shared.observability import MetricUnit, logger, metrics
+from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.settings import settings
 from shared.tokens import InvalidToken, jwt_secret, verify_token
 
@@ -44,8 +44,7 @@ def _deny(request: APIGatewayAuthorizerRequestEvent) -> dict[str, Any]:
     return policy.asdict()
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@instrumented(correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     request = APIGatewayAuthorizerRequestEvent(event)
     origin = request.headers.get("Origin")

@@ -17,7 +17,7 @@ from shared.clock import iso, utc_now
 from shared.errors import RoomcastError
 from shared.events import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
 from shared.ids import new_id
-from shared.observability import MetricUnit, logger, metrics, traced
+from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol import event_frame
 from shared.publishing import (
     DETAIL_TYPES,
@@ -187,9 +187,7 @@ def apply(event: dict[str, Any]) -> dict[str, str]:
     return {"status": "applied"}
 
 
-@metrics.log_metrics
-@traced
-@logger.inject_lambda_context(correlation_id_path="id", clear_state=True)
+@instrumented(correlation_id_path="id")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     parsed = EventBridgeEvent(event)
     logger.append_keys(detail_type=parsed.detail_type, source=parsed.source)

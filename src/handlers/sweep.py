@@ -7,13 +7,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.clock import utc_now
-from shared.observability import MetricUnit, logger, metrics, traced
+from shared.observability import MetricUnit, instrumented, metrics
 from shared.runtime import services
 
 
-@metrics.log_metrics
-@traced
-@logger.inject_lambda_context(clear_state=True)
+@instrumented()
 def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     swept = services().hub.sweep(utc_now())
     metrics.add_metric(name="StaleConnectionsSwept", unit=MetricUnit.Count, value=swept)

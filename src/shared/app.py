@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from shared.clock import utc_now
 from shared.errors import ErrorCode, RoomcastError
 from shared.identity import Identity, identity_from_authorizer
-from shared.observability import MetricUnit, logger, metrics, traced
+from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol import (
     Frame,
     FrameError,
@@ -169,9 +169,7 @@ def websocket_entry(
 ) -> Callable[[dict[str, Any], LambdaContext], LambdaResponse]:
     """Wrap a WebSocket route handler with logging keys, the correlation id, metrics and tracing."""
 
-    @metrics.log_metrics
-    @traced
-    @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+    @instrumented(correlation_id_path="requestContext.requestId")
     def entry(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         parsed = APIGatewayWebSocketEvent(event)
         request_context = parsed.request_context

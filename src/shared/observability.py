@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -30,4 +30,15 @@ def traced(handler: Handler) -> Handler:
     return wrapped
 
 
-__all__ = ["MetricUnit", "logger", "metrics", "traced"]
+def instrumented(correlation_id_path: str | None = None) -> Callable[[Handler], Handler]:
+    """The one place a Lambda handler gets its cross-cutting concerns: the logging context (with a
+    correlation id when the event has one), EMF metrics flushed at the end, and tracing when it is on."""
+
+    def wrap(handler: Handler) -> Handler:
+        logged = logger.inject_lambda_context(correlation_id_path=correlation_id_path, clear_state=True)(handler)
+        return cast(Handler, metrics.log_metrics(traced(logged)))
+
+    return wrap
+
+
+__all__ = ["MetricUnit", "instrumented", "logger", "metrics"]
