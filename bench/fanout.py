@@ -71,6 +71,7 @@ def run() -> list[dict[str, float]]:
                 "roomcast_cpu_ms_per_post": round(cpu / n * 1000, 4),
             })  # fmt: skip
             print(f"  fanout n={n}: {results[-1]}", flush=True)
+        roomcast.shutdown()
         return results
     finally:
         stub.kill()

@@ -175,3 +175,12 @@ def test_posts_are_signed_for_execute_api_and_address_any_connection_id(manageme
     assert "/us-east-1/execute-api/aws4_request" in headers["Authorization"]
     assert headers["X-Amz-Security-Token"] == "testing"
     assert gateway.post_many([], b"{}") == []
+
+
+def test_a_sender_shut_down_starts_afresh_on_next_use(management_api: str) -> None:
+    gateway = management(management_api)
+    assert gateway.post_many(["a"], b"{}") == [Delivery.DELIVERED]
+    gateway.shutdown()
+    gateway.shutdown()
+    assert gateway.post_many(["b"], b"{}") == [Delivery.DELIVERED]
+    gateway.shutdown()

@@ -65,7 +65,8 @@ class ManagementApi:
     def post_many(self, connection_ids: Sequence[str], data: bytes) -> list[Delivery]:
         if not connection_ids:
             return []
-        return self._run(self._post_all(list(connection_ids), data))
+        deliveries: list[Delivery] = self._run(self._post_all(list(connection_ids), data))
+        return deliveries
 
     def close(self, connection_id: str) -> None:
         try:
@@ -73,7 +74,18 @@ class ManagementApi:
         except self._client.exceptions.GoneException:
             return
 
-    def _run(self, work: Coroutine[Any, Any, list[Delivery]]) -> list[Delivery]:
+    def shutdown(self) -> None:
+        """Close the HTTP session and stop the loop. A Lambda container never needs this (it is frozen,
+        not shut down); a tool that makes a sender and exits does, or aiohttp warns of an unclosed session."""
+        if self._loop is None:
+            return
+        if self._session is not None:
+            asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result()
+            self._session = None
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop = None
+
+    def _run(self, work: Coroutine[Any, Any, Any]) -> Any:
         """Run on this container's event loop, started on first use and kept warm with its connections."""
         with self._lock:
             if self._loop is None:
