@@ -10,8 +10,8 @@ from typing import Any
 
 from multidict import CIMultiDictProxy, MultiMapping
 
-ACCOUNT = "000000000000"
-REGION = "us-east-1"
+from roomcast_local.environment import ACCOUNT, REGION
+
 API_ID = "local"
 
 

@@ -43,8 +43,9 @@ class Closed:
     went_offline: bool
 
 
-def _connection_pk(connection_id: str) -> str:
-    return f"conn#{connection_id}"
+def connection_key(connection_id: str) -> dict[str, str]:
+    """The key of a connection's own item; the rate limiter keeps its state there too."""
+    return {"pk": f"conn#{connection_id}", "sk": CONNECTION_SK}
 
 
 def _presence_pk(company_id: str) -> str:
@@ -80,8 +81,7 @@ class ConnectionStore:
         with self._table.batch_writer() as batch:
             batch.put_item(
                 Item={
-                    "pk": _connection_pk(connection_id),
-                    "sk": CONNECTION_SK,
+                    **connection_key(connection_id),
                     "connectionId": connection_id,
                     "userId": identity.user_id,
                     "companyId": identity.company_id,
@@ -113,19 +113,18 @@ class ConnectionStore:
         )
         return "connections" not in previous.get("Attributes", {})
 
+    def _record(self, connection_id: str) -> dict[str, Any] | None:
+        return self._table.get_item(Key=connection_key(connection_id), ConsistentRead=True).get("Item")
+
     def get(self, connection_id: str) -> Connection | None:
-        item = self._table.get_item(
-            Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK}, ConsistentRead=True
-        ).get("Item")
+        item = self._record(connection_id)
         return None if item is None else _connection(item)
 
     def close(self, connection_id: str, remembered: Opened | None = None) -> Closed | None:
         """Remove a connection and all its memberships. Closing twice is harmless and returns None.
         With `remembered` (from the hourly index), a connection whose record already expired still
         leaves its user's presence."""
-        item = self._table.get_item(
-            Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK}, ConsistentRead=True
-        ).get("Item")
+        item = self._record(connection_id)
         if item is None and remembered is None:
             return None
         connection = (
@@ -135,7 +134,7 @@ class ConnectionStore:
         with self._table.batch_writer() as batch:
             for key in connection.room_keys:
                 batch.delete_item(Key={"pk": key, "sk": connection_id})
-            batch.delete_item(Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK})
+            batch.delete_item(Key=connection_key(connection_id))
             if opened:
                 batch.delete_item(Key={"pk": str(opened), "sk": connection_id})
         identity = connection.identity
@@ -168,7 +167,7 @@ class ConnectionStore:
     def extend(self, connection_id: str, exp: int | None) -> None:
         """Let the connection live until `exp` (None: no expiry), after auth:refresh."""
         self._table.update_item(
-            Key={"pk": _connection_pk(connection_id), "sk": CONNECTION_SK},
+            Key=connection_key(connection_id),
             UpdateExpression="SET #exp = :exp",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeNames={"#exp": "exp"},
@@ -185,7 +184,7 @@ class ConnectionStore:
                     {
                         "Update": {
                             "TableName": self._table.name,
-                            "Key": {"pk": _connection_pk(connection_id), "sk": CONNECTION_SK},
+                            "Key": connection_key(connection_id),
                             "UpdateExpression": "ADD rooms :r",
                             "ConditionExpression": "attribute_exists(pk)",
                             "ExpressionAttributeValues": {":r": {key}},
@@ -211,7 +210,7 @@ class ConnectionStore:
                 {
                     "Update": {
                         "TableName": self._table.name,
-                        "Key": {"pk": _connection_pk(connection_id), "sk": CONNECTION_SK},
+                        "Key": connection_key(connection_id),
                         "UpdateExpression": "DELETE rooms :r",
                         "ExpressionAttributeValues": {":r": {key}},
                     }

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
+from shared.connections import connection_key
 from shared.dynamo import conditional_check_failed
 
 if TYPE_CHECKING:
@@ -42,16 +43,13 @@ class RateLimiter:
         self._interval_ms = 1000.0 / per_second
         self._tolerance_ms = burst * self._interval_ms
 
-    def _key(self, connection_id: str) -> dict[str, str]:
-        return {"pk": f"conn#{connection_id}", "sk": "conn"}
-
     def admit(self, connection_id: str, now: datetime) -> Admission:
         now_ms = int(now.timestamp() * 1000)
         latest = now_ms + self._tolerance_ms - self._interval_ms
         try:
             # Idle: the schedule restarts from now.
             result = self._table.update_item(
-                Key=self._key(connection_id),
+                Key=connection_key(connection_id),
                 UpdateExpression="SET rateTat = :next REMOVE rateStrikes",
                 ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(rateTat) OR rateTat < :now)",
                 ExpressionAttributeValues={":next": int(now_ms + self._interval_ms), ":now": now_ms},
@@ -70,7 +68,7 @@ class RateLimiter:
         if float(current.get("rateTat", 0)) <= latest:
             try:
                 result = self._table.update_item(
-                    Key=self._key(connection_id),
+                    Key=connection_key(connection_id),
                     UpdateExpression="SET rateTat = rateTat + :interval REMOVE rateStrikes",
                     ConditionExpression="rateTat <= :latest",
                     ExpressionAttributeValues={":interval": int(self._interval_ms), ":latest": int(latest)},
@@ -82,7 +80,7 @@ class RateLimiter:
                     raise
         try:
             counted = self._table.update_item(
-                Key=self._key(connection_id),
+                Key=connection_key(connection_id),
                 UpdateExpression="ADD rateStrikes :one",
                 ConditionExpression="attribute_exists(pk)",
                 ExpressionAttributeValues={":one": 1},
