@@ -6,7 +6,7 @@ import os
 
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 
-from tests.fakes import RecordingGateway
+from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer
 
 # After the tests' set-up, before the handlers read them: quiet, untraced, no rate limit on a scripted burst.
@@ -73,7 +73,7 @@ def bench_world() -> Iterator[tuple[Counting, Any]]:
         session = boto3.session.Session()
         counting = Counting(session)
         gateway = RecordingGateway()
-        runtime.install(build_services(settings(), gateway=gateway, session=session))
+        runtime.install(build_services(settings(), gateway=gateway, session=session, deferrer=QueuedDeferrer()))
         try:
             yield counting, gateway
         finally:

@@ -7,7 +7,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,11 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
 from shared import runtime  # noqa: E402
+from shared.connections import CONNECT_GRACE  # noqa: E402
 from shared.gateway import Delivery  # noqa: E402
 from shared.runtime import Services, build_services  # noqa: E402
 from shared.settings import settings  # noqa: E402
-from tests.fakes import RecordingGateway  # noqa: E402
+from tests.fakes import QueuedDeferrer, RecordingGateway  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SECRET = os.environ["JWT_SECRET_KEY_CALL"]
@@ -81,6 +82,20 @@ class CallCounter:
 
 
 @pytest.fixture
+def deferred(monkeypatch: pytest.MonkeyPatch) -> QueuedDeferrer:
+    # A trailing metrics push waits for its second; tests that need the wait drive the clock themselves.
+    monkeypatch.setattr("handlers.deferred.time.sleep", lambda _seconds: None)
+    return QueuedDeferrer()
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deferred work runs later than the grace a young connection gets (a 410 during its $connect is no
+    proof it is gone), so connections the test just opened can be found gone."""
+    monkeypatch.setattr("handlers.deferred.utc_now", lambda: datetime.now(UTC) + CONNECT_GRACE + timedelta(seconds=1))
+
+
+@pytest.fixture
 def session() -> boto3.session.Session:
     return boto3.session.Session()
 
@@ -92,10 +107,10 @@ def calls(session: boto3.session.Session) -> CallCounter:
 
 @pytest.fixture
 def services(
-    aws: None, gateway: RecordingGateway, session: boto3.session.Session, calls: CallCounter
+    aws: None, gateway: RecordingGateway, deferred: QueuedDeferrer, session: boto3.session.Session, calls: CallCounter
 ) -> Iterator[Services]:
-    """The handlers' services, with @connections recorded and every AWS call counted."""
-    built = build_services(settings(), gateway=gateway, session=session)
+    """The handlers' services, with @connections recorded, handed-off work queued and every AWS call counted."""
+    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred)
     runtime.install(built)
     yield built
     runtime.install(None)

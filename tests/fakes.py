@@ -1,4 +1,5 @@
-"""A stand-in for @connections that records every post and can play gone or failing peers."""
+"""Stand-ins: @connections that records every post and can play gone or failing peers; a deferrer that
+queues the tasks a request hands off, for the test to run after the reply."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from shared.deferred import ConnectionsGone, MetricsDue, UserOnline
 from shared.gateway import Delivery
 
 
@@ -41,3 +43,22 @@ class RecordingGateway:
 
     def clear(self) -> None:
         self.frames.clear()
+
+
+class QueuedDeferrer:
+    """Keeps handed-off tasks in order. With `auto`, the test support runs them after each invocation
+    returns, as Lambda runs an asynchronous invocation after the caller's reply."""
+
+    def __init__(self) -> None:
+        self.tasks: list[ConnectionsGone | UserOnline | MetricsDue] = []
+        self.auto = True
+        self._lock = threading.Lock()
+
+    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+        with self._lock:
+            self.tasks.append(task)
+
+    def take(self) -> list[ConnectionsGone | UserOnline | MetricsDue]:
+        with self._lock:
+            taken, self.tasks = self.tasks, []
+        return taken

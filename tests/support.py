@@ -10,8 +10,9 @@ from typing import Any
 from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import invoke
 from roomcast_local.template import WebSocketApi, load_template, websocket_api
+from shared import runtime
 from tests.conftest import lifecycle_event, message_event
-from tests.fakes import RecordingGateway
+from tests.fakes import QueuedDeferrer, RecordingGateway
 
 
 @cache
@@ -19,13 +20,35 @@ def api() -> WebSocketApi:
     return websocket_api(load_template())
 
 
+DEFERRED_HANDLER = "handlers.deferred.handler"
+
+
 def deliver(event: dict[str, Any]) -> dict[str, Any] | None:
-    """Invoke the function the event's route key maps to; return the frame a two-way route sends back."""
+    """Invoke the function the event's route key maps to; return the frame a two-way route sends back.
+    Then run what it handed off, as Lambda would after the reply."""
     route_key = event["requestContext"]["routeKey"]
     response = invoke(api().handler_of(route_key), event)
-    assert response["statusCode"] == 200
+    assert response["statusCode"] == 200, response
+    if deferrer().auto:
+        run_deferred()
     body = response.get("body")
     return None if body is None else dict(json.loads(body))
+
+
+def deferrer() -> QueuedDeferrer:
+    queued = runtime.services().deferrer
+    assert isinstance(queued, QueuedDeferrer)
+    return queued
+
+
+def run_deferred() -> int:
+    """Run queued tasks, and the tasks they hand off in turn, until none is left; returns how many ran."""
+    ran = 0
+    while tasks := deferrer().take():
+        for task in tasks:
+            invoke(DEFERRED_HANDLER, task.model_dump(by_alias=True, mode="json"))
+            ran += 1
+    return ran
 
 
 class Peer:
@@ -104,4 +127,6 @@ def publish(detail_type: str, detail: dict[str, Any], event_id: str | None = Non
     if not targets:
         return {"status": "unrouted"}
     result: dict[str, Any] = invoke(api().handlers[targets.pop()], event)
+    if deferrer().auto:
+        run_deferred()
     return result

@@ -13,11 +13,12 @@ import pytest
 from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
 from shared import runtime
+from shared.deferred import ConnectionsGone, MetricsDue, UserOnline
 from shared.runtime import build_services
 from shared.settings import settings
 from tests import support
 from tests.conftest import TABLE_NAMES
-from tests.fakes import RecordingGateway
+from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer, publish
 
 TEMPLATE = load_template()
@@ -39,6 +40,16 @@ class RecordingGatewayWithActions(RecordingGateway):
         super().close(connection_id)
 
 
+class RecordingDeferrer(QueuedDeferrer):
+    def __init__(self, recorder: ActionRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+        self.recorder.record("lambda:InvokeFunction", "*")
+        super().defer(task)
+
+
 class ActionRecorder:
     """(IAM action, resource) per function, from boto3's parameters and the @connections stand-in."""
 
@@ -46,6 +57,7 @@ class ActionRecorder:
         self.current = "test"
         self.used: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.gateway = RecordingGatewayWithActions(self)
+        self.deferrer = RecordingDeferrer(self)
 
     def record(self, action: str, resource: str) -> None:
         self.used[self.current].add((action, resource))
@@ -94,11 +106,11 @@ def _resource(target: Any) -> str:
 
 
 @pytest.fixture
-def recorder(aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecorder]:
+def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecorder]:
     recorder = ActionRecorder()
     session = boto3.session.Session()
     session.events.register("before-parameter-build", recorder.boto)
-    runtime.install(build_services(settings(), gateway=recorder.gateway, session=session))
+    runtime.install(build_services(settings(), gateway=recorder.gateway, session=session, deferrer=recorder.deferrer))
 
     real_deliver = support.deliver
 
@@ -158,6 +170,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
 
     from shared.identity import Identity
 
+    recorder.current = "test"  # setting the scene, not a function's own call
     runtime.services().connections.open(
         "stale", Identity(userId="ghost", companyId="acme"), datetime.now(UTC) - timedelta(hours=5)
     )
@@ -175,6 +188,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
         "AnalyticsRefreshFunction",
         "BackendEventsFunction",
         "SweepFunction",
+        "DeferredFunction",
     }
     missing = {
         function: sorted(used - granted(function))

@@ -28,12 +28,12 @@ def test_a_connection_older_than_the_limit_is_swept_with_its_presence(
 ) -> None:
     watcher = Peer(gateway, "watcher", "boss", "acme").connect()
     ghost(services, "ghost", "ana")
-    assert services.hub.sweep(OPENED + timedelta(hours=2)) == 0  # not yet certainly gone
-    assert services.hub.sweep(OPENED + timedelta(hours=3, minutes=11)) == 1
+    assert services.presence.sweep(OPENED + timedelta(hours=2)) == 0  # not yet certainly gone
+    assert services.presence.sweep(OPENED + timedelta(hours=3, minutes=11)) == 1
     assert services.connections.get("ghost") is None
     assert members(services) == {"watcher"}
     assert [f["data"] for f in watcher.received("status:offline")] == [{"userId": "ana"}]
-    assert services.hub.sweep(OPENED + timedelta(hours=3, minutes=30)) == 0  # its index entry went too
+    assert services.presence.sweep(OPENED + timedelta(hours=3, minutes=30)) == 0  # its index entry went too
 
 
 def test_presence_is_cleaned_even_when_the_record_already_expired(
@@ -42,15 +42,15 @@ def test_presence_is_cleaned_even_when_the_record_already_expired(
     watcher = Peer(gateway, "watcher", "boss", "acme").connect()
     ghost(services, "ghost", "ana")
     boto3.resource("dynamodb").Table("test-connections").delete_item(Key={"pk": "conn#ghost", "sk": "conn"})
-    assert services.hub.sweep(OPENED + timedelta(hours=4)) == 1
+    assert services.presence.sweep(OPENED + timedelta(hours=4)) == 1
     assert {user["userId"] for user in watcher.ok("presence:list")["users"]} == {"boss"}
     assert [f["data"] for f in watcher.received("status:offline")] == [{"userId": "ana"}]
 
 
 def test_live_and_properly_closed_connections_are_left_alone(services: Services, gateway: RecordingGateway) -> None:
     ghost(services, "closed", "ana")
-    services.hub.disconnect("closed")
+    services.presence.disconnect("closed", datetime.now(UTC))
     Peer(gateway, "live", "ben", "acme").connect()
-    assert services.hub.sweep(datetime.now(UTC)) == 0
-    assert services.hub.sweep(OPENED + timedelta(hours=5)) == 0
+    assert services.presence.sweep(datetime.now(UTC)) == 0
+    assert services.presence.sweep(OPENED + timedelta(hours=5)) == 0
     assert members(services) == {"live"}

@@ -10,8 +10,8 @@ from shared.actions import (
     CreateConversation,
     DeleteMessage,
     EditMessage,
-    Empty,
     History,
+    ListPresence,
     SendMessage,
     Typing,
     UpdateConversation,
@@ -175,8 +175,8 @@ def create(request: Request, data: CreateConversation) -> Outcome:
         createdAt=now,
         updatedAt=now,
     )
-    runtime.conversations.create(conversation)
-    # The creator is in the conversation from the start, as its first participant.
+    # The creator is in the conversation from the start, as its first participant: joined first, so a
+    # connection that may join no more rooms is refused before anything is stored.
     runtime.connections.join(
         request.connection_id,
         identity.company_id,
@@ -184,6 +184,7 @@ def create(request: Request, data: CreateConversation) -> Outcome:
         conversation_room(conversation.id),
         request.now,
     )
+    runtime.conversations.create(conversation)
     _announce(request, conversation)
     runtime.analytics.count(identity.company_id, request.now, Counts(conversations_created=1))
     return Outcome({"conversation": conversation.public()})
@@ -204,10 +205,12 @@ def update(request: Request, data: UpdateConversation) -> Outcome:
     return Outcome({"conversation": conversation.public()})
 
 
-@conversations.action("presence:list", Empty)
-def presence(request: Request, _: Empty) -> Outcome:
-    users = services().connections.online_users(request.identity.company_id)
-    return Outcome({"users": users}, event="presence:list")
+@conversations.action("presence:list", ListPresence)
+def presence(request: Request, data: ListPresence) -> Outcome:
+    # Room for the envelope: the rest of the 128 KiB is the list's.
+    room_for_users = settings().max_outbound_bytes - 1024
+    page = services().connections.online_users(request.identity.company_id, data.cursor, data.limit, room_for_users)
+    return Outcome({"users": page.users, "nextCursor": page.next_cursor}, event="presence:list")
 
 
 handler = conversations.lambda_handler

@@ -5,12 +5,13 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
 from shared.app import LambdaResponse, respond, websocket_entry
+from shared.clock import utc_now
 from shared.observability import MetricUnit, metrics
 from shared.runtime import services
 
 
 def disconnect(event: APIGatewayWebSocketEvent) -> LambdaResponse:
-    services().hub.disconnect(event.request_context.connection_id)
+    services().presence.disconnect(event.request_context.connection_id, utc_now())
     metrics.add_metric(name="Disconnections", unit=MetricUnit.Count, value=1)
     return respond(None)
 

@@ -13,6 +13,6 @@ from shared.runtime import services
 
 @instrumented()
 def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
-    swept = services().hub.sweep(utc_now())
+    swept = services().presence.sweep(utc_now())
     metrics.add_metric(name="StaleConnectionsSwept", unit=MetricUnit.Count, value=swept)
     return {"swept": swept}

@@ -114,3 +114,8 @@ class AnalyticsRequest(ActionData):
 
 class RefreshToken(ActionData):
     token: str = Field(min_length=1, max_length=8192)
+
+
+class ListPresence(ActionData):
+    limit: int = Field(default=500, ge=1, le=1000)
+    cursor: Id | None = None

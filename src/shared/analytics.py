@@ -1,7 +1,8 @@
 """Company analytics: counters per company per UTC day, kept as data is written (see docs/analytics.md).
 
 company#{companyId} / day#{YYYY-MM-DD}   agentMessages, contactMessages, conversationsCreated,
-                                         conversationsConverted, responseSecondsSum, responseCount, lastPushAt
+                                         conversationsConverted, responseSecondsSum, responseCount, lastPushAt,
+                                         trailingDue (a trailing push is on its way)
 subscribed / {companyId}                 a company with dashboard viewers, for the minute refresh
 """
 
@@ -17,6 +18,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from shared.clock import iso
+from shared.deferred import Deferrer, MetricsDue
 from shared.dynamo import conditional_check_failed, query_pages
 from shared.events import ANALYTICS
 from shared.fanout import Hub
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 PUSH_INTERVAL_MS = 1000
+# A trailing push not made by then was lost (its invocation failed for good): another may be scheduled.
+TRAILING_ABANDONED_MS = 10_000
 DAY_TTL = timedelta(days=90)
 SUBSCRIPTION_TTL = timedelta(hours=2, minutes=10)
 REGISTRY_PK = "subscribed"
@@ -140,14 +144,31 @@ class AnalyticsStore:
         ]
 
     def claim_push(self, company_id: str, now: datetime) -> bool:
-        """Win the right to push this second's figures: one conditional write, whichever Lambda gets there first."""
+        """Win the right to push this second's figures: one conditional write, whichever Lambda gets there
+        first. It also clears the trailing-push marker: what the winner reads next includes every change so far."""
         now_ms = int(now.timestamp() * 1000)
         try:
             self._table.update_item(
                 Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
-                UpdateExpression="SET lastPushAt = :now",
+                UpdateExpression="SET lastPushAt = :now REMOVE trailingDue",
                 ConditionExpression=Attr("lastPushAt").not_exists() | Attr("lastPushAt").lte(now_ms - PUSH_INTERVAL_MS),
                 ExpressionAttributeValues={":now": now_ms},
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return False
+            raise
+        return True
+
+    def claim_trailing(self, company_id: str, now: datetime, due_ms: int) -> bool:
+        """Win the right to schedule the one trailing push of this second."""
+        try:
+            self._table.update_item(
+                Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
+                UpdateExpression="SET trailingDue = :due",
+                ConditionExpression=Attr("trailingDue").not_exists()
+                | Attr("trailingDue").lt(int(now.timestamp() * 1000) - TRAILING_ABANDONED_MS),
+                ExpressionAttributeValues={":due": due_ms},
             )
         except ClientError as error:
             if conditional_check_failed(error):
@@ -172,19 +193,37 @@ class AnalyticsStore:
 
 
 class Analytics:
-    """Counting, answering requests, and pushing `metrics:update` at most once per second per company."""
+    """Counting, answering requests, and pushing `metrics:update` when figures change, at most once per
+    second per company: a change within a second of a push is carried by one trailing push after it."""
 
-    def __init__(self, store: AnalyticsStore, hub: Hub) -> None:
+    def __init__(self, store: AnalyticsStore, hub: Hub, deferrer: Deferrer) -> None:
         self._store = store
         self._hub = hub
+        self._deferrer = deferrer
 
     def count(self, company_id: str, now: datetime, counts: Counts) -> None:
         today = self._store.add(company_id, now, counts)
+        now_ms = int(now.timestamp() * 1000)
         last_push = today.get("lastPushAt")
-        if last_push is not None and int(now.timestamp() * 1000) - int(last_push) < PUSH_INTERVAL_MS:
-            return  # pushed less than a second ago: the next change or the minute refresh carries this one
-        if self._store.claim_push(company_id, now):
-            self._push(company_id, [today], now)
+        if last_push is None or now_ms - int(last_push) >= PUSH_INTERVAL_MS:
+            if self._store.claim_push(company_id, now):
+                self._push(company_id, [today], now)
+                return
+            last_push = now_ms  # another writer pushes this very moment, perhaps without this change
+        pending = today.get("trailingDue")
+        if pending is not None and int(pending) >= now_ms - TRAILING_ABANDONED_MS:
+            return  # a trailing push is on its way, and reads the figures when it is made
+        due_ms = int(last_push) + PUSH_INTERVAL_MS
+        if self._store.claim_trailing(company_id, now, due_ms):
+            self._deferrer.defer(MetricsDue(companyId=company_id, dueMs=due_ms))
+
+    def push_trailing(self, company_id: str, now: datetime) -> bool:
+        """The trailing push, with the figures as they are now. False when a push within the last second
+        stands in the way: try again a second later."""
+        if not self._store.claim_push(company_id, now):
+            return False
+        self._push(company_id, self._store.days(company_id, now.date(), now.date()), now)
+        return True
 
     def report(self, company_id: str, period: Period, now: datetime) -> dict[str, Any]:
         first, last = period_days(period, now.date())

@@ -1,23 +1,30 @@
 """Connections, room memberships and presence in DynamoDB.
 
 One table, four item types (see docs/data-model.md):
-  conn#{connectionId} / conn          the connection, with the set of room keys it is in
+  conn#{connectionId} / conn          the connection, with the set of room keys it is in; once closed, a
+                                      tombstone (`closedAt`) until its TTL, so a late $connect is refused
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out
   presence#{companyId} / {userId}     the set of a user's open connections
   opened#{YYYY-MM-DDTHH} / {connId}   connections by the hour they opened, for the sweep of stale ones
+
+Lambda runs $connect, $disconnect and every route concurrently (decision 0012): the tombstone and the
+re-check at the end of `open` make a connection either fully recorded or not recorded at all.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from shared.clock import iso
-from shared.dynamo import query_pages
+from shared.dynamo import conditional_check_failed, query_pages
+from shared.errors import ErrorCode, RoomcastError
 from shared.identity import Identity
 from shared.rooms import Room, home_rooms
 
@@ -28,6 +35,16 @@ CONNECTION_SK = "conn"
 # API Gateway closes every connection after 2 hours; one still recorded well after that missed its $disconnect.
 MAX_CONNECTION_LIFE = timedelta(hours=2, minutes=10)
 SWEEP_LOOKBACK_HOURS = 24
+# API Gateway answers 410 for a connection until its $connect returns, which takes at most the
+# integration's 29 s: a 410 for a younger connection is no proof that it is gone.
+CONNECT_GRACE = timedelta(seconds=30)
+# A tombstone only has to outlive a $connect still in flight.
+TOMBSTONE_LIFE = timedelta(hours=1)
+OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
+
+
+class ConnectionRefused(Exception):
+    """The connection closed while $connect was recording it: nothing of it is left recorded."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,12 @@ class Closed:
     went_offline: bool
 
 
+@dataclass(frozen=True)
+class OnlinePage:
+    users: list[dict[str, Any]]
+    next_cursor: str | None
+
+
 def connection_key(connection_id: str) -> dict[str, str]:
     """The key of a connection's own item; the rate limiter keeps its state there too."""
     return {"pk": f"conn#{connection_id}", "sk": CONNECTION_SK}
@@ -56,6 +79,10 @@ def _opened_pk(moment: datetime) -> str:
     return f"opened#{moment.astimezone(UTC).strftime('%Y-%m-%dT%H')}"
 
 
+def is_open(item: dict[str, Any] | None) -> bool:
+    return item is not None and "closedAt" not in item
+
+
 @dataclass(frozen=True)
 class Opened:
     """A connection as the hourly index remembers it, even after its own record expired."""
@@ -66,20 +93,21 @@ class Opened:
 
 
 class ConnectionStore:
-    def __init__(self, table: Table, ttl_seconds: int) -> None:
+    def __init__(self, table: Table, ttl_seconds: int, max_rooms: int) -> None:
         self._table = table
         self._ttl_seconds = ttl_seconds
+        self._max_rooms = max_rooms
 
     def _expiry(self, now: datetime) -> int:
         return int(now.timestamp()) + self._ttl_seconds
 
     def open(self, connection_id: str, identity: Identity, now: datetime) -> bool:
-        """Record a connection in its home rooms. Returns True when it is the user's first connection."""
+        """Record a connection in its home rooms. Returns True when it is the user's first connection.
+        Raises ConnectionRefused when the connection closed meanwhile; then nothing of it stays recorded."""
         expires = self._expiry(now)
-        rooms = home_rooms(identity.company_id, identity.user_id)
-        keys = {room.key(identity.company_id) for room in rooms}
-        with self._table.batch_writer() as batch:
-            batch.put_item(
+        keys = {room.key(identity.company_id) for room in home_rooms(identity.company_id, identity.user_id)}
+        try:
+            self._table.put_item(
                 Item={
                     **connection_key(connection_id),
                     "connectionId": connection_id,
@@ -91,26 +119,42 @@ class ConnectionStore:
                     "rooms": keys,
                     "opened": _opened_pk(now),
                     "ttl": expires,
-                }
+                },
+                # A tombstone here means its $disconnect (or a clean-up) came first.
+                ConditionExpression="attribute_not_exists(pk)",
             )
-            for key in keys:
-                batch.put_item(Item=self._membership(key, connection_id, identity.user_id, expires))
-            batch.put_item(
-                Item={
-                    "pk": _opened_pk(now),
-                    "sk": connection_id,
-                    "userId": identity.user_id,
-                    "companyId": identity.company_id,
-                    "ttl": int((now + timedelta(hours=SWEEP_LOOKBACK_HOURS + 2)).timestamp()),
-                }
+        except ClientError as error:
+            if conditional_check_failed(error):
+                raise ConnectionRefused(connection_id) from error
+            raise
+        try:
+            with self._table.batch_writer() as batch:
+                for key in keys:
+                    batch.put_item(Item=self._membership(key, connection_id, identity.user_id, expires))
+                batch.put_item(
+                    Item={
+                        "pk": _opened_pk(now),
+                        "sk": connection_id,
+                        "userId": identity.user_id,
+                        "companyId": identity.company_id,
+                        "ttl": int((now + timedelta(hours=SWEEP_LOOKBACK_HOURS + 2)).timestamp()),
+                    }
+                )
+            previous = self._table.update_item(
+                Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+                UpdateExpression="ADD connections :c SET #ttl = :ttl",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
+                ReturnValues="UPDATED_OLD",
             )
-        previous = self._table.update_item(
-            Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
-            UpdateExpression="ADD connections :c SET #ttl = :ttl",
-            ExpressionAttributeNames={"#ttl": "ttl"},
-            ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
-            ReturnValues="UPDATED_OLD",
-        )
+            # A close that ran while we wrote may have missed what we wrote after it: look once more.
+            still_open = is_open(self._record(connection_id))
+        except Exception:
+            self.close(connection_id, now)
+            raise
+        if not still_open:
+            self.close(connection_id, now)
+            raise ConnectionRefused(connection_id)
         return "connections" not in previous.get("Attributes", {})
 
     def _record(self, connection_id: str) -> dict[str, Any] | None:
@@ -118,34 +162,70 @@ class ConnectionStore:
 
     def get(self, connection_id: str) -> Connection | None:
         item = self._record(connection_id)
-        return None if item is None else _connection(item)
+        return _connection(item) if item is not None and is_open(item) else None
 
-    def close(self, connection_id: str, remembered: Opened | None = None) -> Closed | None:
-        """Remove a connection and all its memberships. Closing twice is harmless and returns None.
-        With `remembered` (from the hourly index), a connection whose record already expired still
-        leaves its user's presence."""
-        item = self._record(connection_id)
-        if item is None and remembered is None:
-            return None
-        connection = (
-            _connection(item) if item is not None else Connection(connection_id, remembered.identity, frozenset())  # type: ignore[union-attr]
-        )
-        opened = item.get("opened") if item is not None else remembered.bucket  # type: ignore[union-attr]
+    def close(
+        self,
+        connection_id: str,
+        now: datetime,
+        remembered: Opened | None = None,
+        found_in: str | None = None,
+        settled_only: bool = False,
+    ) -> Closed | None:
+        """Mark a connection closed and remove its memberships and presence. Idempotent; safe beside a
+        $connect still running (which then refuses the connection). `found_in`: a membership to remove
+        even when no record lists it. `settled_only`: leave a connection younger than CONNECT_GRACE
+        alone (a 410 is no proof it is gone). Returns None when there was nothing to close."""
+        update: dict[str, Any] = {
+            "Key": connection_key(connection_id),
+            "UpdateExpression": "SET closedAt = if_not_exists(closedAt, :closed), #ttl = :ttl",
+            "ExpressionAttributeNames": {"#ttl": "ttl"},
+            "ExpressionAttributeValues": {":closed": iso(now), ":ttl": int((now + TOMBSTONE_LIFE).timestamp())},
+            "ReturnValues": "ALL_OLD",
+        }
+        if settled_only:
+            update["ConditionExpression"] = "attribute_not_exists(connectedAt) OR connectedAt < :settled"
+            update["ExpressionAttributeValues"][":settled"] = iso(now - CONNECT_GRACE)
+        try:
+            previous = self._table.update_item(**update).get("Attributes")
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return None
+            raise
+        if previous is not None and "userId" in previous:
+            connection = _connection(previous)
+            opened = previous.get("opened")
+        elif remembered is not None:
+            connection = Connection(connection_id, remembered.identity, frozenset())
+            opened = remembered.bucket
+        else:
+            connection, opened = None, None
+        keys = set(connection.room_keys) if connection is not None else set()
+        if found_in is not None:
+            keys.add(found_in)
         with self._table.batch_writer() as batch:
-            for key in connection.room_keys:
+            for key in keys:
                 batch.delete_item(Key={"pk": key, "sk": connection_id})
-            batch.delete_item(Key=connection_key(connection_id))
             if opened:
                 batch.delete_item(Key={"pk": str(opened), "sk": connection_id})
+        if connection is None:
+            return None
         identity = connection.identity
-        previous = self._table.update_item(
+        left = self._table.update_item(
             Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
             UpdateExpression="DELETE connections :c",
             ExpressionAttributeValues={":c": {connection_id}},
             ReturnValues="UPDATED_OLD",
         )
-        before = previous.get("Attributes", {}).get("connections", set())
+        before = left.get("Attributes", {}).get("connections", set())
         return Closed(connection, went_offline=before == {connection_id})
+
+    def is_online(self, company_id: str, user_id: str, connection_id: str) -> bool:
+        item = self._table.get_item(
+            Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
+        ).get("Item")
+        connections: Any = (item or {}).get("connections", set())
+        return connection_id in connections
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
@@ -166,16 +246,22 @@ class ConnectionStore:
 
     def extend(self, connection_id: str, exp: int | None) -> None:
         """Let the connection live until `exp` (None: no expiry), after auth:refresh."""
-        self._table.update_item(
-            Key=connection_key(connection_id),
-            UpdateExpression="SET #exp = :exp",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#exp": "exp"},
-            ExpressionAttributeValues={":exp": exp},
-        )
+        try:
+            self._table.update_item(
+                Key=connection_key(connection_id),
+                UpdateExpression="SET #exp = :exp",
+                ConditionExpression=OPEN,
+                ExpressionAttributeNames={"#exp": "exp"},
+                ExpressionAttributeValues={":exp": exp},
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                raise _closed() from error
+            raise
 
-    def join(self, connection_id: str, company_id: str, user_id: str, room: Room, now: datetime) -> bool:
-        """Add a membership. False when the connection is already gone."""
+    def join(self, connection_id: str, company_id: str, user_id: str, room: Room, now: datetime) -> None:
+        """Add a membership, both on the connection's record and as the item fan-out queries, atomically.
+        Refused (`conflict`) when the connection is closed or already in `max_rooms` rooms."""
         key = room.key(company_id)
         client = self._table.meta.client
         try:
@@ -186,8 +272,10 @@ class ConnectionStore:
                             "TableName": self._table.name,
                             "Key": connection_key(connection_id),
                             "UpdateExpression": "ADD rooms :r",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeValues": {":r": {key}},
+                            # Joining a room it is in already is always fine; a new one needs room to spare.
+                            "ConditionExpression": f"{OPEN} AND (contains(rooms, :k) OR size(rooms) < :max)",
+                            "ExpressionAttributeValues": {":r": {key}, ":k": key, ":max": self._max_rooms},
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
                     {
@@ -198,26 +286,44 @@ class ConnectionStore:
                     },
                 ]
             )
-        except client.exceptions.TransactionCanceledException:
-            return False
-        return True
+        except client.exceptions.TransactionCanceledException as error:
+            reasons = error.response.get("CancellationReasons", [])
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            # The record as the condition saw it, in DynamoDB's attribute-value form: only its names matter here.
+            seen = reasons[0].get("Item")
+            if is_open(dict(seen) if seen is not None else None):
+                raise RoomcastError(
+                    ErrorCode.CONFLICT, f"a connection can be in at most {self._max_rooms} rooms: leave one first"
+                ) from error
+            raise _closed() from error
 
     def leave(self, connection_id: str, company_id: str, room: Room) -> None:
         key = room.key(company_id)
+        membership = {"pk": key, "sk": connection_id}
         client = self._table.meta.client
-        client.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self._table.name,
-                        "Key": connection_key(connection_id),
-                        "UpdateExpression": "DELETE rooms :r",
-                        "ExpressionAttributeValues": {":r": {key}},
-                    }
-                },
-                {"Delete": {"TableName": self._table.name, "Key": {"pk": key, "sk": connection_id}}},
-            ]
-        )
+        try:
+            client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table.name,
+                            "Key": connection_key(connection_id),
+                            "UpdateExpression": "DELETE rooms :r",
+                            # Never recreate the record of a connection that closed meanwhile.
+                            "ConditionExpression": OPEN,
+                            "ExpressionAttributeValues": {":r": {key}},
+                        }
+                    },
+                    {"Delete": {"TableName": self._table.name, "Key": membership}},
+                ]
+            )
+        except client.exceptions.TransactionCanceledException as error:
+            reasons = error.response.get("CancellationReasons", [])
+            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise
+            # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
+            self._table.delete_item(Key=membership)
 
     def members(self, company_id: str, room: Room) -> Iterator[list[str]]:
         """Connection ids in a room, one DynamoDB page at a time."""
@@ -229,17 +335,32 @@ class ConnectionStore:
         ):
             yield [str(item["sk"]) for item in items]
 
-    def online_users(self, company_id: str) -> list[dict[str, Any]]:
-        return [
-            {"userId": item["sk"], "connections": len(item["connections"])}
-            for items in query_pages(self._table, KeyConditionExpression=Key("pk").eq(_presence_pk(company_id)))
-            for item in items
-            if item.get("connections")
-        ]
+    def online_users(self, company_id: str, cursor: str | None, limit: int, max_bytes: int) -> OnlinePage:
+        """Users with an open connection, in user id order, at most `limit` of them or `max_bytes` of JSON."""
+        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(_presence_pk(company_id))}
+        if cursor is not None:
+            query["ExclusiveStartKey"] = {"pk": _presence_pk(company_id), "sk": cursor}
+        users: list[dict[str, Any]] = []
+        size = 0
+        for items in query_pages(self._table, **query):
+            for item in items:
+                if not item.get("connections"):
+                    continue
+                user = {"userId": str(item["sk"]), "connections": len(item["connections"])}
+                entry = len(json.dumps(user)) + 1
+                if len(users) == limit or size + entry > max_bytes:
+                    return OnlinePage(users, users[-1]["userId"])
+                users.append(user)
+                size += entry
+        return OnlinePage(users, None)
 
     @staticmethod
     def _membership(key: str, connection_id: str, user_id: str, expires: int) -> dict[str, Any]:
         return {"pk": key, "sk": connection_id, "userId": user_id, "ttl": expires}
+
+
+def _closed() -> RoomcastError:
+    return RoomcastError(ErrorCode.CONFLICT, "connection is closed")
 
 
 def _connection(item: dict[str, Any]) -> Connection:

@@ -11,9 +11,11 @@ from botocore.config import Config
 from shared.analytics import Analytics, AnalyticsStore
 from shared.connections import ConnectionStore
 from shared.conversation_store import ConversationStore
+from shared.deferred import Deferrer, LambdaDeferrer
 from shared.fanout import Hub
 from shared.gateway import Gateway, ManagementApi
 from shared.notification_store import NotificationStore
+from shared.presence import Presence
 from shared.ratelimit import RateLimiter
 from shared.settings import Settings, settings
 
@@ -30,6 +32,8 @@ class Services:
     conversations: ConversationStore
     notifications: NotificationStore
     hub: Hub
+    deferrer: Deferrer
+    presence: Presence
     analytics: Analytics
     limiter: RateLimiter
     session: boto3.session.Session
@@ -50,12 +54,15 @@ class Services:
 
 
 def build_services(
-    config: Settings, gateway: Gateway | None = None, session: boto3.session.Session | None = None
+    config: Settings,
+    gateway: Gateway | None = None,
+    session: boto3.session.Session | None = None,
+    deferrer: Deferrer | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
     connections_table = dynamodb.Table(config.connections_table)
-    connections = ConnectionStore(connections_table, config.connection_ttl_seconds)
+    connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
         credentials = session.get_credentials()
@@ -68,13 +75,17 @@ def build_services(
             config.fanout_concurrency,
             client,
         )
-    hub = Hub(connections, gateway, config.max_outbound_bytes)
+    if deferrer is None:
+        deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
+    hub = Hub(connections, gateway, deferrer, config.max_outbound_bytes)
     return Services(
         connections=connections,
         conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
         notifications=NotificationStore(dynamodb.Table(config.notifications_table)),
         hub=hub,
-        analytics=Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub),
+        deferrer=deferrer,
+        presence=Presence(connections, hub, deferrer),
+        analytics=Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         session=session,
         config=config,

@@ -15,6 +15,7 @@ class Settings:
     idempotency_table: str
     analytics_table: str
     management_api_url: str
+    deferred_function: str
     jwt_secret_arn: str | None
     jwt_secret: str | None
     jwt_leeway_seconds: int
@@ -24,6 +25,7 @@ class Settings:
     max_frame_bytes: int
     max_outbound_bytes: int
     history_page_max: int
+    max_rooms_per_connection: int
     rate_per_second: float
     rate_burst: int
     rate_strikes_to_close: int
@@ -43,6 +45,7 @@ def settings() -> Settings:
         idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "roomcast-idempotency"),
         analytics_table=os.environ.get("ANALYTICS_TABLE", "roomcast-analytics"),
         management_api_url=os.environ.get("MANAGEMENT_API_URL", ""),
+        deferred_function=os.environ.get("DEFERRED_FUNCTION", "roomcast-deferred"),
         jwt_secret_arn=os.environ.get("JWT_SECRET_ARN") or None,
         jwt_secret=os.environ.get("JWT_SECRET_KEY_CALL") or None,
         jwt_leeway_seconds=_int("JWT_LEEWAY_SECONDS", 10),
@@ -53,6 +56,8 @@ def settings() -> Settings:
         max_frame_bytes=_int("MAX_FRAME_BYTES", 32 * 1024),
         max_outbound_bytes=_int("MAX_OUTBOUND_BYTES", 128 * 1024),
         history_page_max=_int("HISTORY_PAGE_MAX", 100),
+        # Keeps the connection's record, rewritten by every action's rate limit, far below 400 KB.
+        max_rooms_per_connection=_int("MAX_ROOMS_PER_CONNECTION", 200),
         rate_per_second=float(os.environ.get("RATE_LIMIT_PER_SECOND", "20")),
         rate_burst=_int("RATE_LIMIT_BURST", 40),
         # Refused this many times in a row, a connection is closed.

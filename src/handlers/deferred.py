@@ -1,0 +1,50 @@
+"""Work handed off until after a reply (shared.deferred): connections found gone, a user come online,
+a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from shared.analytics import PUSH_INTERVAL_MS
+from shared.clock import utc_now
+from shared.deferred import TASK, ConnectionsGone, MetricsDue, UserOnline
+from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.runtime import Services, services
+
+# A trailing push waits for the second after the last push; pushes by others can push it back a little.
+TRAILING_ATTEMPTS = 3
+
+
+@instrumented()
+def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
+    try:
+        task = TASK.validate_python(event)
+    except ValidationError:
+        # Retrying cannot make it valid: drop it, loudly.
+        logger.error("not a deferred task", extra={"keys": sorted(event)[:10]})
+        return {"done": False}
+    runtime = services()
+    logger.append_keys(task=task.kind)
+    if isinstance(task, ConnectionsGone):
+        forgotten = runtime.presence.forget_gone(task.recipients, utc_now())
+        metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
+    elif isinstance(task, UserOnline):
+        runtime.presence.announce_online(task)
+    else:
+        _push_trailing(runtime, task)
+    return {"done": True}
+
+
+def _push_trailing(runtime: Services, task: MetricsDue) -> None:
+    wait_until_ms = task.due_ms
+    for _ in range(TRAILING_ATTEMPTS):
+        time.sleep(max(0.0, wait_until_ms / 1000 - time.time()))
+        now = utc_now()
+        if runtime.analytics.push_trailing(task.company_id, now):
+            return
+        wait_until_ms = int(now.timestamp() * 1000) + PUSH_INTERVAL_MS
+    logger.info("trailing push left to the next change or the minute refresh", extra={"company_id": task.company_id})

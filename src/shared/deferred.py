@@ -1,0 +1,85 @@
+"""Work deferred until after a reply: tasks handed to the deferred function by an asynchronous invocation.
+
+A request's work before its reply is bounded by its own room (SPEC section 5). What a request discovers
+on the way (connections gone, a user come online, a metrics push it may not make yet) is described
+here as a task and handed off; `handlers/deferred.py` carries the tasks out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+
+# Lambda accepts 256 KiB per asynchronous invocation; a few hundred ids stay far below it.
+GONE_PER_TASK = 500
+
+
+class _Task(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
+
+
+class GoneRecipient(_Task):
+    connection_id: str = Field(alias="connectionId")
+    room_key: str | None = Field(default=None, alias="roomKey")
+    """The membership the 410 was found through: removed even when the connection's record is gone."""
+
+
+class ConnectionsGone(_Task):
+    """`@connections` answered 410 for these connections: forget them and announce who went offline."""
+
+    kind: Literal["gone"] = "gone"
+    recipients: tuple[GoneRecipient, ...]
+
+
+class UserOnline(_Task):
+    """A user's first connection opened: tell the company, unless the user has left again meanwhile."""
+
+    kind: Literal["online"] = "online"
+    company_id: str = Field(alias="companyId")
+    user_id: str = Field(alias="userId")
+    connection_id: str = Field(alias="connectionId")
+
+
+class MetricsDue(_Task):
+    """Figures changed within a second of the last push: push them once that second is over."""
+
+    kind: Literal["metrics"] = "metrics"
+    company_id: str = Field(alias="companyId")
+    due_ms: int = Field(alias="dueMs")
+
+
+Task = Annotated[ConnectionsGone | UserOnline | MetricsDue, Field(discriminator="kind")]
+TASK = TypeAdapter[Task](Task)
+
+
+def gone_tasks(recipients: Sequence[GoneRecipient]) -> list[ConnectionsGone]:
+    return [
+        ConnectionsGone(recipients=tuple(recipients[start : start + GONE_PER_TASK]))
+        for start in range(0, len(recipients), GONE_PER_TASK)
+    ]
+
+
+class Deferrer(Protocol):
+    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None: ...
+
+
+class LambdaDeferrer:
+    """Hands a task to the deferred function with an asynchronous invocation: Lambda queues it, retries it
+    twice on failure, and the caller does not wait for it."""
+
+    def __init__(self, client: LambdaClient, function_name: str) -> None:
+        self._client = client
+        self._function_name = function_name
+
+    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+        self._client.invoke(
+            FunctionName=self._function_name,
+            InvocationType="Event",
+            Payload=json.dumps(task.model_dump(by_alias=True, mode="json")).encode("utf-8"),
+        )
