@@ -405,12 +405,13 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=20,
 )
+OBJECTS = st.dictionaries(st.text(max_size=8), JSON, max_size=4)
 
 
 @given(
     st.sampled_from(sorted(codec.NAMESPACES)),
     st.sampled_from(sorted(route for function in FUNCTIONS.values() for route in function.routes)),
-    st.dictionaries(st.text(max_size=8), JSON, max_size=4),
+    OBJECTS,
     st.none() | st.integers(min_value=0, max_value=ACK_ID_MAX_VALUE),
 )
 def test_events_round_trip_to_the_native_frame(
@@ -473,6 +474,18 @@ def test_a_refusal_goes_to_the_ack_when_there_is_one_else_to_the_error_event() -
 )
 def test_server_events_arrive_in_their_namespace(frame: dict[str, Any], text: str) -> None:
     assert server_event(frame) == text
+
+
+@given(st.sampled_from(sorted(codec.NAMESPACES)), st.text(max_size=30), OBJECTS)
+def test_socketio_text_is_never_more_than_two_bytes_longer_than_the_native_frame(
+    namespace: str, name: str, data: dict[str, Any]
+) -> None:
+    # What lets one size check on the native frame stand for both codecs, to within two bytes.
+    for frame in (event_frame(name, data, None if namespace == "/" else namespace), event_frame(name, data)):
+        assert len(server_event(frame).encode()) < len(encode(frame).encode())
+        assert len(answer(namespace, frame).encode()) <= len(encode(frame).encode()) + 2
+    failure = error_frame(RoomcastError(ErrorCode.INTERNAL, name), "9", None)
+    assert len(answer(namespace, failure).encode()) < len(encode(failure).encode())
 
 
 # Codecs
