@@ -220,11 +220,16 @@ def _parse(text: str, max_bytes: int) -> EnginePacket | Packet:
         return EnginePacket(kind, text[1:])
     # The header is read first, in bounded steps, so that even an oversized event is answered on its ack.
     packet_type, attachments, namespace, ack_id, start = _header(text)
-    request = str(ack_id) if ack_id is not None and packet_type in _EVENTS else None
+    request = _request_ack_id(packet_type, ack_id)
     _within(text, max_bytes, namespace, request)
     data = _payload(text[start:], namespace, request)
     _check_payload(packet_type, data, namespace, request)
     return Packet(packet_type, namespace, data, ack_id, attachments)
+
+
+def _request_ack_id(packet_type: PacketType, ack_id: int | None) -> str | None:
+    """The native ackId an error can be answered on: an event's; an ACK's id numbers the server's own request."""
+    return str(ack_id) if ack_id is not None and packet_type in _EVENTS else None
 
 
 def _within(text: str, max_bytes: int, namespace: str, ack_id: str | None) -> None:
@@ -325,7 +330,7 @@ def _meaning(packet: EnginePacket | Packet) -> ClientMessage:
         return Connect(namespace) if served else UnknownNamespace(namespace)
     if packet.type is PacketType.ACK:
         return Ignored("the server asks clients for no acknowledgement")
-    request = str(packet.ack_id) if packet.ack_id is not None and packet.type in _EVENTS else None
+    request = _request_ack_id(packet.type, packet.ack_id)
     if packet.type in _BINARY:
         action = packet.data[0] if packet.type is PacketType.BINARY_EVENT and _is_action(packet.data[0]) else None
         raise _refuse("binary attachments are not supported", namespace, request, action)
