@@ -84,7 +84,7 @@ class CallCounter:
 @pytest.fixture
 def deferred(monkeypatch: pytest.MonkeyPatch) -> QueuedDeferrer:
     # A trailing metrics push waits for its second; tests that need the wait drive the clock themselves.
-    monkeypatch.setattr("handlers.deferred.time.sleep", lambda _seconds: None)
+    monkeypatch.setattr("handlers.deferred.sleep", lambda _seconds: None)
     return QueuedDeferrer()
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from shared.analytics import AnalyticsStore, Counts
 from shared.runtime import Services
-from tests.fakes import RecordingGateway
-from tests.support import Peer, publish
+from tests.fakes import QueuedDeferrer, RecordingGateway
+from tests.support import Peer, publish, run_deferred
 
 
 @dataclass
@@ -205,3 +205,31 @@ def test_the_minute_refresh_reaches_companies_with_viewers_and_forgets_the_rest(
     assert push["data"]["period"] == "today"
     assert invoke("handlers.analytics.refresh", {}) == {"companies": 1}  # globex was forgotten
     assert len(viewer.received("metrics:update")) == 2
+
+
+def test_a_change_within_a_second_of_a_push_is_pushed_once_that_second_is_over(
+    services: Services,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("handlers.deferred.utc_now", lambda: clock.now)
+    monkeypatch.setattr("handlers.deferred.sleep", clock.advance)  # the deferred function waits on this clock
+    viewer = Peer(gateway, "viewer", "boss", "acme").connect()
+    viewer.ok("analytics:subscribe")
+    agent = Peer(gateway, "agent", "ana", "acme").connect()
+    conversation = agent.ok("conversation:create", {})["conversation"]["id"]  # pushed at once: 1 created
+    deferred.auto = False
+    clock.advance(0.3)
+    agent.ok("message:send", {"conversationId": conversation, "content": "a"})  # within the second
+    clock.advance(0.2)
+    agent.ok("message:send", {"conversationId": conversation, "content": "b"})  # still within it
+    assert len(viewer.received("metrics:update")) == 1
+    assert [task.kind for task in deferred.tasks] == ["metrics"]  # one trailing push for both
+
+    run_deferred()
+    pushes = [push["data"] for push in viewer.received("metrics:update")]
+    assert [(push["totalConversations"], push["totalMessages"]) for push in pushes] == [(1, 0), (1, 2)]
+    first, trailing = (datetime.fromisoformat(push["timestamp"]) for push in pushes)
+    assert trailing - first >= timedelta(seconds=1)  # at most once a second, still

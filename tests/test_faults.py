@@ -114,6 +114,8 @@ class FlakyManagementApi(BaseHTTPRequestHandler):
             self._answer(500, "InternalServerErrorException")
         elif connection_id == "gone":
             self._answer(410, "GoneException")
+        elif connection_id == "dropped":
+            self.close_connection = True  # hangs up mid-request: aiohttp raises ServerDisconnectedError
         else:
             self._answer(200, None)
 
@@ -191,4 +193,18 @@ def test_a_sender_shut_down_starts_afresh_on_next_use(management_api: str) -> No
     gateway.shutdown()
     gateway.shutdown()
     assert gateway.post_many(["b"], b"{}") == [Delivery.DELIVERED]
+    gateway.shutdown()
+
+
+def test_a_recipient_whose_connection_drops_mid_request_fails_alone(management_api: str) -> None:
+    """aiohttp's ServerDisconnectedError is not an OSError: it must not escape and abandon the others."""
+    gateway = management(management_api)
+    recipients = ["fine", "dropped", "flaky", "other"]
+    assert gateway.post_many(recipients, b"{}") == [
+        Delivery.DELIVERED,
+        Delivery.FAILED,
+        Delivery.DELIVERED,
+        Delivery.DELIVERED,
+    ]
+    assert FlakyManagementApi.attempts == {"fine": 1, "dropped": 3, "flaky": 3, "other": 1}
     gateway.shutdown()

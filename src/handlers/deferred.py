@@ -3,7 +3,7 @@ a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocat
 
 from __future__ import annotations
 
-import time
+from time import sleep
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -42,7 +42,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
 def _push_trailing(runtime: Services, task: MetricsDue) -> None:
     wait_until_ms = task.due_ms
     for _ in range(TRAILING_ATTEMPTS):
-        time.sleep(max(0.0, wait_until_ms / 1000 - time.time()))
+        sleep(max(0.0, wait_until_ms / 1000 - utc_now().timestamp()))
         now = utc_now()
         if runtime.analytics.push_trailing(task.company_id, now):
             return

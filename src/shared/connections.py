@@ -272,9 +272,8 @@ class ConnectionStore:
                             "TableName": self._table.name,
                             "Key": connection_key(connection_id),
                             "UpdateExpression": "ADD rooms :r",
-                            # Joining a room it is in already is always fine; a new one needs room to spare.
-                            "ConditionExpression": f"{OPEN} AND (contains(rooms, :k) OR size(rooms) < :max)",
-                            "ExpressionAttributeValues": {":r": {key}, ":k": key, ":max": self._max_rooms},
+                            "ConditionExpression": f"{OPEN} AND size(rooms) < :max",
+                            "ExpressionAttributeValues": {":r": {key}, ":max": self._max_rooms},
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                         }
                     },
@@ -291,12 +290,14 @@ class ConnectionStore:
             if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
                 raise
             # The record as the condition saw it, in DynamoDB's attribute-value form: only its names matter here.
-            seen = reasons[0].get("Item")
-            if is_open(dict(seen) if seen is not None else None):
-                raise RoomcastError(
-                    ErrorCode.CONFLICT, f"a connection can be in at most {self._max_rooms} rooms: leave one first"
-                ) from error
-            raise _closed() from error
+            seen: dict[str, Any] | None = reasons[0].get("Item")  # type: ignore[assignment]
+            if not is_open(seen):
+                raise _closed() from error
+            if key in (seen or {}).get("rooms", {}).get("SS", []):
+                return  # in that room already: joining again changes nothing
+            raise RoomcastError(
+                ErrorCode.CONFLICT, f"a connection can be in at most {self._max_rooms} rooms: leave one first"
+            ) from error
 
     def leave(self, connection_id: str, company_id: str, room: Room) -> None:
         key = room.key(company_id)

@@ -124,6 +124,7 @@ class ManagementApi:
                 target = URL(url, encoded=True)
                 async with session.post(target, data=data, headers=dict(request.headers)) as response:
                     status = response.status
+            # Any failure, aiohttp's ServerDisconnectedError (not an OSError) included, is this recipient's alone.
             except Exception as error:
                 status = 0
                 logger.warning("post_to_connection failed", extra={"target": connection_id, "error": str(error)})
