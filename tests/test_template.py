@@ -291,6 +291,6 @@ def test_x_ray_permissions_and_sdk_only_when_tracing_is_on(tracing: str, monkeyp
 def test_the_function_may_send_its_failures_to_the_dead_letter_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     role = transformed(Tracing="Disabled")["Resources"]["BackendEventsFunctionRole"]["Properties"]
-    statements = [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
+    granted = [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
     queue = {"Fn::GetAtt": ["BackendEventsDeadLetterQueue", "Arn"]}
-    assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue} in statements
+    assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue} in granted
