@@ -5,13 +5,26 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The Lambda runtime and architecture `sam build` targets here: this machine's own Python.
-LOCAL_RUNTIME := python$(shell $(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
-LOCAL_ARCH := $(shell uname -m | sed -e 's/aarch64/arm64/')
+# The Lambda build `make template` checks and `make deploy` ships: one set of values for both, the
+# template's defaults and samconfig.toml's (tests/test_deploy_config.py keeps the three in step).
+RUNTIME ?= python3.13
+ARCHITECTURE ?= arm64
+TRACING ?= Disabled
+BUILD_PARAMETERS = Runtime=$(RUNTIME) Architecture=$(ARCHITECTURE) Tracing=$(TRACING)
+# Deploy settings; an unset one keeps the stack's current value (or the template default on creation).
+STACK ?= roomcast
+DEPLOY_PARAMETERS = $(BUILD_PARAMETERS) \
+	$(if $(ALLOWED_ORIGINS),'AllowedOrigins=$(ALLOWED_ORIGINS)') \
+	$(if $(JWT_SECRET_ARN),'JwtSecretArn=$(JWT_SECRET_ARN)') \
+	$(if $(JWT_SECRET_KMS_KEY_ARN),'JwtSecretKmsKeyArn=$(JWT_SECRET_KMS_KEY_ARN)') \
+	$(if $(EVENT_BUS_NAME),'EventBusName=$(EVENT_BUS_NAME)') \
+	$(if $(ALARM_TOPIC_ARN),'AlarmTopicArn=$(ALARM_TOPIC_ARN)')
+# Deploy to the region of the user's own AWS configuration, not the fake one the tests export below.
+DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint typecheck template unit bench clean
+.PHONY: install run test lint typecheck template build deploy unit bench clean
 
 $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +46,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-template: $(STAMP)
+template: build
 	$(BIN)/sam validate --lint
-	$(BIN)/sam build --parameter-overrides Runtime=$(LOCAL_RUNTIME) Architecture=$(LOCAL_ARCH) \
-		--build-dir .aws-sam/build
+
+# sam build without Docker needs the runtime's own Python on PATH: tools/lambda-python finds or installs it.
+build: $(STAMP)
+	python_dir=$$(tools/lambda-python $(RUNTIME)) && \
+		PATH="$$python_dir:$$PATH" $(BIN)/sam build --parameter-overrides $(BUILD_PARAMETERS)
+
+# Builds, then deploys what it built, with the same parameters (docs/deploy.md).
+deploy: build
+	$(if $(DEPLOY_REGION),AWS_DEFAULT_REGION=$(DEPLOY_REGION),env -u AWS_DEFAULT_REGION) $(BIN)/sam deploy \
+		--stack-name $(STACK) --parameter-overrides $(DEPLOY_PARAMETERS)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n auto

@@ -85,6 +85,8 @@ def granted(function: str) -> set[tuple[str, str]]:
     grants = set()
     for policy in FUNCTIONS[function]["Properties"].get("Policies", []):
         for statement in policy["Statement"]:
+            # A statement under a condition (`!If [Cond, statement, !Ref AWS::NoValue]`) may be granted.
+            statement = statement["Fn::If"][1] if "Fn::If" in statement else statement  # noqa: PLW2901
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             for target in targets:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
+import re
+from datetime import date
 from typing import Any
 
+import pytest
+
+from roomcast_local.environment import references
 from roomcast_local.invoke import load_handler
 from roomcast_local.template import load_template, resources, websocket_api
 from shared.app import Namespace
+from shared.publishing import DEFAULT_BUS
 
 TEMPLATE = load_template()
 API = websocket_api(TEMPLATE)
@@ -49,9 +56,17 @@ def test_every_action_route_answers_its_caller() -> None:
         assert route.two_way == (route.route_key not in {"$connect", "$disconnect"}), route
 
 
+def unconditional(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement present only under a condition (`!If [Cond, statement, !Ref AWS::NoValue]`), as granted."""
+    if "Fn::If" in statement:
+        granted: dict[str, Any] = statement["Fn::If"][1]
+        return granted
+    return statement
+
+
 def statements(function: str) -> list[dict[str, Any]]:
     policies = FUNCTIONS[function]["Properties"].get("Policies", [])
-    return [statement for policy in policies for statement in policy["Statement"]]
+    return [unconditional(statement) for policy in policies for statement in policy["Statement"]]
 
 
 def test_functions_have_least_privilege() -> None:
@@ -75,12 +90,14 @@ def test_api_gateway_may_invoke_only_from_this_api() -> None:
         assert "${WebSocketApi}" in body["Properties"]["SourceArn"]["Fn::Sub"]
 
 
-def test_tables_are_on_demand_with_ttl_and_point_in_time_recovery() -> None:
-    for table in resources(TEMPLATE, "AWS::DynamoDB::Table").values():
+def test_tables_are_on_demand_with_ttl_and_point_in_time_recovery_where_it_protects_something() -> None:
+    for name, table in resources(TEMPLATE, "AWS::DynamoDB::Table").items():
         properties = table["Properties"]
         assert properties["BillingMode"] == "PAY_PER_REQUEST"
         assert properties["TimeToLiveSpecification"]["Enabled"] is True
-        assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        recovery = properties.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled", False)
+        # Connections live two hours at most: a restore would bring back sockets that no longer exist.
+        assert recovery is (name != "ConnectionsTable"), name
 
 
 def test_the_stage_is_throttled_and_the_urls_are_output() -> None:
@@ -91,3 +108,189 @@ def test_the_stage_is_throttled_and_the_urls_are_output() -> None:
     parameters = TEMPLATE["Parameters"]
     assert parameters["Runtime"]["Default"] == "python3.13"
     assert parameters["Architecture"]["Default"] == "arm64"
+
+
+# ---- Deploy: what a first deploy and later updates depend on (docs/deploy.md) ----
+
+# Lambda's runtime table (docs.aws.amazon.com/lambda/latest/dg/lambda-python.html): the dates from which
+# creating, then updating, a function with the runtime is blocked.
+LAMBDA_PYTHON_BLOCKED = {
+    "python3.11": (date(2026, 7, 31), date(2026, 8, 31)),
+    "python3.12": (date(2028, 11, 30), date(2029, 1, 10)),
+    "python3.13": (date(2029, 7, 31), date(2029, 8, 31)),
+}
+# Names unique in an account and region, by the resource type that would create them.
+ACCOUNT_WIDE_NAMES = {
+    "AWS::Events::EventBus": "Name",
+    "AWS::Serverless::LayerVersion": "LayerName",
+    "AWS::Serverless::Function": "FunctionName",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::SecretsManager::Secret": "Name",
+}
+
+
+def test_every_runtime_offered_is_one_lambda_still_creates_functions_with() -> None:
+    runtime = TEMPLATE["Parameters"]["Runtime"]
+    assert runtime["Default"] in runtime["AllowedValues"]
+    for value in runtime["AllowedValues"]:
+        create_blocked, _ = LAMBDA_PYTHON_BLOCKED[value]
+        assert date.today() < create_blocked, f"Lambda no longer creates {value} functions"
+    for layer in resources(TEMPLATE, "AWS::Serverless::LayerVersion").values():
+        # Native wheels are built for one Python: the layer claims exactly that one.
+        assert layer["Properties"]["CompatibleRuntimes"] == [{"Ref": "Runtime"}]
+        assert layer["Metadata"]["BuildMethod"] == {"Ref": "Runtime"}
+
+
+def test_names_are_derived_from_the_stack_so_two_stacks_share_an_account() -> None:
+    for name, body in TEMPLATE["Resources"].items():
+        key = ACCOUNT_WIDE_NAMES.get(body["Type"], "")
+        if key in body.get("Properties", {}):
+            assert "AWS::StackName" in str(body["Properties"][key]), name
+    # SAM names a layer after its logical id when LayerName is absent: fixed, so it must be set.
+    layers = resources(TEMPLATE, "AWS::Serverless::LayerVersion").values()
+    assert all("LayerName" in layer["Properties"] for layer in layers)
+    (bus,) = resources(TEMPLATE, "AWS::Events::EventBus").values()
+    stack_unless_named = {"Fn::If": ["EventBusNamed", {"Ref": "EventBusName"}, {"Ref": "AWS::StackName"}]}
+    assert bus["Properties"]["Name"] == stack_unless_named
+    assert TEMPLATE["Parameters"]["EventBusName"]["Default"] == ""
+
+
+def test_the_local_stack_names_its_bus_as_a_default_deploy_does() -> None:
+    assert references(TEMPLATE)["EventBus"] == DEFAULT_BUS
+    named = {**TEMPLATE, "Parameters": {**TEMPLATE["Parameters"], "EventBusName": {"Default": "crm-events"}}}
+    assert references(named)["EventBus"] == "crm-events"
+
+
+def test_urls_use_the_partitions_domain() -> None:
+    subs = list(_strings_in(TEMPLATE, "Fn::Sub"))
+    assert subs
+    assert not [text for text in subs if "amazonaws.com" in text]
+    urls = [TEMPLATE["Outputs"]["WebSocketUrl"]["Value"], TEMPLATE["Outputs"]["ConnectionsUrl"]["Value"]]
+    urls.append(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["MANAGEMENT_API_URL"])
+    assert all("${AWS::URLSuffix}" in url["Fn::Sub"] for url in urls)
+
+
+def _strings_in(node: Any, intrinsic: str) -> list[str]:
+    if isinstance(node, dict):
+        found = [node[intrinsic]] if isinstance(node.get(intrinsic), str) else []
+        return found + [text for value in node.values() for text in _strings_in(value, intrinsic)]
+    if isinstance(node, list):
+        return [text for value in node for text in _strings_in(value, intrinsic)]
+    return []
+
+
+def test_data_tables_are_kept_except_when_their_own_creation_rolls_back() -> None:
+    tables = resources(TEMPLATE, "AWS::DynamoDB::Table")
+    kept = {name for name, body in tables.items() if body.get("DeletionPolicy") == "RetainExceptOnCreate"}
+    assert kept == {"ConnectionsTable", "ConversationsTable", "NotificationsTable", "AnalyticsTable"}
+    assert all(tables[name]["UpdateReplacePolicy"] == "Retain" for name in kept)
+
+
+def test_the_secret_the_authorizer_reads_is_an_output() -> None:
+    in_use = {"Fn::If": ["CreateJwtSecret", {"Ref": "JwtSecret"}, {"Ref": "JwtSecretArn"}]}
+    assert TEMPLATE["Outputs"]["JwtSecretArn"]["Value"] == in_use
+    for function in ("AuthorizerFunction", "DefaultFunction"):
+        assert FUNCTIONS[function]["Properties"]["Environment"]["Variables"]["JWT_SECRET_ARN"] == in_use
+
+
+def test_an_existing_secret_must_be_named_by_its_full_arn() -> None:
+    pattern = TEMPLATE["Parameters"]["JwtSecretArn"]["AllowedPattern"]
+    full = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:crm/jwt-Ab12Cd"
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, full)
+    assert re.fullmatch(pattern, full.replace("arn:aws:", "arn:aws-cn:"))
+    for refused in ("arn:aws:secretsmanager:eu-west-1:123456789012:secret:crm/jwt", "crm/jwt-Ab12Cd"):
+        assert not re.fullmatch(pattern, refused), refused
+
+
+def test_a_customer_managed_key_is_granted_decrypt_through_secrets_manager_only() -> None:
+    pattern = TEMPLATE["Parameters"]["JwtSecretKmsKeyArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "")
+    assert re.fullmatch(pattern, "arn:aws:kms:eu-west-1:123456789012:key/1a2b-3c4d")
+    assert not re.fullmatch(pattern, "alias/crm")
+    for function in ("AuthorizerFunction", "DefaultFunction"):
+        policies = FUNCTIONS[function]["Properties"]["Policies"]
+        (conditional,) = [s for policy in policies for s in policy["Statement"] if "Fn::If" in s]
+        condition, statement, otherwise = conditional["Fn::If"]
+        assert condition == "JwtSecretEncryptedWithKmsKey"
+        assert otherwise == {"Ref": "AWS::NoValue"}
+        assert statement["Action"] == "kms:Decrypt"
+        assert statement["Resource"] == {"Ref": "JwtSecretKmsKeyArn"}
+        via = statement["Condition"]["StringEquals"]["kms:ViaService"]["Fn::Sub"]
+        assert via == "secretsmanager.${AWS::Region}.${AWS::URLSuffix}"
+
+
+def test_an_empty_origin_list_is_refused_at_deploy_time() -> None:
+    origins = TEMPLATE["Parameters"]["AllowedOrigins"]
+    assert "Default" not in origins
+    assert origins["MinLength"] == 1
+
+
+def test_every_route_change_is_deployed_to_the_stage() -> None:
+    assert resources(TEMPLATE, "AWS::ApiGatewayV2::Deployment") == {}
+    (stage,) = resources(TEMPLATE, "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["AutoDeploy"] is True
+    routes = resources(TEMPLATE, "AWS::ApiGatewayV2::Route") | resources(TEMPLATE, "AWS::ApiGatewayV2::RouteResponse")
+    assert set(routes) <= set(stage["DependsOn"])
+
+
+def test_backend_events_are_retried_then_dead_lettered_with_an_alarm() -> None:
+    queue = {"Fn::GetAtt": ["BackendEventsDeadLetterQueue", "Arn"]}
+    backend = FUNCTIONS["BackendEventsFunction"]["Properties"]
+    rules = [event["Properties"] for event in backend["Events"].values() if event["Type"] == "EventBridgeRule"]
+    assert rules
+    assert all(rule["DeadLetterConfig"] == {"Arn": queue} for rule in rules)
+    assert all(rule["RetryPolicy"]["MaximumRetryAttempts"] > 0 for rule in rules)
+    # EventBridge's retries cover delivery; a failure inside the function is Lambda's asynchronous retry.
+    assert backend["EventInvokeConfig"]["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": queue}
+    (policy,) = resources(TEMPLATE, "AWS::SQS::QueuePolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Resource"] == queue
+    assert "rule/${EventBus}/" in statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    (alarm,) = resources(TEMPLATE, "AWS::CloudWatch::Alarm").values()
+    assert alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    depth_of = alarm["Properties"]["Dimensions"][0]["Value"]
+    assert depth_of == {"Fn::GetAtt": ["BackendEventsDeadLetterQueue", "QueueName"]}
+    assert alarm["Properties"]["Threshold"] == 0
+    assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def transformed(**parameters: str) -> dict[str, Any]:
+    """The template as CloudFormation's SAM transform expands it for these parameter values."""
+    from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    template = copy.deepcopy(TEMPLATE)
+    template["Globals"]["Function"]["CodeUri"] = "s3://bucket/src.zip"  # as `sam deploy` uploads them
+    for layer in resources(template, "AWS::Serverless::LayerVersion").values():
+        layer["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
+    values = {"AllowedOrigins": "*", "AWS::Region": "us-east-1", **parameters}
+    expanded: dict[str, Any] = transform(template, values, NoManagedPolicies())
+    return expanded
+
+
+@pytest.mark.parametrize("tracing", ["Disabled", "Active"])
+def test_x_ray_permissions_and_sdk_only_when_tracing_is_on(tracing: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    expanded = transformed(Tracing=tracing)
+    roles = [body for body in expanded["Resources"].values() if body["Type"] == "AWS::IAM::Role"]
+    xray = [role for role in roles if "AWSXrayWriteOnlyAccess" in str(role["Properties"]["ManagedPolicyArns"])]
+    assert len(xray) == (len(roles) if tracing == "Active" else 0)
+    layers = TEMPLATE["Globals"]["Function"]["Layers"]
+    tracing_layer = {"Fn::If": ["TracingOn", {"Ref": "TracingLayer"}, {"Ref": "AWS::NoValue"}]}
+    assert layers == [{"Ref": "DependenciesLayer"}, tracing_layer]
+    assert resources(TEMPLATE, "AWS::Serverless::LayerVersion")["TracingLayer"]["Condition"] == "TracingOn"
+
+
+def test_the_function_may_send_its_failures_to_the_dead_letter_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    role = transformed(Tracing="Disabled")["Resources"]["BackendEventsFunctionRole"]["Properties"]
+    granted = [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
+    queue = {"Fn::GetAtt": ["BackendEventsDeadLetterQueue", "Arn"]}
+    assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue} in granted

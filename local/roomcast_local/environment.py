@@ -23,12 +23,17 @@ def references(template: dict[str, Any]) -> dict[str, str]:
         "AWS::Region": REGION,
         "AWS::AccountId": ACCOUNT,
         "AWS::Partition": "aws",
-        "AWS::StackName": "roomcast-local",
+        "AWS::StackName": "roomcast",  # the stack `make deploy` creates, whose bus backend services default to
+        "AWS::URLSuffix": "amazonaws.com",
         "WebSocketApi": "local",
     }
     for name, parameter in template.get("Parameters", {}).items():
         if "Default" in parameter:
             refs[name] = str(parameter["Default"])
+    for name, condition in template.get("Conditions", {}).items():
+        holds = _holds(condition, refs)
+        if holds is not None:
+            refs[f"Condition::{name}"] = str(holds)
     for name in resources(template, "AWS::DynamoDB::Table"):
         refs[name] = name
     for name, bus in resources(template, "AWS::Events::EventBus").items():
@@ -36,10 +41,25 @@ def references(template: dict[str, Any]) -> dict[str, str]:
     return refs
 
 
+def _holds(condition: Any, refs: dict[str, str]) -> bool | None:
+    """A condition built from Fn::Equals and Fn::Not over values known locally; None when it is not."""
+    if isinstance(condition, dict) and "Fn::Equals" in condition:
+        left, right = (resolve(side, refs) for side in condition["Fn::Equals"])
+        return None if left is None or right is None else left == right
+    if isinstance(condition, dict) and "Fn::Not" in condition:
+        inner = _holds(condition["Fn::Not"][0], refs)
+        return None if inner is None else not inner
+    return None
+
+
 def resolve(value: Any, refs: dict[str, str]) -> str | None:
-    """A template value as a string, or None when it cannot be known locally (conditions, ARNs)."""
+    """A template value as a string, or None when it cannot be known locally (ARNs, unknown conditions)."""
     if isinstance(value, str | int | float):
         return str(value)
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        holds = refs.get(f"Condition::{condition}")
+        return None if holds is None else resolve(when_true if holds == "True" else when_false, refs)
     if isinstance(value, dict) and "Ref" in value:
         return refs.get(value["Ref"])
     if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import jwt
@@ -13,6 +14,8 @@ from shared.settings import settings
 ALGORITHM = "HS256"
 SECRET_MAX_AGE_SECONDS = 300
 REQUIRED_CLAIMS = ("userId", "companyId")
+# The key of the key/value pair when the secret was made as a key/value secret (the console's default).
+SECRET_KEY_NAME = "JWT_SECRET_KEY_CALL"
 
 
 class InvalidToken(Exception):
@@ -33,13 +36,36 @@ def verify_token(token: str, secret: str, leeway_seconds: int) -> Identity:
         raise InvalidToken(type(error).__name__) from error
 
 
+class MisconfiguredSecret(RuntimeError):
+    """The secret's value is not a signing key: every handshake would fail, so this fails loudly instead."""
+
+
+def signing_key(secret_string: str) -> str:
+    """The HS256 key in a secret's value: the plain key, or a key/value secret's `JWT_SECRET_KEY_CALL`.
+    Any other key/value secret is refused, since using its JSON text as the key would refuse every token."""
+    if not secret_string.lstrip().startswith("{"):
+        return secret_string
+    try:
+        pairs = json.loads(secret_string)
+    except ValueError:
+        return secret_string
+    key = pairs.get(SECRET_KEY_NAME) if isinstance(pairs, dict) else None
+    if not isinstance(key, str) or not key:
+        names = sorted(pairs) if isinstance(pairs, dict) else []
+        raise MisconfiguredSecret(
+            f"the JWT secret is a key/value secret without a {SECRET_KEY_NAME} key (its keys: {names}); "
+            f"store the CRM's key as the secret's plain text, or under the key {SECRET_KEY_NAME}"
+        )
+    return key
+
+
 def jwt_secret() -> str:
     """From Secrets Manager in AWS (cached five minutes), from the environment locally."""
     config = settings()
     if config.jwt_secret_arn:
         from aws_lambda_powertools.utilities import parameters  # only where the secret is in Secrets Manager
 
-        return str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS))
+        return signing_key(str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)))
     if config.jwt_secret:
         return config.jwt_secret
     raise RuntimeError("set JWT_SECRET_ARN or JWT_SECRET_KEY_CALL")
