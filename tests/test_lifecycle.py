@@ -323,3 +323,37 @@ def test_presence_list_pages_by_size_and_loses_no_one(services: Services, gatewa
     assert pages > 1
     assert sorted(seen) == sorted([*users, "viewer"])
     assert deferrer().tasks == []
+
+
+class FailingDeferrer(QueuedDeferrer):
+    def defer(self, _task: Any) -> None:
+        raise RuntimeError("Lambda is unavailable")
+
+
+@pytest.fixture
+def failing_deferrer(services: Services, gateway: RecordingGateway) -> Services:
+    broken = build_services(settings(), gateway=gateway, deferrer=FailingDeferrer())
+    runtime.install(broken)
+    return broken
+
+
+def test_a_connect_whose_announcement_cannot_be_handed_off_is_refused_whole(
+    failing_deferrer: Services, gateway: RecordingGateway
+) -> None:
+    with pytest.raises(RuntimeError):
+        invoke("handlers.connect.handler", lifecycle_event("connect", "ana-1", "ana", "acme"))
+    assert failing_deferrer.connections.get("ana-1") is None
+    assert "ana" not in online(failing_deferrer)
+    assert members("company:acme") == []
+
+
+def test_a_send_whose_clean_up_cannot_be_handed_off_still_succeeds(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer
+) -> None:
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    conversation = ana.ok("conversation:create", {})["conversation"]["id"]
+    Peer(gateway, "ben-1", "ben", "acme").connect().ok("join:conversation", {"conversationId": conversation})
+    gateway.gone.add("ben-1")
+    runtime.install(build_services(settings(), gateway=gateway, deferrer=FailingDeferrer()))
+    sent = ana.ok("message:send", {"conversationId": conversation, "content": "still stored, still acked"})
+    assert sent["id"]

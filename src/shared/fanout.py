@@ -56,7 +56,12 @@ class Hub:
             return
         metrics.add_metric(name="GoneConnections", unit=MetricUnit.Count, value=len(gone))
         for task in gone_tasks(gone):
-            self._deferrer.defer(task)
+            try:
+                self._deferrer.defer(task)
+            except Exception:
+                # What was sent stays sent: a later 410, the sweep or the TTL forgets these connections.
+                logger.exception("could not hand off gone connections", extra={"gone": len(task.recipients)})
+                metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
 
     def _post_to_room(self, company_id: str, room: Room, data: bytes, exclude: str | None) -> FanoutReport:
         recipients = [

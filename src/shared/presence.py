@@ -24,9 +24,13 @@ class Presence:
         """Record the connection (raises ConnectionRefused if it closed meanwhile). A user's first
         connection is announced after $connect returns: the company may be large."""
         if self._store.open(connection_id, identity, now):
-            self._deferrer.defer(
-                UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id)
-            )
+            try:
+                self._deferrer.defer(
+                    UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id)
+                )
+            except Exception:
+                self._store.close(connection_id, now)  # the handshake fails: nothing of it stays recorded
+                raise
 
     def announce_online(self, task: UserOnline) -> None:
         # The user may have gone again before this ran; then the offline announcement has been made.
