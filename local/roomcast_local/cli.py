@@ -44,9 +44,12 @@ async def _serve(config: StackConfig) -> None:
     ws_url = stack.url.replace("http://", "ws://")
     print(f"roomcast local stack ready on {ws_url}", flush=True)
     print(f"  WebSocket      {ws_url}?token=<JWT>   (mint one: roomcast token --user u-1 --company acme)")
-    print(f"  @connections   {stack.url}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)")
+    print(f"  @connections   {stack.url}/{config.stage}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)")
+    print(f"  Lambda         {stack.url}   (boto3 lambda invoke)")
     print(f"  EventBridge    {stack.url}   (boto3 events put_events)")
-    print(f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
+    print(f"  DynamoDB       {stack.dynamodb}")
+    mode = "serial: one invocation at a time" if config.serial else f"up to {config.concurrency} workers per function"
+    print(f"  Functions      {len(stack.definitions)}, {mode}")
     if config.secret == DEVELOPMENT_SECRET:
         print(f"  JWT secret     {DEVELOPMENT_SECRET!r} (development default; set JWT_SECRET_KEY_CALL)")
     sys.stdout.flush()
@@ -72,6 +75,9 @@ def serve(args: argparse.Namespace) -> int:
         secret=_secret(),
         verbose=args.verbose,
         schedule_every=args.schedule_every,
+        stage=args.stage,
+        concurrency=args.concurrency,
+        serial=args.serial,
     )
     asyncio.run(_serve(config))
     return 0
@@ -191,6 +197,13 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3001")))
     serve_cmd.add_argument("--idle-timeout", type=float, default=600.0, help="seconds (API Gateway: 600)")
     serve_cmd.add_argument("--hard-timeout", type=float, default=7200.0, help="seconds (API Gateway: 7200)")
+    serve_cmd.add_argument("--stage", default="local", help="the stage @connections paths must name")
+    serve_cmd.add_argument(
+        "--concurrency", type=int, default=4, help="workers per function, as Lambda scales out (default 4)"
+    )
+    serve_cmd.add_argument(
+        "--serial", action="store_true", help="one invocation at a time, in arrival order (for debugging)"
+    )
     serve_cmd.add_argument("--verbose", action="store_true", help="show the handlers' own logs and metrics")
     serve_cmd.add_argument(
         "--schedule-every", type=float, help="run scheduled functions every N seconds instead of their rate"
