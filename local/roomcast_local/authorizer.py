@@ -35,7 +35,11 @@ def _string(value: Any) -> str:
 
 def authorized_context(output: Any, method_arn: str) -> dict[str, str]:
     """The `requestContext.authorizer` later routes receive; raises Refused or Malformed."""
-    if not isinstance(output, dict) or "principalId" not in output or not isinstance(output.get("policyDocument"), dict):
+    if (
+        not isinstance(output, dict)
+        or "principalId" not in output
+        or not isinstance(output.get("policyDocument"), dict)
+    ):
         raise Malformed("an authorizer output needs principalId and policyDocument")
     statements = [
         Statement(

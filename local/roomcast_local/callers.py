@@ -35,7 +35,9 @@ class Callers:
             function: function_statements(template, function, stage) for function in functions
         }
 
-    async def check(self, request: web.Request, service: str, action: str, resource: str) -> tuple[str, web.Response | None]:
+    async def check(
+        self, request: web.Request, service: str, action: str, resource: str
+    ) -> tuple[str, web.Response | None]:
         """(who is calling, a refusal or None). Callers the stack did not mint keys for are not checked further:
         their policies live in a real account, not in this template."""
         body = await request.read()

@@ -55,7 +55,8 @@ class ConnectionsApi:
             if request.match_info["stage"] != self.stage:
                 return aws_error(403, "ForbiddenException", "Forbidden")
             connection_id = request.match_info["connection_id"]
-            resource = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{self.stage}/{request.method}/@connections/{connection_id}"
+            api = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}/{self.stage}"
+            resource = f"{api}/{request.method}/@connections/{connection_id}"
             _, refusal = await self.callers.check(request, "execute-api", "execute-api:ManageConnections", resource)
             if refusal is not None:
                 return refusal

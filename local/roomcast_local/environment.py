@@ -107,6 +107,7 @@ class Credentials:
 def worker_environment(
     template: dict[str, Any],
     function: str,
+    *,
     endpoints: Endpoints,
     credentials: Credentials,
     secret: str,

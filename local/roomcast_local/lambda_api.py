@@ -51,7 +51,9 @@ class LambdaApi:
             event = json.loads(body) if body else {}
         except ValueError:
             return aws_error(400, "InvalidRequestContentException", "Could not parse request body into json")
-        kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
+        return await self._run(request.headers.get("X-Amz-Invocation-Type", "RequestResponse"), function, event, caller)
+
+    async def _run(self, kind: str, function: str, event: Any, caller: str) -> web.Response:
         if kind == "Event":
             self.spawn(self._in_background(function, event, caller))
             return web.Response(status=202)
@@ -63,7 +65,8 @@ class LambdaApi:
         outcome = await self.functions.invoke(function, event, "invoke", caller, ordered=False)
         headers = {"X-Amz-Executed-Version": "$LATEST", "Content-Type": "application/json"}
         if outcome.error is not None:
-            return web.Response(body=json.dumps(outcome.error), headers={**headers, "X-Amz-Function-Error": "Unhandled"})
+            headers["X-Amz-Function-Error"] = "Unhandled"
+            return web.Response(body=json.dumps(outcome.error), headers=headers)
         return web.Response(body=json.dumps(outcome.result), headers=headers)
 
     async def _in_background(self, function: str, event: Any, caller: str) -> None:

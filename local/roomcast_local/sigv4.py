@@ -46,7 +46,9 @@ def signer_of(request: Request, service: str, known: Mapping[str, Credentials]) 
     if signed is None:
         raise SignatureError("IncompleteSignatureException", "Authorization header requires SigV4 parameters")
     if signed["service"] != service:
-        raise SignatureError("InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'")
+        raise SignatureError(
+            "InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'"
+        )
     credentials = known.get(signed["key"])
     if credentials is None:
         return signed["key"]

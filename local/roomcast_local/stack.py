@@ -78,7 +78,12 @@ class LocalStack:
         endpoints = Endpoints(self.url, self.config.stage, self.dynamodb)
         environments = {
             name: worker_environment(
-                self.template, name, endpoints, self.callers.credentials[name], self.config.secret, self.config.verbose
+                self.template,
+                name,
+                endpoints=endpoints,
+                credentials=self.callers.credentials[name],
+                secret=self.config.secret,
+                verbose=self.config.verbose,
             )
             for name in self.definitions
         }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSMsgType, web
 
 from roomcast_local.authorizer import Malformed, Refused, authorized_context
 from roomcast_local.events import (
@@ -63,14 +63,13 @@ class Connection:
     async def send(self, data: str | bytes) -> None:
         """A text frame, or a binary one for bytes that are not UTF-8."""
         assert self.socket is not None
-        if isinstance(data, bytes):
+        if isinstance(data, str):
+            await self.socket.send_str(data)
+        else:
             try:
-                data = data.decode("utf-8")
+                await self.socket.send_str(data.decode("utf-8"))
             except UnicodeDecodeError:
                 await self.socket.send_bytes(data)
-                self.touch()
-                return
-        await self.socket.send_str(data)
         self.touch()
 
     async def close(self, code: int, reason: str) -> None:
@@ -146,7 +145,10 @@ class WebSocketEndpoint:
         if isinstance(accepted, web.Response):
             del self.connections[peer.connection_id]
             return accepted
-        ws = LimitedWebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True, protocols=accepted)
+        # API Gateway negotiates no permessage-deflate: frames are counted as sent.
+        ws = LimitedWebSocketResponse(
+            max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True, protocols=accepted, compress=False
+        )
         await ws.prepare(request)
         connection.socket = ws
         connection.state = State.OPEN
@@ -173,7 +175,9 @@ class WebSocketEndpoint:
             return web.Response(status=500, text="Internal server error")
         return None
 
-    async def _connect(self, connection: Connection, headers: Any, request: web.Request) -> web.Response | tuple[str, ...]:
+    async def _connect(
+        self, connection: Connection, headers: Any, request: web.Request
+    ) -> web.Response | tuple[str, ...]:
         """The subprotocols to accept, or the refusal. A $connect that fails, or answers something that is not a
         proxy response (None included), is a 502 in AWS; a non-2xx statusCode is passed to the client."""
         route = self.api.routes.get("$connect")
@@ -213,7 +217,8 @@ class WebSocketEndpoint:
                     reason = message.extra or (NO_STATUS_REASON if code == NO_STATUS else "")
                     break
                 elif message.type is WSMsgType.ERROR:
-                    code, reason = ws.close_code or ABNORMAL, "Message too big" if ws.close_code == TOO_BIG else ""
+                    code = getattr(message.data, "code", ABNORMAL)  # the WebSocketError aiohttp closed with
+                    reason = "Message too big" if code == TOO_BIG else ""
                     break
                 else:
                     break
@@ -243,7 +248,8 @@ class WebSocketEndpoint:
         request_id = event["requestContext"]["requestId"]
         if route is None:
             await self._reply(
-                connection, json.dumps({"message": "Forbidden", "connectionId": peer.connection_id, "requestId": request_id})
+                connection,
+                json.dumps({"message": "Forbidden", "connectionId": peer.connection_id, "requestId": request_id}),
             )
             return
         outcome = await self.functions.invoke(route.function, event, route_key, peer.connection_id)

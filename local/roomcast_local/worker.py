@@ -11,8 +11,9 @@ import os
 import socket
 import time
 import traceback
+from io import BufferedIOBase
 from multiprocessing.connection import Connection
-from typing import Any, BinaryIO
+from typing import Any
 
 from roomcast_local.invoke import LambdaHandler, LocalContext, load_handler
 
@@ -40,7 +41,7 @@ def _error(error: BaseException, error_type: str | None = None) -> dict[str, Any
     }
 
 
-def _reply(stream: BinaryIO, message: dict[str, Any]) -> None:
+def _reply(stream: BufferedIOBase, message: dict[str, Any]) -> None:
     stream.write(json.dumps(message).encode() + b"\n")
     stream.flush()
 
