@@ -39,30 +39,29 @@ class Request:
 def signer_of(request: Request, service: str, known: Mapping[str, Credentials]) -> str:
     """The access key id that signed `request`. A key the stack gave out must carry a valid signature; any other
     key (a developer's own, which the stack cannot check) is taken as it comes."""
-    header = request.headers.get("Authorization")
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    header = headers.get("authorization")
     if not header:
         raise SignatureError("MissingAuthenticationTokenException", "Missing Authentication Token")
     signed = _AUTHORIZATION.match(header.strip())
     if signed is None:
         raise SignatureError("IncompleteSignatureException", "Authorization header requires SigV4 parameters")
     if signed["service"] != service:
-        raise SignatureError(
-            "InvalidSignatureException", f"Credential should be scoped to correct service: '{service}'"
-        )
+        message = f"Credential should be scoped to correct service: '{service}'"
+        raise SignatureError("InvalidSignatureException", message)
     credentials = known.get(signed["key"])
     if credentials is None:
         return signed["key"]
     names = signed["headers"].split(";")
-    missing = [name for name in names if name not in request.headers]
-    if missing or "X-Amz-Date" not in request.headers:
+    if any(name not in headers for name in names) or "x-amz-date" not in headers:
         raise SignatureError("IncompleteSignatureException", "a signed header is missing")
     copy = AWSRequest(
         method=request.method,
         url=request.url,
         data=request.body,
-        headers={name: request.headers[name] for name in names},
+        headers={name: headers[name] for name in names},
     )
-    copy.context["timestamp"] = request.headers["X-Amz-Date"]
+    copy.context["timestamp"] = headers["x-amz-date"]
     signer = SigV4Auth(
         BotocoreCredentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token),
         service,
