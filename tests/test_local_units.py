@@ -306,4 +306,3 @@ def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> N
             assert (await client.get("/")).status == 426
 
     asyncio.run(scenario())
-

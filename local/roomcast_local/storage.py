@@ -5,6 +5,7 @@ listens on and serves until its stdin closes (so it ends with the stack, however
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 
 
@@ -44,6 +45,7 @@ def main() -> int:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access line per DynamoDB call otherwise
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the stack still writes its last $disconnects here
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

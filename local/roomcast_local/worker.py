@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 import traceback
@@ -64,6 +65,9 @@ def _run(handler: LambdaHandler, request: dict[str, Any], function: str, memory:
 
 
 def serve(channel: Connection, handler_path: str, function: str, memory: int, environment: dict[str, str]) -> None:
+    # Ctrl-C reaches the whole process group: the stack, not its workers, decides when they stop (after the
+    # $disconnect of every open connection has run in them).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.clear()
     os.environ.update(environment)
     stream = socket.socket(fileno=os.dup(channel.fileno())).makefile("rwb")

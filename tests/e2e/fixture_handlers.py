@@ -77,6 +77,8 @@ def message(event: dict[str, Any], _context: Any) -> Any:  # noqa: PLR0911 - one
         return {"statusCode": 200, "body": "x" * (MESSAGE_LIMIT + 1)}
     if do == "not-a-string":
         return {"statusCode": 200, "body": {"not": "a string"}}
+    if do == "unserializable":
+        return {"statusCode": 200, "body": "{}", "extra": {1, 2}}
     if do == "raise":
         raise RuntimeError("handler failed")
     if do == "post":
