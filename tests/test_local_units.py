@@ -26,6 +26,7 @@ from roomcast_local.sigv4 import Request, SignatureError, signer_of
 from roomcast_local.stack import LocalStack, StackConfig
 from roomcast_local.template import function_definitions, load_template, websocket_api
 from roomcast_local.websocket import Connection, State, new_connection_id
+from roomcast_local.workers import Lambda
 
 TEMPLATE = load_template()
 METHOD_ARN = "arn:aws:execute-api:us-east-1:000000000000:local/local/$connect"
@@ -291,7 +292,7 @@ def test_invoke_names_a_function_by_name_or_arn(name: str, function: str | None)
 def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> None:
     async def scenario() -> None:
         stack = LocalStack(StackConfig())
-        app = stack.build_app()
+        app = stack.build_app(Lambda(stack.definitions, {name: {} for name in stack.definitions}, 1, serial=False))
         assert stack.websocket is not None
         peer = Peer("conn-1=", "127.0.0.1", None, "localhost", "local")
         stack.websocket.connections["conn-1="] = Connection(peer, state=State.CONNECTING)

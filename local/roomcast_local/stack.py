@@ -88,13 +88,12 @@ class LocalStack:
             for name in self.definitions
         }
         self.functions = Lambda(self.definitions, environments, self.config.concurrency, self.config.serial)
-        self._runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.build_app(self.functions), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, listener).start()
         self._timers = [asyncio.ensure_future(self._run_schedule(schedule)) for schedule in schedules(self.template)]
 
-    def build_app(self) -> web.Application:
-        functions = self.functions or Lambda(self.definitions, {name: {} for name in self.definitions}, 1, False)
+    def build_app(self, functions: Lambda) -> web.Application:
         self.websocket = WebSocketEndpoint(
             websocket_api(self.template),
             functions,
