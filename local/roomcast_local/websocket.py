@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
 
 from roomcast_local.authorizer import Malformed, Refused, authorized_context
 from roomcast_local.events import (
@@ -156,7 +157,7 @@ class WebSocketEndpoint:
         await self._serve(connection, ws)
         return ws
 
-    async def _authorize(self, peer: Peer, headers: Any, request: web.Request) -> web.Response | None:
+    async def _authorize(self, peer: Peer, headers: CIMultiDict[str], request: web.Request) -> web.Response | None:
         """A REQUEST authorizer: `Unauthorized` raised is 401, a policy that does not allow the route 403, any
         other failure or an output API Gateway cannot use 500."""
         if self.api.authorizer_function is None:
@@ -176,7 +177,7 @@ class WebSocketEndpoint:
         return None
 
     async def _connect(
-        self, connection: Connection, headers: Any, request: web.Request
+        self, connection: Connection, headers: CIMultiDict[str], request: web.Request
     ) -> web.Response | tuple[str, ...]:
         """The subprotocols to accept, or the refusal. A $connect that fails, or answers something that is not a
         proxy response (None included), is a 502 in AWS; a non-2xx statusCode is passed to the client."""
@@ -187,9 +188,9 @@ class WebSocketEndpoint:
         event = connect_event(peer, headers, request.query)
         outcome = await self.functions.invoke(route.function, event, "$connect", peer.connection_id)
         result = outcome.result
-        if outcome.error is not None or not isinstance(result, dict):
+        status = result.get("statusCode", 200) if isinstance(result, dict) else None
+        if outcome.error is not None or not isinstance(status, int):
             return web.Response(status=502, text='{"message": "Internal server error"}')
-        status = int(result.get("statusCode", 200))
         if not 200 <= status < 300:
             return web.Response(status=status)
         protocol = (result.get("headers") or {}).get("Sec-WebSocket-Protocol")

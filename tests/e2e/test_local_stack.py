@@ -160,10 +160,14 @@ def test_connections_management_api_through_boto3(stack: RunningStack) -> None:
 
 
 def _connection_id_of_newest(stack: RunningStack) -> str:
-    """The stack logs one line per invocation with the connection id; the last ping names ours."""
-    for line in reversed(stack.log().splitlines()):
-        if " ping " in line:
-            return line.split()[2]
+    """The stack logs one line per invocation with the connection id; the last ping names ours. The line may
+    reach the test's reader a little after the pong reaches the client."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for line in reversed(stack.log().splitlines()):
+            if " ping " in line:
+                return line.split()[2]
+        time.sleep(0.05)
     raise AssertionError("no ping in the stack's log:\n" + stack.log())
 
 
