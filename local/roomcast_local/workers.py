@@ -36,10 +36,6 @@ class Outcome:
     cold: bool = False
     init_ms: float = 0.0
 
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
 
 class WorkerGone(Exception):
     """The worker process ended or was stopped while running an event."""

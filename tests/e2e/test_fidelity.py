@@ -23,6 +23,8 @@ from botocore.config import Config
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from roomcast_local.template import function_definitions, load_template
+from roomcast_local.workers import FunctionPool
 from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -132,6 +134,27 @@ def test_serial_runs_one_invocation_at_a_time() -> None:
     finally:
         stop_stack(serial)
     assert "serial: one invocation at a time" in serial.log()
+
+
+def test_a_function_scales_out_to_its_limit_and_no_further() -> None:
+    definition = function_definitions(load_template(Path(TEMPLATE)))["EchoFunction"]
+
+    def sleep(tag: str) -> dict[str, Any]:
+        body = json.dumps({"do": "sleep", "seconds": 0.6, "tag": tag})
+        return {"requestContext": {"routeKey": "$default", "connectionId": tag}, "body": body}
+
+    async def scenario() -> None:
+        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, limit=2)
+        try:
+            outcomes = await asyncio.gather(*(pool.invoke(sleep(tag)) for tag in "abc"))
+        finally:
+            await pool.stop()
+        spans = sorted((json.loads(outcome.result["body"]) for outcome in outcomes), key=lambda span: span["start"])
+        assert spans[1]["start"] < spans[0]["end"], "two invocations ran one after the other"
+        assert spans[2]["start"] >= min(spans[0]["end"], spans[1]["end"]), "a third worker started"
+        assert sorted(outcome.cold for outcome in outcomes) == [False, True, True]
+
+    run(scenario())
 
 
 def test_each_function_has_its_own_environment_and_cold_starts_show(fidelity: RunningStack) -> None:
