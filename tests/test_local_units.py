@@ -1,19 +1,35 @@
-"""Pieces of the local stack that a socket cannot easily reach: template reading, rule matching, 410 timing."""
+"""Pieces of the local stack that a socket cannot easily reach: template reading, rule matching, frame limits,
+IAM and SigV4 checks, the authorizer's output, and 410 timing."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import copy
+import struct
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotocoreCredentials
 
-from roomcast_local.environment import function_environment
+from roomcast_local.authorizer import Malformed, Refused, authorized_context
+from roomcast_local.callers import Callers
+from roomcast_local.environment import Credentials, Endpoints, function_environment, worker_environment
 from roomcast_local.eventbridge import matches
 from roomcast_local.events import Peer
-from roomcast_local.stack import Connection, LocalStack, StackConfig, State
-from roomcast_local.template import load_template, websocket_api
+from roomcast_local.frames import FrameScanner
+from roomcast_local.iam import Statement, allows, function_statements
+from roomcast_local.lambda_api import function_named
+from roomcast_local.sigv4 import Request, SignatureError, signer_of
+from roomcast_local.stack import LocalStack, StackConfig
+from roomcast_local.template import function_definitions, load_template, websocket_api
+from roomcast_local.websocket import Connection, State, new_connection_id
+from roomcast_local.workers import Lambda
 
 TEMPLATE = load_template()
+METHOD_ARN = "arn:aws:execute-api:us-east-1:000000000000:local/local/$connect"
 
 
 def test_routes_come_from_the_template() -> None:
@@ -34,21 +50,66 @@ def test_routes_come_from_the_template() -> None:
         ('{"action": "message:send"}', "message:send"),
         ('{"action": "no-such-route"}', "$default"),
         ('{"action": "$connect"}', "$default"),
-        ('{"action": 5}', "$default"),
+        ('{"action": 5}', "5"),
+        ('{"action": true}', "true"),
+        ('{"action": [5]}', "$default"),
         ('["message:send"]', "$default"),
         ("message:send", "$default"),
         ("", "$default"),
     ],
 )
-def test_route_selection_follows_the_action_field(body: str, route: str) -> None:
-    assert websocket_api(TEMPLATE).select(body) == route
+def test_route_selection_compares_the_action_as_a_string(body: str, route: str) -> None:
+    """API Gateway evaluates the selection expression to a string: a number selects the route of its digits."""
+    template = copy.deepcopy(TEMPLATE)
+    for key in ("5", "true"):
+        template["Resources"][f"Route{key}"] = {
+            "Type": "AWS::ApiGatewayV2::Route",
+            "Properties": {
+                "ApiId": {"Ref": "WebSocketApi"},
+                "RouteKey": key,
+                "Target": "integrations/${DefaultIntegration}",
+            },
+        }
+    assert websocket_api(template).select(body) == route
 
 
-def test_the_environment_is_resolved_from_globals() -> None:
-    environment = function_environment(TEMPLATE)
-    assert environment["CONNECTIONS_TABLE"] == "ConnectionsTable"
-    assert environment["POWERTOOLS_SERVICE_NAME"] == "roomcast"
-    assert "JWT_SECRET_ARN" not in environment  # a condition: unknowable locally
+def test_each_function_has_its_own_environment() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    variables = template["Resources"]["DefaultFunction"]["Properties"]["Environment"]["Variables"]
+    variables.update(PEER={"Ref": "ConnectFunction"}, PEER_ARN={"Fn::GetAtt": ["ConnectFunction", "Arn"]})
+    default = function_environment(template, "DefaultFunction")
+    connect = function_environment(template, "ConnectFunction")
+    assert default["CONNECTIONS_TABLE"] == connect["CONNECTIONS_TABLE"] == "ConnectionsTable"
+    assert default["PEER"] == "ConnectFunction"
+    assert default["PEER_ARN"] == "arn:aws:lambda:us-east-1:000000000000:function:ConnectFunction"
+    assert "PEER" not in connect
+    assert "JWT_SECRET_ARN" not in default  # a condition: unknowable locally
+
+
+def test_a_worker_environment_holds_its_own_keys_and_nothing_of_the_developers_aws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "production")
+    keys = Credentials("ASIAEXAMPLE", "secret", "token")
+    environment = worker_environment(
+        TEMPLATE,
+        "ConversationsFunction",
+        endpoints=Endpoints("http://127.0.0.1:3001", "local", "http://127.0.0.1:5000"),
+        credentials=keys,
+        secret="s",
+        verbose=False,
+    )
+    assert "AWS_PROFILE" not in environment
+    assert environment["AWS_ACCESS_KEY_ID"] == "ASIAEXAMPLE"
+    assert environment["MANAGEMENT_API_URL"] == "http://127.0.0.1:3001/local"
+    assert environment["AWS_ENDPOINT_URL_LAMBDA"] == "http://127.0.0.1:3001"
+    assert environment["AWS_LAMBDA_FUNCTION_NAME"] == "ConversationsFunction"
+
+
+def test_function_timeouts_and_handlers_come_from_the_template() -> None:
+    definitions = function_definitions(TEMPLATE)
+    assert definitions["DefaultFunction"].handler == "handlers.default.handler"
+    assert definitions["DefaultFunction"].timeout_seconds == 29
 
 
 @pytest.mark.parametrize(
@@ -70,16 +131,179 @@ def test_event_patterns(pattern: dict[str, object], matched: bool) -> None:
     assert matches(pattern, event) is matched
 
 
+# ---- frames ----
+
+
+def _frame(opcode: int, length: int, fin: bool = True) -> bytes:
+    first = (0x80 if fin else 0) | opcode
+    mask = b"\x01\x02\x03\x04"
+    if length < 126:
+        header = bytes([first, 0x80 | length])
+    elif length < 65536:
+        header = bytes([first, 0x80 | 126]) + struct.pack(">H", length)
+    else:
+        header = bytes([first, 0x80 | 127]) + struct.pack(">Q", length)
+    return header + mask + b"x" * length
+
+
+def test_a_single_frame_over_32_kib_is_caught_whatever_the_message() -> None:
+    assert FrameScanner().oversized(_frame(0x1, 32 * 1024)) is False
+    assert FrameScanner().oversized(_frame(0x1, 32 * 1024 + 1)) is True
+    assert FrameScanner().oversized(_frame(0x0, 32 * 1024 + 1)) is True  # a continuation frame too
+
+
+def test_frames_are_followed_across_reads_and_fragments() -> None:
+    scanner = FrameScanner()
+    stream = _frame(0x1, 20 * 1024, fin=False) + _frame(0x0, 20 * 1024, fin=False) + _frame(0x0, 20 * 1024)
+    stream += _frame(0x9, 4) + _frame(0x1, 40 * 1024)  # a ping, then a frame too big
+    chunks = [stream[i : i + 1000] for i in range(0, len(stream), 1000)]
+    flagged = [scanner.oversized(chunk) for chunk in chunks]
+    too_big_starts = len(stream) - len(_frame(0x1, 40 * 1024))
+    assert flagged.index(True) == too_big_starts // 1000  # the fragmented 60 KiB message and the ping passed
+
+
+# ---- IAM, SigV4 and the authorizer ----
+
+
+def test_policies_are_read_from_the_template_per_function_and_method() -> None:
+    resource = "arn:aws:execute-api:us-east-1:000000000000:local/local/{}/@connections/R0oXAdfD0kwCH6w="
+    default = function_statements(TEMPLATE, "DefaultFunction", "local")
+    connect = function_statements(TEMPLATE, "ConnectFunction", "local")
+    authorizer = function_statements(TEMPLATE, "AuthorizerFunction", "local")
+    assert allows(default, "execute-api:ManageConnections", resource.format("DELETE"))
+    assert allows(connect, "execute-api:ManageConnections", resource.format("POST"))
+    assert not allows(connect, "execute-api:ManageConnections", resource.format("DELETE"))
+    assert not allows(authorizer, "execute-api:ManageConnections", resource.format("POST"))
+    assert not allows(default, "execute-api:ManageConnections", resource.format("POST").replace("/local/", "/prod/"))
+
+
+def test_an_explicit_deny_wins_and_wildcards_match() -> None:
+    statements = [
+        Statement("Allow", ("lambda:*",), ("arn:aws:lambda:*:*:function:Presence*",)),
+        Statement("Deny", ("LAMBDA:InvokeFunction",), ("arn:aws:lambda:*:*:function:PresenceSecret",)),
+    ]
+    assert allows(statements, "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:0:function:PresenceFunction")
+    assert not allows(statements, "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:0:function:PresenceSecret")
+    assert not allows(statements, "lambda:InvokeFunction", "arn:aws:lambda:us-east-1:0:function:Other")
+
+
+def test_the_sam_lambda_invoke_policy_template_is_understood() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    policies = template["Resources"]["DisconnectFunction"]["Properties"]["Policies"]
+    policies.append({"LambdaInvokePolicy": {"FunctionName": {"Ref": "SweepFunction"}}})
+    statements = function_statements(template, "DisconnectFunction", "local")
+    sweep = "arn:aws:lambda:us-east-1:000000000000:function:SweepFunction"
+    assert allows(statements, "lambda:InvokeFunction", sweep)
+    assert not allows(function_statements(TEMPLATE, "DisconnectFunction", "local"), "lambda:InvokeFunction", sweep)
+
+
+def _signed(credentials: Credentials, body: bytes = b'{"x":1}') -> Request:
+    url = "http://127.0.0.1:3001/local/%40connections/R0oXAdfD0kwCH6w%3D"
+    request = AWSRequest(method="POST", url=url, data=body, headers={"Host": "127.0.0.1:3001"})
+    keys = BotocoreCredentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
+    SigV4Auth(keys, "execute-api", "us-east-1").add_auth(request)
+    return Request("POST", url, dict(request.headers.items()), body)
+
+
+def test_signatures_are_verified_for_the_keys_the_stack_gave_out() -> None:
+    callers = Callers(TEMPLATE, "local", ["DefaultFunction"])
+    keys = callers.credentials["DefaultFunction"]
+    known = {keys.access_key_id: keys}
+    assert signer_of(_signed(keys), "execute-api", known) == keys.access_key_id
+    tampered = _signed(keys)
+    tampered = Request(tampered.method, tampered.url, tampered.headers, b'{"x":2}')
+    with pytest.raises(SignatureError) as bad:
+        signer_of(tampered, "execute-api", known)
+    assert bad.value.code == "InvalidSignatureException"
+    with pytest.raises(SignatureError) as wrong_service:
+        signer_of(_signed(keys), "lambda", known)
+    assert wrong_service.value.code == "InvalidSignatureException"
+    with pytest.raises(SignatureError) as unsigned:
+        signer_of(Request("POST", tampered.url, {}, b""), "execute-api", known)
+    assert unsigned.value.code == "MissingAuthenticationTokenException"
+    developer = Credentials("AKIADEVELOPER", "whatever", "")
+    assert signer_of(_signed(developer), "execute-api", known) == "AKIADEVELOPER"
+
+
+def _output(
+    context: dict[str, object], resource: str = "arn:aws:execute-api:us-east-1:000000000000:local/local/*"
+) -> dict[str, object]:
+    statement = {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": resource}
+    return {
+        "principalId": "u-1",
+        "policyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+        "context": context,
+    }
+
+
+def test_authorizer_context_values_become_strings() -> None:
+    context = authorized_context(
+        _output({"exp": 1700000000, "admin": False, "ratio": 0.25, "userId": "u-1"}), METHOD_ARN
+    )
+    assert context == {"exp": "1700000000", "admin": "false", "ratio": "0.25", "userId": "u-1", "principalId": "u-1"}
+
+
+def test_authorizer_output_is_refused_or_malformed_as_api_gateway_judges_it() -> None:
+    with pytest.raises(Malformed):
+        authorized_context(_output({"claims": {"role": "admin"}}), METHOD_ARN)
+    with pytest.raises(Malformed):
+        authorized_context(_output({"roles": ["a"]}), METHOD_ARN)
+    with pytest.raises(Malformed):
+        authorized_context({"policyDocument": {}}, METHOD_ARN)
+    with pytest.raises(Refused):
+        authorized_context(_output({}, "arn:aws:execute-api:us-east-1:000000000000:other-api/*"), METHOD_ARN)
+    denied = _output({})
+    denied["policyDocument"]["Statement"].append(  # type: ignore[index]
+        {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": METHOD_ARN}
+    )
+    with pytest.raises(Refused):
+        authorized_context(denied, METHOD_ARN)
+
+
+# ---- ids and names ----
+
+
+def test_connection_ids_are_shaped_like_api_gateways() -> None:
+    ids = {new_connection_id() for _ in range(200)}
+    assert len(ids) == 200
+    for connection_id in ids:
+        assert len(connection_id) == 16
+        assert connection_id.endswith("=")
+        assert len(base64.urlsafe_b64decode(connection_id)) == 11
+
+
+@pytest.mark.parametrize(
+    ("name", "function"),
+    [
+        ("SweepFunction", "SweepFunction"),
+        ("arn:aws:lambda:us-east-1:000000000000:function:SweepFunction", "SweepFunction"),
+        ("arn:aws:lambda:us-east-1:000000000000:function:SweepFunction:$LATEST", "SweepFunction"),
+        ("arn:aws:lambda:us-east-1:000000000000:function:SweepFunction:live", None),
+        ("NoSuchFunction", None),
+    ],
+)
+def test_invoke_names_a_function_by_name_or_arn(name: str, function: str | None) -> None:
+    assert function_named(name, function_definitions(TEMPLATE)) == function
+
+
+# ---- @connections before $connect returns ----
+
+
 def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> None:
     async def scenario() -> None:
         stack = LocalStack(StackConfig())
-        peer = Peer("conn-1", "127.0.0.1", None, "localhost", "local")
-        stack.connections["conn-1"] = Connection(peer, state=State.CONNECTING)
-        async with TestClient(TestServer(stack.build_app())) as client:
-            posted = await client.post("/@connections/conn-1", data=b"{}")
+        app = stack.build_app(Lambda(stack.definitions, {name: {} for name in stack.definitions}, 1, serial=False))
+        assert stack.websocket is not None
+        peer = Peer("conn-1=", "127.0.0.1", None, "localhost", "local")
+        stack.websocket.connections["conn-1="] = Connection(peer, state=State.CONNECTING)
+        developer = Credentials("AKIADEVELOPER", "whatever", "")
+        signed = _signed(developer)
+        async with TestClient(TestServer(app)) as client:
+            headers = {name: value for name, value in signed.headers.items() if name.lower() != "host"}
+            posted = await client.post("/local/@connections/conn-1%3D", data=signed.body, headers=headers)
             assert posted.status == 410
             assert posted.headers["x-amzn-ErrorType"] == "GoneException"
-            assert (await client.get("/local/@connections/conn-1")).status == 410
+            assert (await client.get("/local/@connections/conn-1%3D")).status == 403  # unsigned
             assert (await client.get("/")).status == 426
 
     asyncio.run(scenario())

@@ -11,12 +11,14 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt
 
 from roomcast_local.environment import DEVELOPMENT_SECRET
 from roomcast_local.stack import LocalStack, StackConfig
+from roomcast_local.template import load_template
 
 DEFAULT_URL = "ws://127.0.0.1:3001"
 
@@ -38,15 +40,20 @@ def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int
 # ---- serve ----
 
 
-async def _serve(config: StackConfig) -> None:
-    stack = LocalStack(config)
+async def _serve(config: StackConfig, template: str | None) -> None:
+    stack = LocalStack(config, load_template(Path(template)) if template else None)
     await stack.start()
     ws_url = stack.url.replace("http://", "ws://")
     print(f"roomcast local stack ready on {ws_url}", flush=True)
     print(f"  WebSocket      {ws_url}?token=<JWT>   (mint one: roomcast token --user u-1 --company acme)")
-    print(f"  @connections   {stack.url}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)")
+    print(
+        f"  @connections   {stack.url}/{config.stage}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)"
+    )
+    print(f"  Lambda         {stack.url}   (boto3 lambda invoke)")
     print(f"  EventBridge    {stack.url}   (boto3 events put_events)")
-    print(f"  DynamoDB       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
+    print(f"  DynamoDB       {stack.dynamodb}")
+    mode = "serial: one invocation at a time" if config.serial else f"up to {config.concurrency} workers per function"
+    print(f"  Functions      {len(stack.definitions)}, {mode}")
     if config.secret == DEVELOPMENT_SECRET:
         print(f"  JWT secret     {DEVELOPMENT_SECRET!r} (development default; set JWT_SECRET_KEY_CALL)")
     sys.stdout.flush()
@@ -72,8 +79,11 @@ def serve(args: argparse.Namespace) -> int:
         secret=_secret(),
         verbose=args.verbose,
         schedule_every=args.schedule_every,
+        stage=args.stage,
+        concurrency=args.concurrency,
+        serial=args.serial,
     )
-    asyncio.run(_serve(config))
+    asyncio.run(_serve(config, args.template))
     return 0
 
 
@@ -100,7 +110,26 @@ def parse_line(line: str) -> str:
     return json.dumps(frame)
 
 
-async def _connect(url: str) -> None:
+KEEPALIVE = {"action": "ping", "ackId": "keepalive"}
+
+
+async def _keep_alive(ws: Any, every: float) -> None:
+    """API Gateway's idle timer counts data frames only, so protocol pings would not keep the connection open:
+    send the `ping` action instead (its answer is not printed)."""
+    while True:
+        await asyncio.sleep(every)
+        await ws.send(json.dumps(KEEPALIVE))
+
+
+def _is_keepalive_answer(text: str) -> bool:
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(frame, dict) and frame.get("ackId") == KEEPALIVE["ackId"]
+
+
+async def _connect(url: str, keepalive: float) -> None:
     from websockets.asyncio.client import connect as websocket_connect
 
     async with websocket_connect(url, max_size=None) as ws:
@@ -110,9 +139,10 @@ async def _connect(url: str) -> None:
         async def printer() -> None:
             async for message in ws:
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                print(f"< {text}", flush=True)
+                if not _is_keepalive_answer(text):
+                    print(f"< {text}", flush=True)
 
-        reading = asyncio.ensure_future(printer())
+        background = [asyncio.ensure_future(printer()), asyncio.ensure_future(_keep_alive(ws, keepalive))]
         loop = asyncio.get_running_loop()
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -125,16 +155,17 @@ async def _connect(url: str) -> None:
             except ValueError as error:
                 print(f"! not JSON: {error}", flush=True)
         await ws.close()
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
+        for task in background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 def connect(args: argparse.Namespace) -> int:
     credential = args.token or mint_token(args.user, args.company, None, 3600, _secret())
     separator = "&" if "?" in args.url else "?"
     try:
-        asyncio.run(_connect(f"{args.url}{separator}token={credential}"))
+        asyncio.run(_connect(f"{args.url}{separator}token={credential}", args.keepalive))
     except OSError as error:
         print(f"cannot connect: {error}", file=sys.stderr)
         return 1
@@ -191,6 +222,14 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3001")))
     serve_cmd.add_argument("--idle-timeout", type=float, default=600.0, help="seconds (API Gateway: 600)")
     serve_cmd.add_argument("--hard-timeout", type=float, default=7200.0, help="seconds (API Gateway: 7200)")
+    serve_cmd.add_argument("--template", help="another SAM template to serve (default: the repository's)")
+    serve_cmd.add_argument("--stage", default="local", help="the stage @connections paths must name")
+    serve_cmd.add_argument(
+        "--concurrency", type=int, default=4, help="workers per function, as Lambda scales out (default 4)"
+    )
+    serve_cmd.add_argument(
+        "--serial", action="store_true", help="one invocation at a time, in arrival order (for debugging)"
+    )
     serve_cmd.add_argument("--verbose", action="store_true", help="show the handlers' own logs and metrics")
     serve_cmd.add_argument(
         "--schedule-every", type=float, help="run scheduled functions every N seconds instead of their rate"
@@ -210,6 +249,9 @@ def parser() -> argparse.ArgumentParser:
     connect_cmd.add_argument("--token")
     connect_cmd.add_argument("--user", default="u-1")
     connect_cmd.add_argument("--company", default="acme")
+    connect_cmd.add_argument(
+        "--keepalive", type=float, default=300.0, help="seconds between `ping` actions (API Gateway idles out at 600)"
+    )
     connect_cmd.set_defaults(run=connect)
 
     publish_cmd = commands.add_parser("publish", help="put an EventBridge event, locally or in AWS")

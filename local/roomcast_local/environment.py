@@ -1,43 +1,57 @@
-"""The handlers' environment, resolved from template.yaml for a local run."""
+"""Each function's environment, resolved from template.yaml for a local run, as Lambda gives each function its own."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from roomcast_local.template import resources
 
-log = logging.getLogger("stack")  # not "roomcast...": Powertools filters its own service name from root handlers
-
 DEVELOPMENT_SECRET = "roomcast-local-development-secret"
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
+API_ID = "local"
 _SUB = re.compile(r"\$\{([^}]+)\}")
+# What a worker inherits from the stack's own environment: enough to start Python, nothing of AWS's.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT", "TMPDIR")
 
 
-def references(template: dict[str, Any]) -> dict[str, str]:
-    """What `Ref` and `${...}` resolve to locally: parameter defaults, pseudo parameters, table names."""
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def references(template: dict[str, Any], stage: str | None = None) -> dict[str, str]:
+    """What `Ref`, `Fn::GetAtt` and `${...}` resolve to locally: parameter defaults, pseudo parameters, and
+    the names and ARNs of tables, buses and functions (a function's name locally is its logical id)."""
     refs = {
         "AWS::Region": REGION,
         "AWS::AccountId": ACCOUNT,
         "AWS::Partition": "aws",
         "AWS::StackName": "roomcast",  # the stack `make deploy` creates, whose bus backend services default to
         "AWS::URLSuffix": "amazonaws.com",
-        "WebSocketApi": "local",
+        "WebSocketApi": API_ID,
     }
     for name, parameter in template.get("Parameters", {}).items():
         if "Default" in parameter:
             refs[name] = str(parameter["Default"])
+    if stage is not None:
+        refs["StageName"] = stage
     for name, condition in template.get("Conditions", {}).items():
         holds = _holds(condition, refs)
         if holds is not None:
             refs[f"Condition::{name}"] = str(holds)
     for name in resources(template, "AWS::DynamoDB::Table"):
         refs[name] = name
+        refs[f"{name}.Arn"] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+    for name in resources(template, "AWS::Serverless::Function"):
+        refs[name] = name
+        refs[f"{name}.Arn"] = function_arn(name)
     for name, bus in resources(template, "AWS::Events::EventBus").items():
-        refs[name] = resolve(bus["Properties"]["Name"], refs) or name
+        bus_name = resolve(bus["Properties"]["Name"], refs) or name
+        refs[name] = bus_name
+        refs[f"{name}.Arn"] = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{bus_name}"
     return refs
 
 
@@ -53,7 +67,7 @@ def _holds(condition: Any, refs: dict[str, str]) -> bool | None:
 
 
 def resolve(value: Any, refs: dict[str, str]) -> str | None:
-    """A template value as a string, or None when it cannot be known locally (ARNs, unknown conditions)."""
+    """A template value as a string, or None when it cannot be known locally (unknown conditions or names)."""
     if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, dict) and "Fn::If" in value:
@@ -62,6 +76,9 @@ def resolve(value: Any, refs: dict[str, str]) -> str | None:
         return None if holds is None else resolve(when_true if holds == "True" else when_false, refs)
     if isinstance(value, dict) and "Ref" in value:
         return refs.get(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        logical, attribute = value["Fn::GetAtt"]
+        return refs.get(f"{logical}.{attribute}")
     if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
         names = _SUB.findall(value["Fn::Sub"])
         if not all(name in refs for name in names):
@@ -70,39 +87,83 @@ def resolve(value: Any, refs: dict[str, str]) -> str | None:
     return None
 
 
-def function_environment(template: dict[str, Any]) -> dict[str, str]:
-    """Globals plus every function's variables. One process hosts every function, so they share one
-    environment; a variable two functions set differently is reported."""
-    refs = references(template)
-    sources = [template.get("Globals", {}).get("Function", {})]
-    sources += [body["Properties"] for body in resources(template, "AWS::Serverless::Function").values()]
+def function_environment(template: dict[str, Any], function: str, stage: str | None = None) -> dict[str, str]:
+    """Globals' variables overlaid with the function's own, as Lambda merges them."""
+    refs = references(template, stage)
+    globals_ = template.get("Globals", {}).get("Function", {})
+    own = template["Resources"][function]["Properties"]
     environment: dict[str, str] = {}
-    for source in sources:
+    for source in (globals_, own):
         for name, value in source.get("Environment", {}).get("Variables", {}).items():
             resolved = resolve(value, refs)
             if resolved is None:
-                continue
-            if name in environment and environment[name] != resolved:
-                log.warning("%s differs between functions; using %s", name, environment[name])
-                continue
-            environment.setdefault(name, resolved)
+                environment.pop(name, None)
+            else:
+                environment[name] = resolved
     return environment
 
 
-def local_environment(
-    template: dict[str, Any], management_url: str, dynamodb_endpoint: str, secret: str, verbose: bool
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a worker's AWS clients go locally instead of AWS."""
+
+    stack_url: str
+    stage: str
+    dynamodb: str
+
+    @property
+    def management_api(self) -> str:
+        return f"{self.stack_url}/{self.stage}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+
+
+def worker_environment(
+    template: dict[str, Any],
+    function: str,
+    *,
+    endpoints: Endpoints,
+    credentials: Credentials,
+    secret: str,
+    verbose: bool,
 ) -> dict[str, str]:
-    environment = function_environment(template)
+    """The whole environment of one function's workers: nothing leaks from the stack's own but what starts Python."""
+    environment = {name: os.environ[name] for name in _INHERITED if name in os.environ}
+    environment.update(function_environment(template, function, endpoints.stage))
     environment.update(
-        MANAGEMENT_API_URL=management_url,
-        AWS_ENDPOINT_URL_DYNAMODB=dynamodb_endpoint,
-        JWT_SECRET_KEY_CALL=secret,
+        AWS_LAMBDA_FUNCTION_NAME=function,
+        AWS_REGION=REGION,
         AWS_DEFAULT_REGION=REGION,
+        # Each function signs with its own keys, so @connections and Invoke know which function is calling.
+        AWS_ACCESS_KEY_ID=credentials.access_key_id,
+        AWS_SECRET_ACCESS_KEY=credentials.secret_access_key,
+        AWS_SESSION_TOKEN=credentials.session_token,
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        MANAGEMENT_API_URL=endpoints.management_api,
+        AWS_ENDPOINT_URL_DYNAMODB=endpoints.dynamodb,
+        AWS_ENDPOINT_URL_LAMBDA=endpoints.stack_url,
+        AWS_ENDPOINT_URL_EVENTBRIDGE=endpoints.stack_url,
+        JWT_SECRET_KEY_CALL=secret,
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_DISABLED="false" if verbose else "true",
         POWERTOOLS_LOG_LEVEL="INFO" if verbose else "WARNING",
+        PYTHONUNBUFFERED="1",
     )
+    # The secret's ARN is a condition of the template; locally the secret comes from JWT_SECRET_KEY_CALL.
     environment.pop("JWT_SECRET_ARN", None)
-    # Like the original system in development: browsers from any localhost port.
-    environment["ALLOWED_ORIGINS"] = os.environ.get("ALLOWED_ORIGINS", "http://localhost:*,http://127.0.0.1:*")
+    if function_uses_origins(template, function):
+        # Like the original system in development: browsers from any localhost port.
+        environment["ALLOWED_ORIGINS"] = os.environ.get("ALLOWED_ORIGINS", "http://localhost:*,http://127.0.0.1:*")
     return environment
+
+
+def function_uses_origins(template: dict[str, Any], function: str) -> bool:
+    own = template["Resources"][function]["Properties"]
+    return "ALLOWED_ORIGINS" in own.get("Environment", {}).get("Variables", {})

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+
 from roomcast_local.environment import ACCOUNT, REGION, references, resolve
+from roomcast_local.errors import aws_error
 from roomcast_local.template import resources
+from roomcast_local.workers import Lambda
 
 _MISSING = object()
 
@@ -145,3 +150,47 @@ def check_entry(entry: dict[str, Any]) -> Any:
     if not isinstance(detail, dict):
         raise EntryError("MalformedDetail", "Detail is malformed.")
     return detail
+
+
+class EventBridgeApi:
+    """`PutEvents` as a boto3 `events` client sends it (`POST /`, `X-Amz-Target: AWSEvents.PutEvents`); each
+    matching rule's target runs in the background, as EventBridge delivers asynchronously."""
+
+    def __init__(self, rules: list[Rule], functions: Lambda, spawn: Callable[[Awaitable[Any]], None]) -> None:
+        self.rules = rules
+        self.functions = functions
+        self.spawn = spawn
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/", self._put_events)
+
+    async def _put_events(self, request: web.Request) -> web.Response:
+        target = request.headers.get("X-Amz-Target", "")
+        json_type = "application/x-amz-json-1.1"
+        if target != "AWSEvents.PutEvents":
+            return aws_error(400, "UnknownOperationException", f"{target or 'no target'} is not served here", json_type)
+        try:
+            payload = json.loads(await request.read())
+            entries = payload["Entries"]
+            if not isinstance(entries, list) or not 1 <= len(entries) <= 10:
+                raise ValueError("Entries must hold 1 to 10 entries")
+        except (ValueError, KeyError, TypeError) as error:
+            return aws_error(400, "ValidationException", str(error), json_type)
+        results: list[dict[str, str]] = []
+        for entry in entries:
+            try:
+                detail = check_entry(entry)
+            except EntryError as error:
+                results.append({"ErrorCode": error.code, "ErrorMessage": error.message})
+                continue
+            event = to_event(entry, detail)
+            results.append({"EventId": event["id"]})
+            bus = (entry.get("EventBusName") or "default").rsplit("/", 1)[-1]
+            for rule in self.rules:
+                if rule.bus == bus and matches(rule.pattern, event):
+                    self.spawn(self.functions.invoke(rule.function, event, event["detail-type"], rule.name))
+        failed = sum(1 for result in results if "ErrorCode" in result)
+        return web.Response(
+            body=json.dumps({"FailedEntryCount": failed, "Entries": results}),
+            content_type=json_type,
+        )

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from multidict import CIMultiDictProxy, MultiMapping
+from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
-from roomcast_local.environment import ACCOUNT, REGION
-
-API_ID = "local"
+from roomcast_local.environment import ACCOUNT, API_ID, REGION
 
 
 def _millis() -> int:
@@ -58,7 +57,23 @@ class Peer:
         return context
 
 
-def _headers(headers: CIMultiDictProxy[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+def gateway_headers(headers: CIMultiDictProxy[str], source_ip: str, port: int, scheme: str) -> CIMultiDict[str]:
+    """The handshake's headers as API Gateway passes them on: with the X-Forwarded-* its load balancer adds and
+    an X-Ray trace id (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html)."""
+    added = CIMultiDict(headers)
+    trace = f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)}"
+    for name, value in (
+        ("X-Amzn-Trace-Id", trace),
+        ("X-Forwarded-For", source_ip),
+        ("X-Forwarded-Port", str(port)),
+        ("X-Forwarded-Proto", scheme),
+    ):
+        if name not in added:
+            added[name] = value
+    return added
+
+
+def _headers(headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> tuple[dict[str, str], dict[str, list[str]]]:
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in headers.items():
@@ -80,7 +95,7 @@ def _query(query: MultiMapping[str]) -> dict[str, Any]:
     }
 
 
-def authorizer_event(peer: Peer, headers: CIMultiDictProxy[str], query: MultiMapping[str]) -> dict[str, Any]:
+def authorizer_event(peer: Peer, headers: CIMultiDict[str], query: MultiMapping[str]) -> dict[str, Any]:
     single, multi = _headers(headers)
     return {
         "type": "REQUEST",
@@ -93,7 +108,7 @@ def authorizer_event(peer: Peer, headers: CIMultiDictProxy[str], query: MultiMap
     }
 
 
-def connect_event(peer: Peer, headers: CIMultiDictProxy[str], query: MultiMapping[str]) -> dict[str, Any]:
+def connect_event(peer: Peer, headers: CIMultiDict[str], query: MultiMapping[str]) -> dict[str, Any]:
     single, multi = _headers(headers)
     return {
         "headers": single,

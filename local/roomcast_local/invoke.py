@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from roomcast_local.environment import function_arn
 
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 
@@ -21,13 +24,14 @@ class LocalContext:
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
     function_version: str = "$LATEST"
+    deadline: float = field(default_factory=lambda: time.monotonic() + 29.0)
 
     @property
     def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+        return function_arn(self.function_name)
 
     def get_remaining_time_in_millis(self) -> int:
-        return 29_000
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 def load_handler(path: str) -> LambdaHandler:

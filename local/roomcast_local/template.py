@@ -44,6 +44,34 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 
 
 @dataclass(frozen=True)
+class FunctionDefinition:
+    """What the local stack needs to run one `AWS::Serverless::Function` as Lambda would."""
+
+    logical_id: str
+    handler: str
+    timeout_seconds: float
+    memory_mb: int
+    properties: dict[str, Any]
+
+
+def function_definitions(template: dict[str, Any]) -> dict[str, FunctionDefinition]:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    found = {}
+    for name, body in resources(template, "AWS::Serverless::Function").items():
+        properties = body["Properties"]
+        timeout = properties.get("Timeout", globals_.get("Timeout", 3))  # Lambda's default is 3 s
+        memory = properties.get("MemorySize", globals_.get("MemorySize", 128))
+        found[name] = FunctionDefinition(
+            logical_id=name,
+            handler=str(properties["Handler"]),
+            timeout_seconds=float(timeout) if isinstance(timeout, int | float | str) else 3.0,
+            memory_mb=int(memory) if isinstance(memory, int | str) else 128,
+            properties=properties,
+        )
+    return found
+
+
+@dataclass(frozen=True)
 class TableDefinition:
     logical_id: str
     key_schema: list[dict[str, str]]
@@ -127,10 +155,19 @@ class WebSocketApi:
             value = json.loads(body or "")
         except ValueError:
             return "$default"
-        key = value.get(field) if isinstance(value, dict) else None
-        if isinstance(key, str) and key in self.routes and not key.startswith("$"):
+        key = _route_value(value.get(field)) if isinstance(value, dict) else None
+        if key is not None and key in self.routes and not key.startswith("$"):
             return key
         return "$default"
+
+
+def _route_value(value: Any) -> str | None:
+    """API Gateway compares the selected value as a string: `"action": 5` selects the route `5`."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return None
 
 
 def websocket_api(template: dict[str, Any]) -> WebSocketApi:

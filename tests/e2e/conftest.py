@@ -26,6 +26,11 @@ class RunningStack:
     def http_url(self) -> str:
         return self.ws_url.replace("ws://", "http://")
 
+    @property
+    def management_url(self) -> str:
+        """@connections of the stack's stage (`roomcast serve` defaults to `local`)."""
+        return f"{self.http_url}/local"
+
     def log(self) -> str:
         return "".join(self.output)
 
