@@ -16,7 +16,7 @@ from botocore.credentials import Credentials as BotocoreCredentials
 
 from roomcast_local.authorizer import Malformed, Refused, authorized_context
 from roomcast_local.callers import Callers
-from roomcast_local.environment import Credentials, Endpoints, function_environment, worker_environment
+from roomcast_local.environment import Credentials, Endpoints, deployed_names, function_environment, worker_environment
 from roomcast_local.eventbridge import matches
 from roomcast_local.events import Peer
 from roomcast_local.frames import FrameScanner
@@ -168,11 +168,11 @@ def test_frames_are_followed_across_reads_and_fragments() -> None:
 def test_policies_are_read_from_the_template_per_function_and_method() -> None:
     resource = "arn:aws:execute-api:us-east-1:000000000000:local/local/{}/@connections/R0oXAdfD0kwCH6w="
     default = function_statements(TEMPLATE, "DefaultFunction", "local")
-    connect = function_statements(TEMPLATE, "ConnectFunction", "local")
+    disconnect = function_statements(TEMPLATE, "DisconnectFunction", "local")
     authorizer = function_statements(TEMPLATE, "AuthorizerFunction", "local")
     assert allows(default, "execute-api:ManageConnections", resource.format("DELETE"))
-    assert allows(connect, "execute-api:ManageConnections", resource.format("POST"))
-    assert not allows(connect, "execute-api:ManageConnections", resource.format("DELETE"))
+    assert allows(disconnect, "execute-api:ManageConnections", resource.format("POST"))
+    assert not allows(disconnect, "execute-api:ManageConnections", resource.format("DELETE"))
     assert not allows(authorizer, "execute-api:ManageConnections", resource.format("POST"))
     assert not allows(default, "execute-api:ManageConnections", resource.format("POST").replace("/local/", "/prod/"))
 
@@ -280,10 +280,12 @@ def test_connection_ids_are_shaped_like_api_gateways() -> None:
         ("arn:aws:lambda:us-east-1:000000000000:function:SweepFunction:$LATEST", "SweepFunction"),
         ("arn:aws:lambda:us-east-1:000000000000:function:SweepFunction:live", None),
         ("NoSuchFunction", None),
+        ("roomcast-deferred", "DeferredFunction"),  # its FunctionName, as handlers name it
+        ("DeferredFunction", None),  # a function with a FunctionName is not known by its logical id
     ],
 )
 def test_invoke_names_a_function_by_name_or_arn(name: str, function: str | None) -> None:
-    assert function_named(name, function_definitions(TEMPLATE)) == function
+    assert function_named(name, deployed_names(TEMPLATE)) == function
 
 
 # ---- @connections before $connect returns ----

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from roomcast_local.template import resources
@@ -45,9 +46,11 @@ def references(template: dict[str, Any], stage: str | None = None) -> dict[str, 
     for name in resources(template, "AWS::DynamoDB::Table"):
         refs[name] = name
         refs[f"{name}.Arn"] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
-    for name in resources(template, "AWS::Serverless::Function"):
-        refs[name] = name
-        refs[f"{name}.Arn"] = function_arn(name)
+    for name, body in resources(template, "AWS::Serverless::Function").items():
+        # As in CloudFormation, a function's Ref is its name: its FunctionName when the template sets one.
+        deployed = resolve(body["Properties"].get("FunctionName"), refs) or name
+        refs[name] = deployed
+        refs[f"{name}.Arn"] = function_arn(deployed)
     for name, bus in resources(template, "AWS::Events::EventBus").items():
         bus_name = resolve(bus["Properties"]["Name"], refs) or name
         refs[name] = bus_name
@@ -70,21 +73,36 @@ def resolve(value: Any, refs: dict[str, str]) -> str | None:
     """A template value as a string, or None when it cannot be known locally (unknown conditions or names)."""
     if isinstance(value, str | int | float):
         return str(value)
-    if isinstance(value, dict) and "Fn::If" in value:
-        condition, when_true, when_false = value["Fn::If"]
-        holds = refs.get(f"Condition::{condition}")
-        return None if holds is None else resolve(when_true if holds == "True" else when_false, refs)
-    if isinstance(value, dict) and "Ref" in value:
-        return refs.get(value["Ref"])
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        logical, attribute = value["Fn::GetAtt"]
-        return refs.get(f"{logical}.{attribute}")
-    if isinstance(value, dict) and "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
-        names = _SUB.findall(value["Fn::Sub"])
-        if not all(name in refs for name in names):
-            return None
-        return _SUB.sub(lambda match: refs[match.group(1)], value["Fn::Sub"])
-    return None
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    ((function, argument),) = value.items()
+    intrinsic = _INTRINSICS.get(function)
+    return None if intrinsic is None else intrinsic(argument, refs)
+
+
+def _if(argument: Any, refs: dict[str, str]) -> str | None:
+    condition, when_true, when_false = argument
+    holds = refs.get(f"Condition::{condition}")
+    return None if holds is None else resolve(when_true if holds == "True" else when_false, refs)
+
+
+def _get_att(argument: Any, refs: dict[str, str]) -> str | None:
+    logical, attribute = argument
+    return refs.get(f"{logical}.{attribute}")
+
+
+def _sub(argument: Any, refs: dict[str, str]) -> str | None:
+    if not isinstance(argument, str) or not all(name in refs for name in _SUB.findall(argument)):
+        return None
+    return _SUB.sub(lambda match: refs[match.group(1)], argument)
+
+
+_INTRINSICS: dict[str, Callable[[Any, dict[str, str]], str | None]] = {
+    "Ref": lambda argument, refs: refs.get(str(argument)),
+    "Fn::GetAtt": _get_att,
+    "Fn::If": _if,
+    "Fn::Sub": _sub,
+}
 
 
 def function_environment(template: dict[str, Any], function: str, stage: str | None = None) -> dict[str, str]:
@@ -167,3 +185,9 @@ def worker_environment(
 def function_uses_origins(template: dict[str, Any], function: str) -> bool:
     own = template["Resources"][function]["Properties"]
     return "ALLOWED_ORIGINS" in own.get("Environment", {}).get("Variables", {})
+
+
+def deployed_names(template: dict[str, Any]) -> dict[str, str]:
+    """Each function's name as Lambda knows it (its FunctionName, or the logical id) -> its logical id."""
+    refs = references(template)
+    return {refs[name]: name for name in resources(template, "AWS::Serverless::Function")}

@@ -18,19 +18,23 @@ from roomcast_local.errors import aws_error
 from roomcast_local.workers import Lambda
 
 
-def function_named(name: str, functions: dict[str, Any]) -> str | None:
-    """A function's name, or its ARN (with or without a `$LATEST` qualifier), to the template's function."""
+def function_named(name: str, names: dict[str, str]) -> str | None:
+    """A function's name, or its ARN (with or without a `$LATEST` qualifier), to the template's function.
+    `names`: deployed name -> logical id (environment.deployed_names)."""
     if name.startswith("arn:"):
         parts = name.split(":")
         name = parts[6] if len(parts) >= 7 and parts[5] == "function" else ""
         if len(parts) == 8 and parts[7] != "$LATEST":
             return None
-    return name if name in functions else None
+    return names.get(name)
 
 
 class LambdaApi:
-    def __init__(self, functions: Lambda, callers: Callers, spawn: Callable[[Awaitable[Any]], None]) -> None:
+    def __init__(
+        self, functions: Lambda, names: dict[str, str], callers: Callers, spawn: Callable[[Awaitable[Any]], None]
+    ) -> None:
         self.functions = functions
+        self.names = names
         self.callers = callers
         self.spawn = spawn
 
@@ -39,8 +43,8 @@ class LambdaApi:
 
     async def _invoke(self, request: web.Request) -> web.Response:
         requested = request.match_info["function"]
-        function = function_named(requested, self.functions.definitions)
-        arn = function_arn(function or requested.rsplit(":", 1)[-1])
+        function = function_named(requested, self.names)
+        arn = function_arn(requested.rsplit(":function:", 1)[-1].split(":")[0])
         caller, refusal = await self.callers.check(request, "lambda", "lambda:InvokeFunction", arn)
         if refusal is not None:
             return refusal

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from roomcast_local.callers import Callers
 from roomcast_local.connections_api import ConnectionsApi
-from roomcast_local.environment import DEVELOPMENT_SECRET, REGION, Endpoints, worker_environment
+from roomcast_local.environment import DEVELOPMENT_SECRET, REGION, Endpoints, deployed_names, worker_environment
 from roomcast_local.eventbridge import EventBridgeApi, Schedule, rules, scheduled_event, schedules
 from roomcast_local.frames import MAX_MESSAGE_BYTES
 from roomcast_local.lambda_api import LambdaApi
@@ -105,7 +105,7 @@ class LocalStack:
         app.router.add_get("/", self.websocket.handle)
         app.router.add_get("/{stage}", self.websocket.handle)
         ConnectionsApi(self.websocket, self.callers, self.config.stage, self.spawn).routes(app)
-        LambdaApi(functions, self.callers, self.spawn).routes(app)
+        LambdaApi(functions, deployed_names(self.template), self.callers, self.spawn).routes(app)
         EventBridgeApi(rules(self.template), functions, self.spawn).routes(app)
         return app
 
