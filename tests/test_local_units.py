@@ -165,16 +165,31 @@ def test_frames_are_followed_across_reads_and_fragments() -> None:
 # ---- IAM, SigV4 and the authorizer ----
 
 
+def _manage(method: str) -> dict[str, object]:
+    arn = "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${WebSocketApi}/${StageName}"
+    return {
+        "Effect": "Allow",
+        "Action": "execute-api:ManageConnections",
+        "Resource": {"Fn::Sub": f"{arn}/{method}/@connections/*"},
+    }
+
+
 def test_policies_are_read_from_the_template_per_function_and_method() -> None:
+    template = copy.deepcopy(TEMPLATE)
+    functions = {"PostOnly": [_manage("POST")], "PostAndDelete": [_manage("POST"), _manage("DELETE")], "Nothing": []}
+    for name, statements in functions.items():
+        template["Resources"][name] = {
+            "Type": "AWS::Serverless::Function",
+            "Properties": {"Handler": "x.handler", "Policies": [{"Statement": statements}]},
+        }
     resource = "arn:aws:execute-api:us-east-1:000000000000:local/local/{}/@connections/R0oXAdfD0kwCH6w="
-    default = function_statements(TEMPLATE, "DefaultFunction", "local")
-    disconnect = function_statements(TEMPLATE, "DisconnectFunction", "local")
-    authorizer = function_statements(TEMPLATE, "AuthorizerFunction", "local")
-    assert allows(default, "execute-api:ManageConnections", resource.format("DELETE"))
-    assert allows(disconnect, "execute-api:ManageConnections", resource.format("POST"))
-    assert not allows(disconnect, "execute-api:ManageConnections", resource.format("DELETE"))
-    assert not allows(authorizer, "execute-api:ManageConnections", resource.format("POST"))
-    assert not allows(default, "execute-api:ManageConnections", resource.format("POST").replace("/local/", "/prod/"))
+    post_only, both, nothing = (function_statements(template, name, "local") for name in functions)
+    assert allows(both, "execute-api:ManageConnections", resource.format("DELETE"))
+    assert allows(post_only, "execute-api:ManageConnections", resource.format("POST"))
+    assert not allows(post_only, "execute-api:ManageConnections", resource.format("DELETE"))
+    assert not allows(nothing, "execute-api:ManageConnections", resource.format("POST"))
+    other_stage = resource.format("POST").replace("/local/", "/prod/")
+    assert not allows(both, "execute-api:ManageConnections", other_stage)
 
 
 def test_an_explicit_deny_wins_and_wildcards_match() -> None:
@@ -306,6 +321,7 @@ def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> N
             assert posted.status == 410
             assert posted.headers["x-amzn-ErrorType"] == "GoneException"
             assert (await client.get("/local/@connections/conn-1%3D")).status == 403  # unsigned
-            assert (await client.get("/")).status == 426
+            for path in ("/", "/local", "/socket.io/"):
+                assert (await client.get(path)).status == 426  # a WebSocket endpoint, without the upgrade
 
     asyncio.run(scenario())

@@ -102,11 +102,11 @@ class LocalStack:
             self.spawn,
         )
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES * 2)
-        app.router.add_get("/", self.websocket.handle)
-        app.router.add_get("/{stage}", self.websocket.handle)
         ConnectionsApi(self.websocket, self.callers, self.config.stage, self.spawn).routes(app)
         LambdaApi(functions, deployed_names(self.template), self.callers, self.spawn).routes(app)
         EventBridgeApi(rules(self.template), functions, self.spawn).routes(app)
+        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10).
+        app.router.add_get("/{path:.*}", self.websocket.handle)
         return app
 
     def _ensure_tables(self) -> None:

@@ -133,9 +133,10 @@ def test_connections_management_api_through_boto3(stack: RunningStack) -> None:
 
     async def scenario() -> None:
         ana = await Client.open(stack.ws_url, "ana", company())
-        await ana.send("ping")  # the reply is addressed to this connection; learn its id from @connections
+        seen = len(_pings(stack))
+        await ana.send("ping")  # the stack logs the connection id of each invocation: learn ours from it
         await ana.next("pong")
-        connection_id = await asyncio.to_thread(_connection_id_of_newest, stack)
+        connection_id = await asyncio.to_thread(_connection_id_of_next_ping, stack, seen)
 
         await asyncio.to_thread(management.post_to_connection, ConnectionId=connection_id, Data=b'{"event":"hello"}')
         assert (await ana.next("hello")) == {"event": "hello"}
@@ -159,16 +160,21 @@ def test_connections_management_api_through_boto3(stack: RunningStack) -> None:
     run(scenario())
 
 
-def _connection_id_of_newest(stack: RunningStack) -> str:
-    """The stack logs one line per invocation with the connection id; the last ping names ours. The line may
-    reach the test's reader a little after the pong reaches the client."""
+def _pings(stack: RunningStack) -> list[str]:
+    """The connection ids of the `ping` invocations the stack has logged so far (one line per invocation)."""
+    return [line.split()[2] for line in stack.log().splitlines() if " ping " in line]
+
+
+def _connection_id_of_next_ping(stack: RunningStack, seen: int) -> str:
+    """The connection of the first ping logged after the `seen` first ones. The line may reach the test's
+    reader a little after the pong reaches the client."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        for line in reversed(stack.log().splitlines()):
-            if " ping " in line:
-                return line.split()[2]
+        pings = _pings(stack)
+        if len(pings) > seen:
+            return pings[seen]
         time.sleep(0.05)
-    raise AssertionError("no ping in the stack's log:\n" + stack.log())
+    raise AssertionError("no new ping in the stack's log:\n" + stack.log())
 
 
 def test_put_events_through_boto3(stack: RunningStack) -> None:
