@@ -67,7 +67,7 @@ def test_disconnect_costs_a_read_a_batch_delete_and_a_presence_update(
 
 
 @pytest.mark.parametrize(("with_client_id", "write"), [(False, "PutItem"), (True, "TransactWriteItems")])
-def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten_times(
+def test_send_to_a_room_of_ten_reads_the_last_seq_writes_once_and_posts_ten_times(
     services: Services,
     gateway: RecordingGateway,
     calls: CallCounter,
@@ -85,8 +85,9 @@ def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten
     if with_client_id:
         data["clientMessageId"] = "m-1"
     sender.ok("message:send", data)
-    # UpdateItem: the rate limiter's admission and the analytics counter (pushed less than a second ago).
-    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 1, "dynamodb.UpdateItem": 2}
+    # Query: the last seq, then the room. UpdateItem: the rate limiter's admission, the message's count claim
+    # and the analytics counter (pushed less than a second ago).
+    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 3}
     assert gateway.calls == 10
 
 
@@ -132,6 +133,7 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
-    # Admission, counter and claim UpdateItems, and the analytics room's Query; 10 + 1 posts.
-    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 3}
+    # Admission, count claim, counter and push claim UpdateItems; the last seq's, the room's and the analytics
+    # room's Query; 10 + 1 posts.
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 3, "dynamodb.UpdateItem": 4}
     assert gateway.calls == 11
