@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from tests.support import Peer, publish
 
 
 @pytest.fixture
-def atomic_dynamodb(session: boto3.session.Session) -> Iterator[None]:
+def atomic_dynamodb(session: boto3.session.Session) -> None:
     """DynamoDB applies each request atomically; moto does not lock, so requests from threads are taken
     one at a time (the threads still interleave between requests, which is where the races are)."""
     lock = threading.Lock()
@@ -35,7 +35,6 @@ def atomic_dynamodb(session: boto3.session.Session) -> Iterator[None]:
 
     session.events.register_first("before-send", enter)
     session.events.register_last("before-send", leave)
-    yield
 
 
 @pytest.fixture
