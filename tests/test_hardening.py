@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from datetime import datetime, timedelta
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
@@ -234,7 +235,7 @@ def test_a_base64_frame_that_is_not_utf8_is_a_counted_bad_request(
 ) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
 
-    def binary(payload: bytes) -> dict[str, object] | None:
+    def binary(payload: bytes) -> dict[str, Any] | None:
         event = message_event("p", "ana", "acme", "")
         event["body"] = base64.b64encode(payload).decode()
         event["isBase64Encoded"] = True

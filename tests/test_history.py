@@ -46,7 +46,7 @@ def test_paging_backwards_with_before_reaches_the_start_without_gaps(
 ) -> None:
     peer, conversation, ids = chat
     seen: list[str] = []
-    cursor: str | None = None
+    cursor: int | None = None
     while True:
         found, cursor = page(peer, conversation, limit=10, **({"before": cursor} if cursor else {}))
         seen = found + seen
