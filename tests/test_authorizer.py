@@ -70,7 +70,7 @@ NOW = int(time.time())
         pytest.param(jwt.encode({"userId": "u-1", "companyId": "acme"}, key="", algorithm="none"), id="alg-none"),
         pytest.param(make_token({"companyId": "acme"}), id="no-userId"),
         pytest.param(make_token({"userId": "u-1"}), id="no-companyId"),
-        pytest.param(make_token({"userId": 7, "companyId": "acme"}), id="userId-not-a-string"),
+        pytest.param(make_token({"userId": ["u-1"], "companyId": "acme"}), id="userId-not-an-id"),
         pytest.param(make_token({"userId": "u 1", "companyId": "acme"}), id="userId-bad-characters"),
         pytest.param(make_token({"userId": "u-1", "companyId": "acme", "exp": NOW - 60}), id="expired"),
         pytest.param(make_token({"userId": "u-1", "companyId": "acme", "nbf": NOW + 300}), id="not-yet-valid"),

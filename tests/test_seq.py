@@ -23,8 +23,9 @@ from tests.support import Peer, publish
 
 @pytest.fixture
 def atomic_dynamodb(session: boto3.session.Session) -> None:
-    """DynamoDB applies each request atomically; moto does not lock, so requests from threads are taken
-    one at a time (the threads still interleave between requests, which is where the races are)."""
+    """DynamoDB applies each request atomically; moto does not lock, and a boto3 resource builds its
+    expressions in shared state. So each DynamoDB call from the threads is taken whole, one at a time:
+    the threads still interleave between calls (read the last seq, write), which is where the races are."""
     lock = threading.Lock()
 
     def enter(**_: Any) -> None:
@@ -33,8 +34,9 @@ def atomic_dynamodb(session: boto3.session.Session) -> None:
     def leave(**_: Any) -> None:
         lock.release()
 
-    session.events.register_first("before-send", enter)
-    session.events.register_last("before-send", leave)
+    session.events.register_first("provide-client-params.dynamodb", enter)
+    session.events.register_last("after-call.dynamodb", leave)
+    session.events.register_last("after-call-error.dynamodb", leave)
 
 
 @pytest.fixture
@@ -202,3 +204,26 @@ def test_contact_messages_from_the_bus_take_the_next_seq_too(
         ("contact", 2),
     ]
     assert carl.received("message:new")[-1]["data"]["seq"] == 2
+
+
+def test_a_write_retried_after_its_answer_was_lost_is_stored_once(
+    room: tuple[list[Peer], Peer, str], services: Services
+) -> None:
+    """botocore resends a request whose answer was lost; the first attempt had been written, so the
+    resend meets its own message at that seq and must not take the next one for a second copy."""
+    (ana, *_), carl, conversation = room
+    resent: list[int] = []
+
+    def lose_the_first_answer(attempts: int, caught_exception: Any, response: Any, **_: Any) -> int | None:
+        if not resent and caught_exception is None and response[0].status_code == 200:
+            resent.append(attempts)
+            return 0
+        return None
+
+    events = services.conversations._table.meta.client.meta.events
+    events.register("needs-retry.dynamodb.PutItem", lose_the_first_answer)
+    sent = ana.ok("message:send", {"conversationId": conversation, "content": "once"})
+    events.unregister("needs-retry.dynamodb.PutItem", lose_the_first_answer)
+    assert resent == [1]
+    assert sent["seq"] == 1
+    assert [m["id"] for m in history_after(carl, conversation, 0)] == [sent["id"]]

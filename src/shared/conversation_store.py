@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
@@ -189,11 +189,16 @@ class ConversationStore:
             free = "attribute_not_exists(pk)"
             if sender_key is None:
                 try:
-                    self._table.put_item(Item=item, ConditionExpression=free)
+                    self._table.put_item(
+                        Item=item, ConditionExpression=free, ReturnValuesOnConditionCheckFailure="ALL_OLD"
+                    )
                 except ClientError as error:
                     if not conditional_check_failed(error):
                         raise
-                    continue  # another message took this seq: read again
+                    # A retried request whose first attempt was written (its answer lost) finds itself.
+                    found: dict[str, Any] = cast(dict[str, Any], error.response).get("Item", {})
+                    if found.get("id") != {"S": message.id}:
+                        continue  # another message took this seq: read again
                 return Stored(message.model_copy(update={"uncounted": True}), created=True)
             marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
             codes = put_all(self._table, [(marker, free), (item, free)])
