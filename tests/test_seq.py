@@ -221,9 +221,9 @@ def test_a_write_retried_after_its_answer_was_lost_is_stored_once(
         return None
 
     events = services.conversations._table.meta.client.meta.events
-    events.register("needs-retry.dynamodb.PutItem", lose_the_first_answer)
+    events.register("needs-retry.dynamodb.PutItem", lose_the_first_answer)  # type: ignore[arg-type]
     sent = ana.ok("message:send", {"conversationId": conversation, "content": "once"})
-    events.unregister("needs-retry.dynamodb.PutItem", lose_the_first_answer)
+    events.unregister("needs-retry.dynamodb.PutItem", lose_the_first_answer)  # type: ignore[arg-type]
     assert resent == [1]
     assert sent["seq"] == 1
     assert [m["id"] for m in history_after(carl, conversation, 0)] == [sent["id"]]
