@@ -99,17 +99,17 @@ def send(request: Request, data: SendMessage) -> Outcome:
     # Stored means sent: nothing after the write may turn the sender's answer into a failure.
     if stored.created:
         metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
-        after_stored(
+        _after_stored(
             "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:new", message.public())
         )
     if message.uncounted:
-        after_stored("count", lambda: _count_reply(request, conversation, message))
+        _after_stored("count", lambda: _count_message(request, conversation, message))
     return Outcome(
         {"id": message.id, "seq": message.seq, "clientMessageId": message.client_message_id}, event="message:sent"
     )
 
 
-def after_stored(effect: str, apply: Callable[[], object]) -> None:
+def _after_stored(effect: str, apply: Callable[[], object]) -> None:
     """Run an effect that follows a durable write; its failure is logged and measured, never answered."""
     try:
         apply()
@@ -118,7 +118,7 @@ def after_stored(effect: str, apply: Callable[[], object]) -> None:
         metrics.add_metric(name="EffectsFailedAfterWrite", unit=MetricUnit.Count, value=1)
 
 
-def _count_reply(request: Request, conversation: Conversation, message: Message) -> None:
+def _count_message(request: Request, conversation: Conversation, message: Message) -> None:
     """Count a stored message once: only the caller that claims its uncounted flag adds it (a retry that
     finds the flag still set, because the first attempt died before counting, counts it then)."""
     runtime = services()
