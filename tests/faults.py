@@ -20,12 +20,13 @@ class _Raw:
 
 
 class FaultInjector:
-    """`fail("PutItem", times=2)` makes the next two PutItem calls answer HTTP 400 throttling (or `status`)."""
+    """`fail("PutItem", times=2)` makes the next two PutItem calls answer HTTP 400 throttling (or `status`);
+    with `table`, only calls to that table; with `reasons`, a transaction's cancellation reasons."""
 
     THROTTLE = "ProvisionedThroughputExceededException"
 
     def __init__(self, session: boto3.session.Session) -> None:
-        self._plans: dict[str, list[tuple[int, str]]] = {}
+        self._plans: dict[str, list[tuple[int, str, str | None, list[str] | None]]] = {}
         self.injected: Counter[str] = Counter()
         # botocore calls every before-send handler, moto's included, and uses the first response: while a
         # failure is injected, moto's stubber is switched off for that call so the request is not applied.
@@ -36,8 +37,16 @@ class FaultInjector:
     def _restore_moto(**_: Any) -> None:
         botocore_stubber.enabled = True
 
-    def fail(self, operation: str, times: int, status: int = 400, code: str = THROTTLE) -> None:
-        self._plans[operation] = [(status, code)] * times
+    def fail(
+        self,
+        operation: str,
+        times: int,
+        status: int = 400,
+        code: str = THROTTLE,
+        table: str | None = None,
+        reasons: list[str] | None = None,
+    ) -> None:
+        self._plans[operation] = [(status, code, table, reasons)] * times
 
     def _maybe_fail(self, request: Any, **_: Any) -> AWSResponse | None:
         target = request.headers.get("X-Amz-Target", b"")
@@ -45,10 +54,16 @@ class FaultInjector:
         plan = self._plans.get(operation)
         if not plan:
             return None
-        status, code = plan.pop(0)
+        status, code, table, reasons = plan[0]
+        if table is not None and json.loads(request.body or b"{}").get("TableName") != table:
+            return None
+        plan.pop(0)
         self.injected[operation] += 1
         botocore_stubber.enabled = False
-        body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}).encode()
+        error: dict[str, Any] = {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": "injected"}
+        if reasons is not None:
+            error["CancellationReasons"] = [{"Code": reason} for reason in reasons]
+        body = json.dumps(error).encode()
         headers = HTTPHeaders()
         headers["x-amzn-ErrorType"] = code
         headers["Content-Type"] = "application/x-amz-json-1.0"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ import jwt
 import pytest
 
 from roomcast_local.invoke import invoke
+from shared.identity import identity_from_authorizer
 from shared.settings import settings
 from tests.conftest import SECRET, load_event, make_token
 
@@ -68,7 +70,7 @@ NOW = int(time.time())
         pytest.param(jwt.encode({"userId": "u-1", "companyId": "acme"}, key="", algorithm="none"), id="alg-none"),
         pytest.param(make_token({"companyId": "acme"}), id="no-userId"),
         pytest.param(make_token({"userId": "u-1"}), id="no-companyId"),
-        pytest.param(make_token({"userId": 7, "companyId": "acme"}), id="userId-not-a-string"),
+        pytest.param(make_token({"userId": ["u-1"], "companyId": "acme"}), id="userId-not-an-id"),
         pytest.param(make_token({"userId": "u 1", "companyId": "acme"}), id="userId-bad-characters"),
         pytest.param(make_token({"userId": "u-1", "companyId": "acme", "exp": NOW - 60}), id="expired"),
         pytest.param(make_token({"userId": "u-1", "companyId": "acme", "nbf": NOW + 300}), id="not-yet-valid"),
@@ -106,3 +108,22 @@ def test_in_aws_the_secret_comes_from_secrets_manager(aws: None, monkeypatch: py
         assert effect(handshake(make_token({"userId": "u-1", "companyId": "acme"}, secret=SECRET))) == "Deny"
     finally:
         settings.cache_clear()
+
+
+def test_numeric_ids_and_fractional_dates_are_accepted_and_reach_routes_as_api_gateway_passes_them() -> None:
+    """RFC 7519 allows a non-integer NumericDate, and the CRM's issuer may send numeric ids."""
+    now = time.time()
+    claims = {"userId": 42, "companyId": 7, "exp": now + 600.75, "nbf": now - 1.5, "iat": now - 1.25}
+    policy = handshake(make_token(claims))
+    assert effect(policy) == "Allow"
+    assert policy["principalId"] == "42"
+    assert policy["context"] == {"userId": "42", "companyId": "7", "exp": math.floor(now + 600.75)}
+    # API Gateway hands every authorizer context value to later routes as a string.
+    passed_on = {name: str(value) for name, value in policy["context"].items()}
+    identity = identity_from_authorizer(passed_on)
+    assert (identity.user_id, identity.company_id, identity.exp) == ("42", "7", math.floor(now + 600.75))
+
+
+@pytest.mark.parametrize("claims", [{"userId": True, "companyId": "acme"}, {"userId": 4.5, "companyId": "acme"}])
+def test_ids_that_are_neither_text_nor_integers_are_still_refused(claims: dict[str, Any]) -> None:
+    assert effect(handshake(make_token(claims))) == "Deny"

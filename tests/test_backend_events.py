@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
+from pydantic import ValidationError
 
+from shared.publishing import Emit, Notify
 from shared.records import Conversation
 from shared.runtime import Services
 from tests.fakes import RecordingGateway
+from tests.faults import FaultInjector
 from tests.support import Peer, publish
 
 
@@ -240,3 +246,81 @@ def test_invalid_details_are_dropped_and_nothing_is_applied(
 
 def test_unknown_detail_types_match_no_rule() -> None:
     assert publish("Unsubscribe", {"companyId": "acme"}) == {"status": "unrouted"}
+
+
+@pytest.fixture
+def faults(session: boto3.session.Session) -> FaultInjector:
+    return FaultInjector(session)
+
+
+def today(peer: Peer) -> dict[str, Any]:
+    report: dict[str, Any] = peer.ok("analytics:request", {"period": "today"})
+    return report
+
+
+def test_a_redelivery_after_the_message_failed_to_store_applies_each_effect_once(
+    faults: FaultInjector, acme: dict[str, Any], gateway: RecordingGateway
+) -> None:
+    """The first delivery opens the conversation, then storing the message is throttled past the retries;
+    the redelivery stores the message and counts both the opening and the message, once."""
+    detail = {"companyId": "acme", "conversationId": "wa-7", "contactId": "ct-7", "content": "hello"}
+    faults.fail("TransactWriteItems", times=3)
+    with pytest.raises(ClientError):
+        publish("MessageReceived", detail, event_id="evt-7")
+    assert faults.injected["TransactWriteItems"] == 3
+    assert publish("MessageReceived", detail, event_id="evt-7") == {"status": "applied"}
+    assert publish("MessageReceived", detail, event_id="evt-7") == {"status": "applied"}
+
+    ben: Peer = acme["ben"]
+    assert [f["data"]["conversation"]["id"] for f in ben.received("conversation:updated")] == ["wa-7"]
+    assert (today(ben)["totalConversations"], today(ben)["totalMessages"]) == (1, 1)
+    assert [m["content"] for m in ben.ok("conversation:history", {"conversationId": "wa-7"})["messages"]] == ["hello"]
+
+
+def test_a_redelivery_after_the_counter_was_claimed_does_not_count_again(
+    acme: dict[str, Any], gateway: RecordingGateway, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first delivery counts, then fails announcing; the redelivery finds everything counted."""
+    detail = {"companyId": "acme", "conversationId": "wa-8", "contactId": "ct-8", "content": "hi"}
+    real_count = services.analytics.count
+
+    def count_then_fail(*args: Any) -> None:
+        real_count(*args)
+        raise ConnectionError("died after counting")
+
+    monkeypatch.setattr(services.analytics, "count", count_then_fail)
+    with pytest.raises(ConnectionError):
+        publish("MessageReceived", detail, event_id="evt-8")
+    monkeypatch.undo()
+    assert publish("MessageReceived", detail, event_id="evt-8") == {"status": "applied"}
+    assert (today(acme["ben"])["totalConversations"], today(acme["ben"])["totalMessages"]) == (1, 1)
+
+
+def test_a_notify_that_cannot_fit_a_frame_is_refused_at_the_door(
+    acme: dict[str, Any], gateway: RecordingGateway
+) -> None:
+    big = {"blob": "x" * 200_000}
+    with pytest.raises(ValidationError):
+        Notify(companyId="acme", userId="ben", type="task", title="t", data=big)
+    detail = {"companyId": "acme", "userId": "ben", "type": "task", "title": "t", "data": big}
+    assert publish("Notify", detail) == {"status": "dropped"}
+    assert everything(gateway) == []
+    assert acme["ben"].ok("notification:list", {"limit": 1})["notifications"] == []
+    # The largest that is accepted fits both its push and a list page on its own.
+    fits = {"blob": "x" * 120_000}
+    assert publish("Notify", detail | {"data": fits}) == {"status": "applied"}
+    reply = acme["ben"].act("notification:list", {"limit": 1}, ack_id="a" * 64)
+    assert reply["data"]["notifications"][0]["data"] == fits
+    assert len(json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()) <= 128 * 1024
+
+
+def test_an_emit_that_cannot_fit_a_frame_is_refused_at_the_door(
+    acme: dict[str, Any], gateway: RecordingGateway
+) -> None:
+    big = {"blob": "x" * 140_000}
+    with pytest.raises(ValidationError):
+        Emit(companyId="acme", room="company:acme", event="crm:big", data=big)
+    assert publish("Emit", {"companyId": "acme", "room": "company:acme", "event": "crm:big", "data": big}) == {
+        "status": "dropped"
+    }
+    assert everything(gateway) == []

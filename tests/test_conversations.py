@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
-from shared.runtime import Services
+from shared.runtime import Services, services
 from tests.fakes import RecordingGateway
 from tests.support import Peer
 
@@ -279,3 +282,57 @@ def test_errors_never_leak_internals(ana: Peer, services: Services, monkeypatch:
         "ok": False,
         "error": {"code": "internal", "message": "internal error, try again later"},
     }
+
+
+def test_conversation_reads_that_decide_an_answer_are_consistent(ana: Peer, ben: Peer) -> None:
+    """A join, send or history right after a create or update must not read a stale copy (moto is always
+    consistent, so the request itself is checked)."""
+    conversation = open_conversation(ana)
+    reads: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        request = json.loads(params["body"])
+        if request["Key"]["sk"] == {"S": "#conversation"}:
+            reads.append(request)
+
+    # Registered on the clients the handlers use: they were made before this test's hooks.
+    services().conversations._table.meta.client.meta.events.register("before-call.dynamodb.GetItem", record)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    ben.ok("message:send", {"conversationId": conversation, "content": "hi"})
+    ben.ok("conversation:history", {"conversationId": conversation})
+    assert len(reads) == 3
+    assert all(read.get("ConsistentRead") is True for read in reads)
+
+
+def test_a_conversation_created_converted_counts_as_a_conversion(ana: Peer) -> None:
+    created = ana.ok("conversation:create", {"status": "converted"})["conversation"]
+    assert created["status"] == "converted"
+    assert "convertedAt" in created
+    report = ana.ok("analytics:request", {"period": "today"})
+    assert (report["totalConversations"], report["conversionRate"]) == (1, 1)
+    # Setting the status again is not a second conversion.
+    ana.ok("conversation:update", {"conversationId": created["id"], "status": "converted"})
+    open_conversation(ana)
+    assert ana.ok("analytics:request", {"period": "today"})["conversionRate"] == 0.5
+
+
+def test_a_worst_case_message_fits_every_reply_and_event_it_appears_in(
+    ana: Peer, ben: Peer, gateway: RecordingGateway
+) -> None:
+    """Content is capped at 16 KiB of UTF-8; quotes and backslashes double when JSON escapes them (as far as
+    the 32 KiB inbound frame lets them in; the bus lets in all 16 KiB)."""
+    conversation = open_conversation(ana)
+    ben.ok("join:conversation", {"conversationId": conversation})
+    worst = '"\\' * 8000
+    frames = [ana.act("message:send", {"conversationId": conversation, "content": worst}, ack_id="a" * 64)]
+    message_id = frames[0]["data"]["id"]
+    data = {"conversationId": conversation, "messageId": message_id, "content": worst[::-1]}
+    frames.append(ana.act("message:edit", data, ack_id="b" * 64))
+    for _ in range(3):
+        ana.ok("message:send", {"conversationId": conversation, "content": worst})
+    frames.append(ana.act("conversation:history", {"conversationId": conversation, "limit": 100}, ack_id="c" * 64))
+    frames += gateway.events("ben-1")
+    assert frames[-1]["data"]["content"] == worst
+    assert frames[2]["data"]["messages"][0]["content"] == worst[::-1]
+    for frame in frames:
+        assert len(json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()) <= 128 * 1024

@@ -72,7 +72,7 @@ def test_disconnect_costs_a_tombstone_a_batch_delete_and_a_presence_update(
 
 
 @pytest.mark.parametrize(("with_client_id", "write"), [(False, "PutItem"), (True, "TransactWriteItems")])
-def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten_times(
+def test_send_to_a_room_of_ten_reads_the_last_seq_writes_once_and_posts_ten_times(
     services: Services,
     gateway: RecordingGateway,
     calls: CallCounter,
@@ -92,16 +92,17 @@ def test_send_to_a_room_of_ten_reads_once_writes_once_queries_once_and_posts_ten
     if with_client_id:
         data["clientMessageId"] = "m-1"
     sender.ok("message:send", data)
-    # UpdateItem: the rate limiter's admission, the analytics counter and, as figures were pushed less than
-    # a second ago, the claim of the trailing push that is handed off.
-    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 1, "dynamodb.UpdateItem": 3}
+    # Query: the last seq, then the room. UpdateItem: the rate limiter's admission, the message's count claim,
+    # the analytics counter and, as figures were pushed less than a second ago, the claim of the trailing
+    # push that is handed off.
+    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 4}
     assert gateway.calls == 10
     assert [task.kind for task in deferred.tasks] == ["metrics"]
 
 
-@pytest.mark.parametrize(("unread", "batches"), [(1, 1), (60, 3)])
-def test_all_read_costs_one_index_query_and_a_batch_write_per_25(
-    services: Services, gateway: RecordingGateway, calls: CallCounter, unread: int, batches: int
+@pytest.mark.parametrize("unread", [1, 60])
+def test_all_read_costs_one_index_query_and_an_update_per_unread_notification(
+    services: Services, gateway: RecordingGateway, calls: CallCounter, unread: int
 ) -> None:
     from shared.records import Notification
 
@@ -112,9 +113,8 @@ def test_all_read_costs_one_index_query_and_a_batch_write_per_25(
     calls.reset()
     assert peer.ok("notification:all_read") == {"count": unread}
     assert calls.calls == {
-        "dynamodb.UpdateItem": 1,  # the rate limiter's admission
+        "dynamodb.UpdateItem": 1 + unread,  # the rate limiter's admission, then one per unread notification
         "dynamodb.Query": 2,  # the unread index (one page up to 1 MB), then the user's room for the receipt
-        "dynamodb.BatchWriteItem": batches,
     }
 
 
@@ -141,6 +141,7 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
-    # Admission, counter and claim UpdateItems, and the analytics room's Query; 10 + 1 posts.
-    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 3}
+    # Admission, count claim, counter and push claim UpdateItems; the last seq's, the room's and the analytics
+    # room's Query; 10 + 1 posts.
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 3, "dynamodb.UpdateItem": 4}
     assert gateway.calls == 11

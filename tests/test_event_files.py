@@ -20,7 +20,7 @@ from tests.fakes import RecordingGateway
 from tests.support import api, deliver
 
 CONNECTION = "Fv3sZeKkoAMCL4Q="
-MESSAGE = "0193f1a2b3c4aa11bb22cc33dd44ee55ff66"
+MESSAGE = "000000000001a1b2c3d4e5f60718"
 NOTIFICATION = "0193f1a2b3c4bb11bb22cc33dd44ee55ff66"
 EXPECTED_REPLY: dict[str, tuple[str, bool] | None] = {
     "default": ("ack", False),
@@ -37,8 +37,10 @@ def seeded(services: Services) -> Services:
     services.conversations.create(Conversation(id="c-1", companyId="acme", createdAt="t", updatedAt="t"))
     services.conversations.add_message(
         "acme",
-        Message(
+        "c-1",
+        lambda seq: Message(
             id=MESSAGE,
+            seq=seq,
             conversationId="c-1",
             content="Hello",
             senderType=SenderType.AGENT,

@@ -208,3 +208,45 @@ def test_a_recipient_whose_connection_drops_mid_request_fails_alone(management_a
     ]
     assert FlakyManagementApi.attempts == {"fine": 1, "dropped": 3, "flaky": 3, "other": 1}
     gateway.shutdown()
+
+
+def messages_today(peer: Peer) -> int:
+    total: int = peer.ok("analytics:request", {"period": "today"})["totalMessages"]
+    return total
+
+
+def test_a_stored_message_is_a_success_whatever_fails_after_and_a_retry_adds_nothing(
+    chat: tuple[Peer, Peer, str], faults: FaultInjector
+) -> None:
+    ana, ben, conversation = chat
+    data = {"conversationId": conversation, "content": "stored", "clientMessageId": "m-1"}
+    faults.fail("UpdateItem", times=3, table="test-analytics")  # the counter, past botocore's retries
+    sent = ana.ok("message:send", data)
+    assert faults.injected["UpdateItem"] == 3
+    assert sent["seq"] == 1
+    assert [f["data"]["id"] for f in ben.received("message:new")] == [sent["id"]]
+
+    assert ana.ok("message:send", data) == sent
+    assert len(ben.received("message:new")) == 1
+    assert [m["id"] for m in ana.ok("conversation:history", {"conversationId": conversation})["messages"]] == [
+        sent["id"]
+    ]
+
+
+def test_a_retry_counts_once_what_the_first_attempt_left_uncounted(
+    chat: tuple[Peer, Peer, str], faults: FaultInjector
+) -> None:
+    """The first attempt stores the message but cannot take its count claim (as if it died there);
+    the sender's retries count it, once, and a message counted never is again."""
+    ana, _, conversation = chat
+    data = {"conversationId": conversation, "content": "counted once", "clientMessageId": "m-2"}
+    faults.fail("UpdateItem", times=3, table="test-conversations")
+    sent = ana.ok("message:send", data)
+    assert faults.injected["UpdateItem"] == 3
+    assert messages_today(ana) == 0
+    assert ana.ok("message:send", data) == sent
+    assert ana.ok("message:send", data) == sent
+    assert messages_today(ana) == 1
+    ana.ok("message:send", {"conversationId": conversation, "content": "another", "clientMessageId": "m-3"})
+    assert ana.ok("message:send", {"conversationId": conversation, "content": "x", "clientMessageId": "m-3"})
+    assert messages_today(ana) == 2

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import datetime, timedelta
+from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
@@ -11,9 +14,9 @@ from shared import runtime
 from shared.identity import origin_allowed
 from shared.runtime import Services, build_services
 from shared.settings import settings
-from tests.conftest import make_token
+from tests.conftest import make_token, message_event
 from tests.fakes import RecordingGateway
-from tests.support import Peer
+from tests.support import Peer, deliver
 
 
 class Clock:
@@ -225,3 +228,31 @@ def test_odd_text(services: Services, gateway: RecordingGateway, content: str, c
 def test_hostile_ids_are_bad_requests(services: Services, gateway: RecordingGateway, data: dict[str, object]) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     assert peer.error("conversation:history", data) == "bad_request"
+
+
+def test_a_base64_frame_that_is_not_utf8_is_a_counted_bad_request(
+    services: Services, gateway: RecordingGateway, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    peer = Peer(gateway, "p", "ana", "acme").connect()
+
+    def binary(payload: bytes) -> dict[str, Any] | None:
+        event = message_event("p", "ana", "acme", "")
+        event["body"] = base64.b64encode(payload).decode()
+        event["isBase64Encoded"] = True
+        return deliver(event)
+
+    replies = [binary(b"\xff\xfe{not utf-8}") for _ in range(40)]
+    assert {reply["data"]["code"] for reply in replies if reply} == {"bad_request"}
+    assert binary(b"\xc3\x28") == {
+        "event": "error",
+        "data": {"code": "rate_limited", "message": "more than 20 actions per second: slow down"},
+    }
+    assert "Traceback" not in caplog.text
+    clock.advance(2)
+    assert binary(b'{"action":"ping","ackId":"1"}') == {
+        "event": "ack",
+        "ackId": "1",
+        "ok": True,
+        "data": {"timestamp": ANY},
+    }
+    assert peer.ok("ping")

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from shared.runtime import Services
+from tests.conftest import CallCounter
 from tests.fakes import RecordingGateway
 from tests.support import Peer
 
@@ -19,14 +20,16 @@ def chat(services: Services, gateway: RecordingGateway) -> tuple[Peer, str, list
     return peer, conversation, ids
 
 
-def page(peer: Peer, conversation: str, **cursor: object) -> tuple[list[str], str | None]:
+def page(peer: Peer, conversation: str, **cursor: object) -> tuple[list[str], int | None]:
     result = peer.ok("conversation:history", {"conversationId": conversation, **cursor})
     return [m["id"] for m in result["messages"]], result["nextCursor"]
 
 
-def test_message_ids_sort_by_creation(chat: tuple[Peer, str, list[str]]) -> None:
-    _, _, ids = chat
+def test_message_ids_sort_by_creation_and_seqs_count_from_one(chat: tuple[Peer, str, list[str]]) -> None:
+    peer, conversation, ids = chat
     assert ids == sorted(ids)
+    history = peer.ok("conversation:history", {"conversationId": conversation, "limit": 100})["messages"]
+    assert [m["seq"] for m in history] == list(range(1, 26))
 
 
 def test_the_latest_page_comes_oldest_first_with_a_cursor_backwards(
@@ -35,7 +38,7 @@ def test_the_latest_page_comes_oldest_first_with_a_cursor_backwards(
     peer, conversation, ids = chat
     found, cursor = page(peer, conversation, limit=10)
     assert found == ids[15:]
-    assert cursor == ids[15]
+    assert cursor == 16  # the seq of ids[15]
 
 
 def test_paging_backwards_with_before_reaches_the_start_without_gaps(
@@ -43,7 +46,7 @@ def test_paging_backwards_with_before_reaches_the_start_without_gaps(
 ) -> None:
     peer, conversation, ids = chat
     seen: list[str] = []
-    cursor: str | None = None
+    cursor: int | None = None
     while True:
         found, cursor = page(peer, conversation, limit=10, **({"before": cursor} if cursor else {}))
         seen = found + seen
@@ -52,21 +55,48 @@ def test_paging_backwards_with_before_reaches_the_start_without_gaps(
     assert seen == ids
 
 
-def test_after_fills_the_gap_since_the_last_id_seen(chat: tuple[Peer, str, list[str]]) -> None:
+def test_after_fills_the_gap_since_the_last_seq_seen(chat: tuple[Peer, str, list[str]]) -> None:
     peer, conversation, ids = chat
-    found, cursor = page(peer, conversation, after=ids[4], limit=10)
+    found, cursor = page(peer, conversation, after=5, limit=10)
     assert found == ids[5:15]
-    assert cursor == ids[14]
+    assert cursor == 15
     rest, end = page(peer, conversation, after=cursor, limit=100)
     assert rest == ids[15:]
     assert end is None
 
 
+def test_message_ids_remain_accepted_as_cursors(chat: tuple[Peer, str, list[str]]) -> None:
+    peer, conversation, ids = chat
+    assert page(peer, conversation, after=ids[4], limit=10) == page(peer, conversation, after=5, limit=10)
+    assert page(peer, conversation, before=ids[20], limit=3) == page(peer, conversation, before=21, limit=3)
+
+
 def test_after_and_before_bound_a_range(chat: tuple[Peer, str, list[str]]) -> None:
     peer, conversation, ids = chat
-    found, cursor = page(peer, conversation, after=ids[2], before=ids[8])
+    found, cursor = page(peer, conversation, after=3, before=9)
     assert found == ids[3:8]
     assert cursor is None
+    assert page(peer, conversation, after=3, before=4) == ([], None)
+
+
+@pytest.mark.parametrize(("after", "before"), [(9, 3), (5, 5), ("000000000009ab", "000000000003ab")])
+def test_after_past_before_is_a_bad_request_that_never_reaches_dynamodb(
+    chat: tuple[Peer, str, list[str]], calls: CallCounter, after: object, before: object
+) -> None:
+    peer, conversation, _ = chat
+    calls.reset()
+    data = {"conversationId": conversation, "after": after, "before": before}
+    assert peer.error("conversation:history", data) == "bad_request"
+    assert calls.calls["dynamodb.Query"] == 0
+    assert calls.calls["dynamodb.GetItem"] == 0
+
+
+@pytest.mark.parametrize("cursor", ["not-a-message-id", -1, 10**12, True, 2.5])
+def test_cursors_that_are_neither_a_seq_nor_a_message_id_are_bad_requests(
+    chat: tuple[Peer, str, list[str]], cursor: object
+) -> None:
+    peer, conversation, _ = chat
+    assert peer.error("conversation:history", {"conversationId": conversation, "after": cursor}) == "bad_request"
 
 
 def test_nothing_after_the_newest(chat: tuple[Peer, str, list[str]]) -> None:
@@ -93,7 +123,7 @@ def test_a_page_of_large_messages_is_cut_to_fit_an_outbound_frame(
     found = [m["id"] for m in reply["data"]["messages"]]
     assert 0 < len(found) < 12
     assert found == ids[-len(found) :]
-    assert reply["data"]["nextCursor"] == found[0]
+    assert reply["data"]["nextCursor"] == reply["data"]["messages"][0]["seq"]
     assert len(json.dumps(reply, ensure_ascii=False).encode()) <= 128 * 1024
-    older, _ = page(peer, conversation, before=found[0], limit=100)
+    older, _ = page(peer, conversation, before=reply["data"]["nextCursor"], limit=100)
     assert older + found == ids[-len(older + found) :]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
+from boto3.dynamodb.conditions import Key
 
 from shared.runtime import Services
 from tests.fakes import RecordingGateway
@@ -123,3 +127,52 @@ def test_all_read_marks_every_unread_one_and_says_how_many(ana: Peer, ana_phone:
 )
 def test_bad_input_is_a_bad_request(ana: Peer, action: str, data: dict[str, object]) -> None:
     assert ana.error(action, data) == "bad_request"
+
+
+@pytest.mark.parametrize("unread_only", [False, True])
+def test_a_list_of_large_notifications_is_paged_by_size_and_the_cursor_continues_exactly(
+    ana: Peer, unread_only: bool
+) -> None:
+    for index in range(40):
+        notify("ana", f"n{index:02d}", body="é" * 4096, data={"index": index})
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        data: dict[str, object] = {"limit": 40, "unreadOnly": unread_only} | ({"cursor": cursor} if cursor else {})
+        reply = ana.act("notification:list", data, ack_id="x" * 64)
+        assert len(json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode()) <= 128 * 1024
+        seen += [n["title"] for n in reply["data"]["notifications"]]
+        cursor = reply["data"]["nextCursor"]
+        pages += 1
+        if cursor is None:
+            break
+    assert pages > 1
+    assert seen == [f"n{index:02d}" for index in reversed(range(40))]
+
+
+def test_all_read_updates_only_what_is_still_unread_whatever_the_index_copy_says(
+    ana: Peer, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The unread index is eventually consistent: its copy of a notification read a moment ago may still
+    show it unread. all_read must neither count it again nor overwrite its readAt or its other fields."""
+    notify("ana", "first")
+    notify("ana", "second")
+    table = services.notifications._table
+    stale = table.query(IndexName="unread", KeyConditionExpression=Key("unread").eq("user#acme#ana"))
+    first = next(n for n in ana.ok("notification:list")["notifications"] if n["title"] == "first")
+    read_at = ana.ok("notification:read", {"notificationId": first["id"]})["readAt"]
+
+    real_query = table.query
+
+    def lagging_index(**query: Any) -> Any:
+        return stale if query.get("IndexName") == "unread" else real_query(**query)
+
+    monkeypatch.setattr(table, "query", lagging_index)
+    assert ana.ok("notification:all_read") == {"count": 1}
+    monkeypatch.undo()
+
+    listed = {n["title"]: n for n in ana.ok("notification:list")["notifications"]}
+    assert listed["first"]["readAt"] == read_at
+    assert "readAt" in listed["second"]
+    assert ana.ok("notification:list", {"unreadOnly": True})["notifications"] == []

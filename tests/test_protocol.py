@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
 
 from shared.errors import ErrorCode, RoomcastError
-from shared.protocol import FrameError, InboundFrame, Outcome, error_frame, parse_frame, reply_frame
+from shared.protocol import FrameError, InboundFrame, Outcome, error_frame, frame_text, parse_frame, reply_frame
 
 LIMIT = 32 * 1024
 
@@ -88,3 +89,21 @@ def test_errors_name_the_action_or_answer_the_ack() -> None:
         "ok": False,
         "error": {"code": "not_found", "message": "conversation not found"},
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        (base64.b64encode('{"action":"ping","data":{"é":1}}'.encode()).decode(), '{"action":"ping","data":{"é":1}}'),
+        ("", ""),
+    ],
+)
+def test_binary_frames_are_read_as_utf8_text(body: str, text: str) -> None:
+    assert frame_text(body, base64_encoded=True) == text
+
+
+@pytest.mark.parametrize("body", [base64.b64encode(b"\xff\xfe").decode(), "not base64!", "QQ="])
+def test_binary_frames_that_are_not_utf8_text_are_bad_requests(body: str) -> None:
+    with pytest.raises(FrameError) as refused:
+        frame_text(body, base64_encoded=True)
+    assert refused.value.code == ErrorCode.BAD_REQUEST

@@ -16,7 +16,7 @@ from shared.app import validation_message
 from shared.clock import iso, utc_now
 from shared.errors import RoomcastError
 from shared.events import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
-from shared.ids import new_id
+from shared.ids import message_id, new_id
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol import event_frame
 from shared.publishing import (
@@ -91,11 +91,14 @@ def notify(detail: Notify, event_id: str) -> None:
 
 
 def message_received(detail: MessageReceived, event_id: str) -> None:
+    """Each effect once across redeliveries: the conversation and the message are put once (conditional
+    writes, the message keyed by its external id or this event), each counted by whoever claims its
+    uncounted flag, each announced by the delivery that wrote it."""
     runtime = services()
     now = utc_now()
     company_id = detail.company_id
-    existing = runtime.conversations.get(company_id, detail.conversation_id)
-    opened = 0
+    store = runtime.conversations
+    existing = store.get(company_id, detail.conversation_id)
     if existing is None:
         conversation = Conversation(
             id=detail.conversation_id,
@@ -104,40 +107,47 @@ def message_received(detail: MessageReceived, event_id: str) -> None:
             createdAt=iso(now),
             updatedAt=iso(now),
         )
-        try:
-            runtime.conversations.create(conversation)
-        except RoomcastError:
-            pass  # created meanwhile by another event: nothing to announce
-        else:
-            opened = 1
+        if store.open(conversation):
             runtime.hub.emit(
                 company_id,
                 company_room(company_id),
                 event_frame("conversation:updated", {"conversation": conversation.public()}, CONVERSATIONS),
             )
-    draft = Message(
-        id=new_id(),
-        conversationId=detail.conversation_id,
-        content=detail.content,
-        senderType=SenderType.CONTACT,
-        contactId=detail.contact_id,
-        timestamp=iso(now),
-        externalId=detail.external_id,
-    )
+
+    def compose(seq: int) -> Message:
+        return Message(
+            id=message_id(seq),
+            seq=seq,
+            conversationId=detail.conversation_id,
+            content=detail.content,
+            senderType=SenderType.CONTACT,
+            contactId=detail.contact_id,
+            timestamp=iso(now),
+            externalId=detail.external_id,
+        )
+
     # The same external message, or the same event, is stored once.
     sender_key = f"contact:{detail.contact_id}#{detail.external_id or 'event:' + event_id}"
-    message, created = runtime.conversations.add_message(company_id, draft, sender_key)
-    if created:
+    stored = store.add_message(company_id, detail.conversation_id, compose, sender_key)
+    message = stored.message
+    if stored.created:
         metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
         runtime.hub.emit(
             company_id,
             conversation_room(detail.conversation_id),
             event_frame("message:new", message.public(), CONVERSATIONS),
         )
-        if existing is None or existing.awaiting_reply_since is None:
-            runtime.conversations.await_reply(company_id, detail.conversation_id, message.timestamp)
-    if created or opened:
-        runtime.analytics.count(company_id, now, Counts(contact_messages=int(created), conversations_created=opened))
+    # An earlier delivery may have opened the conversation and failed before counting it.
+    opened = (existing is None or bool(existing.uncounted)) and store.claim_opening_count(
+        company_id, detail.conversation_id
+    )
+    counted = bool(message.uncounted) and store.claim_message_count(company_id, message)
+    if counted:
+        store.await_reply(company_id, detail.conversation_id, message.timestamp)
+    if counted or opened:
+        runtime.analytics.count(
+            company_id, now, Counts(contact_messages=int(counted), conversations_created=int(opened))
+        )
 
 
 def campaign_started(detail: CampaignStarted, _event_id: str) -> None:

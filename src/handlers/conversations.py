@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +23,8 @@ from shared.authorization import require_author
 from shared.clock import iso
 from shared.events import CONVERSATIONS
 from shared.history import history_page
-from shared.ids import new_id
-from shared.observability import MetricUnit, metrics
+from shared.ids import message_id, new_id
+from shared.observability import MetricUnit, logger, metrics
 from shared.protocol import Outcome, event_frame
 from shared.records import Conversation, ConversationStatus, Message, SenderType
 from shared.rooms import company_room, conversation_room
@@ -78,27 +79,53 @@ def send(request: Request, data: SendMessage) -> Outcome:
     runtime = services()
     identity = request.identity
     conversation = runtime.conversations.require(identity.company_id, data.conversation_id)
-    draft = Message(
-        id=new_id(),
-        conversationId=data.conversation_id,
-        content=data.content,
-        senderType=SenderType.AGENT,
-        fromUserId=identity.user_id,
-        timestamp=iso(request.now),
-        clientMessageId=data.client_message_id,
-    )
+
+    def compose(seq: int) -> Message:
+        return Message(
+            id=message_id(seq),
+            seq=seq,
+            conversationId=data.conversation_id,
+            content=data.content,
+            senderType=SenderType.AGENT,
+            fromUserId=identity.user_id,
+            timestamp=iso(request.now),
+            clientMessageId=data.client_message_id,
+        )
+
     sender_key = None if data.client_message_id is None else f"{identity.user_id}#{data.client_message_id}"
     # Durable before anyone hears of it: the write comes first, the broadcast and the reply after.
-    message, created = runtime.conversations.add_message(identity.company_id, draft, sender_key)
-    if created:
+    stored = runtime.conversations.add_message(identity.company_id, data.conversation_id, compose, sender_key)
+    message = stored.message
+    # Stored means sent: nothing after the write may turn the sender's answer into a failure.
+    if stored.created:
         metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
-        _emit_to_conversation(request, data.conversation_id, "message:new", message.public())
-        runtime.analytics.count(
-            identity.company_id,
-            request.now,
-            Counts(agent_messages=1, response_seconds=_reply_time(request, conversation)),
+        _after_stored(
+            "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:new", message.public())
         )
-    return Outcome({"id": message.id, "clientMessageId": message.client_message_id}, event="message:sent")
+    if message.uncounted:
+        _after_stored("count", lambda: _count_message(request, conversation, message))
+    return Outcome(
+        {"id": message.id, "seq": message.seq, "clientMessageId": message.client_message_id}, event="message:sent"
+    )
+
+
+def _after_stored(effect: str, apply: Callable[[], object]) -> None:
+    """Run an effect that follows a durable write; its failure is logged and measured, never answered."""
+    try:
+        apply()
+    except Exception:
+        logger.exception("effect after the write failed", extra={"effect": effect})
+        metrics.add_metric(name="EffectsFailedAfterWrite", unit=MetricUnit.Count, value=1)
+
+
+def _count_message(request: Request, conversation: Conversation, message: Message) -> None:
+    """Count a stored message once: only the caller that claims its uncounted flag adds it (a retry that
+    finds the flag still set, because the first attempt died before counting, counts it then)."""
+    runtime = services()
+    company_id = request.identity.company_id
+    if runtime.conversations.claim_message_count(company_id, message):
+        counts = Counts(agent_messages=1, response_seconds=_reply_time(request, conversation))
+        runtime.analytics.count(company_id, request.now, counts)
 
 
 def _reply_time(request: Request, conversation: Conversation) -> float | None:
@@ -152,9 +179,8 @@ def history(request: Request, data: History) -> Outcome:
     company_id = request.identity.company_id
     store.require(company_id, data.conversation_id)
     config = settings()
-    found = store.messages(
-        company_id, data.conversation_id, data.after, data.before, min(data.limit, config.history_page_max)
-    )
+    limit = min(data.limit, config.history_page_max)
+    found = store.messages(company_id, data.conversation_id, data.after_seq, data.before_seq, limit)
     page = history_page(found, forward=data.after is not None, max_bytes=config.max_outbound_bytes)
     return Outcome(page.public(), event="conversation:history")
 
@@ -174,6 +200,7 @@ def create(request: Request, data: CreateConversation) -> Outcome:
         createdBy=identity.user_id,
         createdAt=now,
         updatedAt=now,
+        convertedAt=now if data.status is ConversationStatus.CONVERTED else None,
     )
     # The creator is in the conversation from the start, as its first participant: joined first, so a
     # connection that may join no more rooms is refused before anything is stored.
@@ -186,7 +213,10 @@ def create(request: Request, data: CreateConversation) -> Outcome:
     )
     runtime.conversations.create(conversation)
     _announce(request, conversation)
-    runtime.analytics.count(identity.company_id, request.now, Counts(conversations_created=1))
+    converted = int(conversation.converted_at is not None)
+    runtime.analytics.count(
+        identity.company_id, request.now, Counts(conversations_created=1, conversations_converted=converted)
+    )
     return Outcome({"conversation": conversation.public()})
 
 

@@ -8,9 +8,10 @@ from shared.actions import Empty, ListNotifications, ReadNotification
 from shared.app import Namespace, Request
 from shared.clock import iso
 from shared.events import NOTIFICATIONS
-from shared.protocol import Outcome, event_frame
+from shared.protocol import Outcome, event_frame, fitting
 from shared.rooms import user_room
 from shared.runtime import services
+from shared.settings import settings
 
 notifications = Namespace(NOTIFICATIONS)
 
@@ -25,11 +26,14 @@ def list_notifications(request: Request, data: ListNotifications) -> Outcome:
     store = services().notifications
     identity = request.identity
     page = store.page(identity.company_id, identity.user_id, data.unread_only, data.limit, data.cursor)
+    # Paged by size as well as count: the next page starts after the last one that fits.
+    kept = fitting([notification.public() for notification in page.notifications], settings().max_outbound_bytes)
+    more = page.has_more or len(kept) < len(page.notifications)
     return Outcome(
         {
-            "notifications": [notification.public() for notification in page.notifications],
+            "notifications": kept,
             "unreadCount": store.unread_count(identity.company_id, identity.user_id),
-            "nextCursor": page.next_cursor,
+            "nextCursor": kept[-1]["id"] if more and kept else None,
         },
         event="notification:list",
     )

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from shared.analytics import Period
 from shared.errors import ErrorCode, RoomcastError
-from shared.ids import ID_PATTERN
+from shared.ids import ID_PATTERN, seq_of
 from shared.records import ConversationStatus
 from shared.settings import settings
 
@@ -68,10 +68,38 @@ class Typing(ConversationRef):
     is_typing: bool = Field(default=True, alias="isTyping")
 
 
+Seq = Annotated[int, Field(ge=0, lt=10**12)]
+
+
+def _cursor_seq(cursor: int | str | None) -> int | None:
+    """A history cursor is a seq, or (as before seqs existed) a message id, which leads with its seq."""
+    if cursor is None or isinstance(cursor, int):
+        return cursor
+    seq = seq_of(cursor)
+    if seq is None:
+        raise ValueError("must be a seq or a message id")
+    return seq
+
+
 class History(ConversationRef):
-    after: Id | None = None
-    before: Id | None = None
+    after: Seq | Id | None = None
+    before: Seq | Id | None = None
     limit: int = Field(default=50, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _a_range(self) -> Self:
+        # An inverted range would reach DynamoDB as an invalid BETWEEN.
+        if self.after_seq is not None and self.before_seq is not None and self.after_seq >= self.before_seq:
+            raise ValueError("after must be below before")
+        return self
+
+    @property
+    def after_seq(self) -> int | None:
+        return _cursor_seq(self.after)
+
+    @property
+    def before_seq(self) -> int | None:
+        return _cursor_seq(self.before)
 
 
 class CreateConversation(ActionData):

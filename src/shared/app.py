@@ -22,6 +22,7 @@ from shared.protocol import (
     Outcome,
     encode,
     error_frame,
+    frame_text,
     parse_frame,
     reply_frame,
 )
@@ -83,7 +84,8 @@ class Namespace:
         try:
             unreadable: FrameError | None = None
             try:
-                frame = parse_frame(event.decoded_body, settings().max_frame_bytes)
+                text = frame_text(event.body, event.is_base64_encoded)
+                frame = parse_frame(text, settings().max_frame_bytes)
             except FrameError as error:
                 unreadable = error
             # Every frame counts against the connection's rate, garbage included.

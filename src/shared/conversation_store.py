@@ -1,22 +1,36 @@
-"""Conversations and their messages in DynamoDB (see docs/data-model.md).
+"""Conversations and their messages in DynamoDB (see docs/data-model.md and decision 20).
 
 Each conversation is one item collection, keyed under its company:
   conv#{companyId}#{conversationId} / #conversation          the conversation
   conv#{companyId}#{conversationId} / #client#{sender}#{id}   a sender's clientMessageId, for idempotent sends
-  conv#{companyId}#{conversationId} / msg#{messageId}         a message; ids sort by time
+  conv#{companyId}#{conversationId} / msg#{seq:012d}          a message, keyed by its seq in the conversation
 Every non-message sort key starts with '#', which sorts below 'msg#', so message ranges never meet them.
+
+A message takes seq k = the last stored seq + 1 (a consistent read) and is put on the condition that k is
+free; on conflict it reads again. So seq k is written only once k - 1 is readable, and a failed write
+consumes no seq. Items written with `uncounted` are not yet in the analytics counters: whoever removes the
+flag (a conditional update) counts them, so a retry or redelivery counts what a failure left uncounted, once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from shared.dynamo import conditional_check_failed, put_once
+from shared.dynamo import (
+    CONDITION_FAILED,
+    TRANSACTION_CONFLICT,
+    TransactionCancelled,
+    conditional_check_failed,
+    conflict_pause,
+    put_all,
+)
 from shared.errors import ErrorCode, RoomcastError, not_found
+from shared.ids import SEQ_DIGITS, seq_of
 from shared.records import Conversation, Message
 
 if TYPE_CHECKING:
@@ -24,14 +38,18 @@ if TYPE_CHECKING:
 
 CONVERSATION_SK = "#conversation"
 MESSAGE_PREFIX = "msg#"
+UNCOUNTED = "uncounted"
+# Each lost race means another sender's message was stored: this many in a row is contention beyond any
+# conversation's real traffic.
+SEQ_ATTEMPTS = 25
 
 
 def _pk(company_id: str, conversation_id: str) -> str:
     return f"conv#{company_id}#{conversation_id}"
 
 
-def _message_sk(message_id: str) -> str:
-    return f"{MESSAGE_PREFIX}{message_id}"
+def _message_sk(seq: int) -> str:
+    return f"{MESSAGE_PREFIX}{seq:0{SEQ_DIGITS}d}"
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,14 @@ class MessageSlice:
 
     messages: list[Message]
     has_more: bool
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A message as stored; `created` is False when a retry found the first one its sender key stored."""
+
+    message: Message
+    created: bool
 
 
 class ConversationStore:
@@ -61,8 +87,22 @@ class ConversationStore:
                 raise RoomcastError(ErrorCode.CONFLICT, "conversation already exists") from error
             raise
 
+    def open(self, conversation: Conversation) -> bool:
+        """Create a conversation that a backend event opened, not yet counted; False if it existed already."""
+        item = {"pk": _pk(conversation.company_id, conversation.id), "sk": CONVERSATION_SK, **conversation.public()}
+        try:
+            self._table.put_item(Item={**item, UNCOUNTED: True}, ConditionExpression=Attr("pk").not_exists())
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return False
+            raise
+        return True
+
     def get(self, company_id: str, conversation_id: str) -> Conversation | None:
-        item = self._table.get_item(Key={"pk": _pk(company_id, conversation_id), "sk": CONVERSATION_SK}).get("Item")
+        """Consistent: a join, a send or an event right after a create or update must see it."""
+        item = self._table.get_item(
+            Key={"pk": _pk(company_id, conversation_id), "sk": CONVERSATION_SK}, ConsistentRead=True
+        ).get("Item")
         return None if item is None else Conversation.model_validate(item)
 
     def require(self, company_id: str, conversation_id: str) -> Conversation:
@@ -137,30 +177,89 @@ class ConversationStore:
             raise
         return True
 
-    def add_message(self, company_id: str, message: Message, sender_key: str | None) -> tuple[Message, bool]:
-        """Store a message. With a sender key (sender and clientMessageId), a retry returns the first
-        message and False instead of storing a second one."""
-        pk = _pk(company_id, message.conversation_id)
-        item = {"pk": pk, "sk": _message_sk(message.id), **message.public()}
-        if sender_key is None:
-            self._table.put_item(Item=item)
-            return message, True
-        marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
-        if put_once(self._table, marker, item):
-            return message, True
-        return self._first_message(pk, sender_key), False
+    def add_message(
+        self, company_id: str, conversation_id: str, compose: Callable[[int], Message], sender_key: str | None
+    ) -> Stored:
+        """Store the message `compose(seq)` builds, at the conversation's next seq, flagged uncounted.
+        With a sender key (sender and clientMessageId), a retry returns the first message instead."""
+        pk = _pk(company_id, conversation_id)
+        for attempt in range(SEQ_ATTEMPTS):
+            message = compose(self._last_seq(pk) + 1)
+            item = {"pk": pk, "sk": _message_sk(message.seq), **message.public(), UNCOUNTED: True}
+            free = "attribute_not_exists(pk)"
+            if sender_key is None:
+                try:
+                    self._table.put_item(
+                        Item=item, ConditionExpression=free, ReturnValuesOnConditionCheckFailure="ALL_OLD"
+                    )
+                except ClientError as error:
+                    if not conditional_check_failed(error):
+                        raise
+                    # A retried request whose first attempt was written (its answer lost) finds itself.
+                    found: dict[str, Any] = cast(dict[str, Any], error.response).get("Item", {})
+                    if found.get("id") != {"S": message.id}:
+                        continue  # another message took this seq: read again
+                return Stored(message.model_copy(update={"uncounted": True}), created=True)
+            marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
+            codes = put_all(self._table, [(marker, free), (item, free)])
+            if codes is None:
+                return Stored(message.model_copy(update={"uncounted": True}), created=True)
+            if codes[0] == CONDITION_FAILED:
+                return Stored(self._first_message(pk, sender_key), created=False)
+            if TRANSACTION_CONFLICT in codes:
+                conflict_pause(attempt)  # a concurrent send, or the same one retried: read again
+            elif codes[1] != CONDITION_FAILED:
+                raise TransactionCancelled(codes)
+        raise RuntimeError(f"no free seq after {SEQ_ATTEMPTS} attempts")
+
+    def _last_seq(self, pk: str) -> int:
+        result = self._table.query(
+            KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with(MESSAGE_PREFIX),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+            ProjectionExpression="sk",
+        )
+        items = result.get("Items", [])
+        return int(str(items[0]["sk"])[len(MESSAGE_PREFIX) :]) if items else 0
 
     def _first_message(self, pk: str, sender_key: str) -> Message:
         marker = self._table.get_item(Key={"pk": pk, "sk": f"#client#{sender_key}"}, ConsistentRead=True)
-        message_id = str(marker["Item"]["messageId"])
-        item = self._table.get_item(Key={"pk": pk, "sk": _message_sk(message_id)}, ConsistentRead=True)
+        seq = seq_of(str(marker["Item"]["messageId"]))
+        assert seq is not None, "markers name message ids"
+        item = self._table.get_item(Key={"pk": pk, "sk": _message_sk(seq)}, ConsistentRead=True)
         return Message.model_validate(item["Item"])
 
     def get_message(self, company_id: str, conversation_id: str, message_id: str) -> Message | None:
+        seq = seq_of(message_id)
+        if seq is None:
+            return None
         item = self._table.get_item(
-            Key={"pk": _pk(company_id, conversation_id), "sk": _message_sk(message_id)}, ConsistentRead=True
+            Key={"pk": _pk(company_id, conversation_id), "sk": _message_sk(seq)}, ConsistentRead=True
         ).get("Item")
-        return None if item is None else Message.model_validate(item)
+        return None if item is None or item["id"] != message_id else Message.model_validate(item)
+
+    def claim_message_count(self, company_id: str, message: Message) -> bool:
+        """True for the one caller that takes the message's uncounted flag: it alone counts the message."""
+        return self._claim(_pk(company_id, message.conversation_id), _message_sk(message.seq))
+
+    def claim_opening_count(self, company_id: str, conversation_id: str) -> bool:
+        """True for the one caller that takes an opened conversation's uncounted flag."""
+        return self._claim(_pk(company_id, conversation_id), CONVERSATION_SK)
+
+    def _claim(self, pk: str, sk: str) -> bool:
+        try:
+            self._table.update_item(
+                Key={"pk": pk, "sk": sk},
+                UpdateExpression="REMOVE #flag",
+                ConditionExpression=Attr(UNCOUNTED).exists(),
+                ExpressionAttributeNames={"#flag": UNCOUNTED},
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return False
+            raise
+        return True
 
     def modify_message(
         self, company_id: str, message: Message, author_id: str, changes: dict[str, Any], removes: list[str]
@@ -172,7 +271,7 @@ class ConversationStore:
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes)))
         try:
             result = self._table.update_item(
-                Key={"pk": _pk(company_id, message.conversation_id), "sk": _message_sk(message.id)},
+                Key={"pk": _pk(company_id, message.conversation_id), "sk": _message_sk(message.seq)},
                 UpdateExpression=expression,
                 ConditionExpression=Attr("fromUserId").eq(author_id) & Attr("deletedAt").not_exists(),
                 ExpressionAttributeNames=names,
@@ -186,23 +285,23 @@ class ConversationStore:
         return Message.model_validate(result["Attributes"])
 
     def messages(
-        self, company_id: str, conversation_id: str, after: str | None, before: str | None, limit: int
+        self, company_id: str, conversation_id: str, after: int | None, before: int | None, limit: int
     ) -> MessageSlice:
+        """Messages with seq strictly between `after` and `before`, the nearest to `after` first when it is
+        given, else the nearest to `before` (or the newest) first."""
+        low = 1 if after is None else after + 1
+        high = None if before is None else before - 1
+        if high is not None and high < low:
+            return MessageSlice([], has_more=False)
         pk = Key("pk").eq(_pk(company_id, conversation_id))
-        forward = after is not None
-        if after is not None and before is not None:
-            key = pk & Key("sk").between(_message_sk(after), _message_sk(before))
-        elif after is not None:
-            key = pk & Key("sk").gt(_message_sk(after))
-        elif before is not None:
-            key = pk & Key("sk").between(MESSAGE_PREFIX, _message_sk(before))
+        if high is None:
+            key = pk & Key("sk").between(_message_sk(low), _message_sk(10**SEQ_DIGITS - 1))
         else:
-            key = pk & Key("sk").begins_with(MESSAGE_PREFIX)
-        # Two more than asked: one may be a cursor itself (BETWEEN is inclusive), one tells whether more remain.
+            key = pk & Key("sk").between(_message_sk(low), _message_sk(high))
+        # One more than asked tells whether more remain.
         result = self._table.query(
-            KeyConditionExpression=key, ScanIndexForward=forward, Limit=limit + 2, ConsistentRead=True
+            KeyConditionExpression=key, ScanIndexForward=after is not None, Limit=limit + 1, ConsistentRead=True
         )
-        cursors = {_message_sk(cursor) for cursor in (after, before) if cursor is not None}
-        items = [item for item in result.get("Items", []) if item["sk"] not in cursors]
-        has_more = len(items) > limit or ("LastEvaluatedKey" in result and len(items) == limit)
+        items = result.get("Items", [])
+        has_more = len(items) > limit or "LastEvaluatedKey" in result
         return MessageSlice([Message.model_validate(item) for item in items[:limit]], has_more)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import ErrorCode, RoomcastError
 from shared.ids import ID_PATTERN
@@ -17,6 +18,28 @@ class Identity(BaseModel):
     company_id: str = Field(alias="companyId", pattern=ID_PATTERN)
     email: str | None = Field(default=None, max_length=320)
     exp: int | None = None
+
+    @field_validator("user_id", "company_id", mode="before")
+    @classmethod
+    def _integer_ids_as_text(cls, value: Any) -> Any:
+        """A token issuer may send numeric ids; they are the same ids as text (as API Gateway passes them)."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("exp", mode="before")
+    @classmethod
+    def _whole_seconds(cls, value: Any) -> Any:
+        """RFC 7519 allows a fractional NumericDate; the whole second before it never outlives the token.
+        API Gateway passes authorizer context values to routes as strings."""
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return value
+        if isinstance(value, float) and math.isfinite(value):
+            return math.floor(value)
+        return value
 
     def authorizer_context(self) -> dict[str, str | int]:
         """API Gateway context values must be strings, numbers or booleans: absent claims are left out."""

@@ -35,8 +35,10 @@ def _sk(notification_id: str) -> str:
 
 @dataclass(frozen=True)
 class NotificationPage:
+    """Notifications newest first from the cursor; `has_more` when older ones remain."""
+
     notifications: list[Notification]
-    next_cursor: str | None
+    has_more: bool
 
 
 class NotificationStore:
@@ -65,9 +67,7 @@ class NotificationStore:
             query["ExclusiveStartKey"] = start | ({UNREAD_INDEX: pk} if unread_only else {})
         result = self._table.query(**query)
         items = result.get("Items", [])
-        more = "LastEvaluatedKey" in result and len(items) == limit
-        notifications = [Notification.model_validate(item) for item in items]
-        return NotificationPage(notifications, notifications[-1].id if more and notifications else None)
+        return NotificationPage([Notification.model_validate(item) for item in items], "LastEvaluatedKey" in result)
 
     def unread_count(self, company_id: str, user_id: str) -> int:
         pk = _pk(company_id, user_id)
@@ -102,18 +102,32 @@ class NotificationStore:
         return Notification.model_validate(result["Attributes"])
 
     def mark_all_read(self, company_id: str, user_id: str, read_at: str) -> int:
-        """Mark every unread notification read. Returns how many were marked.
+        """Mark every unread notification read. Returns how many this call marked.
 
-        The sparse index lists exactly the unread ones, whole; each is written back read, 25 to a
-        BatchWriteItem call (a transaction would cost twice the write units for nothing more)."""
+        The sparse index lists the unread ones, but its copies are eventually consistent: each is only a
+        key to update, never an item to write back. The update changes nothing but `readAt` and `unread`,
+        and only while the notification exists and is still unread, so a concurrent `notification:read`
+        keeps its `readAt` and a stale copy never recreates or reverts anything."""
         pk = _pk(company_id, user_id)
         marked = 0
-        with self._table.batch_writer() as batch:
-            for items in query_pages(
-                self._table, IndexName=UNREAD_INDEX, KeyConditionExpression=Key(UNREAD_INDEX).eq(pk)
-            ):
-                for item in items:
-                    item.pop(UNREAD_INDEX, None)
-                    batch.put_item(Item={**item, "readAt": item.get("readAt") or read_at})
-                    marked += 1
+        for items in query_pages(
+            self._table,
+            IndexName=UNREAD_INDEX,
+            KeyConditionExpression=Key(UNREAD_INDEX).eq(pk),
+            ProjectionExpression="sk",
+        ):
+            for item in items:
+                try:
+                    self._table.update_item(
+                        Key={"pk": pk, "sk": item["sk"]},
+                        UpdateExpression="SET readAt = if_not_exists(readAt, :at) REMOVE #unread",
+                        ConditionExpression=Attr(UNREAD_INDEX).exists(),
+                        ExpressionAttributeNames={"#unread": UNREAD_INDEX},
+                        ExpressionAttributeValues={":at": read_at},
+                    )
+                except ClientError as error:
+                    if not conditional_check_failed(error):
+                        raise
+                    continue  # read meanwhile
+                marked += 1
         return marked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -11,6 +13,8 @@ from typing import Any
 from shared.errors import ErrorCode, RoomcastError
 
 ACK_ID_MAX = 64
+# Room for what wraps a list in a reply: the event or ack, its ackId, and the list's other fields.
+LIST_ENVELOPE_BYTES = 512
 _ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.:$\-]{1,64}$")
 
 Frame = dict[str, Any]
@@ -115,3 +119,30 @@ def reply_frame(frame: InboundFrame, outcome: Outcome, namespace: str | None) ->
 
 def encode(frame: Frame) -> str:
     return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def encoded_size(value: Any) -> int:
+    """Bytes `value` takes in a frame, encoded as `encode` does."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def fitting(entries: list[dict[str, Any]], max_bytes: int) -> list[dict[str, Any]]:
+    """The leading entries whose list, inside a reply's envelope, fits in `max_bytes`."""
+    kept: list[dict[str, Any]] = []
+    used = LIST_ENVELOPE_BYTES
+    for entry in entries:
+        used += encoded_size(entry) + 1  # and its comma
+        if used > max_bytes:
+            break
+        kept.append(entry)
+    return kept
+
+
+def frame_text(body: str | None, base64_encoded: bool) -> str | None:
+    """A frame's text: API Gateway base64-encodes binary frames, which must still be UTF-8 JSON."""
+    if not base64_encoded or not body:
+        return body
+    try:
+        return base64.b64decode(body, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as error:
+        raise FrameError(ErrorCode.BAD_REQUEST, "frame is not UTF-8 text") from error

@@ -5,12 +5,15 @@ Backend services import `Publisher`; roomcast's event handler validates with the
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from shared.actions import Text
-from shared.ids import ID_PATTERN
+from shared.events import NOTIFICATIONS
+from shared.ids import ID_PATTERN, new_id
+from shared.protocol import LIST_ENVELOPE_BYTES, encoded_size, event_frame
+from shared.records import Notification
 from shared.settings import settings
 
 if TYPE_CHECKING:
@@ -46,6 +49,14 @@ class Emit(Detail):
     event: str = Field(pattern=EVENT_NAME_PATTERN, max_length=64)
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _fits_a_frame(self) -> Self:
+        # Measured in the longest namespace a room can give it, so whatever the room, the event fits.
+        limit = settings().max_outbound_bytes
+        if encoded_size(event_frame(self.event, self.data, NOTIFICATIONS)) > limit:
+            raise ValueError(f"the event would exceed the {limit}-byte frame limit")
+        return self
+
 
 class Notify(Detail):
     """A stored notification for one user, pushed as `notification:new`."""
@@ -56,6 +67,25 @@ class Notify(Detail):
     title: Text = Field(min_length=1, max_length=256)
     body: Text | None = Field(default=None, max_length=4096)
     data: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _fits_a_frame(self) -> Self:
+        """Stored, the notification must fit `notification:new` and a `notification:list` page on its own."""
+        at = "2026-01-01T00:00:00.000Z"
+        stored = Notification(
+            id=new_id(),
+            userId=self.user_id,
+            type=self.type,
+            title=self.title,
+            body=self.body,
+            data=self.data,
+            createdAt=at,
+            readAt=at,
+        )
+        limit = settings().max_outbound_bytes - LIST_ENVELOPE_BYTES
+        if encoded_size(stored.public()) > limit:
+            raise ValueError(f"the notification would exceed the {limit}-byte frame limit")
+        return self
 
 
 class MessageReceived(Detail):

@@ -40,11 +40,14 @@ class Conversation(Record):
     updated_at: str = Field(alias="updatedAt")
     converted_at: str | None = Field(default=None, alias="convertedAt")
     awaiting_reply_since: str | None = Field(default=None, alias="awaitingReplySince")
+    # Stored, never sent: its opening is not yet in the analytics counters (see shared.conversation_store).
+    uncounted: bool | None = Field(default=None, exclude=True)
 
 
 class Message(Record):
     id: str
     conversation_id: str = Field(alias="conversationId")
+    seq: int
     content: str | None = None
     sender_type: SenderType = Field(alias="senderType")
     from_user_id: str | None = Field(default=None, alias="fromUserId")
@@ -55,6 +58,7 @@ class Message(Record):
     edited_at: str | None = Field(default=None, alias="editedAt")
     deleted: bool | None = None
     deleted_at: str | None = Field(default=None, alias="deletedAt")
+    uncounted: bool | None = Field(default=None, exclude=True)
 
 
 class Notification(Record):
