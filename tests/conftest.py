@@ -90,9 +90,9 @@ def deferred(monkeypatch: pytest.MonkeyPatch) -> QueuedDeferrer:
 
 @pytest.fixture
 def settled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Deferred work runs later than the grace a young connection gets (a 410 during its $connect is no
-    proof it is gone), so connections the test just opened can be found gone."""
-    monkeypatch.setattr("handlers.deferred.utc_now", lambda: datetime.now(UTC) + CONNECT_GRACE + timedelta(seconds=1))
+    """410s are met later than the grace a young connection gets (a 410 during its $connect is no proof it
+    is gone), so connections the test just opened can be found gone."""
+    monkeypatch.setattr("shared.fanout.utc_now", lambda: datetime.now(UTC) + CONNECT_GRACE + timedelta(seconds=1))
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -122,6 +123,31 @@ def test_a_410_for_a_settled_connection_forgets_it_after_the_reply(
     assert [f["data"] for f in watcher.received("status:offline")] == [{"userId": "ghost"}]
 
 
+def test_a_410_met_during_connect_is_no_proof_however_late_its_clean_up_runs(
+    services: Services,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    interleaver: Interleaver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The grace counts from the 410, not from when the deferred clean-up runs: Lambda may queue an
+    asynchronous invocation for minutes, or retry it after a failure."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    deferred.auto = False
+    gateway.gone.add("ana-1")
+
+    @interleaver.before("UpdateItem", "presence#acme", "ana-1")
+    def ben_creates_a_conversation() -> None:
+        ben.ok("conversation:create", {})
+
+    assert connect_status("ana-1", "ana") == 200
+    assert [task.kind for task in deferred.tasks] == ["online", "gone"]
+    monkeypatch.setattr("handlers.deferred.utc_now", lambda: datetime.now(UTC) + timedelta(minutes=2))
+    run_deferred()
+    assert services.connections.get("ana-1") is not None
+    assert "ana-1" in members("company:acme")
+
+
 # ---- 6. No presence ghosts, whatever order $connect and $disconnect run in ----
 
 
@@ -166,6 +192,36 @@ def test_a_disconnect_during_connects_presence_window_leaves_no_ghost(
         "namespace": "/conversations",
         "data": {"userId": "ana"},
     }
+
+
+def test_a_disconnect_whose_presence_update_fails_is_finished_by_the_sweep(
+    services: Services, gateway: RecordingGateway, interleaver: Interleaver
+) -> None:
+    watcher = Peer(gateway, "w", "watcher", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+
+    @interleaver.before("UpdateItem", "presence#acme", "ana-1")
+    def throttled() -> None:
+        raise RuntimeError("throttled, three times over")
+
+    with pytest.raises(RuntimeError):
+        ana.disconnect()
+    assert "ana" in online(services)  # the ghost, for now
+    services.presence.sweep(datetime.now(UTC) + timedelta(hours=4))
+    assert "ana" not in online(services)
+    assert [f["data"] for f in watcher.received("status:offline")] == [{"userId": "ana"}]
+
+
+def test_a_users_first_connection_is_announced_though_it_closed_while_another_opened(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer
+) -> None:
+    watcher = Peer(gateway, "w", "watcher", "acme").connect()
+    deferred.auto = False
+    Peer(gateway, "ana-1", "ana", "acme").connect()  # first: its announcement waits in the queue
+    Peer(gateway, "ana-2", "ana", "acme").connect()  # not the first: nothing to announce
+    Peer(gateway, "ana-1", "ana", "acme").disconnect()  # not the last: nothing to announce
+    run_deferred()
+    assert [f["data"] for f in watcher.received("status:online")] == [{"userId": "ana"}]
 
 
 def test_a_disconnect_overtaking_a_join_leaves_no_membership(

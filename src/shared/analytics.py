@@ -22,6 +22,7 @@ from shared.deferred import Deferrer, MetricsDue
 from shared.dynamo import conditional_check_failed, query_pages
 from shared.events import ANALYTICS
 from shared.fanout import Hub
+from shared.observability import logger
 from shared.protocol import event_frame
 from shared.rooms import analytics_room
 
@@ -132,13 +133,15 @@ class AnalyticsStore:
         return dict(result["Attributes"])
 
     def days(self, company_id: str, first: date, last: date) -> list[dict[str, Any]]:
-        """One Query over at most 30 small items, whatever the traffic."""
+        """One Query over at most 30 small items, whatever the traffic. Consistent: a push right after a
+        change must include it."""
         return [
             item
             for items in query_pages(
                 self._table,
                 KeyConditionExpression=Key("pk").eq(_company_pk(company_id))
                 & Key("sk").between(_day_key(first), _day_key(last)),
+                ConsistentRead=True,
             )
             for item in items
         ]
@@ -175,6 +178,17 @@ class AnalyticsStore:
                 return False
             raise
         return True
+
+    def release_trailing(self, company_id: str, now: datetime, due_ms: int) -> None:
+        try:
+            self._table.update_item(
+                Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
+                UpdateExpression="REMOVE trailingDue",
+                ConditionExpression=Attr("trailingDue").eq(due_ms),
+            )
+        except ClientError as error:
+            if not conditional_check_failed(error):
+                raise
 
     def register_viewer(self, company_id: str, now: datetime) -> None:
         self._table.put_item(
@@ -214,8 +228,14 @@ class Analytics:
         if pending is not None and int(pending) >= now_ms - TRAILING_ABANDONED_MS:
             return  # a trailing push is on its way, and reads the figures when it is made
         due_ms = int(last_push) + PUSH_INTERVAL_MS
-        if self._store.claim_trailing(company_id, now, due_ms):
+        if not self._store.claim_trailing(company_id, now, due_ms):
+            return
+        try:
             self._deferrer.defer(MetricsDue(companyId=company_id, dueMs=due_ms))
+        except Exception:
+            # The change is stored whatever becomes of its push: free the claim for the next change to retry.
+            logger.exception("could not hand off the trailing metrics push")
+            self._store.release_trailing(company_id, now, due_ms)
 
     def push_trailing(self, company_id: str, now: datetime) -> bool:
         """The trailing push, with the figures as they are now. False when a push within the last second

@@ -200,6 +200,17 @@ class ConnectionStore:
             opened = remembered.bucket
         else:
             connection, opened = None, None
+        went_offline = False
+        if connection is not None:
+            # Presence first: should what follows fail, the hourly index still leads the sweep back here.
+            identity = connection.identity
+            left = self._table.update_item(
+                Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+                UpdateExpression="DELETE connections :c",
+                ExpressionAttributeValues={":c": {connection_id}},
+                ReturnValues="UPDATED_OLD",
+            )
+            went_offline = left.get("Attributes", {}).get("connections", set()) == {connection_id}
         keys = set(connection.room_keys) if connection is not None else set()
         if found_in is not None:
             keys.add(found_in)
@@ -208,24 +219,14 @@ class ConnectionStore:
                 batch.delete_item(Key={"pk": key, "sk": connection_id})
             if opened:
                 batch.delete_item(Key={"pk": str(opened), "sk": connection_id})
-        if connection is None:
-            return None
-        identity = connection.identity
-        left = self._table.update_item(
-            Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
-            UpdateExpression="DELETE connections :c",
-            ExpressionAttributeValues={":c": {connection_id}},
-            ReturnValues="UPDATED_OLD",
-        )
-        before = left.get("Attributes", {}).get("connections", set())
-        return Closed(connection, went_offline=before == {connection_id})
+        return None if connection is None else Closed(connection, went_offline)
 
-    def is_online(self, company_id: str, user_id: str, connection_id: str) -> bool:
+    def is_online(self, company_id: str, user_id: str) -> bool:
+        """Whether the user has any open connection."""
         item = self._table.get_item(
             Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
         ).get("Item")
-        connections: Any = (item or {}).get("connections", set())
-        return connection_id in connections
+        return bool((item or {}).get("connections"))
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -16,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
 
-# Lambda accepts 256 KiB per asynchronous invocation; a few hundred ids stay far below it.
-GONE_PER_TASK = 500
+# Lambda accepts 256 KiB per asynchronous invocation. Each gone user may cost a post to every member of its
+# company, so a task stays small enough to finish well within the deferred function's timeout.
+GONE_PER_TASK = 100
 
 
 class _Task(BaseModel):
@@ -28,6 +30,9 @@ class GoneRecipient(_Task):
     connection_id: str = Field(alias="connectionId")
     room_key: str | None = Field(default=None, alias="roomKey")
     """The membership the 410 was found through: removed even when the connection's record is gone."""
+    found_at: datetime = Field(alias="foundAt")
+    """When `@connections` answered 410: what the grace for a connection still in its $connect counts from,
+    however late (queued, retried) the clean-up runs."""
 
 
 class ConnectionsGone(_Task):

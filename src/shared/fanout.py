@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.clock import utc_now
 from shared.connections import ConnectionStore
 from shared.deferred import Deferrer, GoneRecipient, gone_tasks
 from shared.errors import ErrorCode, RoomcastError
@@ -44,7 +45,7 @@ class Hub:
     def send(self, connection_id: str, frame: Frame) -> Delivery:
         (delivery,) = self._gateway.post_many([connection_id], self.encode(frame))
         if delivery is Delivery.GONE:
-            self._hand_off([GoneRecipient(connectionId=connection_id)])
+            self._hand_off([GoneRecipient(connectionId=connection_id, foundAt=utc_now())])
         return delivery
 
     def close(self, connection_id: str) -> None:
@@ -72,11 +73,13 @@ class Hub:
         ]
         report = FanoutReport(recipients=len(recipients))
         room_key = room.key(company_id)
-        for connection_id, delivery in zip(recipients, self._gateway.post_many(recipients, data), strict=True):
+        deliveries = self._gateway.post_many(recipients, data)
+        answered = utc_now()
+        for connection_id, delivery in zip(recipients, deliveries, strict=True):
             if delivery is Delivery.DELIVERED:
                 report.delivered += 1
             elif delivery is Delivery.GONE:
-                report.gone.append(GoneRecipient(connectionId=connection_id, roomKey=room_key))
+                report.gone.append(GoneRecipient(connectionId=connection_id, roomKey=room_key, foundAt=answered))
             else:
                 report.failed += 1
         metrics.add_metric(name="FanoutRecipients", unit=MetricUnit.Count, value=report.recipients)

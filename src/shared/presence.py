@@ -34,7 +34,7 @@ class Presence:
 
     def announce_online(self, task: UserOnline) -> None:
         # The user may have gone again before this ran; then the offline announcement has been made.
-        if self._store.is_online(task.company_id, task.user_id, task.connection_id):
+        if self._store.is_online(task.company_id, task.user_id):
             self._hub.emit(
                 task.company_id,
                 company_room(task.company_id),
@@ -46,10 +46,11 @@ class Presence:
         self._announce_offline([self._store.close(connection_id, now)])
 
     def forget_gone(self, recipients: Iterable[GoneRecipient], now: datetime) -> int:
-        """Forget connections `@connections` answered 410 for, but not one whose $connect may still be
-        running. Returns how many were forgotten."""
+        """Forget connections `@connections` answered 410 for, but not one whose $connect may still have been
+        running when the 410 came. Returns how many were forgotten."""
         closed = [
-            self._store.close(gone.connection_id, now, found_in=gone.room_key, settled_only=True) for gone in recipients
+            self._store.close(gone.connection_id, now, found_in=gone.room_key, settled_before=gone.found_at)
+            for gone in recipients
         ]
         self._announce_offline(closed)
         return sum(1 for entry in closed if entry is not None)
