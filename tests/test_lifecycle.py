@@ -15,6 +15,7 @@ from boto3.dynamodb.conditions import Key
 
 from roomcast_local.invoke import invoke
 from shared import runtime
+from shared.identity import Identity
 from shared.protocol import encode
 from shared.runtime import Services, build_services
 from shared.settings import settings
@@ -140,8 +141,8 @@ def test_a_410_met_during_connect_is_no_proof_however_late_its_clean_up_runs(
     def ben_creates_a_conversation() -> None:
         ben.ok("conversation:create", {})
 
-    assert connect_status("ana-1", "ana") == 200
-    assert [task.kind for task in deferred.tasks] == ["online", "gone"]
+    invoke("handlers.connect.handler", lifecycle_event("connect", "ana-1", "ana", "acme"))
+    assert [task.kind for task in deferred.tasks] == ["gone", "online"]
     monkeypatch.setattr("handlers.deferred.utc_now", lambda: datetime.now(UTC) + timedelta(minutes=2))
     run_deferred()
     assert services.connections.get("ana-1") is not None
@@ -198,7 +199,8 @@ def test_a_disconnect_whose_presence_update_fails_is_finished_by_the_sweep(
     services: Services, gateway: RecordingGateway, interleaver: Interleaver
 ) -> None:
     watcher = Peer(gateway, "w", "watcher", "acme").connect()
-    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme")
+    services.connections.open("ana-1", Identity(userId="ana", companyId="acme"), datetime.now(UTC) - timedelta(hours=4))
 
     @interleaver.before("UpdateItem", "presence#acme", "ana-1")
     def throttled() -> None:
@@ -207,7 +209,7 @@ def test_a_disconnect_whose_presence_update_fails_is_finished_by_the_sweep(
     with pytest.raises(RuntimeError):
         ana.disconnect()
     assert "ana" in online(services)  # the ghost, for now
-    services.presence.sweep(datetime.now(UTC) + timedelta(hours=4))
+    assert services.presence.sweep(datetime.now(UTC)) == 1
     assert "ana" not in online(services)
     assert [f["data"] for f in watcher.received("status:offline")] == [{"userId": "ana"}]
 

@@ -250,12 +250,28 @@ def test_backend_events_are_retried_then_dead_lettered_with_an_alarm() -> None:
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Resource"] == queue
     assert "rule/${EventBus}/" in statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
-    (alarm,) = resources(TEMPLATE, "AWS::CloudWatch::Alarm").values()
-    assert alarm["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    depth_of = alarm["Properties"]["Dimensions"][0]["Value"]
-    assert depth_of == {"Fn::GetAtt": ["BackendEventsDeadLetterQueue", "QueueName"]}
-    assert alarm["Properties"]["Threshold"] == 0
-    assert alarm["Properties"]["ComparisonOperator"] == "GreaterThanThreshold"
+    assert_alarmed("BackendEventsDeadLetterQueue")
+
+
+def assert_alarmed(queue: str) -> None:
+    """An alarm fires as soon as the queue holds anything."""
+    alarms = [
+        alarm["Properties"]
+        for alarm in resources(TEMPLATE, "AWS::CloudWatch::Alarm").values()
+        if alarm["Properties"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": [queue, "QueueName"]}
+    ]
+    assert len(alarms) == 1
+    assert alarms[0]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert alarms[0]["Threshold"] == 0
+    assert alarms[0]["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def test_deferred_work_that_fails_for_good_is_dead_lettered_with_an_alarm() -> None:
+    deferred = FUNCTIONS["DeferredFunction"]["Properties"]
+    queue = {"Fn::GetAtt": ["DeferredDeadLetterQueue", "Arn"]}
+    assert deferred["EventInvokeConfig"]["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": queue}
+    assert deferred["EventInvokeConfig"]["MaximumRetryAttempts"] == 2
+    assert_alarmed("DeferredDeadLetterQueue")
 
 
 def transformed(**parameters: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from shared.clock import iso
-from shared.dynamo import conditional_check_failed, query_pages
+from shared.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
 from shared.errors import ErrorCode, RoomcastError
 from shared.identity import Identity
 from shared.rooms import Room, home_rooms
@@ -170,12 +170,13 @@ class ConnectionStore:
         now: datetime,
         remembered: Opened | None = None,
         found_in: str | None = None,
-        settled_only: bool = False,
+        settled_before: datetime | None = None,
     ) -> Closed | None:
-        """Mark a connection closed and remove its memberships and presence. Idempotent; safe beside a
+        """Mark a connection closed and remove its presence and memberships. Idempotent; safe beside a
         $connect still running (which then refuses the connection). `found_in`: a membership to remove
-        even when no record lists it. `settled_only`: leave a connection younger than CONNECT_GRACE
-        alone (a 410 is no proof it is gone). Returns None when there was nothing to close."""
+        even when no record lists it. `settled_before`: when a 410 came; a connection that was younger
+        than CONNECT_GRACE then is left alone (the 410 is no proof it is gone). Returns None when there
+        was nothing to close."""
         update: dict[str, Any] = {
             "Key": connection_key(connection_id),
             "UpdateExpression": "SET closedAt = if_not_exists(closedAt, :closed), #ttl = :ttl",
@@ -183,9 +184,9 @@ class ConnectionStore:
             "ExpressionAttributeValues": {":closed": iso(now), ":ttl": int((now + TOMBSTONE_LIFE).timestamp())},
             "ReturnValues": "ALL_OLD",
         }
-        if settled_only:
+        if settled_before is not None:
             update["ConditionExpression"] = "attribute_not_exists(connectedAt) OR connectedAt < :settled"
-            update["ExpressionAttributeValues"][":settled"] = iso(now - CONNECT_GRACE)
+            update["ExpressionAttributeValues"][":settled"] = iso(settled_before - CONNECT_GRACE)
         try:
             previous = self._table.update_item(**update).get("Attributes")
         except ClientError as error:
@@ -264,68 +265,66 @@ class ConnectionStore:
         """Add a membership, both on the connection's record and as the item fan-out queries, atomically.
         Refused (`conflict`) when the connection is closed or already in `max_rooms` rooms."""
         key = room.key(company_id)
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table.name,
-                            "Key": connection_key(connection_id),
-                            "UpdateExpression": "ADD rooms :r",
-                            "ConditionExpression": f"{OPEN} AND size(rooms) < :max",
-                            "ExpressionAttributeValues": {":r": {key}, ":max": self._max_rooms},
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                    {
-                        "Put": {
-                            "TableName": self._table.name,
-                            "Item": self._membership(key, connection_id, user_id, self._expiry(now)),
-                        }
-                    },
-                ]
-            )
-        except client.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons", [])
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise
-            # The record as the condition saw it, in DynamoDB's attribute-value form: only its names matter here.
-            seen: dict[str, Any] | None = reasons[0].get("Item")  # type: ignore[assignment]
-            if not is_open(seen):
-                raise _closed() from error
-            if key in (seen or {}).get("rooms", {}).get("SS", []):
-                return  # in that room already: joining again changes nothing
-            raise RoomcastError(
-                ErrorCode.CONFLICT, f"a connection can be in at most {self._max_rooms} rooms: leave one first"
-            ) from error
+        reasons = transact(
+            self._table,
+            [
+                {
+                    "Update": {
+                        "TableName": self._table.name,
+                        "Key": connection_key(connection_id),
+                        "UpdateExpression": "ADD rooms :r",
+                        "ConditionExpression": f"{OPEN} AND size(rooms) < :max",
+                        "ExpressionAttributeValues": {":r": {key}, ":max": self._max_rooms},
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table.name,
+                        "Item": self._membership(key, connection_id, user_id, self._expiry(now)),
+                    }
+                },
+            ],
+        )
+        if reasons is None:
+            return
+        if reasons[0].get("Code") != CONDITION_FAILED:
+            raise TransactionCancelled([str(reason.get("Code")) for reason in reasons])
+        # The record as the condition saw it, in DynamoDB's attribute-value form: only its names matter here.
+        seen: dict[str, Any] | None = reasons[0].get("Item")
+        if not is_open(seen):
+            raise _closed()
+        if key in (seen or {}).get("rooms", {}).get("SS", []):
+            return  # in that room already: joining again changes nothing
+        raise RoomcastError(
+            ErrorCode.CONFLICT, f"a connection can be in at most {self._max_rooms} rooms: leave one first"
+        )
 
     def leave(self, connection_id: str, company_id: str, room: Room) -> None:
         key = room.key(company_id)
         membership = {"pk": key, "sk": connection_id}
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": self._table.name,
-                            "Key": connection_key(connection_id),
-                            "UpdateExpression": "DELETE rooms :r",
-                            # Never recreate the record of a connection that closed meanwhile.
-                            "ConditionExpression": OPEN,
-                            "ExpressionAttributeValues": {":r": {key}},
-                        }
-                    },
-                    {"Delete": {"TableName": self._table.name, "Key": membership}},
-                ]
-            )
-        except client.exceptions.TransactionCanceledException as error:
-            reasons = error.response.get("CancellationReasons", [])
-            if not reasons or reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise
-            # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
-            self._table.delete_item(Key=membership)
+        reasons = transact(
+            self._table,
+            [
+                {
+                    "Update": {
+                        "TableName": self._table.name,
+                        "Key": connection_key(connection_id),
+                        "UpdateExpression": "DELETE rooms :r",
+                        # Never recreate the record of a connection that closed meanwhile.
+                        "ConditionExpression": OPEN,
+                        "ExpressionAttributeValues": {":r": {key}},
+                    }
+                },
+                {"Delete": {"TableName": self._table.name, "Key": membership}},
+            ],
+        )
+        if reasons is None:
+            return
+        if reasons[0].get("Code") != CONDITION_FAILED:
+            raise TransactionCancelled([str(reason.get("Code")) for reason in reasons])
+        # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
+        self._table.delete_item(Key=membership)
 
     def members(self, company_id: str, room: Room) -> Iterator[list[str]]:
         """Connection ids in a room, one DynamoDB page at a time."""

@@ -54,6 +54,24 @@ def put_all(table: Table, puts: list[tuple[dict[str, Any], str | None]]) -> list
     return None
 
 
+def transact(table: Table, items: list[TransactWriteItemTypeDef]) -> list[dict[str, Any]] | None:
+    """Write `items` in one transaction, again after a pause while another transaction holds one of them.
+    None when written; else the cancellation reasons, one per item (a lasting conflict among them)."""
+    client = table.meta.client
+    attempt = 0
+    while True:
+        try:
+            client.transact_write_items(TransactItems=items)
+        except client.exceptions.TransactionCanceledException as error:
+            reasons: list[dict[str, Any]] = error.response.get("CancellationReasons", [])  # type: ignore[assignment]
+            attempt += 1
+            if all(reason.get("Code") != TRANSACTION_CONFLICT for reason in reasons) or attempt == CONFLICT_ATTEMPTS:
+                return reasons
+            conflict_pause(attempt)
+        else:
+            return None
+
+
 def put_once(table: Table, marker: dict[str, Any], item: dict[str, Any]) -> bool:
     """Put `item` together with `marker`, in one transaction, unless the marker exists already.
     False means a previous call with the same marker stored its item: a retry, not a second write."""
