@@ -15,11 +15,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
 
 from shared.clock import iso
 from shared.deferred import Deferrer, MetricsDue
-from shared.dynamo import conditional_check_failed, query_pages
+from shared.dynamo import query_pages, update_if
 from shared.events import ANALYTICS
 from shared.fanout import Hub
 from shared.observability import logger
@@ -150,45 +149,32 @@ class AnalyticsStore:
         """Win the right to push this second's figures: one conditional write, whichever Lambda gets there
         first. It also clears the trailing-push marker: what the winner reads next includes every change so far."""
         now_ms = int(now.timestamp() * 1000)
-        try:
-            self._table.update_item(
-                Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
-                UpdateExpression="SET lastPushAt = :now REMOVE trailingDue",
-                ConditionExpression=Attr("lastPushAt").not_exists() | Attr("lastPushAt").lte(now_ms - PUSH_INTERVAL_MS),
-                ExpressionAttributeValues={":now": now_ms},
-            )
-        except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
-        return True
+        return update_if(
+            self._table,
+            Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
+            UpdateExpression="SET lastPushAt = :now REMOVE trailingDue",
+            ConditionExpression=Attr("lastPushAt").not_exists() | Attr("lastPushAt").lte(now_ms - PUSH_INTERVAL_MS),
+            ExpressionAttributeValues={":now": now_ms},
+        )
 
     def claim_trailing(self, company_id: str, now: datetime, due_ms: int) -> bool:
         """Win the right to schedule the one trailing push of this second."""
-        try:
-            self._table.update_item(
-                Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
-                UpdateExpression="SET trailingDue = :due",
-                ConditionExpression=Attr("trailingDue").not_exists()
-                | Attr("trailingDue").lt(int(now.timestamp() * 1000) - TRAILING_ABANDONED_MS),
-                ExpressionAttributeValues={":due": due_ms},
-            )
-        except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
-        return True
+        return update_if(
+            self._table,
+            Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
+            UpdateExpression="SET trailingDue = :due",
+            ConditionExpression=Attr("trailingDue").not_exists()
+            | Attr("trailingDue").lt(int(now.timestamp() * 1000) - TRAILING_ABANDONED_MS),
+            ExpressionAttributeValues={":due": due_ms},
+        )
 
     def release_trailing(self, company_id: str, now: datetime, due_ms: int) -> None:
-        try:
-            self._table.update_item(
-                Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
-                UpdateExpression="REMOVE trailingDue",
-                ConditionExpression=Attr("trailingDue").eq(due_ms),
-            )
-        except ClientError as error:
-            if not conditional_check_failed(error):
-                raise
+        update_if(
+            self._table,
+            Key={"pk": _company_pk(company_id), "sk": _day_key(now.date())},
+            UpdateExpression="REMOVE trailingDue",
+            ConditionExpression=Attr("trailingDue").eq(due_ms),
+        )
 
     def register_viewer(self, company_id: str, now: datetime) -> None:
         self._table.put_item(

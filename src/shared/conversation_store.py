@@ -28,6 +28,7 @@ from shared.dynamo import (
     conditional_check_failed,
     conflict_pause,
     put_all,
+    update_if,
 )
 from shared.errors import ErrorCode, RoomcastError, not_found
 from shared.ids import SEQ_DIGITS, seq_of
@@ -248,18 +249,13 @@ class ConversationStore:
         return self._claim(_pk(company_id, conversation_id), CONVERSATION_SK)
 
     def _claim(self, pk: str, sk: str) -> bool:
-        try:
-            self._table.update_item(
-                Key={"pk": pk, "sk": sk},
-                UpdateExpression="REMOVE #flag",
-                ConditionExpression=Attr(UNCOUNTED).exists(),
-                ExpressionAttributeNames={"#flag": UNCOUNTED},
-            )
-        except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
-        return True
+        return update_if(
+            self._table,
+            Key={"pk": pk, "sk": sk},
+            UpdateExpression="REMOVE #flag",
+            ConditionExpression=Attr(UNCOUNTED).exists(),
+            ExpressionAttributeNames={"#flag": UNCOUNTED},
+        )
 
     def modify_message(
         self, company_id: str, message: Message, author_id: str, changes: dict[str, Any], removes: list[str]

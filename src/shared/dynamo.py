@@ -28,6 +28,17 @@ def conditional_check_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def update_if(table: Table, **update: Any) -> bool:
+    """An UpdateItem under its ConditionExpression: False, not an error, when the condition does not hold."""
+    try:
+        table.update_item(**update)
+    except ClientError as error:
+        if conditional_check_failed(error):
+            return False
+        raise
+    return True
+
+
 TRANSACTION_CONFLICT = "TransactionConflict"
 CONFLICT_ATTEMPTS = 5
 CONDITION_FAILED = "ConditionalCheckFailed"
