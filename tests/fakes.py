@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from shared.deferred import ConnectionsGone, MetricsDue, UserOnline
+from shared.deferred import AnyTask
 from shared.gateway import Delivery
 
 
@@ -50,15 +50,15 @@ class QueuedDeferrer:
     returns, as Lambda runs an asynchronous invocation after the caller's reply."""
 
     def __init__(self) -> None:
-        self.tasks: list[ConnectionsGone | UserOnline | MetricsDue] = []
+        self.tasks: list[AnyTask] = []
         self.auto = True
         self._lock = threading.Lock()
 
-    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+    def defer(self, task: AnyTask) -> None:
         with self._lock:
             self.tasks.append(task)
 
-    def take(self) -> list[ConnectionsGone | UserOnline | MetricsDue]:
+    def take(self) -> list[AnyTask]:
         with self._lock:
             taken, self.tasks = self.tasks, []
         return taken

@@ -13,7 +13,7 @@ import pytest
 from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
 from shared import runtime
-from shared.deferred import ConnectionsGone, MetricsDue, UserOnline
+from shared.deferred import AnyTask
 from shared.runtime import build_services
 from shared.settings import settings
 from tests import support
@@ -45,7 +45,7 @@ class RecordingDeferrer(QueuedDeferrer):
         super().__init__()
         self.recorder = recorder
 
-    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+    def defer(self, task: AnyTask) -> None:
         self.recorder.record("lambda:InvokeFunction", "*")
         super().defer(task)
 

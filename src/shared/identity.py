@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import ErrorCode, RoomcastError
 from shared.ids import ID_PATTERN
+from shared.socketio import Codec
 
 
 class Identity(BaseModel):
@@ -17,6 +18,8 @@ class Identity(BaseModel):
     company_id: str = Field(alias="companyId", pattern=ID_PATTERN)
     email: str | None = Field(default=None, max_length=320)
     exp: int | None = None
+    codec: Codec = Codec.NATIVE
+    """How the connection speaks (SPEC 10), chosen at the handshake: never a token's claim."""
 
     def authorizer_context(self) -> dict[str, str | int]:
         """API Gateway context values must be strings, numbers or booleans: absent claims are left out."""
@@ -25,6 +28,8 @@ class Identity(BaseModel):
             context["email"] = self.email
         if self.exp is not None:
             context["exp"] = self.exp
+        if self.codec is not Codec.NATIVE:
+            context["codec"] = str(self.codec)
         return context
 
 
