@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Coroutine, Iterator
@@ -116,7 +117,8 @@ def test_the_original_front_end_over_one_connection(sio_stack: RunningStack) -> 
 
         # With an ack: the callback's one argument. Without: the reply event.
         sent = await ana.call("/conversations", "message:send", {"conversationId": conversation, "content": "hi"})
-        assert sent["ok"] is True and sent["data"]["id"]
+        assert sent["ok"] is True
+        assert sent["data"]["id"]
         assert (await ben.next("/conversations", "message:new"))["content"] == "hi"
         await ana.client.emit("message:send", {"conversationId": conversation, "content": "again"}, "/conversations")
         assert (await ana.next("/conversations", "message:sent"))["id"]
@@ -136,7 +138,8 @@ def test_the_original_front_end_over_one_connection(sio_stack: RunningStack) -> 
         notify(sio_stack, acme, "ana")
         notification = (await ana.next("/notifications", "notification:new"))["notification"]
         read = await ana.call("/notifications", "notification:read", notification["id"])  # a bare id
-        assert read["ok"] is True and read["data"]["id"] == notification["id"]
+        assert read["ok"] is True
+        assert read["data"]["id"] == notification["id"]
         assert (await ana.next("/notifications", "notification:read"))["id"] == notification["id"]
         await ana.client.emit("notification:all_read", namespace="/notifications")  # no argument at all
         assert (await ana.next("/notifications", "notification:all_read"))["count"] == 0
@@ -148,7 +151,8 @@ def test_the_original_front_end_over_one_connection(sio_stack: RunningStack) -> 
         assert (await ana.next("/analytics", "metrics:update"))["totalMessages"] >= 3
 
         refused = await ana.call("/conversations", "join:conversation", 42)
-        assert refused["ok"] is False and refused["error"]["code"] == "bad_request"
+        assert refused["ok"] is False
+        assert refused["error"]["code"] == "bad_request"
 
         assert (await ana.call("/notifications", "ping"))["ok"] is True  # the shared actions, in any namespace
         await ana.client.disconnect()
@@ -182,7 +186,8 @@ def test_a_room_of_one_native_and_one_socketio_client_both_ways(sio_stack: Runni
         assert (await native.next("message:new"))["data"]["content"] == "from native"  # its own, as a member
         await front.call("/conversations", "message:send", {"conversationId": conversation, "content": "from sio"})
         heard = await native.next("message:new")
-        assert heard["namespace"] == "/conversations" and heard["data"]["content"] == "from sio"
+        assert heard["namespace"] == "/conversations"
+        assert heard["data"]["content"] == "from sio"
         await native.close()
         await front.client.disconnect()
 
@@ -195,7 +200,8 @@ def test_an_idle_client_stays_through_pings_and_the_idle_timeout(sio_stack: Runn
         sid = front.client.get_sid("/conversations")
         # Several ping intervals, and more than two idle timeouts, without a word from the client.
         await asyncio.sleep(3 * IDLE_TIMEOUT)
-        assert front.client.connected and front.client.get_sid("/conversations") == sid
+        assert front.client.connected
+        assert front.client.get_sid("/conversations") == sid
         assert (await front.call("/conversations", "ping"))["ok"] is True
         await front.client.disconnect()
 
@@ -214,8 +220,10 @@ def test_the_open_packet_arrives_soon_after_the_upgrade(sio_stack: RunningStack)
                 first = await asyncio.wait_for(ws.recv(), 5)
                 delays.append(time.monotonic() - upgraded)
             handshake = json.loads(str(first)[1:])
-            assert str(first)[0] == "0" and handshake["pingInterval"] == PING_INTERVAL * 1000
-            assert handshake["upgrades"] == [] and handshake["maxPayload"] <= 32 * 1024
+            assert str(first)[0] == "0"
+            assert handshake["pingInterval"] == PING_INTERVAL * 1000
+            assert handshake["upgrades"] == []
+            assert handshake["maxPayload"] <= 32 * 1024
         return delays
 
     delays = run(scenario())
@@ -235,8 +243,10 @@ def test_the_real_socket_io_client(sio_stack: RunningStack) -> None:
         "TOKEN_BEN": mint_token("ben", acme, None, 3600, SECRET),
         "TOKEN_CARL": mint_token("carl", acme, None, 3600, SECRET),
     }
+    node = shutil.which("node")
+    assert node is not None, "Node.js is needed for socket.io-client"
     finished = subprocess.run(  # noqa: S603 - node with our own script
-        ["node", str(script)], env=environment, capture_output=True, text=True, timeout=90, check=False, cwd=ROOT
+        [node, str(script)], env=environment, capture_output=True, text=True, timeout=90, check=False, cwd=ROOT
     )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert "all passed" in finished.stdout
