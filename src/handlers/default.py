@@ -10,8 +10,8 @@ from handlers.analytics import analytics
 from handlers.conversations import conversations
 from handlers.notifications import notifications
 from shared.actions import Empty, RefreshToken
-from shared.app import LambdaResponse, Namespace, Request, respond, websocket_entry
-from shared.clock import iso, utc_now
+from shared.app import LambdaResponse, Namespace, Request, websocket_entry
+from shared.clock import iso
 from shared.errors import ErrorCode, RoomcastError
 from shared.protocol import Outcome
 from shared.runtime import services
@@ -53,13 +53,10 @@ sockets = SocketIoApp(
 
 
 def route(event: APIGatewayWebSocketEvent) -> LambdaResponse:
-    authorizer = event.request_context.raw_event.get("authorizer")
-    now = utc_now()
     # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
-    if (authorizer or {}).get("codec") == Codec.SOCKETIO:
-        text = sockets.answer(event.request_context.connection_id, authorizer, event.decoded_body, now)
-        return {"statusCode": 200} if text is None else {"statusCode": 200, "body": text}
-    return respond(session.dispatch(event, now))
+    if (event.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
+        return sockets.handle(event)
+    return session.handle(event)
 
 
 handler = websocket_entry(route)

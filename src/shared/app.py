@@ -70,7 +70,7 @@ class Namespace:
     def __init__(self, name: str | None) -> None:
         self.name = name
         self.routes: dict[str, Route] = {}
-        self.lambda_handler = websocket_entry(self._handle)
+        self.lambda_handler = websocket_entry(self.handle)
 
     def action(self, name: str, model: type[Data]) -> Callable[[Callable[[Request, Data], Outcome | None]], Any]:
         def register(handler: Callable[[Request, Data], Outcome | None]) -> Any:
@@ -136,7 +136,7 @@ class Namespace:
             return None
         return reply_frame(frame, outcome, self.name)
 
-    def _handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
+    def handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
         reply = self.dispatch(event, utc_now())
         return respond(reply)
 

@@ -9,8 +9,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+
 from shared import socketio
-from shared.app import Closing, Namespace, admit, failed
+from shared.app import Closing, LambdaResponse, Namespace, admit, failed
+from shared.clock import utc_now
 from shared.connections import ConnectionStore
 from shared.errors import RoomcastError
 from shared.fanout import Hub
@@ -36,6 +39,11 @@ class SocketIoApp:
 
     def __init__(self, namespaces: Mapping[str | None, Namespace]) -> None:
         self._namespaces = namespaces
+
+    def handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
+        context = event.request_context
+        text = self.answer(context.connection_id, context.raw_event.get("authorizer"), event.decoded_body, utc_now())
+        return {"statusCode": 200} if text is None else {"statusCode": 200, "body": text}
 
     def answer(
         self, connection_id: str, authorizer: dict[str, Any] | None, body: str | None, now: datetime
