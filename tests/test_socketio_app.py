@@ -228,3 +228,40 @@ def test_the_authorizer_names_the_codec_in_its_context(aws: None, query: dict[st
     event["queryStringParameters"] = {**query, "token": token}
     result = invoke("handlers.authorizer.handler", event)
     assert result["context"].get("codec") == codec
+
+
+def test_a_namespace_opened_after_the_close_recreates_nothing(services: Services, gateway: RecordingGateway) -> None:
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    ana.disconnect()
+    answer = ana.send(f"40{CONVERSATIONS},")
+    assert answer is not None
+    assert event_of(answer)[1:] == ("error", {"code": "conflict", "message": "connection is closed"})
+    (record,) = items("conn#sio-1")
+    assert "closedAt" in record
+    assert "namespaces" not in record
+
+
+def test_an_open_packet_delivered_after_the_close_starts_no_heartbeat(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer
+) -> None:
+    deferred.auto = False
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    ana.disconnect()
+    run_deferred()  # the open packet's task runs after $disconnect (the stand-in delivers it anyway)
+    assert "heartbeat" not in items("conn#sio-1")[0]
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+
+
+def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
+    services: Services, gateway: RecordingGateway, settled: None
+) -> None:
+    SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    (bucket,) = {item["heartbeat"] for item in items("conn#sio-1")}
+    entry = items(str(bucket))[0]
+    # The close ran between start_heartbeat's two writes: it removed nothing, and the entry came after it.
+    services.connections.close("sio-1", datetime.now(UTC))
+    boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]).put_item(Item=entry)
+    gateway.gone.add("sio-1")
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
+    run_deferred()
+    assert items(str(bucket)) == []
