@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMESPACES = ["/conversations", "/notifications", "/analytics"]
 # Short, so that one test outlasts several ping intervals and the idle timeout.
 PING_INTERVAL = 2
-IDLE_TIMEOUT = 5
+IDLE_TIMEOUT = 6
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
