@@ -265,3 +265,17 @@ def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
     assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
     run_deferred()
     assert items(str(bucket)) == []
+
+
+def test_a_store_failure_on_connect_answers_internal_without_detail(
+    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+
+    def broken(_connection_id: str, _namespace: str) -> None:
+        raise RuntimeError("table roomcast-connections is throttled")
+
+    monkeypatch.setattr(services.connections, "open_namespace", broken)
+    answer = ana.send(f"40{CONVERSATIONS},")
+    assert answer is not None
+    assert event_of(answer)[1:] == ("error", {"code": "internal", "message": "internal error, try again later"})

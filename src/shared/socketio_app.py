@@ -15,7 +15,7 @@ from shared import socketio
 from shared.app import Closing, LambdaResponse, Namespace, admit, failed
 from shared.clock import utc_now
 from shared.connections import ConnectionStore
-from shared.errors import RoomcastError
+from shared.errors import ErrorCode, RoomcastError
 from shared.fanout import Hub
 from shared.gateway import Delivery
 from shared.observability import MetricUnit, logger, metrics
@@ -71,6 +71,11 @@ class SocketIoApp:
             return None
         except RoomcastError as error:
             return socketio.answer(namespace, failed(error, None, None))
+        except Exception:
+            logger.exception("Socket.IO message failed")
+            metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+            internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
+            return socketio.answer(namespace, failed(internal, None, None))
 
     def _session(self, connection_id: str, message: socketio.ClientMessage) -> str | None:
         """Engine.IO and namespace packets: everything but an event."""
