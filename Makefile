@@ -32,7 +32,13 @@ $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# The real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs), at package-lock.json's versions.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(STAMP) $(NODE_STAMP)
 
 run: $(STAMP)
 	$(BIN)/roomcast serve
@@ -59,7 +65,7 @@ deploy: build
 	$(if $(DEPLOY_REGION),AWS_DEFAULT_REGION=$(DEPLOY_REGION),env -u AWS_DEFAULT_REGION) $(BIN)/sam deploy \
 		--stack-name $(STACK) --parameter-overrides $(DEPLOY_PARAMETERS)
 
-unit: $(STAMP)
+unit: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -n auto
 
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
@@ -67,4 +73,4 @@ bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -9,13 +9,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from shared.deferred import ConnectionsGone, MetricsDue, UserOnline
+from shared.deferred import AnyTask
 from shared.gateway import Delivery
 
 
 class RecordingGateway:
     def __init__(self) -> None:
         self.frames: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        # What Socket.IO connections were sent: Engine.IO / Socket.IO text, not JSON objects.
+        self.texts: dict[str, list[str]] = defaultdict(list)
         self.gone: set[str] = set()
         self.failing: set[str] = set()
         self.closed: list[str] = []
@@ -32,7 +34,11 @@ class RecordingGateway:
                 return Delivery.GONE
             if connection_id in self.failing:
                 return Delivery.FAILED
-            self.frames[connection_id].append(json.loads(data))
+            text = data.decode("utf-8")
+            if text[:1].isdigit():
+                self.texts[connection_id].append(text)
+            else:
+                self.frames[connection_id].append(json.loads(text))
             return Delivery.DELIVERED
 
     def close(self, connection_id: str) -> None:
@@ -43,6 +49,7 @@ class RecordingGateway:
 
     def clear(self) -> None:
         self.frames.clear()
+        self.texts.clear()
 
 
 class QueuedDeferrer:
@@ -50,15 +57,15 @@ class QueuedDeferrer:
     returns, as Lambda runs an asynchronous invocation after the caller's reply."""
 
     def __init__(self) -> None:
-        self.tasks: list[ConnectionsGone | UserOnline | MetricsDue] = []
+        self.tasks: list[AnyTask] = []
         self.auto = True
         self._lock = threading.Lock()
 
-    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+    def defer(self, task: AnyTask) -> None:
         with self._lock:
             self.tasks.append(task)
 
-    def take(self) -> list[ConnectionsGone | UserOnline | MetricsDue]:
+    def take(self) -> list[AnyTask]:
         with self._lock:
             taken, self.tasks = self.tasks, []
         return taken

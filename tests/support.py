@@ -130,3 +130,34 @@ def publish(detail_type: str, detail: dict[str, Any], event_id: str | None = Non
     if deferrer().auto:
         run_deferred()
     return result
+
+
+class SocketIoPeer(Peer):
+    """A connection that speaks Socket.IO: its handshake query carried EIO=4, so the authorizer's context says so."""
+
+    def _socketio(self, event: dict[str, Any]) -> dict[str, Any]:
+        event["requestContext"]["authorizer"]["codec"] = "socketio"
+        return event
+
+    def connect(self) -> SocketIoPeer:
+        deliver(self._socketio(lifecycle_event("connect", self.connection_id, self.user_id, self.company_id, self.exp)))
+        return self
+
+    def disconnect(self) -> None:
+        deliver(
+            self._socketio(lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id, self.exp))
+        )
+
+    def send(self, text: str) -> str | None:
+        """One Socket.IO message (API Gateway routes it to $default, not being a JSON object); the route's answer."""
+        event = self._socketio(message_event(self.connection_id, self.user_id, self.company_id, text, self.exp))
+        event["requestContext"]["routeKey"] = api().select(text)
+        response = invoke(api().handler_of(event["requestContext"]["routeKey"]), event)
+        assert response["statusCode"] == 200, response
+        if deferrer().auto:
+            run_deferred()
+        body = response.get("body")
+        return None if body is None else str(body)
+
+    def pushed(self) -> list[str]:
+        return self.gateway.texts[self.connection_id]

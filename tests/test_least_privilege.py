@@ -3,6 +3,7 @@ template policy grants: a missing permission here is an AccessDenied in AWS."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -13,13 +14,13 @@ import pytest
 from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
 from shared import runtime
-from shared.deferred import ConnectionsGone, MetricsDue, UserOnline
+from shared.deferred import AnyTask
 from shared.runtime import build_services
 from shared.settings import settings
 from tests import support
 from tests.conftest import TABLE_NAMES
 from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer, publish
+from tests.support import Peer, SocketIoPeer, publish
 
 TEMPLATE = load_template()
 FUNCTIONS = resources(TEMPLATE, "AWS::Serverless::Function")
@@ -45,7 +46,7 @@ class RecordingDeferrer(QueuedDeferrer):
         super().__init__()
         self.recorder = recorder
 
-    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+    def defer(self, task: AnyTask) -> None:
         self.recorder.record("lambda:InvokeFunction", "*")
         super().defer(task)
 
@@ -178,9 +179,11 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     )
     recorder.current = "SweepFunction"
     assert invoke("handlers.sweep.handler", {}) == {"swept": 1}
+    socketio_scenario(recorder)
     ana.disconnect()
 
     assert set(recorder.used) >= {
+        "HeartbeatFunction",
         "ConnectFunction",
         "DisconnectFunction",
         "DefaultFunction",
@@ -198,3 +201,45 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
         if function != "test" and used - granted(function)
     }
     assert missing == {}
+
+
+def socketio_scenario(recorder: ActionRecorder) -> None:
+    """Every action again from a Socket.IO connection: all of them reach $default, whose grants must cover them."""
+    cat = SocketIoPeer(recorder.gateway, "sio-1", "cat", "acme").connect()
+    for namespace in ("/conversations", "/notifications", "/analytics", "/"):
+        cat.send(f"40{namespace},")
+
+    def ok(namespace: str, action: str, argument: Any = None) -> Any:
+        payload = [action] if argument is None else [action, argument]
+        answer = cat.send(f"42{namespace},1{json.dumps(payload)}")
+        assert answer is not None
+        result = json.loads(answer[answer.index("[") :])[0]
+        assert result["ok"] is True, (action, result)
+        return result["data"]
+
+    conversation = ok("/conversations", "conversation:create", {"subject": "s"})["conversation"]["id"]
+    ok("/conversations", "join:conversation", conversation)
+    sent = ok("/conversations", "message:send", {"conversationId": conversation, "content": "a"})
+    ref = {"conversationId": conversation, "messageId": sent["id"]}
+    ok("/conversations", "message:edit", {**ref, "content": "b"})
+    ok("/conversations", "conversation:typing", conversation)
+    ok("/conversations", "conversation:history", {"conversationId": conversation})
+    ok("/conversations", "conversation:update", {"conversationId": conversation, "status": "open"})
+    ok("/conversations", "presence:list")
+    ok("/conversations", "message:delete", ref)
+    ok("/conversations", "leave:conversation", conversation)
+    publish("Notify", {"companyId": "acme", "userId": "cat", "type": "t", "title": "t"})
+    first = ok("/notifications", "notification:list")["notifications"][0]["id"]
+    ok("/notifications", "notification:read", first)
+    ok("/notifications", "notification:all_read")
+    ok("/analytics", "analytics:subscribe")
+    ok("/analytics", "analytics:request", "week")
+    ok("/analytics", "analytics:unsubscribe")
+    ok("/", "ping")
+    cat.send("3")
+    cat.send("not socket.io")
+    cat.send("41/analytics,")
+    recorder.current = "HeartbeatFunction"
+    invoke("handlers.heartbeat.handler", {})
+    cat.send("1")
+    cat.disconnect()

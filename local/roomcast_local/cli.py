@@ -79,6 +79,7 @@ def serve(args: argparse.Namespace) -> int:
         secret=_secret(),
         verbose=args.verbose,
         schedule_every=args.schedule_every,
+        ping_interval=args.ping_interval,
         stage=args.stage,
         concurrency=args.concurrency,
         serial=args.serial,
@@ -233,6 +234,12 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--verbose", action="store_true", help="show the handlers' own logs and metrics")
     serve_cmd.add_argument(
         "--schedule-every", type=float, help="run scheduled functions every N seconds instead of their rate"
+    )
+    serve_cmd.add_argument(
+        "--ping-interval",
+        type=int,
+        default=25,
+        help="seconds: the Socket.IO ping interval announced, and the heartbeat's schedule (default 25)",
     )
     serve_cmd.set_defaults(run=serve)
 

@@ -32,6 +32,8 @@ from roomcast_local.template import (
 from roomcast_local.websocket import Timeouts, WebSocketEndpoint
 from roomcast_local.workers import Lambda, start_forkserver
 
+# A function given the Socket.IO ping interval announces it (the open packet) or keeps it (the heartbeat).
+PING_INTERVAL = "SOCKETIO_PING_INTERVAL"
 log = logging.getLogger("stack")  # not "roomcast...": Powertools filters its own service name from root handlers
 
 
@@ -44,6 +46,8 @@ class StackConfig:
     hard_timeout: float = 7200.0
     dynamodb_endpoint: str | None = None
     schedule_every: float | None = None
+    # SPEC 10's local default; AWS schedules no faster than a minute, so the template's is 60 s (decision 0038).
+    ping_interval: int = 25
     secret: str = DEVELOPMENT_SECRET
     verbose: bool = False
     concurrency: int = 4
@@ -64,6 +68,7 @@ class LocalStack:
         self.websocket: WebSocketEndpoint | None = None
         self.url = ""
         self.dynamodb = ""
+        self._pinging: set[str] = set()
 
     async def start(self) -> None:
         listener = socket.create_server((self.config.host, self.config.port))
@@ -87,6 +92,10 @@ class LocalStack:
             )
             for name in self.definitions
         }
+        for environment in environments.values():
+            if PING_INTERVAL in environment:
+                environment[PING_INTERVAL] = str(self.config.ping_interval)
+        self._pinging = {name for name, environment in environments.items() if PING_INTERVAL in environment}
         self.functions = Lambda(self.definitions, environments, self.config.concurrency, self.config.serial)
         self._runner = web.AppRunner(self.build_app(self.functions), access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -150,6 +159,8 @@ class LocalStack:
     async def _run_schedule(self, schedule: Schedule) -> None:
         assert self.functions is not None
         every = self.config.schedule_every or schedule.every_seconds
+        if schedule.function in self._pinging and not self.config.schedule_every:
+            every = self.config.ping_interval
         while True:
             await asyncio.sleep(every)
             await self.functions.invoke(schedule.function, scheduled_event(schedule), "schedule", schedule.name)

@@ -23,7 +23,7 @@ def subscribe(request: Request, _: Empty) -> Outcome:
     runtime = services()
     identity = request.identity
     room = analytics_room(identity.company_id)
-    runtime.connections.join(request.connection_id, identity.company_id, identity.user_id, room, request.now)
+    runtime.connections.join(request.connection_id, identity, room, request.now)
     runtime.analytics.subscribe(identity.company_id, request.now)
     return Outcome({"room": room.name})
 

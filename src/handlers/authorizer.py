@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.identity import origin_allowed
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.settings import settings
+from shared.socketio import codec_of
 from shared.tokens import InvalidToken, jwt_secret, verify_token
 
 BEARER = "bearer "
@@ -63,6 +64,8 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
         logger.info("handshake with invalid token", extra={"reason": str(error)})
         return _deny(request)
+    # The codec rides in the context to every route, so $default knows how to read a frame without a lookup.
+    identity = identity.model_copy(update={"codec": codec_of(event.get("queryStringParameters"))})
     logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
     metrics.add_metric(name="HandshakesAccepted", unit=MetricUnit.Count, value=1)
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(

@@ -60,7 +60,7 @@ def join(request: Request, data: ConversationRef) -> Outcome:
     identity = request.identity
     runtime.conversations.require(identity.company_id, data.conversation_id)
     room = conversation_room(data.conversation_id)
-    runtime.connections.join(request.connection_id, identity.company_id, identity.user_id, room, request.now)
+    runtime.connections.join(request.connection_id, identity, room, request.now)
     return Outcome({"conversationId": data.conversation_id, "room": room.name})
 
 
@@ -204,13 +204,7 @@ def create(request: Request, data: CreateConversation) -> Outcome:
     )
     # The creator is in the conversation from the start, as its first participant: joined first, so a
     # connection that may join no more rooms is refused before anything is stored.
-    runtime.connections.join(
-        request.connection_id,
-        identity.company_id,
-        identity.user_id,
-        conversation_room(conversation.id),
-        request.now,
-    )
+    runtime.connections.join(request.connection_id, identity, conversation_room(conversation.id), request.now)
     runtime.conversations.create(conversation)
     _announce(request, conversation)
     converted = int(conversation.converted_at is not None)

@@ -1,14 +1,23 @@
-"""$default and the actions every namespace shares: `ping`, `auth:refresh`. Anything unrouted is answered here."""
+"""$default and the actions every namespace shares: `ping`, `auth:refresh`. Anything unrouted is answered here,
+and so is every message of a Socket.IO connection (not JSON objects, API Gateway routes them all to $default),
+performed by the same namespace actions the native routes reach."""
 
 from __future__ import annotations
 
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+
+from handlers.analytics import analytics
+from handlers.conversations import conversations
+from handlers.notifications import notifications
 from shared.actions import Empty, RefreshToken
-from shared.app import Namespace, Request
+from shared.app import LambdaResponse, Namespace, Request, websocket_entry
 from shared.clock import iso
 from shared.errors import ErrorCode, RoomcastError
 from shared.protocol import Outcome
 from shared.runtime import services
 from shared.settings import settings
+from shared.socketio import Codec
+from shared.socketio_app import SocketIoApp
 
 session = Namespace(None)
 
@@ -33,4 +42,21 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
     return Outcome({"exp": renewed.exp})
 
 
-handler = session.lambda_handler
+sockets = SocketIoApp(
+    {
+        None: session,
+        conversations.name: conversations,
+        notifications.name: notifications,
+        analytics.name: analytics,
+    }
+)
+
+
+def route(event: APIGatewayWebSocketEvent) -> LambdaResponse:
+    # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
+    if (event.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
+        return sockets.handle(event)
+    return session.handle(event)
+
+
+handler = websocket_entry(route)

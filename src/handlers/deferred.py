@@ -1,5 +1,5 @@
-"""Work handed off until after a reply (shared.deferred): connections found gone, a user come online,
-a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice."""
+"""Work handed off until after a reply (shared.deferred): a Socket.IO open packet, connections found gone,
+a user come online, a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from pydantic import ValidationError
 
 from shared.analytics import PUSH_INTERVAL_MS
 from shared.clock import utc_now
-from shared.deferred import TASK, ConnectionsGone, MetricsDue, UserOnline
+from shared.deferred import TASK, ConnectionsGone, MetricsDue, SessionOpened, UserOnline
+from shared.gateway import Delivery
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.runtime import Services, services
+from shared.settings import settings
+from shared.socketio_app import post_open_packet
 
 # A trailing push waits for the second after the last push; pushes by others can push it back a little.
 TRAILING_ATTEMPTS = 3
@@ -29,7 +32,10 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         return {"done": False}
     runtime = services()
     logger.append_keys(task=task.kind)
-    if isinstance(task, ConnectionsGone):
+    if isinstance(task, SessionOpened):
+        if post_open_packet(runtime.hub, task.connection_id, settings()) is Delivery.DELIVERED:
+            runtime.connections.start_heartbeat(task.connection_id, utc_now())
+    elif isinstance(task, ConnectionsGone):
         forgotten = runtime.presence.forget_gone(task.recipients, utc_now())
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
     elif isinstance(task, UserOnline):

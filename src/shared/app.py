@@ -26,6 +26,7 @@ from shared.protocol import (
     parse_frame,
     reply_frame,
 )
+from shared.ratelimit import Admission
 from shared.runtime import services
 from shared.settings import settings
 
@@ -42,6 +43,8 @@ class Request:
 
 
 Handler = Callable[[Request, Any], Outcome | None]
+# A native frame as the connection's codec sends it.
+Encoder = Callable[[Frame], str]
 
 
 class Closing(Exception):
@@ -68,7 +71,7 @@ class Namespace:
     def __init__(self, name: str | None) -> None:
         self.name = name
         self.routes: dict[str, Route] = {}
-        self.lambda_handler = websocket_entry(self._handle)
+        self.lambda_handler = websocket_entry(self.handle)
 
     def action(self, name: str, model: type[Data]) -> Callable[[Callable[[Request, Data], Outcome | None]], Any]:
         def register(handler: Callable[[Request, Data], Outcome | None]) -> Any:
@@ -78,27 +81,42 @@ class Namespace:
         return register
 
     def dispatch(self, event: APIGatewayWebSocketEvent, now: datetime) -> Frame | None:
-        """Answer one frame: with the action's reply, or with the error that stopped it."""
-        connection_id = event.request_context.connection_id
-        frame: InboundFrame | None = None
+        """Answer one native frame: with the action's reply, or with the error that stopped it."""
+        parsed: InboundFrame | FrameError
         try:
-            unreadable: FrameError | None = None
-            try:
-                text = frame_text(event.body, event.is_base64_encoded)
-                frame = parse_frame(text, settings().max_frame_bytes)
-            except FrameError as error:
-                unreadable = error
+            parsed = parse_frame(frame_text(event.body, event.is_base64_encoded), settings().max_frame_bytes)
+        except FrameError as error:
+            parsed = error
+        authorizer = event.request_context.raw_event.get("authorizer")
+        return self.perform(event.request_context.connection_id, authorizer, parsed, now, encoder=encode)
+
+    def perform(
+        self,
+        connection_id: str,
+        authorizer: dict[str, Any] | None,
+        parsed: InboundFrame | FrameError,
+        now: datetime,
+        *,
+        encoder: Encoder,
+        opened: str | None = None,
+    ) -> Frame | None:
+        """Perform one decoded frame, whichever codec read it; `encoder` encodes what is pushed before a
+        close. `opened`: the Socket.IO namespace it was emitted in, which the connection must have opened."""
+        frame = parsed if isinstance(parsed, InboundFrame) else None
+        try:
             # Every frame counts against the connection's rate, garbage included.
-            self._admit(connection_id, frame, now)
-            if unreadable is not None:
-                raise unreadable
+            admission = admit(connection_id, frame, now, encoder)
+            if isinstance(parsed, FrameError):
+                raise parsed
             assert frame is not None
+            if opened is not None and opened not in admission.namespaces:
+                raise RoomcastError(ErrorCode.BAD_REQUEST, f"namespace {opened} is not connected")
             logger.append_keys(action=frame.action)
             metrics.add_metric(name="Actions", unit=MetricUnit.Count, value=1)
             route = self.routes.get(frame.action)
             if route is None:
                 raise RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {frame.action!r}")
-            identity = identity_from_authorizer(event.request_context.raw_event.get("authorizer"))
+            identity = identity_from_authorizer(authorizer)
             try:
                 data = route.model.model_validate(frame.data)
             except ValidationError as error:
@@ -107,9 +125,9 @@ class Namespace:
         except Closing:
             return None
         except FrameError as error:
-            return self._failed(error, error.ack_id, error.action)
+            return failed(error, error.ack_id, error.action)
         except RoomcastError as error:
-            return self._failed(error, *_addressed(frame))
+            return failed(error, *_addressed(frame))
         except Exception:
             logger.exception("action failed")
             metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
@@ -119,39 +137,40 @@ class Namespace:
             return None
         return reply_frame(frame, outcome, self.name)
 
-    def _admit(self, connection_id: str, frame: InboundFrame | None, now: datetime) -> None:
-        """Refuse the frame when the token has expired or the connection exceeds its rate. Both close the
-        connection (expiry at once, flooding after repeated refusals), telling the client why first."""
-        config = settings()
-        runtime = services()
-        admission = runtime.limiter.admit(connection_id, now)
-        expired = admission.exp is not None and now.timestamp() > admission.exp + config.jwt_leeway_seconds
-        if expired:
-            refusal = RoomcastError(ErrorCode.TOKEN_EXPIRED, "token expired: reconnect with a new token")
-        elif not admission.allowed:
-            metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
-            refusal = RoomcastError(
-                ErrorCode.RATE_LIMITED, f"more than {config.rate_per_second:g} actions per second: slow down"
-            )
-            if admission.strikes < config.rate_strikes_to_close:
-                raise refusal
-        else:
-            return
-        # The reply cannot ride on the route response of a connection closed before it returns.
-        runtime.hub.send(connection_id, error_frame(refusal, *_addressed(frame)))
-        runtime.hub.close(connection_id)
-        logger.info("connection closed", extra={"code": str(refusal.code)})
-        raise Closing
-
-    @staticmethod
-    def _failed(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
-        logger.info("action refused", extra={"code": str(error.code), "reason": error.message})
-        metrics.add_metric(name="RefusedActions", unit=MetricUnit.Count, value=1)
-        return error_frame(error, ack_id, action)
-
-    def _handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
+    def handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
         reply = self.dispatch(event, utc_now())
         return respond(reply)
+
+
+def admit(connection_id: str, frame: InboundFrame | None, now: datetime, encoder: Encoder) -> Admission:
+    """Refuse the frame when the token has expired or the connection exceeds its rate. Both close the
+    connection (expiry at once, flooding after repeated refusals), telling the client why first."""
+    config = settings()
+    runtime = services()
+    admission = runtime.limiter.admit(connection_id, now)
+    expired = admission.exp is not None and now.timestamp() > admission.exp + config.jwt_leeway_seconds
+    if expired:
+        refusal = RoomcastError(ErrorCode.TOKEN_EXPIRED, "token expired: reconnect with a new token")
+    elif not admission.allowed:
+        metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
+        refusal = RoomcastError(
+            ErrorCode.RATE_LIMITED, f"more than {config.rate_per_second:g} actions per second: slow down"
+        )
+        if admission.strikes < config.rate_strikes_to_close:
+            raise refusal
+    else:
+        return admission
+    # The reply cannot ride on the route response of a connection closed before it returns.
+    runtime.hub.send(connection_id, encoder(error_frame(refusal, *_addressed(frame))))
+    runtime.hub.close(connection_id)
+    logger.info("connection closed", extra={"code": str(refusal.code)})
+    raise Closing
+
+
+def failed(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
+    logger.info("action refused", extra={"code": str(error.code), "reason": error.message})
+    metrics.add_metric(name="RefusedActions", unit=MetricUnit.Count, value=1)
+    return error_frame(error, ack_id, action)
 
 
 def _addressed(frame: InboundFrame | None) -> tuple[str | None, str | None]:

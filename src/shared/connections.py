@@ -6,6 +6,10 @@ One table, four item types (see docs/data-model.md):
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out
   presence#{companyId} / {userId}     the set of a user's open connections
   opened#{YYYY-MM-DDTHH} / {connId}   connections by the hour they opened, for the sweep of stale ones
+  heartbeat#{YYYY-MM-DDTHH} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
+
+A Socket.IO connection's record and memberships carry `codec` (absent: native), so fan-out learns each
+member's encoding from the membership query itself (decision 0036).
 
 Lambda runs $connect, $disconnect and every route concurrently (decision 0012): the tombstone and the
 re-check at the end of `open` make a connection either fully recorded or not recorded at all.
@@ -27,6 +31,7 @@ from shared.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_ch
 from shared.errors import ErrorCode, RoomcastError
 from shared.identity import Identity
 from shared.rooms import Room, home_rooms
+from shared.socketio import Codec
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -55,6 +60,12 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Member:
+    connection_id: str
+    codec: Codec
+
+
+@dataclass(frozen=True)
 class Closed:
     connection: Connection
     went_offline: bool
@@ -75,8 +86,20 @@ def _presence_pk(company_id: str) -> str:
     return f"presence#{company_id}"
 
 
+def _hour(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
 def _opened_pk(moment: datetime) -> str:
-    return f"opened#{moment.astimezone(UTC).strftime('%Y-%m-%dT%H')}"
+    return f"opened#{_hour(moment)}"
+
+
+def _heartbeat_pk(moment: datetime) -> str:
+    return f"heartbeat#{_hour(moment)}"
+
+
+def _codec(item: dict[str, Any]) -> Codec:
+    return Codec(item["codec"]) if "codec" in item else Codec.NATIVE
 
 
 def is_open(item: dict[str, Any] | None) -> bool:
@@ -106,20 +129,23 @@ class ConnectionStore:
         Raises ConnectionRefused when the connection closed meanwhile; then nothing of it stays recorded."""
         expires = self._expiry(now)
         keys = {room.key(identity.company_id) for room in home_rooms(identity.company_id, identity.user_id)}
+        record: dict[str, Any] = {
+            **connection_key(connection_id),
+            "connectionId": connection_id,
+            "userId": identity.user_id,
+            "companyId": identity.company_id,
+            "email": identity.email,
+            "exp": identity.exp,
+            "connectedAt": iso(now),
+            "rooms": keys,
+            "opened": _opened_pk(now),
+            "ttl": expires,
+        }
+        if identity.codec is not Codec.NATIVE:
+            record["codec"] = str(identity.codec)
         try:
             self._table.put_item(
-                Item={
-                    **connection_key(connection_id),
-                    "connectionId": connection_id,
-                    "userId": identity.user_id,
-                    "companyId": identity.company_id,
-                    "email": identity.email,
-                    "exp": identity.exp,
-                    "connectedAt": iso(now),
-                    "rooms": keys,
-                    "opened": _opened_pk(now),
-                    "ttl": expires,
-                },
+                Item=record,
                 # A tombstone here means its $disconnect (or a clean-up) came first.
                 ConditionExpression="attribute_not_exists(pk)",
             )
@@ -130,7 +156,7 @@ class ConnectionStore:
         try:
             with self._table.batch_writer() as batch:
                 for key in keys:
-                    batch.put_item(Item=self._membership(key, connection_id, identity.user_id, expires))
+                    batch.put_item(Item=self._membership(key, connection_id, identity, expires))
                 batch.put_item(
                     Item={
                         "pk": _opened_pk(now),
@@ -193,9 +219,11 @@ class ConnectionStore:
             if conditional_check_failed(error):
                 return None
             raise
+        heartbeat = None
         if previous is not None and "userId" in previous:
             connection = _connection(previous)
             opened = previous.get("opened")
+            heartbeat = previous.get("heartbeat")
         elif remembered is not None:
             connection = Connection(connection_id, remembered.identity, frozenset())
             opened = remembered.bucket
@@ -218,8 +246,9 @@ class ConnectionStore:
         with self._table.batch_writer() as batch:
             for key in keys:
                 batch.delete_item(Key={"pk": key, "sk": connection_id})
-            if opened:
-                batch.delete_item(Key={"pk": str(opened), "sk": connection_id})
+            for bucket in (opened, heartbeat):
+                if bucket:
+                    batch.delete_item(Key={"pk": str(bucket), "sk": connection_id})
         return None if connection is None else Closed(connection, went_offline)
 
     def is_online(self, company_id: str, user_id: str) -> bool:
@@ -261,10 +290,10 @@ class ConnectionStore:
                 raise _closed() from error
             raise
 
-    def join(self, connection_id: str, company_id: str, user_id: str, room: Room, now: datetime) -> None:
+    def join(self, connection_id: str, identity: Identity, room: Room, now: datetime) -> None:
         """Add a membership, both on the connection's record and as the item fan-out queries, atomically.
         Refused (`conflict`) when the connection is closed or already in `max_rooms` rooms."""
-        key = room.key(company_id)
+        key = room.key(identity.company_id)
         reasons = transact(
             self._table,
             [
@@ -281,7 +310,7 @@ class ConnectionStore:
                 {
                     "Put": {
                         "TableName": self._table.name,
-                        "Item": self._membership(key, connection_id, user_id, self._expiry(now)),
+                        "Item": self._membership(key, connection_id, identity, self._expiry(now)),
                     }
                 },
             ],
@@ -326,15 +355,70 @@ class ConnectionStore:
         # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
         self._table.delete_item(Key=membership)
 
-    def members(self, company_id: str, room: Room) -> Iterator[list[str]]:
-        """Connection ids in a room, one DynamoDB page at a time."""
+    def members(self, company_id: str, room: Room) -> Iterator[list[Member]]:
+        """The connections in a room and how each speaks, one DynamoDB page at a time."""
         for items in query_pages(
             self._table,
             KeyConditionExpression=Key("pk").eq(room.key(company_id)),
-            ProjectionExpression="sk",
+            ProjectionExpression="sk, codec",
             ConsistentRead=True,
         ):
-            yield [str(item["sk"]) for item in items]
+            yield [Member(str(item["sk"]), _codec(item)) for item in items]
+
+    def heartbeat_due(self, now: datetime) -> Iterator[list[str]]:
+        """Every Socket.IO connection that may still be open: those opened in the hours API Gateway lets live."""
+        hours = int(MAX_CONNECTION_LIFE / timedelta(hours=1)) + 1
+        for hours_back in range(hours + 1):
+            bucket = _heartbeat_pk(now - timedelta(hours=hours_back))
+            for items in query_pages(
+                self._table, KeyConditionExpression=Key("pk").eq(bucket), ProjectionExpression="sk"
+            ):
+                yield [str(item["sk"]) for item in items]
+
+    def start_heartbeat(self, connection_id: str, now: datetime) -> None:
+        """Put a Socket.IO connection in the heartbeat's index, once its open packet is delivered: a ping
+        before it would break the client's handshake. The record names the item first, so a close that
+        runs meanwhile either removes it or leaves it to the 410 of its next ping."""
+        bucket = _heartbeat_pk(now)
+        try:
+            self._table.update_item(
+                Key=connection_key(connection_id),
+                UpdateExpression="SET heartbeat = :bucket",
+                ConditionExpression=OPEN,
+                ExpressionAttributeValues={":bucket": bucket},
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return  # closed already: nothing to ping
+            raise
+        self._table.update_item(
+            Key={"pk": bucket, "sk": connection_id},
+            # API Gateway closes it within 2 hours; a missed close leaves the item that long at most.
+            UpdateExpression="SET #ttl = :ttl",
+            ExpressionAttributeNames={"#ttl": "ttl"},
+            ExpressionAttributeValues={":ttl": int((now + MAX_CONNECTION_LIFE).timestamp())},
+        )
+
+    def open_namespace(self, connection_id: str, namespace: str) -> None:
+        """A Socket.IO namespace the connection has opened (CONNECT): its events are served from now on."""
+        self._namespaces(connection_id, "ADD", namespace)
+
+    def close_namespace(self, connection_id: str, namespace: str) -> None:
+        self._namespaces(connection_id, "DELETE", namespace)
+
+    def _namespaces(self, connection_id: str, operation: str, namespace: str) -> None:
+        try:
+            self._table.update_item(
+                Key=connection_key(connection_id),
+                UpdateExpression=f"{operation} namespaces :ns",
+                # Never recreate the record of a connection that closed meanwhile.
+                ConditionExpression=OPEN,
+                ExpressionAttributeValues={":ns": {namespace}},
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                raise _closed() from error
+            raise
 
     def online_users(self, company_id: str, cursor: str | None, limit: int, max_bytes: int) -> OnlinePage:
         """Users with an open connection, in user id order, at most `limit` of them or `max_bytes` of JSON."""
@@ -356,8 +440,12 @@ class ConnectionStore:
         return OnlinePage(users, None)
 
     @staticmethod
-    def _membership(key: str, connection_id: str, user_id: str, expires: int) -> dict[str, Any]:
-        return {"pk": key, "sk": connection_id, "userId": user_id, "ttl": expires}
+    def _membership(key: str, connection_id: str, identity: Identity, expires: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"pk": key, "sk": connection_id, "userId": identity.user_id, "ttl": expires}
+        # Absent for native connections: memberships written before codecs existed read as native.
+        if identity.codec is not Codec.NATIVE:
+            item["codec"] = str(identity.codec)
+        return item
 
 
 def _closed() -> RoomcastError:
@@ -370,6 +458,7 @@ def _connection(item: dict[str, Any]) -> Connection:
         companyId=item["companyId"],
         email=item.get("email"),
         exp=None if item.get("exp") is None else int(item["exp"]),
+        codec=_codec(item),
     )
     return Connection(
         connection_id=item["connectionId"],

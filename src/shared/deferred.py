@@ -59,7 +59,16 @@ class MetricsDue(_Task):
     due_ms: int = Field(alias="dueMs")
 
 
-Task = Annotated[ConnectionsGone | UserOnline | MetricsDue, Field(discriminator="kind")]
+class SessionOpened(_Task):
+    """A Socket.IO connection's $connect is running: post the Engine.IO open packet once it has returned
+    (API Gateway answers 410 until then, and the client says nothing before the open packet)."""
+
+    kind: Literal["open"] = "open"
+    connection_id: str = Field(alias="connectionId")
+
+
+AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened
+Task = Annotated[AnyTask, Field(discriminator="kind")]
 TASK = TypeAdapter[Task](Task)
 
 
@@ -71,7 +80,7 @@ def gone_tasks(recipients: Sequence[GoneRecipient]) -> list[ConnectionsGone]:
 
 
 class Deferrer(Protocol):
-    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None: ...
+    def defer(self, task: AnyTask) -> None: ...
 
 
 class LambdaDeferrer:
@@ -82,7 +91,7 @@ class LambdaDeferrer:
         self._client = client
         self._function_name = function_name
 
-    def defer(self, task: ConnectionsGone | UserOnline | MetricsDue) -> None:
+    def defer(self, task: AnyTask) -> None:
         self._client.invoke(
             FunctionName=self._function_name,
             InvocationType="Event",

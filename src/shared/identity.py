@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.errors import ErrorCode, RoomcastError
 from shared.ids import ID_PATTERN
+from shared.socketio import Codec
 
 
 class Identity(BaseModel):
@@ -18,6 +19,8 @@ class Identity(BaseModel):
     company_id: str = Field(alias="companyId", pattern=ID_PATTERN)
     email: str | None = Field(default=None, max_length=320)
     exp: int | None = None
+    codec: Codec = Codec.NATIVE
+    """How the connection speaks (SPEC 10), chosen at the handshake: never a token's claim."""
 
     @field_validator("user_id", "company_id", mode="before")
     @classmethod
@@ -48,6 +51,8 @@ class Identity(BaseModel):
             context["email"] = self.email
         if self.exp is not None:
             context["exp"] = self.exp
+        if self.codec is not Codec.NATIVE:
+            context["codec"] = str(self.codec)
         return context
 
 

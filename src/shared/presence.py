@@ -7,11 +7,12 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from shared.connections import Closed, ConnectionStore, Opened
-from shared.deferred import Deferrer, GoneRecipient, UserOnline
+from shared.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
 from shared.events import presence_event
 from shared.fanout import Hub
 from shared.identity import Identity
 from shared.rooms import company_room
+from shared.socketio import Codec
 
 
 class Presence:
@@ -22,15 +23,20 @@ class Presence:
 
     def connect(self, connection_id: str, identity: Identity, now: datetime) -> None:
         """Record the connection (raises ConnectionRefused if it closed meanwhile). A user's first
-        connection is announced after $connect returns: the company may be large."""
-        if self._store.open(connection_id, identity, now):
-            try:
-                self._deferrer.defer(
-                    UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id)
-                )
-            except Exception:
-                self._store.close(connection_id, now)  # the handshake fails: nothing of it stays recorded
-                raise
+        connection is announced after $connect returns: the company may be large. A Socket.IO connection's
+        open packet can only be posted after $connect returns, so it is handed off too."""
+        first = self._store.open(connection_id, identity, now)
+        tasks: list[AnyTask] = []
+        if identity.codec is Codec.SOCKETIO:
+            tasks.append(SessionOpened(connectionId=connection_id))
+        if first:
+            tasks.append(UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id))
+        try:
+            for task in tasks:
+                self._deferrer.defer(task)
+        except Exception:
+            self._store.close(connection_id, now)  # the handshake fails: nothing of it stays recorded
+            raise
 
     def announce_online(self, task: UserOnline) -> None:
         # The user may have gone again before this ran; then the offline announcement has been made.

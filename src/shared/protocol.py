@@ -15,7 +15,7 @@ from shared.errors import ErrorCode, RoomcastError
 ACK_ID_MAX = 64
 # Room for what wraps a list in a reply: the event or ack, its ackId, and the list's other fields.
 LIST_ENVELOPE_BYTES = 512
-_ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.:$\-]{1,64}$")
+ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.:$\-]{1,64}$")
 
 Frame = dict[str, Any]
 
@@ -80,7 +80,7 @@ def parse_frame(body: str | None, max_bytes: int) -> InboundFrame:
         raise FrameError(ErrorCode.BAD_REQUEST, f"ackId must be a string of 1 to {ACK_ID_MAX} characters")
 
     action = value.get("action")
-    if not isinstance(action, str) or not _ACTION_PATTERN.match(action):
+    if not isinstance(action, str) or not ACTION_PATTERN.match(action):
         raise FrameError(ErrorCode.BAD_REQUEST, "action must be a route name", ack_id=ack_id)
 
     data = value.get("data", {})

@@ -30,11 +30,14 @@ class Admission:
     strikes: int
     exp: int | None
     """The connection's token expiry as last extended (auth:refresh), or as connected."""
+    namespaces: frozenset[str] = frozenset()
+    """The Socket.IO namespaces the connection has opened, read in the same update."""
 
 
-def _exp(item: dict[str, Any] | None) -> int | None:
+def _admission(allowed: bool, strikes: int, item: dict[str, Any] | None) -> Admission:
     value = (item or {}).get("exp")
-    return None if value is None else int(str(value))
+    exp = None if value is None else int(str(value))
+    return Admission(allowed, strikes, exp, frozenset((item or {}).get("namespaces", set())))
 
 
 class RateLimiter:
@@ -56,7 +59,7 @@ class RateLimiter:
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-            return Admission(True, 0, _exp(result["Attributes"]))
+            return _admission(True, 0, result["Attributes"])
         except ClientError as error:
             if not conditional_check_failed(error):
                 raise
@@ -64,7 +67,7 @@ class RateLimiter:
             current = {name: _DESERIALIZE.deserialize(value) for name, value in raw.items()} if raw else None
         if current is None:
             # No record (closing, or swept): nothing to count against; the action itself will find out.
-            return Admission(True, 0, None)
+            return _admission(True, 0, None)
         if float(current.get("rateTat", 0)) <= latest:
             try:
                 result = self._table.update_item(
@@ -74,7 +77,7 @@ class RateLimiter:
                     ExpressionAttributeValues={":interval": int(self._interval_ms), ":latest": int(latest)},
                     ReturnValues="ALL_NEW",
                 )
-                return Admission(True, 0, _exp(result["Attributes"]))
+                return _admission(True, 0, result["Attributes"])
             except ClientError as error:
                 if not conditional_check_failed(error):
                     raise
@@ -90,4 +93,4 @@ class RateLimiter:
             if not conditional_check_failed(error):
                 raise
             counted = {}
-        return Admission(False, int(str(counted.get("rateStrikes", 0))), _exp(current))
+        return _admission(False, int(str(counted.get("rateStrikes", 0))), current)

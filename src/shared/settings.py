@@ -30,6 +30,8 @@ class Settings:
     rate_burst: int
     rate_strikes_to_close: int
     allowed_origins: tuple[str, ...]
+    socketio_ping_interval_seconds: int
+    socketio_ping_timeout_seconds: int
 
 
 def _int(name: str, default: int) -> int:
@@ -65,4 +67,7 @@ def settings() -> Settings:
         allowed_origins=tuple(
             origin.strip() for origin in os.environ.get("ALLOWED_ORIGINS", "*").split(",") if origin.strip()
         ),
+        # What the Engine.IO open packet announces; the heartbeat schedule must ping at least this often.
+        socketio_ping_interval_seconds=_int("SOCKETIO_PING_INTERVAL", 60),
+        socketio_ping_timeout_seconds=_int("SOCKETIO_PING_TIMEOUT", 60),
     )

@@ -17,7 +17,7 @@ from enum import IntEnum, StrEnum
 from typing import Any, Final
 
 from shared.errors import ErrorCode, RoomcastError
-from shared.protocol import _ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, encode, error_frame
+from shared.protocol import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, encode, error_frame
 
 ENGINE_IO_VERSION: Final = "4"
 DEFAULT_NAMESPACE: Final = "/"
@@ -356,7 +356,7 @@ def _engine_meaning(packet: EnginePacket) -> ClientMessage:
 
 
 def _is_action(name: Any) -> bool:
-    return isinstance(name, str) and _ACTION_PATTERN.match(name) is not None
+    return isinstance(name, str) and ACTION_PATTERN.match(name) is not None
 
 
 def _emit(namespace: str, arguments: list[Any], ack_id: str | None) -> Emit:

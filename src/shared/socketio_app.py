@@ -1,0 +1,144 @@
+"""Socket.IO connections: what the codec (shared.socketio) reads is performed by the same namespace actions
+as native frames, and the session's own protocol (open packet, namespaces, heartbeat) is kept here.
+Decisions 0036-0038."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+
+from shared import socketio
+from shared.app import Closing, LambdaResponse, Namespace, admit, failed
+from shared.clock import utc_now
+from shared.connections import ConnectionStore
+from shared.errors import ErrorCode, RoomcastError
+from shared.fanout import Hub
+from shared.gateway import Delivery
+from shared.observability import MetricUnit, logger, metrics
+from shared.runtime import services
+from shared.settings import Settings, settings
+
+# API Gateway answers 410 until $connect returns, which may take up to the integration's 29 s; the open
+# packet is worth waiting for as long as the client waits for it (socket.io-client's `timeout`, 20 s).
+OPEN_PACKET_WAIT_SECONDS = 20.0
+_FIRST_RETRY_SECONDS = 0.005
+_LONGEST_RETRY_SECONDS = 0.1
+
+
+def session_id(connection_id: str, namespace: str) -> str:
+    """A namespace's socket id; opaque to the client, and distinct per namespace as Socket.IO's are."""
+    return connection_id if namespace == socketio.DEFAULT_NAMESPACE else f"{connection_id}{namespace}"
+
+
+class SocketIoApp:
+    """Answers one Socket.IO message of a connection, as the route response's text (None: no answer)."""
+
+    def __init__(self, namespaces: Mapping[str | None, Namespace]) -> None:
+        self._namespaces = namespaces
+
+    def handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
+        context = event.request_context
+        text = self.answer(context.connection_id, context.raw_event.get("authorizer"), event.decoded_body, utc_now())
+        return {"statusCode": 200} if text is None else {"statusCode": 200, "body": text}
+
+    def answer(
+        self, connection_id: str, authorizer: dict[str, Any] | None, body: str | None, now: datetime
+    ) -> str | None:
+        message = socketio.read(body, settings().max_frame_bytes)
+        if isinstance(message, socketio.Pong | socketio.Ignored):
+            # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write).
+            return None
+        if isinstance(message, socketio.Emit):
+            namespace = message.namespace
+            reply = self._namespaces[message.handler].perform(
+                connection_id,
+                authorizer,
+                message.frame,
+                now,
+                encoder=lambda frame: socketio.answer(namespace, frame),
+                opened=namespace,
+            )
+            return None if reply is None else socketio.answer(namespace, reply)
+        namespace = getattr(message, "namespace", socketio.DEFAULT_NAMESPACE)
+        try:
+            admit(connection_id, None, now, lambda frame: socketio.answer(namespace, frame))
+            return self._session(connection_id, message)
+        except Closing:
+            return None
+        except RoomcastError as error:
+            return socketio.answer(namespace, failed(error, None, None))
+        except Exception:
+            logger.exception("Socket.IO message failed")
+            metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+            internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
+            return socketio.answer(namespace, failed(internal, None, None))
+
+    def _session(self, connection_id: str, message: socketio.ClientMessage) -> str | None:
+        """Engine.IO and namespace packets: everything but an event."""
+        if isinstance(message, socketio.Refused):
+            logger.info("Socket.IO message refused", extra={"code": str(message.code), "reason": message.message})
+            return socketio.refusal(message)
+        if isinstance(message, socketio.Ping):
+            return socketio.pong(message.data)
+        if isinstance(message, socketio.Close):
+            services().hub.close(connection_id)
+            return None
+        if isinstance(message, socketio.UnknownNamespace):
+            return socketio.connect_error(message.namespace)
+        if isinstance(message, socketio.Connect):
+            services().connections.open_namespace(connection_id, message.namespace)
+            return socketio.connected(message.namespace, session_id(connection_id, message.namespace))
+        if isinstance(message, socketio.Disconnect):
+            services().connections.close_namespace(connection_id, message.namespace)
+            return None
+        raise AssertionError(f"unhandled Socket.IO message {message!r}")  # pragma: no cover
+
+
+def open_packet(connection_id: str, config: Settings) -> str:
+    return socketio.open_packet(
+        connection_id,
+        config.socketio_ping_interval_seconds * 1000,
+        config.socketio_ping_timeout_seconds * 1000,
+        config.max_frame_bytes,
+    )
+
+
+def post_open_packet(
+    hub: Hub,
+    connection_id: str,
+    config: Settings,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Delivery:
+    """Post the open packet as soon as API Gateway lets us: it answers 410 until $connect returns, so a 410
+    is retried (backing off from 5 ms to 100 ms) until the client would have given up waiting."""
+    data = open_packet(connection_id, config).encode("utf-8")
+    deadline = clock() + OPEN_PACKET_WAIT_SECONDS
+    pause = _FIRST_RETRY_SECONDS
+    attempts = 0
+    while True:
+        attempts += 1
+        delivery = hub.offer(connection_id, data)
+        if delivery is not Delivery.GONE or clock() + pause > deadline:
+            break
+        sleep(pause)
+        pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
+    metrics.add_metric(name="OpenPacketAttempts", unit=MetricUnit.Count, value=attempts)
+    if delivery is not Delivery.DELIVERED:
+        # Its $connect failed or the client left: its $disconnect (or the sweep) forgets it.
+        logger.info("open packet not delivered", extra={"delivery": delivery.value, "attempts": attempts})
+    return delivery
+
+
+def ping_all(store: ConnectionStore, hub: Hub, now: datetime) -> int:
+    """One Engine.IO ping to every Socket.IO connection that may be open; returns how many were pinged."""
+    data = socketio.PING.encode("utf-8")
+    pinged = 0
+    for page in store.heartbeat_due(now):
+        hub.post(page, data)
+        pinged += len(page)
+    return pinged

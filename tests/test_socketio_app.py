@@ -1,0 +1,281 @@
+"""Socket.IO connections through the handlers (SPEC 10): the codec stored with the connection and its
+memberships, fan-out encoded once per codec, namespaces opened and left, the open packet after $connect,
+and the heartbeat reaching only the connections that are due."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from roomcast_local.invoke import invoke
+from shared import socketio
+from shared.connections import ConnectionStore
+from shared.deferred import SessionOpened
+from shared.fanout import Hub
+from shared.gateway import Delivery
+from shared.identity import Identity
+from shared.records import Conversation
+from shared.rooms import company_room
+from shared.runtime import Services
+from shared.settings import settings
+from shared.socketio import Codec
+from shared.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
+from tests.conftest import TABLE_NAMES, CallCounter, load_event, make_token
+from tests.fakes import QueuedDeferrer, RecordingGateway
+from tests.support import Peer, SocketIoPeer, run_deferred
+
+CONVERSATIONS = "/conversations"
+
+
+def opened(peer: SocketIoPeer, *namespaces: str) -> SocketIoPeer:
+    for namespace in namespaces:
+        assert peer.send(f"40{namespace},") == socketio.connected(namespace, f"{peer.connection_id}{namespace}")
+    return peer
+
+
+def event_of(text: str) -> tuple[str, str, Any]:
+    """(namespace, event, data) of a Socket.IO EVENT text."""
+    packet = socketio.parse(text, 1 << 20)
+    assert isinstance(packet, socketio.Packet)
+    assert packet.type is socketio.PacketType.EVENT
+    name, data = packet.data
+    return packet.namespace, name, data
+
+
+def ack_of(text: str | None) -> tuple[int | None, Any]:
+    packet = socketio.parse(text, 1 << 20)
+    assert isinstance(packet, socketio.Packet)
+    assert packet.type is socketio.PacketType.ACK
+    return packet.ack_id, packet.data[0]
+
+
+def items(pk: str) -> list[dict[str, Any]]:
+    table = boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"])
+    return list(table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": pk})["Items"])
+
+
+def test_the_codec_is_stored_with_the_record_and_every_membership(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    opened(SocketIoPeer(gateway, "sio-1", "ana", "acme").connect(), CONVERSATIONS)
+    Peer(gateway, "native-1", "ben", "acme").connect()
+    conversation = "c-1"
+    services.conversations.create(Conversation(id=conversation, companyId="acme", createdAt="t", updatedAt="t"))
+    sio = SocketIoPeer(gateway, "sio-1", "ana", "acme")
+    assert ack_of(sio.send(f'42{CONVERSATIONS},7["join:conversation","{conversation}"]'))[1]["ok"] is True
+
+    for pk in ("room#acme#company:acme", "room#acme#conversation:c-1", "room#acme#user:ana"):
+        codecs = {item["sk"]: item.get("codec") for item in items(pk)}
+        assert codecs.get("sio-1") == "socketio"
+    assert {item["sk"]: item.get("codec") for item in items("room#acme#company:acme")}["native-1"] is None
+    members = [member for page in services.connections.members("acme", company_room("acme")) for member in page]
+    assert {(member.connection_id, member.codec) for member in members} == {
+        ("sio-1", Codec.SOCKETIO),
+        ("native-1", Codec.NATIVE),
+    }
+
+
+def test_a_mixed_room_hears_each_event_in_its_own_encoding_with_one_query(
+    services: Services, gateway: RecordingGateway, calls: CallCounter
+) -> None:
+    native = Peer(gateway, "native-1", "ana", "acme").connect()
+    sio = [opened(SocketIoPeer(gateway, f"sio-{n}", f"u-{n}", "acme").connect(), CONVERSATIONS) for n in range(3)]
+    gateway.clear()
+    calls.reset()
+    posts_before = gateway.calls
+    services.hub.emit(
+        "acme", company_room("acme"), {"event": "campaign:started", "namespace": CONVERSATIONS, "data": {"x": 1}}
+    )
+
+    assert native.received("campaign:started")[0]["data"] == {"x": 1}
+    for peer in sio:
+        assert [event_of(text) for text in peer.pushed()] == [(CONVERSATIONS, "campaign:started", {"x": 1})]
+    # The members' codecs came with the membership query: no read per recipient.
+    assert dict(calls.calls) == {"dynamodb.Query": 1}
+    assert gateway.calls - posts_before == 4
+
+
+def test_emits_are_answered_in_the_namespace_emitted_in_with_acks_or_reply_events(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    ana = opened(SocketIoPeer(gateway, "sio-1", "ana", "acme").connect(), CONVERSATIONS, "/analytics")
+    ack_id, result = ack_of(ana.send('42/analytics,5["ping"]'))
+    assert ack_id == 5
+    assert result["ok"] is True
+    reply = ana.send('42/analytics,["analytics:request","today"]')
+    assert reply is not None
+    namespace, name, data = event_of(reply)
+    assert (namespace, name, data["period"]) == ("/analytics", "analytics:update", "today")
+    _, refused = ack_of(ana.send(f'42{CONVERSATIONS},9["join:conversation","c-missing"]'))
+    assert refused == {"ok": False, "error": {"code": "not_found", "message": refused["error"]["message"]}}
+
+
+def test_a_namespace_must_be_opened_and_leaving_one_leaves_only_it(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    _, result = ack_of(ana.send('42/notifications,1["notification:all_read"]'))
+    assert result["error"]["code"] == "bad_request"
+    opened(ana, "/notifications", "/analytics")
+    assert ack_of(ana.send('42/notifications,2["notification:all_read"]'))[1]["ok"] is True
+    assert ana.send("41/analytics,") is None
+    assert ack_of(ana.send('42/analytics,3["ping"]'))[1]["error"]["code"] == "bad_request"
+    assert ack_of(ana.send('42/notifications,4["ping"]'))[1]["ok"] is True
+    assert ana.send("40/random,") == '44/random,{"message":"Invalid namespace"}'
+
+
+def test_a_pong_costs_no_call_at_all(services: Services, gateway: RecordingGateway, calls: CallCounter) -> None:
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    calls.reset()
+    assert ana.send("3") is None
+    assert dict(calls.calls) == {}
+    assert ana.send("2probe") == "3probe"
+
+
+def test_an_expired_token_closes_with_the_reason_in_socketio(services: Services, gateway: RecordingGateway) -> None:
+    expired = int((datetime.now(UTC) - timedelta(hours=1)).timestamp())
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme", exp=expired).connect()
+    gateway.clear()
+    assert ana.send(f'42{CONVERSATIONS},["ping"]') is None
+    assert len(ana.pushed()) == 1
+    namespace, name, data = event_of(ana.pushed()[0])
+    assert (namespace, name, data["code"]) == (CONVERSATIONS, "error", "token_expired")
+    assert gateway.closed == ["sio-1"]
+
+
+def test_the_open_packet_follows_connect_and_only_then_the_heartbeat_reaches_it(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer
+) -> None:
+    deferred.auto = False
+    SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    Peer(gateway, "native-1", "ben", "acme").connect()
+    assert isinstance(deferred.tasks[0], SessionOpened)
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+
+    run_deferred()
+    handshake = gateway.texts["sio-1"][0]
+    assert handshake.startswith("0")
+    assert json.loads(handshake[1:]) == {
+        "sid": "sio-1",
+        "upgrades": [],
+        "pingInterval": settings().socketio_ping_interval_seconds * 1000,
+        "pingTimeout": settings().socketio_ping_timeout_seconds * 1000,
+        "maxPayload": settings().max_frame_bytes,
+    }
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
+    assert gateway.texts["sio-1"][-1] == "2"
+    assert "native-1" not in gateway.texts
+
+    SocketIoPeer(gateway, "sio-1", "ana", "acme").disconnect()
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+
+
+class GoneUntil:
+    """@connections that answers 410 for the first `gone` posts, as it does until $connect returns."""
+
+    def __init__(self, gone: int) -> None:
+        self.gone = gone
+        self.posts = 0
+
+    def post_many(self, connection_ids: Any, _data: bytes) -> list[Delivery]:
+        self.posts += 1
+        return [Delivery.GONE if self.posts <= self.gone else Delivery.DELIVERED for _ in connection_ids]
+
+    def close(self, _connection_id: str) -> None:
+        raise AssertionError("not closed")
+
+
+def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_client_would(aws: None) -> None:
+    store = ConnectionStore(boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]), 60, 10)
+    now = [0.0]
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+
+    early = GoneUntil(gone=3)
+    hub = Hub(store, early, QueuedDeferrer(), 1 << 17)
+    assert post_open_packet(hub, "c", settings(), clock=lambda: now[0], sleep=sleep) is Delivery.DELIVERED
+    assert early.posts == 4
+    assert pauses == [0.005, 0.01, 0.02]
+
+    never = GoneUntil(gone=10**6)
+    handed_off = QueuedDeferrer()
+    now[0] = 0.0
+    hub = Hub(store, never, handed_off, 1 << 17)
+    assert post_open_packet(hub, "c", settings(), clock=lambda: now[0], sleep=sleep) is Delivery.GONE
+    assert now[0] <= OPEN_PACKET_WAIT_SECONDS
+    assert now[0] > OPEN_PACKET_WAIT_SECONDS - 0.2
+    assert handed_off.tasks == []  # a 410 during $connect proves nothing: no clean-up is handed off
+
+
+def test_the_codec_comes_from_the_handshake_query_never_from_a_claim() -> None:
+    identity = Identity.model_validate({"userId": "u", "companyId": "c"})
+    assert "codec" not in identity.authorizer_context()
+    sio = identity.model_copy(update={"codec": socketio.codec_of({"EIO": "4", "transport": "websocket"})})
+    assert sio.authorizer_context()["codec"] == "socketio"
+
+
+@pytest.mark.parametrize(("query", "codec"), [({"EIO": "4", "token": "t"}, "socketio"), ({"token": "t"}, None)])
+def test_the_authorizer_names_the_codec_in_its_context(aws: None, query: dict[str, str], codec: str | None) -> None:
+    event = load_event("authorizer")
+    token = make_token({"userId": "u-1", "companyId": "acme", "codec": "a-claim"})
+    event["queryStringParameters"] = {**query, "token": token}
+    result = invoke("handlers.authorizer.handler", event)
+    assert result["context"].get("codec") == codec
+
+
+def test_a_namespace_opened_after_the_close_recreates_nothing(services: Services, gateway: RecordingGateway) -> None:
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    ana.disconnect()
+    answer = ana.send(f"40{CONVERSATIONS},")
+    assert answer is not None
+    assert event_of(answer)[1:] == ("error", {"code": "conflict", "message": "connection is closed"})
+    (record,) = items("conn#sio-1")
+    assert "closedAt" in record
+    assert "namespaces" not in record
+
+
+def test_an_open_packet_delivered_after_the_close_starts_no_heartbeat(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer
+) -> None:
+    deferred.auto = False
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    ana.disconnect()
+    run_deferred()  # the open packet's task runs after $disconnect (the stand-in delivers it anyway)
+    assert "heartbeat" not in items("conn#sio-1")[0]
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+
+
+def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
+    services: Services, gateway: RecordingGateway, settled: None
+) -> None:
+    SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    (bucket,) = {item["heartbeat"] for item in items("conn#sio-1")}
+    entry = items(str(bucket))[0]
+    # The close ran between start_heartbeat's two writes: it removed nothing, and the entry came after it.
+    services.connections.close("sio-1", datetime.now(UTC))
+    boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]).put_item(Item=entry)
+    gateway.gone.add("sio-1")
+    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
+    run_deferred()
+    assert items(str(bucket)) == []
+
+
+def test_a_store_failure_on_connect_answers_internal_without_detail(
+    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+
+    def broken(_connection_id: str, _namespace: str) -> None:
+        raise RuntimeError("table roomcast-connections is throttled")
+
+    monkeypatch.setattr(services.connections, "open_namespace", broken)
+    answer = ana.send(f"40{CONVERSATIONS},")
+    assert answer is not None
+    assert event_of(answer)[1:] == ("error", {"code": "internal", "message": "internal error, try again later"})
