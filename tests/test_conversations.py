@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 
 from shared.runtime import Services, services
@@ -336,3 +337,35 @@ def test_a_worst_case_message_fits_every_reply_and_event_it_appears_in(
     assert frames[2]["data"]["messages"][0]["content"] == worst[::-1]
     for frame in frames:
         assert len(json.dumps(frame, ensure_ascii=False, separators=(",", ":")).encode()) <= 128 * 1024
+
+
+class LostAnswer:
+    """Once armed, the next PutItem is applied, then botocore, having lost its answer, sends it again (as
+    after a 5xx or a read timeout). Hooked before the services' clients are made."""
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self.armed = False
+        session.events.register_first("needs-retry.dynamodb.PutItem", self._lose)  # type: ignore[arg-type]
+
+    def _lose(self, attempts: int, **_: Any) -> int | None:
+        if self.armed and attempts == 1:
+            self.armed = False
+            return 0
+        return None
+
+
+@pytest.fixture
+def lost_answer(session: boto3.session.Session) -> LostAnswer:
+    return LostAnswer(session)
+
+
+@pytest.mark.parametrize("step", ["$connect", "conversation:create"])
+def test_a_write_whose_answer_was_lost_is_still_a_success(
+    lost_answer: LostAnswer, services: Services, gateway: RecordingGateway, step: str
+) -> None:
+    lost_answer.armed = step == "$connect"
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    assert services.connections.get("ana-1") is not None
+    lost_answer.armed = True
+    created = ana.ok("conversation:create", {"subject": "resent"})["conversation"]
+    assert [f["data"]["conversation"]["id"] for f in ana.received("conversation:updated")] == [created["id"]]

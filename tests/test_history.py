@@ -96,7 +96,8 @@ def test_cursors_that_are_neither_a_seq_nor_a_message_id_are_bad_requests(
     chat: tuple[Peer, str, list[str]], cursor: object
 ) -> None:
     peer, conversation, _ = chat
-    assert peer.error("conversation:history", {"conversationId": conversation, "after": cursor}) == "bad_request"
+    for side in ("after", "before"):
+        assert peer.error("conversation:history", {"conversationId": conversation, side: cursor}) == "bad_request"
 
 
 def test_nothing_after_the_newest(chat: tuple[Peer, str, list[str]]) -> None:

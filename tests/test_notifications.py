@@ -176,3 +176,15 @@ def test_all_read_updates_only_what_is_still_unread_whatever_the_index_copy_says
     assert listed["first"]["readAt"] == read_at
     assert "readAt" in listed["second"]
     assert ana.ok("notification:list", {"unreadOnly": True})["notifications"] == []
+
+
+def test_data_is_listed_exactly_as_it_was_pushed(ana: Peer) -> None:
+    """Numbers keep their type and size: no Decimal strings, floats and numbers past DynamoDB's 38 digits too."""
+    data = {"n": 5, "amount": 1.5, "big": 10**40, "nested": {"list": [1, 2.25, "x", None, True]}}
+    notify("ana", "Deal won", data=data)
+    (pushed,) = ana.received("notification:new")
+    (listed,) = ana.ok("notification:list")["notifications"]
+    assert pushed["data"]["notification"]["data"] == data
+    assert listed["data"] == data
+    assert json.dumps(listed["data"]) == json.dumps(data)
+    assert ana.ok("notification:read", {"notificationId": listed["id"]})["id"] == listed["id"]

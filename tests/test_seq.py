@@ -227,3 +227,15 @@ def test_a_write_retried_after_its_answer_was_lost_is_stored_once(
     assert resent == [1]
     assert sent["seq"] == 1
     assert [m["id"] for m in history_after(carl, conversation, 0)] == [sent["id"]]
+
+
+def test_an_agent_whose_id_looks_like_a_contacts_key_does_not_swallow_the_contacts_message(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    agent = Peer(gateway, "a-1", "contact:ct-1", "acme").connect()  # a user id the id pattern allows
+    conversation = agent.ok("conversation:create", {})["conversation"]["id"]
+    agent.ok("message:send", {"conversationId": conversation, "content": "from the agent", "clientMessageId": "wa-1"})
+    detail = {"companyId": "acme", "conversationId": conversation, "contactId": "ct-1", "content": "from the contact"}
+    assert publish("MessageReceived", {**detail, "externalId": "wa-1"}) == {"status": "applied"}
+    history = agent.ok("conversation:history", {"conversationId": conversation})["messages"]
+    assert [message["content"] for message in history] == ["from the agent", "from the contact"]

@@ -4,6 +4,7 @@ and the heartbeat reaching only the connections that are due."""
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from shared.runtime import Services
 from shared.settings import settings
 from shared.socketio import Codec
 from shared.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
-from tests.conftest import TABLE_NAMES, CallCounter, load_event, make_token
+from tests.conftest import TABLE_NAMES, CallCounter, load_event, make_token, message_event
 from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer, SocketIoPeer, run_deferred
 
@@ -279,3 +280,26 @@ def test_a_store_failure_on_connect_answers_internal_without_detail(
     answer = ana.send(f"40{CONVERSATIONS},")
     assert answer is not None
     assert event_of(answer)[1:] == ("error", {"code": "internal", "message": "internal error, try again later"})
+
+
+def test_a_binary_frame_that_is_not_utf8_is_a_refused_and_counted_message(
+    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
+    instant = datetime.now(UTC)
+    monkeypatch.setattr("shared.socketio_app.utc_now", lambda: instant)  # one burst, whatever the test's pace
+
+    def binary(payload: bytes) -> str | None:
+        event = peer._socketio(message_event("sio-1", "ana", "acme", ""))
+        event["requestContext"]["routeKey"] = "$default"
+        event["body"] = base64.b64encode(payload).decode()
+        event["isBase64Encoded"] = True
+        response = invoke("handlers.default.handler", event)
+        assert response["statusCode"] == 200, response
+        body: str | None = response.get("body")
+        return body
+
+    answers = [binary(b"\xff\xfe not utf-8") for _ in range(40)]
+    assert {event_of(answer)[1] for answer in answers if answer} == {"error"}
+    assert {event_of(answer)[2]["code"] for answer in answers if answer} == {"bad_request"}
+    assert event_of(binary(b"\xc3\x28") or "")[2]["code"] == "rate_limited"  # counted, like any other frame

@@ -92,7 +92,8 @@ def send(request: Request, data: SendMessage) -> Outcome:
             clientMessageId=data.client_message_id,
         )
 
-    sender_key = None if data.client_message_id is None else f"{identity.user_id}#{data.client_message_id}"
+    # `agent:` keeps an agent's keys apart from contacts' (`contact:...`), whatever the user id looks like.
+    sender_key = None if data.client_message_id is None else f"agent:{identity.user_id}#{data.client_message_id}"
     # Durable before anyone hears of it: the write comes first, the broadcast and the reply after.
     stored = runtime.conversations.add_message(identity.company_id, data.conversation_id, compose, sender_key)
     message = stored.message
@@ -146,7 +147,9 @@ def edit(request: Request, data: EditMessage) -> Outcome:
     message = require_author(found, request.identity.user_id)
     changes = {"content": data.content, "editedAt": iso(request.now)}
     edited = store.modify_message(company_id, message, request.identity.user_id, changes, removes=[])
-    _emit_to_conversation(request, data.conversation_id, "message:updated", edited.public())
+    _after_stored(
+        "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:updated", edited.public())
+    )
     return Outcome({"message": edited.public()})
 
 
@@ -160,7 +163,9 @@ def delete(request: Request, data: DeleteMessage) -> Outcome:
     changes = {"deleted": True, "deletedAt": iso(request.now)}
     deleted = store.modify_message(company_id, message, request.identity.user_id, changes, removes=["content"])
     tombstone = {"id": deleted.id, "conversationId": deleted.conversation_id, "deletedAt": deleted.deleted_at}
-    _emit_to_conversation(request, data.conversation_id, "message:deleted", tombstone)
+    _after_stored(
+        "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:deleted", tombstone)
+    )
     return Outcome(tombstone)
 
 
@@ -206,11 +211,9 @@ def create(request: Request, data: CreateConversation) -> Outcome:
     # connection that may join no more rooms is refused before anything is stored.
     runtime.connections.join(request.connection_id, identity, conversation_room(conversation.id), request.now)
     runtime.conversations.create(conversation)
-    _announce(request, conversation)
-    converted = int(conversation.converted_at is not None)
-    runtime.analytics.count(
-        identity.company_id, request.now, Counts(conversations_created=1, conversations_converted=converted)
-    )
+    _after_stored("announce", lambda: _announce(request, conversation))
+    counts = Counts(conversations_created=1, conversations_converted=int(conversation.converted_at is not None))
+    _after_stored("count", lambda: runtime.analytics.count(identity.company_id, request.now, counts))
     return Outcome({"conversation": conversation.public()})
 
 
@@ -223,9 +226,11 @@ def update(request: Request, data: UpdateConversation) -> Outcome:
     conversation, first_conversion = runtime.conversations.update(
         company_id, data.conversation_id, {**data.changes(), "updatedAt": now}, converted_at=now if converting else None
     )
-    _announce(request, conversation)
+    _after_stored("announce", lambda: _announce(request, conversation))
     if first_conversion:
-        runtime.analytics.count(company_id, request.now, Counts(conversations_converted=1))
+        _after_stored(
+            "count", lambda: runtime.analytics.count(company_id, request.now, Counts(conversations_converted=1))
+        )
     return Outcome({"conversation": conversation.public()})
 
 

@@ -88,8 +88,10 @@ class History(ConversationRef):
 
     @model_validator(mode="after")
     def _a_range(self) -> Self:
-        # An inverted range would reach DynamoDB as an invalid BETWEEN.
-        if self.after_seq is not None and self.before_seq is not None and self.after_seq >= self.before_seq:
+        # Both cursors are read here, so a bad one is a bad request, not a failure in the handler; an
+        # inverted range would reach DynamoDB as an invalid BETWEEN.
+        after, before = self.after_seq, self.before_seq
+        if after is not None and before is not None and after >= before:
             raise ValueError("after must be below before")
         return self
 

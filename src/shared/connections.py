@@ -148,11 +148,15 @@ class ConnectionStore:
                 Item=record,
                 # A tombstone here means its $disconnect (or a clean-up) came first.
                 ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if conditional_check_failed(error):
+            if not conditional_check_failed(error):
+                raise
+            # An open record can only be this very write, resent by botocore after its answer was lost.
+            found: dict[str, Any] = error.response.get("Item", {"closedAt": None})  # type: ignore[assignment]
+            if "closedAt" in found:
                 raise ConnectionRefused(connection_id) from error
-            raise
         try:
             with self._table.batch_writer() as batch:
                 for key in keys:

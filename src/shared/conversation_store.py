@@ -82,11 +82,17 @@ class ConversationStore:
                     **conversation.public(),
                 },
                 ConditionExpression=Attr("pk").not_exists(),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if conditional_check_failed(error):
+            if not conditional_check_failed(error):
+                raise
+            # A fresh id is taken only by this very write: botocore resent it after its answer was lost.
+            found: dict[str, Any] = error.response.get("Item", {})  # type: ignore[assignment]
+            if found.get("createdAt") != {"S": conversation.created_at} or found.get("createdBy") != {
+                "S": conversation.created_by
+            }:
                 raise RoomcastError(ErrorCode.CONFLICT, "conversation already exists") from error
-            raise
 
     def open(self, conversation: Conversation) -> bool:
         """Create a conversation that a backend event opened, not yet counted; False if it existed already."""

@@ -8,6 +8,7 @@ never reads the rest of the user's history.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,9 +50,12 @@ class NotificationStore:
         """Store a new, unread notification, once per source event: False when that event was stored before."""
         pk = _pk(company_id, notification.user_id)
         marker = {"pk": pk, "sk": f"#event#{source_event}", "notificationId": notification.id}
-        return put_once(
-            self._table, marker, {"pk": pk, "sk": _sk(notification.id), UNREAD_INDEX: pk, **notification.public()}
-        )
+        item = {"pk": pk, "sk": _sk(notification.id), UNREAD_INDEX: pk, **notification.public()}
+        if notification.data is not None:
+            # Kept as the producer's JSON text: DynamoDB numbers would come back as Decimals (another type and
+            # size than what was pushed), floats would not go in, and numbers past 38 digits would not fit.
+            item["data"] = json.dumps(notification.data, ensure_ascii=False, separators=(",", ":"))
+        return put_once(self._table, marker, item)
 
     def page(
         self, company_id: str, user_id: str, unread_only: bool, limit: int, cursor: str | None
@@ -67,7 +71,7 @@ class NotificationStore:
             query["ExclusiveStartKey"] = start | ({UNREAD_INDEX: pk} if unread_only else {})
         result = self._table.query(**query)
         items = result.get("Items", [])
-        return NotificationPage([Notification.model_validate(item) for item in items], "LastEvaluatedKey" in result)
+        return NotificationPage([_notification(item) for item in items], "LastEvaluatedKey" in result)
 
     def unread_count(self, company_id: str, user_id: str) -> int:
         pk = _pk(company_id, user_id)
@@ -99,7 +103,7 @@ class NotificationStore:
             if conditional_check_failed(error):
                 raise not_found("notification") from error
             raise
-        return Notification.model_validate(result["Attributes"])
+        return _notification(result["Attributes"])
 
     def mark_all_read(self, company_id: str, user_id: str, read_at: str) -> int:
         """Mark every unread notification read. Returns how many this call marked.
@@ -131,3 +135,8 @@ class NotificationStore:
                     continue  # read meanwhile
                 marked += 1
         return marked
+
+
+def _notification(item: dict[str, Any]) -> Notification:
+    data = item.get("data")
+    return Notification.model_validate({**item, "data": json.loads(data)} if isinstance(data, str) else item)

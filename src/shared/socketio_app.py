@@ -19,6 +19,7 @@ from shared.errors import ErrorCode, RoomcastError
 from shared.fanout import Hub
 from shared.gateway import Delivery
 from shared.observability import MetricUnit, logger, metrics
+from shared.protocol import FrameError, frame_text
 from shared.runtime import services
 from shared.settings import Settings, settings
 
@@ -42,13 +43,17 @@ class SocketIoApp:
 
     def handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
         context = event.request_context
-        text = self.answer(context.connection_id, context.raw_event.get("authorizer"), event.decoded_body, utc_now())
+        message: socketio.ClientMessage
+        try:
+            message = socketio.read(frame_text(event.body, event.is_base64_encoded), settings().max_frame_bytes)
+        except FrameError as error:
+            message = socketio.Refused(error.code, error.message)  # not UTF-8: refused and counted like garbage
+        text = self.answer(context.connection_id, context.raw_event.get("authorizer"), message, utc_now())
         return {"statusCode": 200} if text is None else {"statusCode": 200, "body": text}
 
     def answer(
-        self, connection_id: str, authorizer: dict[str, Any] | None, body: str | None, now: datetime
+        self, connection_id: str, authorizer: dict[str, Any] | None, message: socketio.ClientMessage, now: datetime
     ) -> str | None:
-        message = socketio.read(body, settings().max_frame_bytes)
         if isinstance(message, socketio.Pong | socketio.Ignored):
             # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write).
             return None
