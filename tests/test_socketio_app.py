@@ -201,7 +201,9 @@ def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_cli
 
     early = GoneUntil(gone=3)
     hub = Hub(store, early, QueuedDeferrer(), 1 << 17)
-    assert post_open_packet(hub, "c", settings(), clock=lambda: now[0], sleep=sleep) is Delivery.DELIVERED
+    assert (
+        post_open_packet(hub, "c", settings(), lambda: False, clock=lambda: now[0], sleep=sleep) is Delivery.DELIVERED
+    )
     assert early.posts == 4
     assert pauses == [0.005, 0.01, 0.02]
 
@@ -209,10 +211,15 @@ def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_cli
     handed_off = QueuedDeferrer()
     now[0] = 0.0
     hub = Hub(store, never, handed_off, 1 << 17)
-    assert post_open_packet(hub, "c", settings(), clock=lambda: now[0], sleep=sleep) is Delivery.GONE
+    assert post_open_packet(hub, "c", settings(), lambda: False, clock=lambda: now[0], sleep=sleep) is Delivery.GONE
     assert now[0] <= OPEN_PACKET_WAIT_SECONDS
     assert now[0] > OPEN_PACKET_WAIT_SECONDS - 0.2
     assert handed_off.tasks == []  # a 410 during $connect proves nothing: no clean-up is handed off
+
+    # A client that left at once: its closed record ends the wait within about a second, not twenty.
+    now[0] = 0.0
+    assert post_open_packet(hub, "c", settings(), lambda: True, clock=lambda: now[0], sleep=sleep) is Delivery.GONE
+    assert now[0] < 1.5
 
 
 def test_the_codec_comes_from_the_handshake_query_never_from_a_claim() -> None:
@@ -259,7 +266,7 @@ def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
     SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
     (bucket,) = {item["heartbeat"] for item in items("conn#sio-1")}
     entry = items(str(bucket))[0]
-    # The close ran between start_heartbeat's two writes: it removed nothing, and the entry came after it.
+    # The close ran between start_session's two writes: it removed nothing, and the entry came after it.
     services.connections.close("sio-1", datetime.now(UTC))
     boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]).put_item(Item=entry)
     gateway.gone.add("sio-1")
@@ -303,3 +310,18 @@ def test_a_binary_frame_that_is_not_utf8_is_a_refused_and_counted_message(
     assert {event_of(answer)[1] for answer in answers if answer} == {"error"}
     assert {event_of(answer)[2]["code"] for answer in answers if answer} == {"bad_request"}
     assert event_of(binary(b"\xc3\x28") or "")[2]["code"] == "rate_limited"  # counted, like any other frame
+
+
+def test_a_pong_after_the_token_expired_closes_the_connection_with_the_reason(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    """Pongs keep API Gateway's idle timer from ever closing a Socket.IO connection: they must not keep an
+    expired token connected either."""
+    expired = int(datetime.now(UTC).timestamp()) - 60
+    peer = SocketIoPeer(gateway, "sio-old", "ana", "acme", exp=expired).connect()
+    fresh = SocketIoPeer(gateway, "sio-new", "ben", "acme", exp=expired + 3600).connect()
+    assert peer.send("3") is None
+    assert gateway.closed == ["sio-old"]
+    assert "token_expired" in peer.pushed()[-1]
+    assert fresh.send("3") is None
+    assert gateway.closed == ["sio-old"]

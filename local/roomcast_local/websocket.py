@@ -150,7 +150,14 @@ class WebSocketEndpoint:
         ws = LimitedWebSocketResponse(
             max_msg_size=MAX_MESSAGE_BYTES + 1, autoping=True, protocols=accepted, compress=False
         )
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionError:
+            # The client left between $connect's answer and the upgrade: as in AWS, $disconnect still runs.
+            connection.state = State.CLOSED
+            self.connections.pop(peer.connection_id, None)
+            self.spawn(self._disconnect(connection, ABNORMAL, ""))
+            return ws
         connection.socket = ws
         connection.state = State.OPEN
         connection.touch()

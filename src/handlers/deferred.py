@@ -33,8 +33,9 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     runtime = services()
     logger.append_keys(task=task.kind)
     if isinstance(task, SessionOpened):
-        if post_open_packet(runtime.hub, task.connection_id, settings()) is Delivery.DELIVERED:
-            runtime.connections.start_heartbeat(task.connection_id, utc_now())
+        closed = lambda: runtime.connections.get(task.connection_id) is None  # noqa: E731 - read only if slow
+        if post_open_packet(runtime.hub, task.connection_id, settings(), closed) is Delivery.DELIVERED:
+            runtime.connections.start_session(task.connection_id, utc_now())
     elif isinstance(task, ConnectionsGone):
         forgotten = runtime.presence.forget_gone(task.recipients, utc_now())
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)

@@ -159,7 +159,8 @@ class ConnectionStore:
                 raise ConnectionRefused(connection_id) from error
         try:
             with self._table.batch_writer() as batch:
-                for key in keys:
+                # A Socket.IO client must hear its open packet first: it joins its rooms once that is sent.
+                for key in keys if identity.codec is Codec.NATIVE else ():
                     batch.put_item(Item=self._membership(key, connection_id, identity, expires))
                 batch.put_item(
                     Item={
@@ -379,29 +380,32 @@ class ConnectionStore:
             ):
                 yield [str(item["sk"]) for item in items]
 
-    def start_heartbeat(self, connection_id: str, now: datetime) -> None:
-        """Put a Socket.IO connection in the heartbeat's index, once its open packet is delivered: a ping
-        before it would break the client's handshake. The record names the item first, so a close that
-        runs meanwhile either removes it or leaves it to the 410 of its next ping."""
+    def start_session(self, connection_id: str, now: datetime) -> None:
+        """Once its open packet is delivered, a Socket.IO connection joins its home rooms and the heartbeat's
+        index: an event or a ping before the open packet would break the client's handshake. The record
+        names them all first, so a close that runs meanwhile either removes them or, for any written after
+        it, leaves them to the 410 their next post meets."""
         bucket = _heartbeat_pk(now)
         try:
-            self._table.update_item(
+            record = self._table.update_item(
                 Key=connection_key(connection_id),
                 UpdateExpression="SET heartbeat = :bucket",
                 ConditionExpression=OPEN,
                 ExpressionAttributeValues={":bucket": bucket},
-            )
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
         except ClientError as error:
             if conditional_check_failed(error):
-                return  # closed already: nothing to ping
+                return  # closed already: nothing to join, nothing to ping
             raise
-        self._table.update_item(
-            Key={"pk": bucket, "sk": connection_id},
+        identity = _connection(record).identity
+        expires = int(str(record["ttl"]))
+        with self._table.batch_writer() as batch:
+            for room in home_rooms(identity.company_id, identity.user_id):
+                batch.put_item(Item=self._membership(room.key(identity.company_id), connection_id, identity, expires))
             # API Gateway closes it within 2 hours; a missed close leaves the item that long at most.
-            UpdateExpression="SET #ttl = :ttl",
-            ExpressionAttributeNames={"#ttl": "ttl"},
-            ExpressionAttributeValues={":ttl": int((now + MAX_CONNECTION_LIFE).timestamp())},
-        )
+            last_ping = int((now + MAX_CONNECTION_LIFE).timestamp())
+            batch.put_item(Item={"pk": bucket, "sk": connection_id, "ttl": last_ping})
 
     def open_namespace(self, connection_id: str, namespace: str) -> None:
         """A Socket.IO namespace the connection has opened (CONNECT): its events are served from now on."""

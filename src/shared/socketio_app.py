@@ -4,6 +4,7 @@ Decisions 0036-0038."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -18,6 +19,7 @@ from shared.connections import ConnectionStore
 from shared.errors import ErrorCode, RoomcastError
 from shared.fanout import Hub
 from shared.gateway import Delivery
+from shared.identity import identity_from_authorizer
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol import FrameError, frame_text
 from shared.runtime import services
@@ -28,6 +30,8 @@ from shared.settings import Settings, settings
 OPEN_PACKET_WAIT_SECONDS = 20.0
 _FIRST_RETRY_SECONDS = 0.005
 _LONGEST_RETRY_SECONDS = 0.1
+# A client that left at once must not hold the deferred function for the whole wait.
+_CLOSED_CHECK_EVERY = 10
 
 
 def session_id(connection_id: str, namespace: str) -> str:
@@ -55,7 +59,12 @@ class SocketIoApp:
         self, connection_id: str, authorizer: dict[str, Any] | None, message: socketio.ClientMessage, now: datetime
     ) -> str | None:
         if isinstance(message, socketio.Pong | socketio.Ignored):
-            # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write).
+            # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write),
+            # unless the token it connected with has expired: then it is held to that as any action is.
+            exp = identity_from_authorizer(authorizer).exp
+            if exp is not None and now.timestamp() > exp + settings().jwt_leeway_seconds:
+                with contextlib.suppress(Closing):
+                    admit(connection_id, None, now, lambda frame: socketio.answer(socketio.DEFAULT_NAMESPACE, frame))
             return None
         if isinstance(message, socketio.Emit):
             namespace = message.namespace
@@ -116,11 +125,14 @@ def post_open_packet(
     hub: Hub,
     connection_id: str,
     config: Settings,
+    closed: Callable[[], bool],
+    *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Delivery:
     """Post the open packet as soon as API Gateway lets us: it answers 410 until $connect returns, so a 410
-    is retried (backing off from 5 ms to 100 ms) until the client would have given up waiting."""
+    is retried (backing off from 5 ms to 100 ms) until the client would have given up waiting, or until
+    `closed` says the 410 means what it says (checked about once a second, once retries are slow)."""
     data = open_packet(connection_id, config).encode("utf-8")
     deadline = clock() + OPEN_PACKET_WAIT_SECONDS
     pause = _FIRST_RETRY_SECONDS
@@ -129,6 +141,8 @@ def post_open_packet(
         attempts += 1
         delivery = hub.offer(connection_id, data)
         if delivery is not Delivery.GONE or clock() + pause > deadline:
+            break
+        if pause == _LONGEST_RETRY_SECONDS and attempts % _CLOSED_CHECK_EVERY == 0 and closed():
             break
         sleep(pause)
         pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
