@@ -33,9 +33,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     runtime = services()
     logger.append_keys(task=task.kind)
     if isinstance(task, SessionOpened):
-        closed = lambda: runtime.connections.get(task.connection_id) is None  # noqa: E731 - read only if slow
-        if post_open_packet(runtime.hub, task.connection_id, settings(), closed) is Delivery.DELIVERED:
-            runtime.connections.start_session(task.connection_id, utc_now())
+        _open_session(runtime, task.connection_id)
     elif isinstance(task, ConnectionsGone):
         forgotten = runtime.presence.forget_gone(task.recipients, utc_now())
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
@@ -44,6 +42,14 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     else:
         _push_trailing(runtime, task)
     return {"done": True}
+
+
+def _open_session(runtime: Services, connection_id: str) -> None:
+    def closed() -> bool:
+        return runtime.connections.get(connection_id) is None
+
+    if post_open_packet(runtime.hub, connection_id, settings(), closed) is Delivery.DELIVERED:
+        runtime.connections.start_session(connection_id, utc_now())
 
 
 def _push_trailing(runtime: Services, task: MetricsDue) -> None:
