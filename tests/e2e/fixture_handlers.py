@@ -39,7 +39,7 @@ def connect(event: dict[str, Any], _context: Any) -> Any:
         raise RuntimeError("connect failed")
     if mode == "protocol":
         return {"statusCode": 200, "headers": {"Sec-WebSocket-Protocol": "roomcast.v1"}}
-    print(json.dumps({"connectHeaders": event["headers"], "domainName": event["requestContext"]["domainName"]}))
+    _report({"connectHeaders": event["headers"], "domainName": event["requestContext"]["domainName"]})
     return {"statusCode": 200}
 
 
@@ -51,7 +51,7 @@ def disconnect(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         "reason": context["disconnectReason"],
         "at": time.time(),
     }
-    print(json.dumps(record), file=sys.stderr, flush=True)
+    _report(record)
     return {"statusCode": 200}
 
 
@@ -71,7 +71,7 @@ def message(event: dict[str, Any], _context: Any) -> Any:  # noqa: PLR0911 - one
         started = time.time()
         time.sleep(float(body["seconds"]))
         record = {"slept": body.get("tag"), "start": started, "end": time.time()}
-        print(json.dumps(record), file=sys.stderr, flush=True)
+        _report(record)
         return _reply(record)
     if do == "big":
         return {"statusCode": 200, "body": "x" * (MESSAGE_LIMIT + 1)}
@@ -121,3 +121,9 @@ def peer(event: dict[str, Any], _context: Any) -> dict[str, Any]:
     if event.get("post"):
         _management().post_to_connection(ConnectionId=event["connectionId"], Data=b'{"fromEvent": true}')
     return {"function": os.environ["AWS_LAMBDA_FUNCTION_NAME"], "own": os.environ.get("OWN")}
+
+
+def _report(record: dict[str, Any]) -> None:
+    """One line in one write: workers running side by side share the stack's output pipe, and print() writes the
+    text and its newline apart, so two reports could run together on one line."""
+    os.write(sys.stderr.fileno(), (json.dumps(record) + "\n").encode())
