@@ -16,7 +16,7 @@ from shared.app import validation_message
 from shared.clock import iso, utc_now
 from shared.errors import RoomcastError
 from shared.events import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
-from shared.ids import message_id, new_id
+from shared.ids import message_id
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol import event_frame
 from shared.publishing import (
@@ -29,7 +29,7 @@ from shared.publishing import (
     MessageReceived,
     Notify,
 )
-from shared.records import Conversation, Message, Notification, SenderType
+from shared.records import Conversation, Message, SenderType
 from shared.rooms import Room, RoomKind, company_room, conversation_room, parse_room, user_room
 from shared.runtime import services
 
@@ -71,15 +71,7 @@ def emit(detail: Emit, _event_id: str) -> None:
 
 
 def notify(detail: Notify, event_id: str) -> None:
-    notification = Notification(
-        id=new_id(),
-        userId=detail.user_id,
-        type=detail.type,
-        title=detail.title,
-        body=detail.body,
-        data=detail.data,
-        createdAt=iso(utc_now()),
-    )
+    notification = detail.notification(created_at=iso(utc_now()))
     # Keyed by the event id too, so a retry after a partial failure finds the notification stored.
     if services().notifications.add(detail.company_id, notification, source_event=event_id):
         metrics.add_metric(name="Notifications", unit=MetricUnit.Count, value=1)

@@ -68,20 +68,24 @@ class Notify(Detail):
     body: Text | None = Field(default=None, max_length=4096)
     data: dict[str, Any] | None = None
 
-    @model_validator(mode="after")
-    def _fits_a_frame(self) -> Self:
-        """Stored, the notification must fit `notification:new` and a `notification:list` page on its own."""
-        at = "2026-01-01T00:00:00.000Z"
-        stored = Notification(
+    def notification(self, created_at: str) -> Notification:
+        """The notification this event stores, new and unread."""
+        return Notification(
             id=new_id(),
             userId=self.user_id,
             type=self.type,
             title=self.title,
             body=self.body,
             data=self.data,
-            createdAt=at,
-            readAt=at,
+            createdAt=created_at,
         )
+
+    @model_validator(mode="after")
+    def _fits_a_frame(self) -> Self:
+        """Stored, the notification must fit `notification:new` and a `notification:list` page on its own,
+        read as well: measured at its largest."""
+        at = "2026-01-01T00:00:00.000Z"
+        stored = self.notification(at).model_copy(update={"read_at": at})
         limit = settings().max_outbound_bytes - LIST_ENVELOPE_BYTES
         if encoded_size(stored.public()) > limit:
             raise ValueError(f"the notification would exceed the {limit}-byte frame limit")
