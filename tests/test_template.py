@@ -12,8 +12,8 @@ import pytest
 
 from roomcast_local.environment import references
 from roomcast_local.template import load_template, resources, websocket_api
-from shared.app import Namespace
-from shared.publishing import DEFAULT_BUS
+from shared.protocol.publishing import DEFAULT_BUS
+from shared.wiring.namespace import Namespace
 
 TEMPLATE = load_template()
 API = websocket_api(TEMPLATE)
