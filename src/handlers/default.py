@@ -61,7 +61,8 @@ sockets = SocketIoApp(
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     parsed = APIGatewayWebSocketEvent(event)
+    runtime = services()
     # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
     if (parsed.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
-        return sockets.handle(parsed, services())
-    return common.handle(parsed, services())
+        return sockets.handle(parsed, runtime)
+    return common.handle(parsed, runtime)
