@@ -1,5 +1,6 @@
 """The pure decisions, on plain data, without moto: the rate schedule, admission, what a closed connection
-leaves behind, message composition, the content rule, and running independent calls at once."""
+leaves behind, what a $connect hands off, which rooms a backend event reaches, message composition, the
+content rule, and running independent calls at once."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from shared.delivery.deferred import SessionOpened, UserOnline
 from shared.domain.admission import refusal
+from shared.domain.authorization import publishable_room
 from shared.domain.messages import agent_draft, contact_draft, reply_seconds
+from shared.domain.presence import connect_tasks
 from shared.domain.together import together
 from shared.protocol.actions import CONTENT_TOO_LARGE, SendMessage, validation_error
-from shared.protocol.errors import ErrorCode
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.identity import Identity
 from shared.protocol.limits import limits
 from shared.protocol.publishing import MessageReceived
 from shared.protocol.records import SenderType
+from shared.protocol.rooms import Room, RoomKind
+from shared.protocol.socketio import Codec
 from shared.stores.connections import leftovers
 from shared.stores.ratelimit import Admission, Gcra
 
@@ -86,6 +93,46 @@ def test_a_closed_connection_leaves_its_rooms_the_room_it_was_found_in_and_its_i
 
 def test_a_room_listed_and_found_in_is_removed_once() -> None:
     assert leftovers("c1", {"acme#conv#1"}, "acme#conv#1", ()) == [{"pk": "acme#conv#1", "sk": "c1"}]
+
+
+def test_a_socketio_users_first_connection_hands_off_its_open_packet_and_its_announcement() -> None:
+    identity = Identity(userId="ana", companyId="acme", codec=Codec.SOCKETIO)
+    assert connect_tasks("c1", identity, first=True) == [
+        SessionOpened(connectionId="c1"),
+        UserOnline(companyId="acme", userId="ana", connectionId="c1"),
+    ]
+
+
+def test_a_native_users_further_connection_hands_off_nothing() -> None:
+    assert connect_tasks("c2", Identity(userId="ana", companyId="acme"), first=False) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "room"),
+    [
+        ("company:acme", Room(RoomKind.COMPANY, "acme")),
+        ("analytics:acme", Room(RoomKind.ANALYTICS, "acme")),
+        ("user:anyone", Room(RoomKind.USER, "anyone")),
+        ("conversation:c-1", Room(RoomKind.CONVERSATION, "c-1")),
+    ],
+)
+def test_a_backend_event_reaches_its_own_companys_rooms(name: str, room: Room) -> None:
+    assert publishable_room("acme", name) == room
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("company:globex", ErrorCode.FORBIDDEN),
+        ("analytics:globex", ErrorCode.FORBIDDEN),
+        ("lobby:acme", ErrorCode.BAD_REQUEST),
+        ("company:", ErrorCode.BAD_REQUEST),
+    ],
+)
+def test_a_backend_event_cannot_reach_another_companys_rooms_or_unknown_ones(name: str, code: ErrorCode) -> None:
+    with pytest.raises(RoomcastError) as raised:
+        publishable_room("acme", name)
+    assert raised.value.code is code
 
 
 def test_an_agent_message_is_composed_with_its_author_and_client_id() -> None:

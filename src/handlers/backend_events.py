@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from shared.domain.authorization import publishable_room
 from shared.domain.messages import contact_draft
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.actions import validation_error
@@ -28,7 +29,7 @@ from shared.protocol.publishing import (
     MessageReceived,
     Notify,
 )
-from shared.protocol.rooms import Room, RoomKind, company_room, conversation_room, parse_room, user_room
+from shared.protocol.rooms import RoomKind, company_room, conversation_room, user_room
 from shared.wiring.services import Services, services
 
 # EventBridge retries for up to 24 hours; a redelivery within two days is recognised.
@@ -89,20 +90,10 @@ def _require_conversation(runtime: Services, company_id: str, conversation_id: s
         raise Refused(f"conversation {conversation_id} is not one of company {company_id}'s")
 
 
-def _checked_room(runtime: Services, detail: Emit) -> Room:
-    """Only rooms of the event's own company: its company and analytics rooms, its users, its conversations."""
-    room = parse_room(detail.room)
-    if room is None:
-        raise Refused(f"unknown room {detail.room!r}")
-    if room.kind in (RoomKind.COMPANY, RoomKind.ANALYTICS) and room.id != detail.company_id:
-        raise Refused(f"room {detail.room} belongs to another company")
+def emit(runtime: Services, detail: Emit, _event_id: str) -> None:
+    room = publishable_room(detail.company_id, detail.room)
     if room.kind is RoomKind.CONVERSATION:
         _require_conversation(runtime, detail.company_id, room.id)
-    return room
-
-
-def emit(runtime: Services, detail: Emit, _event_id: str) -> None:
-    room = _checked_room(runtime, detail)
     frame = event_frame(detail.event, detail.data, NAMESPACE_OF_ROOM[room.kind])
     runtime.hub.emit(detail.company_id, room, frame)
 
