@@ -52,6 +52,7 @@ class StackConfig:
     verbose: bool = False
     concurrency: int = 4
     serial: bool = False
+    warm: int = 0
 
 
 class LocalStack:
@@ -97,6 +98,7 @@ class LocalStack:
                 environment[PING_INTERVAL] = str(self.config.ping_interval)
         self._pinging = {name for name, environment in environments.items() if PING_INTERVAL in environment}
         self.functions = Lambda(self.definitions, environments, self.config.concurrency, self.config.serial)
+        await self.functions.warm(self.config.warm)
         self._runner = web.AppRunner(self.build_app(self.functions), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, listener).start()
