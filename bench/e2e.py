@@ -21,12 +21,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import RunningStack, start_stack
 from websockets.asyncio.client import ClientConnection, connect
 
 from roomcast_local.cli import mint_token
+from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack
 
-SECRET = "roomcast-local-development-secret"
+SECRET = DEVELOPMENT_SECRET
 COMPANIES, MEMBERS = 20, 10
 HOLD_CONNECTIONS, HOLD_SECONDS = 1000, 60
 STEADY_RATE, STEADY_SECONDS = 20.0, 20.0

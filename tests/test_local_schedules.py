@@ -6,7 +6,7 @@ from roomcast_local.schedules import Schedule, Scheduler, scheduled_event, sched
 from roomcast_local.template import load_template
 from roomcast_local.workers import Lambda
 
-NO_FUNCTIONS = Lambda({}, {}, concurrency=1, serial=False)
+NO_FUNCTIONS = Lambda({}, {}, {}, concurrency=1, serial=False)
 
 
 def test_rate_schedules_come_from_the_template_with_their_period() -> None:

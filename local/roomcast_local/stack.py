@@ -17,7 +17,14 @@ from aiohttp import web
 
 from roomcast_local.callers import Callers
 from roomcast_local.connections_api import ConnectionsApi
-from roomcast_local.environment import DEVELOPMENT_SECRET, REGION, Endpoints, deployed_names, worker_environment
+from roomcast_local.environment import (
+    DEVELOPMENT_SECRET,
+    REGION,
+    Endpoints,
+    deployed_names,
+    function_arns,
+    worker_environment,
+)
 from roomcast_local.eventbridge import EventBridgeApi, rules
 from roomcast_local.frames import MAX_MESSAGE_BYTES
 from roomcast_local.lambda_api import LambdaApi
@@ -96,7 +103,9 @@ class LocalStack:
         for environment in environments.values():
             if PING_INTERVAL in environment:
                 environment[PING_INTERVAL] = str(self.config.ping_interval)
-        self.functions = Lambda(self.definitions, environments, self.config.concurrency, self.config.serial)
+        self.functions = Lambda(
+            self.definitions, environments, function_arns(self.template), self.config.concurrency, self.config.serial
+        )
         await self.functions.warm(self.config.warm)
         self._runner = web.AppRunner(self.build_app(self.functions), access_log=None, handle_signals=False)
         await self._runner.setup()

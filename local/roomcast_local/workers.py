@@ -63,11 +63,17 @@ class Worker:
         self.used = False
 
     @classmethod
-    async def start(cls, definition: FunctionDefinition, environment: dict[str, str]) -> Worker:
+    async def start(cls, definition: FunctionDefinition, environment: dict[str, str], arn: str) -> Worker:
         ours, theirs = _forks.Pipe(duplex=True)
         process = _forks.Process(
             target=serve,
-            args=(theirs, definition.handler, definition.logical_id, definition.memory_mb, environment),
+            args=(theirs, definition.handler),
+            kwargs={
+                "function": definition.logical_id,
+                "arn": arn,
+                "memory": definition.memory_mb,
+                "environment": environment,
+            },
             name=f"lambda-{definition.logical_id}",
             daemon=True,
         )
@@ -116,9 +122,10 @@ class Worker:
 class FunctionPool:
     """The warm workers of one function."""
 
-    def __init__(self, definition: FunctionDefinition, environment: dict[str, str], limit: int) -> None:
+    def __init__(self, definition: FunctionDefinition, environment: dict[str, str], arn: str, limit: int) -> None:
         self.definition = definition
         self.environment = environment
+        self.arn = arn
         self.limit = limit
         self.idle: list[Worker] = []
         self.workers: set[Worker] = set()
@@ -133,7 +140,7 @@ class FunctionPool:
                 return self.idle.pop()
             self._starting += 1
         try:
-            worker = await Worker.start(self.definition, self.environment)
+            worker = await Worker.start(self.definition, self.environment, self.arn)
             self.workers.add(worker)
             return worker
         finally:
@@ -157,7 +164,8 @@ class FunctionPool:
             self._starting += count
         try:
             started = await asyncio.gather(
-                *(Worker.start(self.definition, self.environment) for _ in range(count)), return_exceptions=True
+                *(Worker.start(self.definition, self.environment, self.arn) for _ in range(count)),
+                return_exceptions=True,
             )
         finally:
             async with self._freed:
@@ -199,12 +207,13 @@ class Lambda:
         self,
         definitions: dict[str, FunctionDefinition],
         environments: dict[str, dict[str, str]],
+        arns: dict[str, str],
         concurrency: int,
         serial: bool,
     ) -> None:
         self.definitions = definitions
         self._pools = {
-            name: FunctionPool(definition, environments[name], 1 if serial else concurrency)
+            name: FunctionPool(definition, environments[name], arns[name], 1 if serial else concurrency)
             for name, definition in definitions.items()
         }
         # --serial: one invocation at a time in arrival order, for debugging (asyncio.Lock wakes waiters in order).

@@ -24,12 +24,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from roomcast_local.template import function_definitions, load_template
+from roomcast_local.testing import RunningStack, start_stack, stop_stack
 from roomcast_local.workers import FunctionPool
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 TEMPLATE = str(Path(__file__).with_name("fidelity.yaml"))
+ECHO_ARN = "arn:aws:lambda:eu-west-1:111122223333:function:EchoFunction"
 KIB = 1024
 IDLE = 2.0
 
@@ -144,7 +145,7 @@ def test_a_function_scales_out_to_its_limit_and_no_further() -> None:
         return {"requestContext": {"routeKey": "$default", "connectionId": tag}, "body": body}
 
     async def scenario() -> None:
-        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, limit=2)
+        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, ECHO_ARN, limit=2)
         try:
             outcomes = await asyncio.gather(*(pool.invoke(sleep(tag)) for tag in "abc"))
         finally:
@@ -165,13 +166,16 @@ def test_provisioned_workers_start_before_the_first_events_and_none_of_them_wait
         return {"requestContext": {"routeKey": "$default", "connectionId": tag}, "body": body}
 
     async def scenario() -> None:
-        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, limit=2)
+        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, ECHO_ARN, limit=2)
         try:
             inits = await pool.warm(3)
             assert (len(inits), len(pool.idle)) == (2, 2), "warmed past the function's limit"
             outcomes = await asyncio.gather(*(pool.invoke(sleep(tag)) for tag in "ab"))
             assert [outcome.cold for outcome in outcomes] == [False, False]
             assert len(pool.workers) == 2
+            # The context's ARN is the pool's, whatever its region and account.
+            asked = await pool.invoke({"requestContext": {"routeKey": "$default", "connectionId": "c"}, "body": "{}"})
+            assert json.loads(asked.result["body"])["functionArn"] == ECHO_ARN
         finally:
             await pool.stop()
 
@@ -208,6 +212,8 @@ def test_each_function_has_its_own_environment_and_cold_starts_show(fidelity: Ru
                 "PEER_ARN": "arn:aws:lambda:us-east-1:000000000000:function:PeerFunction",
                 "AWS_LAMBDA_FUNCTION_NAME": "EchoFunction",
             }
+            arn = (await echo(ws, {"action": "env"}))["functionArn"]
+            assert arn == "arn:aws:lambda:us-east-1:000000000000:function:EchoFunction"
             invoked = (await echo(ws, {"do": "invoke"}))["payload"]
             assert invoked == {"function": "PeerFunction", "own": "peer"}
 
