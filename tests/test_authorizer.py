@@ -11,10 +11,10 @@ import boto3
 import jwt
 import pytest
 
-from roomcast_local.invoke import invoke
+from roomcast_local.testing import invoke, load_event
 from shared.protocol.identity import identity_from_authorizer
 from shared.wiring.settings import settings
-from tests.conftest import SECRET, load_event, make_token
+from tests.conftest import SECRET, make_token
 
 HANDLER = "handlers.authorizer.handler"
 

@@ -12,7 +12,16 @@ from typing import Any
 import boto3
 import pytest
 
-from roomcast_local.invoke import invoke
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    RecordingGateway,
+    SocketIoPeer,
+    invoke,
+    load_event,
+    message_event,
+    run_deferred,
+)
 from shared.delivery.deferred import SessionOpened
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
@@ -25,9 +34,7 @@ from shared.stores.connections import ConnectionStore
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
 from shared.wiring.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
-from tests.conftest import TABLE_NAMES, CallCounter, load_event, make_token, message_event
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer, SocketIoPeer, run_deferred
+from tests.conftest import TABLE_NAMES, CallCounter, make_token
 
 CONVERSATIONS = "/conversations"
 

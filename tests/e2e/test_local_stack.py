@@ -16,12 +16,12 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from roomcast_local.cli import mint_token
+from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack, stop_stack
 from tests.e2e.client import Client, company
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-SECRET = "roomcast-local-development-secret"
+SECRET = DEVELOPMENT_SECRET
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
