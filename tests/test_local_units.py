@@ -321,7 +321,8 @@ def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> N
             assert posted.status == 410
             assert posted.headers["x-amzn-ErrorType"] == "GoneException"
             assert (await client.get("/local/@connections/conn-1%3D")).status == 403  # unsigned
-            for path in ("/", "/local", "/socket.io/"):
-                assert (await client.get(path)).status == 426  # a WebSocket endpoint, without the upgrade
+            # A WebSocket endpoint, without the upgrade (a plain GET of `/` is the console's: docs/console.md).
+            for path in ("/local", "/socket.io/"):
+                assert (await client.get(path)).status == 426
 
     asyncio.run(scenario())
