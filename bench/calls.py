@@ -28,10 +28,10 @@ import boto3
 from moto import mock_aws
 
 from roomcast_local.template import create_tables, load_template
-from shared import runtime
-from shared.rooms import conversation_room
-from shared.runtime import build_services
-from shared.settings import settings
+from shared.protocol.rooms import conversation_room
+from shared.wiring import services as runtime
+from shared.wiring.services import build_services
+from shared.wiring.settings import settings
 
 TABLES = {
     "ConnectionsTable": "bench-connections",

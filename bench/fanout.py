@@ -1,5 +1,5 @@
 """Fan-out time to N recipients: one boto3 call after another, boto3 in a 32-thread pool, and roomcast's own
-sending code (shared.gateway.ManagementApi), all against the 20 ms stand-in over real sockets."""
+sending code (shared.delivery.management_api.ManagementApi), all against the 20 ms stand-in over real sockets."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from shared.gateway import Delivery, ManagementApi
+from shared.delivery.management_api import Delivery, ManagementApi
 
 SIZES = (10, 100, 1000, 5000)
 PAYLOAD = (

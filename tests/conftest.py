@@ -37,11 +37,11 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
     os.environ.pop(variable, None)
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
-from shared import runtime  # noqa: E402
-from shared.connections import CONNECT_GRACE  # noqa: E402
-from shared.gateway import Delivery  # noqa: E402
-from shared.runtime import Services, build_services  # noqa: E402
-from shared.settings import settings  # noqa: E402
+from shared.delivery.management_api import Delivery  # noqa: E402
+from shared.stores.connections import CONNECT_GRACE  # noqa: E402
+from shared.wiring import services as runtime  # noqa: E402
+from shared.wiring.services import Services, build_services  # noqa: E402
+from shared.wiring.settings import settings  # noqa: E402
 from tests.fakes import QueuedDeferrer, RecordingGateway  # noqa: E402
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -92,7 +92,7 @@ def deferred(monkeypatch: pytest.MonkeyPatch) -> QueuedDeferrer:
 def settled(monkeypatch: pytest.MonkeyPatch) -> None:
     """410s are met later than the grace a young connection gets (a 410 during its $connect is no proof it
     is gone), so connections the test just opened can be found gone."""
-    monkeypatch.setattr("shared.fanout.utc_now", lambda: datetime.now(UTC) + CONNECT_GRACE + timedelta(seconds=1))
+    monkeypatch.setattr("shared.delivery.hub.utc_now", lambda: datetime.now(UTC) + CONNECT_GRACE + timedelta(seconds=1))
 
 
 @pytest.fixture
@@ -122,7 +122,7 @@ FROZEN_NOW = datetime(2026, 11, 26, 3, 44, 21, 123000, tzinfo=UTC)
 @pytest.fixture
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
     """Every action sees the same instant, so time-dependent work (metrics pushes) is deterministic."""
-    monkeypatch.setattr("shared.app.utc_now", lambda: FROZEN_NOW)
+    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: FROZEN_NOW)
     return FROZEN_NOW
 
 

@@ -9,8 +9,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from shared.deferred import AnyTask
-from shared.gateway import Delivery
+from shared.delivery.deferred import AnyTask
+from shared.delivery.management_api import Delivery
 
 
 class RecordingGateway:

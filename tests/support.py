@@ -10,7 +10,7 @@ from typing import Any
 from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import invoke
 from roomcast_local.template import WebSocketApi, load_template, websocket_api
-from shared import runtime
+from shared.wiring import services as runtime
 from tests.conftest import lifecycle_event, message_event
 from tests.fakes import QueuedDeferrer, RecordingGateway
 

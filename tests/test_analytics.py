@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from shared.analytics import AnalyticsStore, Counts
-from shared.runtime import Services
+from shared.stores.analytics import AnalyticsStore, Counts
+from shared.wiring.services import Services
 from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer, publish, run_deferred
 
@@ -28,7 +28,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     clock = Clock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
-    monkeypatch.setattr("shared.app.utc_now", lambda: clock.now)
+    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: clock.now)
     monkeypatch.setattr("handlers.backend_events.utc_now", lambda: clock.now)
     return clock
 

@@ -12,8 +12,8 @@ import jwt
 import pytest
 
 from roomcast_local.invoke import invoke
-from shared.identity import identity_from_authorizer
-from shared.settings import settings
+from shared.protocol.identity import identity_from_authorizer
+from shared.wiring.settings import settings
 from tests.conftest import SECRET, load_event, make_token
 
 HANDLER = "handlers.authorizer.handler"

@@ -10,9 +10,9 @@ import pytest
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from shared.publishing import Emit, Notify
-from shared.records import Conversation
-from shared.runtime import Services
+from shared.protocol.publishing import Emit, Notify
+from shared.protocol.records import Conversation
+from shared.wiring.services import Services
 from tests.fakes import RecordingGateway
 from tests.faults import FaultInjector
 from tests.support import Peer, publish

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from shared.runtime import Services
+from shared.wiring.services import Services
 from tests.fakes import RecordingGateway
 from tests.support import Peer
 

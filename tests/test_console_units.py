@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from roomcast_local.console import PAGES, Console, TokenRequest, TokenRequestError, token_request
 from roomcast_local.template import load_template
-from shared.tokens import verify_token
+from shared.domain.tokens import verify_token
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "a-secret-of-this-test-long-enough-for-hs256"

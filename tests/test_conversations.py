@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 
-from shared.runtime import Services, services
+from shared.wiring.services import Services, services
 from tests.fakes import RecordingGateway
 from tests.support import Peer
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from shared.runtime import Services
+from shared.wiring.services import Services
 from tests.conftest import CallCounter
 from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer
@@ -85,7 +85,7 @@ def test_send_to_a_room_of_ten_reads_the_last_seq_writes_once_and_posts_ten_time
     sender, conversation = room_of(10, gateway)
     deferred.auto = False  # the request's own calls; what it hands off runs later, in another function
     # Half a second later: the sender is idle again for the rate limiter, and metrics were pushed recently.
-    monkeypatch.setattr("shared.app.utc_now", lambda: frozen_clock + timedelta(milliseconds=500))
+    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: frozen_clock + timedelta(milliseconds=500))
     calls.reset()
     gateway.calls = 0
     data = {"conversationId": conversation, "content": "hi"}
@@ -104,7 +104,7 @@ def test_send_to_a_room_of_ten_reads_the_last_seq_writes_once_and_posts_ten_time
 def test_all_read_costs_one_index_query_and_an_update_per_unread_notification(
     services: Services, gateway: RecordingGateway, calls: CallCounter, unread: int
 ) -> None:
-    from shared.records import Notification
+    from shared.protocol.records import Notification
 
     peer = Peer(gateway, "a", "ana", "acme").connect()
     for index in range(unread):
@@ -137,7 +137,7 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
 ) -> None:
     sender, conversation = room_of(10, gateway)
     Peer(gateway, "viewer", "boss", "acme").connect().ok("analytics:subscribe")
-    monkeypatch.setattr("shared.app.utc_now", lambda: frozen_clock + timedelta(seconds=2))
+    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: frozen_clock + timedelta(seconds=2))
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})

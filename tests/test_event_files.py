@@ -12,9 +12,9 @@ import pytest
 from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
-from shared.publishing import DETAIL_TYPES
-from shared.records import Conversation, Message, Notification, SenderType
-from shared.runtime import Services
+from shared.protocol.publishing import DETAIL_TYPES
+from shared.protocol.records import Conversation, Message, Notification, SenderType
+from shared.wiring.services import Services
 from tests.conftest import EVENTS, load_event
 from tests.fakes import RecordingGateway
 from tests.support import api, deliver

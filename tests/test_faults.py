@@ -14,10 +14,10 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from shared.fanout import Hub
-from shared.gateway import Delivery, ManagementApi
-from shared.rooms import company_room, conversation_room
-from shared.runtime import Services
+from shared.delivery.hub import Hub
+from shared.delivery.management_api import Delivery, ManagementApi
+from shared.protocol.rooms import company_room, conversation_room
+from shared.wiring.services import Services
 from tests.conftest import lifecycle_event
 from tests.fakes import RecordingGateway
 from tests.faults import FaultInjector

@@ -10,10 +10,10 @@ from unittest.mock import ANY
 
 import pytest
 
-from shared import runtime
-from shared.identity import origin_allowed
-from shared.runtime import Services, build_services
-from shared.settings import settings
+from shared.protocol.identity import origin_allowed
+from shared.wiring import services as runtime
+from shared.wiring.services import Services, build_services
+from shared.wiring.settings import settings
 from tests.conftest import make_token, message_event
 from tests.fakes import RecordingGateway
 from tests.support import Peer, deliver
@@ -22,7 +22,7 @@ from tests.support import Peer, deliver
 class Clock:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, start: datetime) -> None:
         self.now = start
-        monkeypatch.setattr("shared.app.utc_now", lambda: self.now)
+        monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: self.now)
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from shared.runtime import Services
+from shared.wiring.services import Services
 from tests.conftest import CallCounter
 from tests.fakes import RecordingGateway
 from tests.support import Peer

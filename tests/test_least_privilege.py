@@ -13,10 +13,10 @@ import pytest
 
 from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
-from shared import runtime
-from shared.deferred import AnyTask
-from shared.runtime import build_services
-from shared.settings import settings
+from shared.delivery.deferred import AnyTask
+from shared.wiring import services as runtime
+from shared.wiring.services import build_services
+from shared.wiring.settings import settings
 from tests import support
 from tests.conftest import TABLE_NAMES
 from tests.fakes import QueuedDeferrer, RecordingGateway
@@ -171,7 +171,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     invoke("handlers.analytics.refresh", {})
     from datetime import UTC, datetime, timedelta
 
-    from shared.identity import Identity
+    from shared.protocol.identity import Identity
 
     recorder.current = "test"  # setting the scene, not a function's own call
     runtime.services().connections.open(

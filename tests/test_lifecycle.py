@@ -14,11 +14,11 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from roomcast_local.invoke import invoke
-from shared import runtime
-from shared.identity import Identity
-from shared.protocol import encode
-from shared.runtime import Services, build_services
-from shared.settings import settings
+from shared.protocol.frames import encode
+from shared.protocol.identity import Identity
+from shared.wiring import services as runtime
+from shared.wiring.services import Services, build_services
+from shared.wiring.settings import settings
 from tests.conftest import lifecycle_event
 from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer, deferrer, deliver, run_deferred

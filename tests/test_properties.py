@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.publishing import DETAIL_TYPES
-from shared.records import Conversation
-from shared.runtime import Services
+from shared.protocol.publishing import DETAIL_TYPES
+from shared.protocol.records import Conversation
+from shared.wiring.services import Services
 from tests.fakes import RecordingGateway
 from tests.support import Peer, api, publish
 
@@ -86,7 +86,7 @@ def world(services: Services, gateway: RecordingGateway, monkeypatch: pytest.Mon
         clock["now"] += timedelta(milliseconds=100)
         return clock["now"]
 
-    monkeypatch.setattr("shared.app.utc_now", tick)
+    monkeypatch.setattr("shared.wiring.namespace.utc_now", tick)
     services.conversations.create(Conversation(id="acme-conv", companyId="acme", createdAt="t", updatedAt="t"))
     services.conversations.create(Conversation(id="globex-conv", companyId="globex", createdAt="t", updatedAt="t"))
     attacker = Peer(gateway, "attacker", "mallory", "acme").connect()

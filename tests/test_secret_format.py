@@ -12,8 +12,8 @@ import boto3
 import pytest
 
 from roomcast_local.invoke import invoke
-from shared.settings import settings
-from shared.tokens import SECRET_KEY_NAME, MisconfiguredSecret, signing_key
+from shared.domain.tokens import SECRET_KEY_NAME, MisconfiguredSecret, signing_key
+from shared.wiring.settings import settings
 from tests.conftest import load_event, make_token
 
 KEY = "the-crm-signing-key-with-at-least-32-bytes"

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from shared.conversation_store import ConversationStore
-from shared.runtime import Services
+from shared.stores.conversations import ConversationStore
+from shared.wiring.services import Services
 from tests.conftest import CallCounter
 from tests.fakes import RecordingGateway
 from tests.faults import FaultInjector
@@ -63,7 +63,7 @@ def room(
 def unhurried(monkeypatch: pytest.MonkeyPatch) -> None:
     ticks = itertools.count()
     start = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-    monkeypatch.setattr("shared.app.utc_now", lambda: start + timedelta(seconds=next(ticks)))
+    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: start + timedelta(seconds=next(ticks)))
 
 
 def history_after(peer: Peer, conversation: str, after: int) -> list[dict[str, Any]]:

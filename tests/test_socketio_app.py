@@ -13,18 +13,18 @@ import boto3
 import pytest
 
 from roomcast_local.invoke import invoke
-from shared import socketio
-from shared.connections import ConnectionStore
-from shared.deferred import SessionOpened
-from shared.fanout import Hub
-from shared.gateway import Delivery
-from shared.identity import Identity
-from shared.records import Conversation
-from shared.rooms import company_room
-from shared.runtime import Services
-from shared.settings import settings
-from shared.socketio import Codec
-from shared.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
+from shared.delivery.deferred import SessionOpened
+from shared.delivery.hub import Hub
+from shared.delivery.management_api import Delivery
+from shared.protocol import socketio
+from shared.protocol.identity import Identity
+from shared.protocol.records import Conversation
+from shared.protocol.rooms import company_room
+from shared.protocol.socketio import Codec
+from shared.stores.connections import ConnectionStore
+from shared.wiring.services import Services
+from shared.wiring.settings import settings
+from shared.wiring.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
 from tests.conftest import TABLE_NAMES, CallCounter, load_event, make_token, message_event
 from tests.fakes import QueuedDeferrer, RecordingGateway
 from tests.support import Peer, SocketIoPeer, run_deferred
@@ -165,7 +165,7 @@ def test_the_open_packet_follows_connect_and_only_then_the_heartbeat_reaches_it(
         "upgrades": [],
         "pingInterval": settings().socketio_ping_interval_seconds * 1000,
         "pingTimeout": settings().socketio_ping_timeout_seconds * 1000,
-        "maxPayload": settings().max_frame_bytes,
+        "maxPayload": settings().limits.max_frame_bytes,
     }
     assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
     assert gateway.texts["sio-1"][-1] == "2"
@@ -294,7 +294,7 @@ def test_a_binary_frame_that_is_not_utf8_is_a_refused_and_counted_message(
 ) -> None:
     peer = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
     instant = datetime.now(UTC)
-    monkeypatch.setattr("shared.socketio_app.utc_now", lambda: instant)  # one burst, whatever the test's pace
+    monkeypatch.setattr("shared.wiring.socketio_app.utc_now", lambda: instant)  # one burst, whatever the test's pace
 
     def binary(payload: bytes) -> str | None:
         event = peer._socketio(message_event("sio-1", "ana", "acme", ""))

@@ -14,16 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-import shared.socketio as codec
+import shared.protocol.socketio as codec
 from handlers.analytics import analytics
 from handlers.conversations import conversations
 from handlers.default import session
 from handlers.notifications import notifications
-from shared.app import Namespace
-from shared.errors import ErrorCode, RoomcastError
-from shared.events import ANALYTICS, CONVERSATIONS, NOTIFICATIONS, presence_event
-from shared.protocol import Frame, InboundFrame, Outcome, encode, error_frame, event_frame, reply_frame
-from shared.socketio import (
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import Frame, InboundFrame, Outcome, encode, error_frame, event_frame, reply_frame
+from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS, presence_event
+from shared.protocol.socketio import (
     ACK_ID_MAX_VALUE,
     MAX_DEPTH,
     NAMESPACE_MAX,
@@ -54,6 +53,7 @@ from shared.socketio import (
     refusal,
     server_event,
 )
+from shared.wiring.namespace import Namespace
 
 LIMIT = 32 * 1024
 FUNCTIONS: dict[str | None, Namespace] = {

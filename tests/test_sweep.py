@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
-from shared.identity import Identity
-from shared.rooms import company_room
-from shared.runtime import Services
+from shared.protocol.identity import Identity
+from shared.protocol.rooms import company_room
+from shared.wiring.services import Services
 from tests.fakes import RecordingGateway
 from tests.support import Peer
 

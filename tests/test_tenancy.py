@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.runtime import Services
+from shared.wiring.services import Services
 from tests.fakes import RecordingGateway
 from tests.support import Peer
 
@@ -73,7 +73,7 @@ def test_presence_and_company_events_stay_inside_the_company(world: dict[str, An
 
 
 def test_the_same_conversation_id_in_two_companies_never_mixes(services: Services, gateway: RecordingGateway) -> None:
-    from shared.records import Conversation
+    from shared.protocol.records import Conversation
 
     for company in ("acme", "globex"):
         services.conversations.create(Conversation(id="shared-id", companyId=company, createdAt="t", updatedAt="t"))

@@ -184,7 +184,7 @@ def publish(args: argparse.Namespace) -> int:
     import boto3
     from pydantic import ValidationError
 
-    from shared.publishing import DETAIL_TYPES, Publisher, PublishError
+    from shared.protocol.publishing import DETAIL_TYPES, Publisher, PublishError
 
     model = DETAIL_TYPES.get(args.detail_type)
     if model is None:

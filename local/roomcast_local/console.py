@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.ids import ID_PATTERN
+from shared.protocol.ids import ID_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ROOT / "local" / "console"

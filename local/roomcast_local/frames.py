@@ -11,8 +11,10 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from aiohttp.http_websocket import WebSocketError
 
-MAX_FRAME_BYTES = 32 * 1024
-MAX_MESSAGE_BYTES = 128 * 1024
+from shared.protocol.limits import API_GATEWAY_FRAME_BYTES, API_GATEWAY_MESSAGE_BYTES
+
+MAX_FRAME_BYTES = API_GATEWAY_FRAME_BYTES
+MAX_MESSAGE_BYTES = API_GATEWAY_MESSAGE_BYTES
 _DATA_OPCODES = {0x0, 0x1, 0x2}  # continuation, text, binary
 
 

@@ -6,14 +6,14 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.actions import AnalyticsRequest, Empty
-from shared.app import Namespace, Request
-from shared.clock import utc_now
-from shared.events import ANALYTICS
 from shared.observability import MetricUnit, instrumented, metrics
-from shared.protocol import Outcome
-from shared.rooms import analytics_room
-from shared.runtime import services
+from shared.protocol.actions import AnalyticsRequest, Empty
+from shared.protocol.clock import utc_now
+from shared.protocol.frames import Outcome
+from shared.protocol.namespaces import ANALYTICS
+from shared.protocol.rooms import analytics_room
+from shared.wiring.namespace import Namespace, Request
+from shared.wiring.services import services
 
 analytics = Namespace(ANALYTICS)
 

@@ -10,11 +10,11 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.identity import origin_allowed
+from shared.domain.tokens import InvalidToken, jwt_secret, verify_token
 from shared.observability import MetricUnit, instrumented, logger, metrics
-from shared.settings import settings
-from shared.socketio import codec_of
-from shared.tokens import InvalidToken, jwt_secret, verify_token
+from shared.protocol.identity import origin_allowed
+from shared.protocol.socketio import codec_of
+from shared.wiring.settings import settings
 
 BEARER = "bearer "
 
@@ -59,7 +59,9 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         logger.info("handshake without token")
         raise Unauthorized
     try:
-        identity = verify_token(token, jwt_secret(), settings().jwt_leeway_seconds)
+        identity = verify_token(
+            token, jwt_secret(settings().jwt_secret_arn, settings().jwt_secret), settings().jwt_leeway_seconds
+        )
     except InvalidToken as error:
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
         logger.info("handshake with invalid token", extra={"reason": str(error)})

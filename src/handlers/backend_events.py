@@ -11,15 +11,13 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.analytics import Counts
-from shared.app import validation_message
-from shared.clock import iso, utc_now
-from shared.errors import RoomcastError
-from shared.events import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
-from shared.ids import message_id
 from shared.observability import MetricUnit, instrumented, logger, metrics
-from shared.protocol import event_frame
-from shared.publishing import (
+from shared.protocol.clock import iso, utc_now
+from shared.protocol.errors import RoomcastError
+from shared.protocol.frames import event_frame
+from shared.protocol.ids import message_id
+from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.publishing import (
     DETAIL_TYPES,
     CampaignStarted,
     ContactTagged,
@@ -29,9 +27,11 @@ from shared.publishing import (
     MessageReceived,
     Notify,
 )
-from shared.records import Conversation, Message, SenderType
-from shared.rooms import Room, RoomKind, company_room, conversation_room, parse_room, user_room
-from shared.runtime import services
+from shared.protocol.records import Conversation, Message, SenderType
+from shared.protocol.rooms import Room, RoomKind, company_room, conversation_room, parse_room, user_room
+from shared.stores.analytics import Counts
+from shared.wiring.namespace import validation_message
+from shared.wiring.services import services
 
 # EventBridge retries for up to 24 hours; a redelivery within two days is recognised.
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=2 * 24 * 3600)

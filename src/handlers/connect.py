@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
-from shared.app import LambdaResponse, respond, websocket_entry
-from shared.clock import utc_now
-from shared.connections import ConnectionRefused
-from shared.identity import identity_from_authorizer
 from shared.observability import MetricUnit, logger, metrics
-from shared.runtime import services
+from shared.protocol.clock import utc_now
+from shared.protocol.identity import identity_from_authorizer
+from shared.stores.connections import ConnectionRefused
+from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
+from shared.wiring.services import services
 
 
 def connect(event: APIGatewayWebSocketEvent) -> LambdaResponse:

@@ -6,7 +6,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from shared.actions import (
+from shared.domain.authorization import require_author
+from shared.domain.history import history_page
+from shared.observability import MetricUnit, logger, metrics
+from shared.protocol.actions import (
     ConversationRef,
     CreateConversation,
     DeleteMessage,
@@ -17,19 +20,16 @@ from shared.actions import (
     Typing,
     UpdateConversation,
 )
-from shared.analytics import Counts
-from shared.app import Namespace, Request
-from shared.authorization import require_author
-from shared.clock import iso
-from shared.events import CONVERSATIONS
-from shared.history import history_page
-from shared.ids import message_id, new_id
-from shared.observability import MetricUnit, logger, metrics
-from shared.protocol import Outcome, event_frame
-from shared.records import Conversation, ConversationStatus, Message, SenderType
-from shared.rooms import company_room, conversation_room
-from shared.runtime import services
-from shared.settings import settings
+from shared.protocol.clock import iso
+from shared.protocol.frames import Outcome, event_frame
+from shared.protocol.ids import message_id, new_id
+from shared.protocol.namespaces import CONVERSATIONS
+from shared.protocol.records import Conversation, ConversationStatus, Message, SenderType
+from shared.protocol.rooms import company_room, conversation_room
+from shared.stores.analytics import Counts
+from shared.wiring.namespace import Namespace, Request
+from shared.wiring.services import services
+from shared.wiring.settings import settings
 
 conversations = Namespace(CONVERSATIONS)
 
@@ -186,7 +186,7 @@ def history(request: Request, data: History) -> Outcome:
     config = settings()
     limit = min(data.limit, config.history_page_max)
     found = store.messages(company_id, data.conversation_id, data.after_seq, data.before_seq, limit)
-    page = history_page(found, forward=data.after is not None, max_bytes=config.max_outbound_bytes)
+    page = history_page(found, forward=data.after is not None, max_bytes=config.limits.max_outbound_bytes)
     return Outcome(page.public(), event="conversation:history")
 
 
@@ -237,7 +237,7 @@ def update(request: Request, data: UpdateConversation) -> Outcome:
 @conversations.action("presence:list", ListPresence)
 def presence(request: Request, data: ListPresence) -> Outcome:
     # Room for the envelope: the rest of the 128 KiB is the list's.
-    room_for_users = settings().max_outbound_bytes - 1024
+    room_for_users = settings().limits.max_outbound_bytes - 1024
     page = services().connections.online_users(request.identity.company_id, data.cursor, data.limit, room_for_users)
     return Outcome({"users": page.users, "nextCursor": page.next_cursor}, event="presence:list")
 

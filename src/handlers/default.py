@@ -9,15 +9,15 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from handlers.analytics import analytics
 from handlers.conversations import conversations
 from handlers.notifications import notifications
-from shared.actions import Empty, RefreshToken
-from shared.app import LambdaResponse, Namespace, Request, websocket_entry
-from shared.clock import iso
-from shared.errors import ErrorCode, RoomcastError
-from shared.protocol import Outcome
-from shared.runtime import services
-from shared.settings import settings
-from shared.socketio import Codec
-from shared.socketio_app import SocketIoApp
+from shared.protocol.actions import Empty, RefreshToken
+from shared.protocol.clock import iso
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import Outcome
+from shared.protocol.socketio import Codec
+from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
+from shared.wiring.services import services
+from shared.wiring.settings import settings
+from shared.wiring.socketio_app import SocketIoApp
 
 session = Namespace(None)
 
@@ -30,10 +30,12 @@ def ping(request: Request, _: Empty) -> Outcome:
 @session.action("auth:refresh", RefreshToken)
 def refresh(request: Request, data: RefreshToken) -> Outcome:
     """Extend the connection's life with a newer token for the same user and company; nothing else changes."""
-    from shared.tokens import InvalidToken, jwt_secret, verify_token  # PyJWT only when a refresh comes
+    from shared.domain.tokens import InvalidToken, jwt_secret, verify_token  # PyJWT only when a refresh comes
 
     try:
-        renewed = verify_token(data.token, jwt_secret(), settings().jwt_leeway_seconds)
+        renewed = verify_token(
+            data.token, jwt_secret(settings().jwt_secret_arn, settings().jwt_secret), settings().jwt_leeway_seconds
+        )
     except InvalidToken as error:
         raise RoomcastError(ErrorCode.UNAUTHORIZED, "token is not valid") from error
     if (renewed.user_id, renewed.company_id) != (request.identity.user_id, request.identity.company_id):

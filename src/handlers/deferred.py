@@ -1,4 +1,4 @@
-"""Work handed off until after a reply (shared.deferred): a Socket.IO open packet, connections found gone,
+"""Work handed off until after a reply (shared.delivery.deferred): a Socket.IO open packet, connections found gone,
 a user come online, a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.analytics import PUSH_INTERVAL_MS
-from shared.clock import utc_now
-from shared.deferred import TASK, ConnectionsGone, MetricsDue, SessionOpened, UserOnline
-from shared.gateway import Delivery
+from shared.delivery.deferred import TASK, ConnectionsGone, MetricsDue, SessionOpened, UserOnline
+from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, instrumented, logger, metrics
-from shared.runtime import Services, services
-from shared.settings import settings
-from shared.socketio_app import post_open_packet
+from shared.protocol.clock import utc_now
+from shared.stores.analytics import PUSH_INTERVAL_MS
+from shared.wiring.services import Services, services
+from shared.wiring.settings import settings
+from shared.wiring.socketio_app import post_open_packet
 
 # A trailing push waits for the second after the last push; pushes by others can push it back a little.
 TRAILING_ATTEMPTS = 3

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
-from shared.app import LambdaResponse, respond, websocket_entry
-from shared.clock import utc_now
 from shared.observability import MetricUnit, metrics
-from shared.runtime import services
+from shared.protocol.clock import utc_now
+from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
+from shared.wiring.services import services
 
 
 def disconnect(event: APIGatewayWebSocketEvent) -> LambdaResponse:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.actions import Empty, ListNotifications, ReadNotification
-from shared.app import Namespace, Request
-from shared.clock import iso
-from shared.events import NOTIFICATIONS
-from shared.protocol import Outcome, event_frame, fitting
-from shared.rooms import user_room
-from shared.runtime import services
-from shared.settings import settings
+from shared.protocol.actions import Empty, ListNotifications, ReadNotification
+from shared.protocol.clock import iso
+from shared.protocol.frames import Outcome, event_frame, fitting
+from shared.protocol.namespaces import NOTIFICATIONS
+from shared.protocol.rooms import user_room
+from shared.wiring.namespace import Namespace, Request
+from shared.wiring.services import services
+from shared.wiring.settings import settings
 
 notifications = Namespace(NOTIFICATIONS)
 
@@ -27,7 +27,7 @@ def list_notifications(request: Request, data: ListNotifications) -> Outcome:
     identity = request.identity
     page = store.page(identity.company_id, identity.user_id, data.unread_only, data.limit, data.cursor)
     # Paged by size as well as count: the next page starts after the last one that fits.
-    kept = fitting([notification.public() for notification in page.notifications], settings().max_outbound_bytes)
+    kept = fitting([notification.public() for notification in page.notifications], settings().limits.max_outbound_bytes)
     more = page.has_more or len(kept) < len(page.notifications)
     return Outcome(
         {

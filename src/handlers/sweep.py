@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.clock import utc_now
 from shared.observability import MetricUnit, instrumented, metrics
-from shared.runtime import services
+from shared.protocol.clock import utc_now
+from shared.wiring.services import services
 
 
 @instrumented()

@@ -236,7 +236,7 @@ def test_idle_connections_are_closed_and_shutdown_disconnects_everyone() -> None
 
 
 def test_backend_services_publish_with_boto3_and_clients_receive(stack: RunningStack) -> None:
-    from shared.publishing import CampaignStarted, Emit, MessageReceived, Notify, Publisher
+    from shared.protocol.publishing import CampaignStarted, Emit, MessageReceived, Notify, Publisher
 
     publisher = Publisher(aws_client("events", stack), source="crm.billing")
 

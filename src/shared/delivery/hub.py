@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.clock import utc_now
-from shared.connections import ConnectionStore
-from shared.deferred import Deferrer, GoneRecipient, gone_tasks
-from shared.errors import ErrorCode, RoomcastError
-from shared.gateway import Delivery, Gateway
+from shared.delivery.deferred import Deferrer, GoneRecipient, gone_tasks
+from shared.delivery.management_api import Delivery, Gateway
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol import Frame, encode
-from shared.rooms import Room
-from shared.socketio import Codec, encodings
+from shared.protocol.clock import utc_now
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import Frame, encode
+from shared.protocol.rooms import Room
+from shared.protocol.socketio import Codec, encodings
+from shared.stores.connections import ConnectionStore
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.protocol import Frame, event_frame
+from shared.protocol.frames import Frame, event_frame
 
 CONVERSATIONS = "/conversations"
 NOTIFICATIONS = "/notifications"

@@ -11,11 +11,10 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEven
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from shared.clock import utc_now
-from shared.errors import ErrorCode, RoomcastError
-from shared.identity import Identity, identity_from_authorizer
 from shared.observability import MetricUnit, instrumented, logger, metrics
-from shared.protocol import (
+from shared.protocol.clock import utc_now
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import (
     Frame,
     FrameError,
     InboundFrame,
@@ -26,9 +25,10 @@ from shared.protocol import (
     parse_frame,
     reply_frame,
 )
-from shared.ratelimit import Admission
-from shared.runtime import services
-from shared.settings import settings
+from shared.protocol.identity import Identity, identity_from_authorizer
+from shared.stores.ratelimit import Admission
+from shared.wiring.services import services
+from shared.wiring.settings import settings
 
 Data = TypeVar("Data", bound=BaseModel)
 LambdaResponse = dict[str, Any]
@@ -84,7 +84,7 @@ class Namespace:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
         parsed: InboundFrame | FrameError
         try:
-            parsed = parse_frame(frame_text(event.body, event.is_base64_encoded), settings().max_frame_bytes)
+            parsed = parse_frame(frame_text(event.body, event.is_base64_encoded), settings().limits.max_frame_bytes)
         except FrameError as error:
             parsed = error
         authorizer = event.request_context.raw_event.get("authorizer")

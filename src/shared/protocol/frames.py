@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import ErrorCode, RoomcastError
+from shared.protocol.errors import ErrorCode, RoomcastError
 
 ACK_ID_MAX = 64
 # Room for what wraps a list in a reply: the event or ack, its ackId, and the list's other fields.

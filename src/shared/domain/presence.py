@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.connections import Closed, ConnectionStore, Opened
-from shared.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
-from shared.events import presence_event
-from shared.fanout import Hub
-from shared.identity import Identity
-from shared.rooms import company_room
-from shared.socketio import Codec
+from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
+from shared.delivery.hub import Hub
+from shared.protocol.identity import Identity
+from shared.protocol.namespaces import presence_event
+from shared.protocol.rooms import company_room
+from shared.protocol.socketio import Codec
+from shared.stores.connections import Closed, ConnectionStore, Opened
 
 
 class Presence:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from shared.dynamo import conditional_check_failed, put_once, query_pages
-from shared.errors import not_found
-from shared.records import Notification
+from shared.protocol.errors import not_found
+from shared.protocol.records import Notification
+from shared.stores.dynamo import conditional_check_failed, put_once, query_pages
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Final
 
-from shared.errors import ErrorCode, RoomcastError
-from shared.protocol import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, encode, error_frame
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, encode, error_frame
 
 ENGINE_IO_VERSION: Final = "4"
 DEFAULT_NAMESPACE: Final = "/"
@@ -388,7 +388,7 @@ def _action_data(action: str, argument: Any, namespace: str, ack_id: str | None)
 
 
 def _json(value: Any) -> str:
-    # The native codec's serialisation (shared.protocol.encode), for any JSON value rather than an object.
+    # The native codec's serialisation (shared.protocol.frames.encode), for any JSON value rather than an object.
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any, cast
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from shared.dynamo import (
+from shared.protocol.errors import ErrorCode, RoomcastError, not_found
+from shared.protocol.ids import SEQ_DIGITS, seq_of
+from shared.protocol.records import Conversation, Message
+from shared.stores.dynamo import (
     CONDITION_FAILED,
     TRANSACTION_CONFLICT,
     TransactionCancelled,
@@ -30,9 +33,6 @@ from shared.dynamo import (
     put_all,
     update_if,
 )
-from shared.errors import ErrorCode, RoomcastError, not_found
-from shared.ids import SEQ_DIGITS, seq_of
-from shared.records import Conversation, Message
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.errors import ErrorCode, RoomcastError, not_found
-from shared.records import Message
+from shared.protocol.errors import ErrorCode, RoomcastError, not_found
+from shared.protocol.records import Message
 
 
 def require_author(message: Message | None, user_id: str) -> Message:

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from shared.clock import iso
-from shared.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
-from shared.errors import ErrorCode, RoomcastError
-from shared.identity import Identity
-from shared.rooms import Room, home_rooms
-from shared.socketio import Codec
+from shared.protocol.clock import iso
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.identity import Identity
+from shared.protocol.rooms import Room, home_rooms
+from shared.protocol.socketio import Codec
+from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -40,7 +40,7 @@ class Conversation(Record):
     updated_at: str = Field(alias="updatedAt")
     converted_at: str | None = Field(default=None, alias="convertedAt")
     awaiting_reply_since: str | None = Field(default=None, alias="awaitingReplySince")
-    # Stored, never sent: its opening is not yet in the analytics counters (see shared.conversation_store).
+    # Stored, never sent: its opening is not yet in the analytics counters (see shared.stores.conversations).
     uncounted: bool | None = Field(default=None, exclude=True)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.conversation_store import MessageSlice
-from shared.protocol import fitting
+from shared.protocol.frames import fitting
+from shared.stores.conversations import MessageSlice
 
 
 @dataclass(frozen=True)

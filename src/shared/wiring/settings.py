@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
+from shared.protocol.limits import Limits, limits
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -21,9 +23,7 @@ class Settings:
     jwt_leeway_seconds: int
     connection_ttl_seconds: int
     fanout_concurrency: int
-    max_content_bytes: int
-    max_frame_bytes: int
-    max_outbound_bytes: int
+    limits: Limits
     history_page_max: int
     max_rooms_per_connection: int
     rate_per_second: float
@@ -54,9 +54,7 @@ def settings() -> Settings:
         # API Gateway closes every connection after 2 hours; records outlive that a little.
         connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 3600 + 600),
         fanout_concurrency=_int("FANOUT_CONCURRENCY", 96),
-        max_content_bytes=_int("MAX_CONTENT_BYTES", 16 * 1024),
-        max_frame_bytes=_int("MAX_FRAME_BYTES", 32 * 1024),
-        max_outbound_bytes=_int("MAX_OUTBOUND_BYTES", 128 * 1024),
+        limits=limits(),
         history_page_max=_int("HISTORY_PAGE_MAX", 100),
         # Keeps the connection's record, rewritten by every action's rate limit, far below 400 KB.
         max_rooms_per_connection=_int("MAX_ROOMS_PER_CONNECTION", 200),

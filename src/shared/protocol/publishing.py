@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from shared.actions import Text
-from shared.events import NOTIFICATIONS
-from shared.ids import ID_PATTERN, new_id
-from shared.protocol import LIST_ENVELOPE_BYTES, encoded_size, event_frame
-from shared.records import Notification
-from shared.settings import settings
+from shared.protocol.actions import Text
+from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size, event_frame
+from shared.protocol.ids import ID_PATTERN, new_id
+from shared.protocol.limits import limits
+from shared.protocol.namespaces import NOTIFICATIONS
+from shared.protocol.records import Notification
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -25,7 +25,7 @@ DEFAULT_BUS = "roomcast"
 
 
 def _within_content_limit(content: str) -> str:
-    limit = settings().max_content_bytes
+    limit = limits().max_content_bytes
     if len(content.encode("utf-8")) > limit:
         raise ValueError(f"content exceeds {limit} bytes")
     return content
@@ -52,7 +52,7 @@ class Emit(Detail):
     @model_validator(mode="after")
     def _fits_a_frame(self) -> Self:
         # Measured in the longest namespace a room can give it, so whatever the room, the event fits.
-        limit = settings().max_outbound_bytes
+        limit = limits().max_outbound_bytes
         if encoded_size(event_frame(self.event, self.data, NOTIFICATIONS)) > limit:
             raise ValueError(f"the event would exceed the {limit}-byte frame limit")
         return self
@@ -86,7 +86,7 @@ class Notify(Detail):
         read as well: measured at its largest."""
         at = "2026-01-01T00:00:00.000Z"
         stored = self.notification(at).model_copy(update={"read_at": at})
-        limit = settings().max_outbound_bytes - LIST_ENVELOPE_BYTES
+        limit = limits().max_outbound_bytes - LIST_ENVELOPE_BYTES
         if encoded_size(stored.public()) > limit:
             raise ValueError(f"the notification would exceed the {limit}-byte frame limit")
         return self

@@ -8,8 +8,7 @@ from typing import Any
 import jwt
 from pydantic import ValidationError
 
-from shared.identity import Identity
-from shared.settings import settings
+from shared.protocol.identity import Identity
 
 ALGORITHM = "HS256"
 SECRET_MAX_AGE_SECONDS = 300
@@ -60,13 +59,12 @@ def signing_key(secret_string: str) -> str:
     return key
 
 
-def jwt_secret() -> str:
+def jwt_secret(secret_arn: str | None, secret: str | None) -> str:
     """From Secrets Manager in AWS (cached five minutes), from the environment locally."""
-    config = settings()
-    if config.jwt_secret_arn:
+    if secret_arn:
         from aws_lambda_powertools.utilities import parameters  # only where the secret is in Secrets Manager
 
-        return signing_key(str(parameters.get_secret(config.jwt_secret_arn, max_age=SECRET_MAX_AGE_SECONDS)))
-    if config.jwt_secret:
-        return config.jwt_secret
+        return signing_key(str(parameters.get_secret(secret_arn, max_age=SECRET_MAX_AGE_SECONDS)))
+    if secret:
+        return secret
     raise RuntimeError("set JWT_SECRET_ARN or JWT_SECRET_KEY_CALL")

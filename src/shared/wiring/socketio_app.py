@@ -1,4 +1,4 @@
-"""Socket.IO connections: what the codec (shared.socketio) reads is performed by the same namespace actions
+"""Socket.IO connections: what the codec (shared.protocol.socketio) reads is performed by the same namespace actions
 as native frames, and the session's own protocol (open packet, namespaces, heartbeat) is kept here.
 Decisions 0036-0038."""
 
@@ -12,18 +12,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 
-from shared import socketio
-from shared.app import Closing, LambdaResponse, Namespace, admit, failed
-from shared.clock import utc_now
-from shared.connections import ConnectionStore
-from shared.errors import ErrorCode, RoomcastError
-from shared.fanout import Hub
-from shared.gateway import Delivery
-from shared.identity import identity_from_authorizer
+from shared.delivery.hub import Hub
+from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol import FrameError, frame_text
-from shared.runtime import services
-from shared.settings import Settings, settings
+from shared.protocol import socketio
+from shared.protocol.clock import utc_now
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import FrameError, frame_text
+from shared.protocol.identity import identity_from_authorizer
+from shared.stores.connections import ConnectionStore
+from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
+from shared.wiring.services import services
+from shared.wiring.settings import Settings, settings
 
 # API Gateway answers 410 until $connect returns, which may take up to the integration's 29 s; the open
 # packet is worth waiting for as long as the client waits for it (socket.io-client's `timeout`, 20 s).
@@ -49,7 +49,7 @@ class SocketIoApp:
         context = event.request_context
         message: socketio.ClientMessage
         try:
-            message = socketio.read(frame_text(event.body, event.is_base64_encoded), settings().max_frame_bytes)
+            message = socketio.read(frame_text(event.body, event.is_base64_encoded), settings().limits.max_frame_bytes)
         except FrameError as error:
             message = socketio.Refused(error.code, error.message)  # not UTF-8: refused and counted like garbage
         text = self.answer(context.connection_id, context.raw_event.get("authorizer"), message, utc_now())
@@ -117,7 +117,7 @@ def open_packet(connection_id: str, config: Settings) -> str:
         connection_id,
         config.socketio_ping_interval_seconds * 1000,
         config.socketio_ping_timeout_seconds * 1000,
-        config.max_frame_bytes,
+        config.limits.max_frame_bytes,
     )
 
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from shared.analytics import Period
-from shared.errors import ErrorCode, RoomcastError
-from shared.ids import ID_PATTERN, seq_of
-from shared.records import ConversationStatus
-from shared.settings import settings
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.ids import ID_PATTERN, seq_of
+from shared.protocol.limits import limits
+from shared.protocol.records import ConversationStatus
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class Period(StrEnum):
+    TODAY = "today"
+    WEEK = "week"
+    MONTH = "month"
 
 
 def without_control_characters(text: str) -> str:
@@ -28,7 +34,7 @@ Text = Annotated[str, AfterValidator(without_control_characters)]
 
 
 def _content_within_limit(content: str) -> str:
-    limit = settings().max_content_bytes
+    limit = limits().max_content_bytes
     if len(content.encode("utf-8")) > limit:
         raise RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE, f"content exceeds {limit} bytes")
     return content

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from shared.connections import connection_key
-from shared.dynamo import conditional_check_failed
+from shared.stores.connections import connection_key
+from shared.stores.dynamo import conditional_check_failed
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table

@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from shared.analytics import Analytics, AnalyticsStore
-from shared.connections import ConnectionStore
-from shared.conversation_store import ConversationStore
-from shared.deferred import Deferrer, LambdaDeferrer
-from shared.fanout import Hub
-from shared.gateway import Gateway, ManagementApi
-from shared.notification_store import NotificationStore
-from shared.presence import Presence
-from shared.ratelimit import RateLimiter
-from shared.settings import Settings, settings
+from shared.delivery.deferred import Deferrer, LambdaDeferrer
+from shared.delivery.hub import Hub
+from shared.delivery.management_api import Gateway, ManagementApi
+from shared.domain.analytics import Analytics
+from shared.domain.presence import Presence
+from shared.stores.analytics import AnalyticsStore
+from shared.stores.connections import ConnectionStore
+from shared.stores.conversations import ConversationStore
+from shared.stores.notifications import NotificationStore
+from shared.stores.ratelimit import RateLimiter
+from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
@@ -77,7 +78,7 @@ def build_services(
         )
     if deferrer is None:
         deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
-    hub = Hub(connections, gateway, deferrer, config.max_outbound_bytes)
+    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes)
     return Services(
         connections=connections,
         conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
