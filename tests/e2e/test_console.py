@@ -155,8 +155,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def people(stack: Stack, browser: Browser) -> Iterator[dict[str, Agent]]:
-    """ana and ben of one company, cy of another; `stale` signed in first with a token that outlives the
-    tests before the one that needs it expired."""
+    """ana and ben of one company, cy of another, and `stale` of a third with a 1-second token, signed in first:
+    the server closes its connections for expiry while the other tests run."""
     acme, other = company(), company()
     agents: dict[str, Agent] = {}
     for user, company_id in (("stale", company()), ("ana", acme), ("ben", acme), ("cy", other)):
