@@ -1,6 +1,6 @@
-"""Sending events to rooms: members are queried page by page and posted to in parallel, each in the encoding
-its membership names (encoded once per codec present). A recipient found gone is handed to the deferred
-function, never cleaned up inside the request that found it."""
+"""Sending events to rooms: a room's members are read (a Query page at a time, every page before the first
+post), then posted to in parallel, each in the encoding its membership names (encoded once per codec present).
+A recipient found gone is handed to the deferred function, never cleaned up inside the request that found it."""
 
 from __future__ import annotations
 
@@ -15,6 +15,15 @@ from shared.protocol.frames import Frame, encode
 from shared.protocol.rooms import Room
 from shared.protocol.socketio import Codec, encodings
 from shared.stores.connections import ConnectionStore
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """A room's members as one read found them, grouped by the codec each speaks."""
+
+    company_id: str
+    room: Room
+    by_codec: dict[Codec, list[str]]
 
 
 @dataclass
@@ -41,8 +50,21 @@ class Hub:
 
     def emit(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> FanoutReport:
         """Send `frame` to every connection in the room; connections found gone are handed off."""
+        return self.deliver(self.recipients(company_id, room, exclude), frame)
+
+    def recipients(self, company_id: str, room: Room, exclude: str | None = None) -> Recipients:
+        """Who is in the room now: a caller may read this alongside its other reads, before its write."""
+        by_codec: dict[Codec, list[str]] = {}
+        for page in self._store.members(company_id, room):
+            for member in page:
+                if member.connection_id != exclude:
+                    by_codec.setdefault(member.codec, []).append(member.connection_id)
+        return Recipients(company_id, room, by_codec)
+
+    def deliver(self, recipients: Recipients, frame: Frame) -> FanoutReport:
+        """Post `frame` to the recipients read before; those found gone are handed off."""
         self.encode(frame)
-        report = self._post_to_room(company_id, room, frame, exclude)
+        report = self._post(recipients, frame)
         self._hand_off(report.gone)
         return report
 
@@ -84,19 +106,15 @@ class Hub:
                 logger.exception("could not hand off gone connections", extra={"gone": len(task.recipients)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
 
-    def _post_to_room(self, company_id: str, room: Room, frame: Frame, exclude: str | None) -> FanoutReport:
-        by_codec: dict[Codec, list[str]] = {}
-        for page in self._store.members(company_id, room):
-            for member in page:
-                if member.connection_id != exclude:
-                    by_codec.setdefault(member.codec, []).append(member.connection_id)
+    def _post(self, recipients: Recipients, frame: Frame) -> FanoutReport:
+        by_codec = recipients.by_codec
+        room_key = recipients.room.key(recipients.company_id)
         report = FanoutReport(recipients=sum(len(group) for group in by_codec.values()))
-        room_key = room.key(company_id)
         for codec, data in encodings(frame, by_codec).items():
-            recipients = by_codec[codec]
-            deliveries = self._gateway.post_many(recipients, data)
+            group = by_codec[codec]
+            deliveries = self._gateway.post_many(group, data)
             answered = utc_now()
-            for connection_id, delivery in zip(recipients, deliveries, strict=True):
+            for connection_id, delivery in zip(group, deliveries, strict=True):
                 if delivery is Delivery.DELIVERED:
                     report.delivered += 1
                 elif delivery is Delivery.GONE:
@@ -106,5 +124,5 @@ class Hub:
         metrics.add_metric(name="FanoutRecipients", unit=MetricUnit.Count, value=report.recipients)
         if report.failed:
             metrics.add_metric(name="FanoutFailures", unit=MetricUnit.Count, value=report.failed)
-            logger.warning("some recipients failed", extra={"room": room.name, "failed": report.failed})
+            logger.warning("some recipients failed", extra={"room": recipients.room.name, "failed": report.failed})
         return report
