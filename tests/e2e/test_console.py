@@ -24,8 +24,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from roomcast_local import cli
 from roomcast_local.environment import DEVELOPMENT_SECRET
-from tests.e2e.client import company
 from roomcast_local.testing import RunningStack, start_stack, stop_stack
+from tests.e2e.client import company
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("console")]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make install`; Playwright downloads nothing
