@@ -58,6 +58,7 @@ class Request:
 
 Action = Callable[[Request, Data], Outcome | None]
 ActionAfterReads = Callable[[Request, Data, Read], Outcome | None]
+RequestOf = Callable[[InboundFrame, Identity], Request]
 # A native frame as the connection's codec sends it.
 Encoder = Callable[[Frame], str]
 
@@ -141,7 +142,9 @@ class Namespace:
         whatever else is wrong with the frame is said only once it is admitted."""
         frame = parsed if isinstance(parsed, InboundFrame) else None
         try:
-            call = self._decide(runtime, connection_id, authorizer, parsed, now)
+            call = self._decide(
+                parsed, authorizer, lambda readable, identity: Request(connection_id, identity, readable, now, runtime)
+            )
             admission, ahead = self._admit(runtime, connection_id, frame, call, now, encoder=encoder)
             if isinstance(parsed, FrameError):
                 raise parsed
@@ -195,12 +198,7 @@ class Namespace:
         return enforce(runtime, connection_id, frame, limited.result(), now, encoder=encoder), ahead
 
     def _decide(
-        self,
-        runtime: Services,
-        connection_id: str,
-        authorizer: dict[str, Any] | None,
-        parsed: InboundFrame | FrameError,
-        now: datetime,
+        self, parsed: InboundFrame | FrameError, authorizer: dict[str, Any] | None, request: RequestOf
     ) -> _Call | RoomcastError | None:
         """The route, caller and data of a readable frame, or why it cannot be performed: no I/O."""
         if isinstance(parsed, FrameError):
@@ -215,7 +213,7 @@ class Namespace:
             return validation_error(error)
         except RoomcastError as error:
             return error
-        return _Call(route, Request(connection_id, identity, parsed, now, runtime), data)
+        return _Call(route, request(parsed, identity), data)
 
 
 def admit(

@@ -14,7 +14,7 @@ from shared.delivery.deferred import Deferrer, LambdaDeferrer
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.analytics import Analytics
-from shared.domain.messages import Messages
+from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
 from shared.stores.analytics import AnalyticsStore
 from shared.stores.connections import ConnectionStore
@@ -65,9 +65,15 @@ def build_services(
     deferrer: Deferrer | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
-    dynamodb = session.resource("dynamodb", config=_RETRIES)
-    connections_table = dynamodb.Table(config.connections_table)
-    connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
+    # A resource's client carries one condition-expression builder, reset and counted by every call, so two
+    # calls at once through one resource can garble each other's expressions (boto3 resources are not
+    # thread-safe). The three calls a send runs beside its own thread's (decision 0047) each have their own.
+    dynamodb, for_admission, for_conversation_read, for_members_read = (
+        session.resource("dynamodb", config=_RETRIES) for _ in range(4)
+    )
+    connections = ConnectionStore(
+        dynamodb.Table(config.connections_table), config.connection_ttl_seconds, config.max_rooms_per_connection
+    )
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
         credentials = session.get_credentials()
@@ -85,6 +91,19 @@ def build_services(
     hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes)
     conversations = ConversationStore(dynamodb.Table(config.conversations_table))
     analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
+    readers = Readers(
+        ConversationStore(for_conversation_read.Table(config.conversations_table)),
+        Hub(
+            ConnectionStore(
+                for_members_read.Table(config.connections_table),
+                config.connection_ttl_seconds,
+                config.max_rooms_per_connection,
+            ),
+            gateway,
+            deferrer,
+            config.limits.max_outbound_bytes,
+        ),
+    )
     return Services(
         connections=connections,
         conversations=conversations,
@@ -93,8 +112,8 @@ def build_services(
         deferrer=deferrer,
         presence=Presence(connections, hub, deferrer),
         analytics=analytics,
-        messages=Messages(conversations, hub, analytics),
-        limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
+        messages=Messages(conversations, hub, analytics, readers),
+        limiter=RateLimiter(for_admission.Table(config.connections_table), config.rate_per_second, config.rate_burst),
         session=session,
         config=config,
     )
