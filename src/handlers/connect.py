@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
-
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.protocol.identity import identity_from_authorizer
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionRefused
 from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
 
 
-def connect(event: APIGatewayWebSocketEvent) -> LambdaResponse:
+def connect(event: WebSocketEvent) -> LambdaResponse:
     identity = identity_from_authorizer(event.request_context.raw_event.get("authorizer"))
     try:
         services().presence.connect(event.request_context.connection_id, identity, utc_now())

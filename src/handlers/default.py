@@ -4,20 +4,21 @@ performed by the same namespace actions the native routes reach."""
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
+from functools import cache
+from typing import TYPE_CHECKING
 
-from handlers.analytics import analytics
-from handlers.conversations import conversations
-from handlers.notifications import notifications
 from shared.protocol.actions import Empty, RefreshToken
 from shared.protocol.clock import iso
+from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Outcome
-from shared.protocol.socketio import Codec
+from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
 from shared.wiring.settings import settings
-from shared.wiring.socketio_app import SocketIoApp
+
+if TYPE_CHECKING:
+    from shared.wiring.socketio_app import SocketIoApp
 
 session = Namespace(None)
 
@@ -44,20 +45,29 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
     return Outcome({"exp": renewed.exp})
 
 
-sockets = SocketIoApp(
-    {
-        None: session,
-        conversations.name: conversations,
-        notifications.name: notifications,
-        analytics.name: analytics,
-    }
-)
+@cache
+def sockets() -> SocketIoApp:
+    """Loaded with the first Socket.IO message: a container serving native frames (ping, auth:refresh) never
+    pays for the three namespaces' modules."""
+    from handlers.analytics import analytics
+    from handlers.conversations import conversations
+    from handlers.notifications import notifications
+    from shared.wiring.socketio_app import SocketIoApp
+
+    return SocketIoApp(
+        {
+            None: session,
+            conversations.name: conversations,
+            notifications.name: notifications,
+            analytics.name: analytics,
+        }
+    )
 
 
-def route(event: APIGatewayWebSocketEvent) -> LambdaResponse:
+def route(event: WebSocketEvent) -> LambdaResponse:
     # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
     if (event.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
-        return sockets.handle(event)
+        return sockets().handle(event)
     return session.handle(event)
 
 

@@ -9,14 +9,13 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.delivery.deferred import TASK, ConnectionsGone, MetricsDue, SessionOpened, UserOnline
+from shared.delivery.deferred import ConnectionsGone, MetricsDue, SessionOpened, UserOnline, parse_task
 from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.stores.analytics import PUSH_INTERVAL_MS
 from shared.wiring.services import Services, services
 from shared.wiring.settings import settings
-from shared.wiring.socketio_app import post_open_packet
 
 # A trailing push waits for the second after the last push; pushes by others can push it back a little.
 TRAILING_ATTEMPTS = 3
@@ -25,7 +24,7 @@ TRAILING_ATTEMPTS = 3
 @instrumented()
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     try:
-        task = TASK.validate_python(event)
+        task = parse_task(event)
     except ValidationError:
         # Retrying cannot make it valid: drop it, loudly.
         logger.error("not a deferred task", extra={"keys": sorted(event)[:10]})
@@ -45,6 +44,9 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
 
 
 def _open_session(runtime: Services, connection_id: str) -> None:
+    # The Socket.IO codec only for this task: clean-up, presence and metrics tasks start without it.
+    from shared.wiring.socketio_app import post_open_packet
+
     def closed() -> bool:
         return runtime.connections.get(connection_id) is None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -69,7 +70,17 @@ class SessionOpened(_Task):
 
 AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened
 Task = Annotated[AnyTask, Field(discriminator="kind")]
-TASK = TypeAdapter[Task](Task)
+
+
+@cache
+def _task_adapter() -> TypeAdapter[Task]:
+    # Built on first use, not at import: the union's validator costs every function's cold start otherwise.
+    return TypeAdapter[Task](Task)
+
+
+def parse_task(event: object) -> AnyTask:
+    """The task an asynchronous invocation carries; raises pydantic's ValidationError if it is none."""
+    return _task_adapter().validate_python(event)
 
 
 def gone_tasks(recipients: Sequence[GoneRecipient]) -> list[ConnectionsGone]:

@@ -10,10 +10,10 @@ from shared.delivery.deferred import Deferrer, GoneRecipient, gone_tasks
 from shared.delivery.management_api import Delivery, Gateway
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import utc_now
+from shared.protocol.codec import Codec, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, encode
 from shared.protocol.rooms import Room
-from shared.protocol.socketio import Codec, encodings
 from shared.stores.connections import ConnectionStore
 
 

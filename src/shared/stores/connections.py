@@ -27,10 +27,10 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from shared.protocol.clock import iso
+from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import Room, home_rooms
-from shared.protocol.socketio import Codec
 from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
 
 if TYPE_CHECKING:

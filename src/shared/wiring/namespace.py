@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
@@ -26,6 +25,7 @@ from shared.protocol.frames import (
     reply_frame,
 )
 from shared.protocol.identity import Identity, identity_from_authorizer
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.ratelimit import Admission
 from shared.wiring.services import services
 from shared.wiring.settings import settings
@@ -80,7 +80,7 @@ class Namespace:
 
         return register
 
-    def dispatch(self, event: APIGatewayWebSocketEvent, now: datetime) -> Frame | None:
+    def dispatch(self, event: WebSocketEvent, now: datetime) -> Frame | None:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
         parsed: InboundFrame | FrameError
         try:
@@ -137,7 +137,7 @@ class Namespace:
             return None
         return reply_frame(frame, outcome, self.name)
 
-    def handle(self, event: APIGatewayWebSocketEvent) -> LambdaResponse:
+    def handle(self, event: WebSocketEvent) -> LambdaResponse:
         reply = self.dispatch(event, utc_now())
         return respond(reply)
 
@@ -186,13 +186,13 @@ def respond(frame: Frame | None) -> LambdaResponse:
 
 
 def websocket_entry(
-    handle: Callable[[APIGatewayWebSocketEvent], LambdaResponse],
+    handle: Callable[[WebSocketEvent], LambdaResponse],
 ) -> Callable[[dict[str, Any], LambdaContext], LambdaResponse]:
     """Wrap a WebSocket route handler with logging keys, the correlation id, metrics and tracing."""
 
     @instrumented(correlation_id_path="requestContext.requestId")
     def entry(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-        parsed = APIGatewayWebSocketEvent(event)
+        parsed = WebSocketEvent.of(event)
         request_context = parsed.request_context
         authorizer = request_context.raw_event.get("authorizer") or {}
         logger.append_keys(
