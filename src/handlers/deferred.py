@@ -1,5 +1,6 @@
 """Work handed off until after a reply (shared.delivery.deferred): a Socket.IO open packet, connections found gone,
-a user come online, a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice."""
+a user come online, a trailing metrics push, a large room's broadcast and its chunks. Invoked asynchronously;
+Lambda retries a failed invocation twice."""
 
 from __future__ import annotations
 
@@ -9,7 +10,15 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.delivery.deferred import ConnectionsGone, MetricsDue, SessionOpened, UserOnline, parse_task
+from shared.delivery.deferred import (
+    BroadcastChunk,
+    ConnectionsGone,
+    MetricsDue,
+    RoomBroadcast,
+    SessionOpened,
+    UserOnline,
+    parse_task,
+)
 from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.clock import utc_now
@@ -38,6 +47,11 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
     elif isinstance(task, UserOnline):
         runtime.presence.announce_online(task)
+    elif isinstance(task, RoomBroadcast):
+        chunks = runtime.hub.split_room(task)
+        metrics.add_metric(name="BroadcastChunks", unit=MetricUnit.Count, value=chunks)
+    elif isinstance(task, BroadcastChunk):
+        runtime.hub.post_chunk(task)
     else:
         _push_trailing(runtime, task)
     return {"done": True}

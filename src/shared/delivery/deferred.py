@@ -11,9 +11,11 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.protocol.codec import Codec
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -68,7 +70,33 @@ class SessionOpened(_Task):
     connection_id: str = Field(alias="connectionId")
 
 
-AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened
+class Recipient(_Task):
+    connection_id: str = Field(alias="connectionId")
+    codec: Codec = Codec.NATIVE
+
+
+class RoomBroadcast(_Task):
+    """A room past the large-room threshold: split its members into chunks, one worker each (decision 0052)."""
+
+    kind: Literal["room"] = "room"
+    company_id: str = Field(alias="companyId")
+    room: str
+    """The room's name (`conversation:c-1`); its members are read under the company's key."""
+    frame: dict[str, Any]
+    exclude: str | None = None
+
+
+class BroadcastChunk(_Task):
+    """Post one event to these members of a room, within the shared posts-per-second budget."""
+
+    kind: Literal["chunk"] = "chunk"
+    company_id: str = Field(alias="companyId")
+    room_key: str = Field(alias="roomKey")
+    frame: dict[str, Any]
+    recipients: tuple[Recipient, ...]
+
+
+AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened | RoomBroadcast | BroadcastChunk
 Task = Annotated[AnyTask, Field(discriminator="kind")]
 
 

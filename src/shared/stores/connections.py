@@ -360,13 +360,15 @@ class ConnectionStore:
         # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
         self._table.delete_item(Key=membership)
 
-    def members(self, company_id: str, room: Room) -> Iterator[list[Member]]:
-        """The connections in a room and how each speaks, one DynamoDB page at a time."""
+    def members(self, company_id: str, room: Room, page_size: int | None = None) -> Iterator[list[Member]]:
+        """The connections in a room and how each speaks, one DynamoDB page (of at most `page_size`) at a time."""
+        query: dict[str, Any] = {"Limit": page_size} if page_size is not None else {}
         for items in query_pages(
             self._table,
             KeyConditionExpression=Key("pk").eq(room.key(company_id)),
             ProjectionExpression="sk, codec",
             ConsistentRead=True,
+            **query,
         ):
             yield [Member(str(item["sk"]), _codec(item)) for item in items]
 

@@ -9,11 +9,13 @@ import boto3
 from botocore.config import Config
 
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
-from shared.delivery.hub import Hub
+from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.analytics import Analytics
 from shared.domain.presence import Presence
+from shared.protocol.clock import Clock, SystemClock
 from shared.stores.analytics import AnalyticsStore
+from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
 from shared.stores.notifications import NotificationStore
@@ -59,6 +61,7 @@ def build_services(
     gateway: Gateway | None = None,
     session: boto3.session.Session | None = None,
     deferrer: Deferrer | None = None,
+    clock: Clock | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
@@ -78,7 +81,14 @@ def build_services(
         )
     if deferrer is None:
         deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
-    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes)
+    large_rooms = LargeRooms(
+        threshold=config.large_room_threshold,
+        chunk=config.broadcast_chunk,
+        batch=config.fanout_concurrency,
+        budget=PostBudget(connections_table, config.posts_per_second),
+        clock=clock or SystemClock(),
+    )
+    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
     return Services(
         connections=connections,
         conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
