@@ -24,7 +24,7 @@ DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint typecheck template build deploy unit bench clean
+.PHONY: install run test lint typecheck template build deploy unit bench asyncapi clean
 
 $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,8 @@ $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# The real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs), at package-lock.json's versions.
+# At package-lock.json's versions: the real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs)
+# and the AsyncAPI schema docs/asyncapi.yaml is checked against.
 NODE_STAMP := node_modules/.installed
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -71,6 +72,10 @@ unit: $(STAMP) $(NODE_STAMP)
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench
+
+# docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current).
+asyncapi: $(STAMP)
+	$(BIN)/python -m roomcast_local.asyncapi > docs/asyncapi.yaml
 
 clean:
 	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

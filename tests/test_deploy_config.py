@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from samcli.cli.types import CfnParameterOverridesType  # type: ignore[import-untyped]
 
-from roomcast_local.template import load_template
+from roomcast_local.template import load_template, read_template
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMCONFIG = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))["default"]
@@ -151,3 +151,10 @@ def test_the_interpreter_finder_refuses_what_is_not_a_python_runtime(runtime: st
     )
     assert result.returncode == 2
     assert "not a pythonX.Y" in result.stderr
+
+
+def test_every_sam_command_expands_the_templates_loops_and_deploys_them_with_the_capability_they_need() -> None:
+    raw_transforms = read_template()["Transform"]
+    assert "AWS::LanguageExtensions" in raw_transforms
+    assert SAMCONFIG["global"]["parameters"]["language_extensions"] is True
+    assert "CAPABILITY_AUTO_EXPAND" in SAMCONFIG["deploy"]["parameters"]["capabilities"].split()

@@ -14,7 +14,8 @@ LAYERS = ["wiring", "domain", "delivery", "stores", "observability", "protocol"]
 
 def _layer(module: str) -> str:
     parts = module.split(".")
-    assert parts[0] == "shared" and len(parts) > 1, module
+    assert parts[0] == "shared", module
+    assert len(parts) > 1, module
     return parts[1]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from roomcast_local.environment import references
-from roomcast_local.template import load_template, resources, websocket_api
+from roomcast_local.template import load_template, read_template, referenced_name, resources, websocket_api
 from shared.protocol.publishing import DEFAULT_BUS
 from shared.wiring.namespace import Namespace
 
@@ -87,7 +87,7 @@ def test_functions_have_least_privilege() -> None:
 
 def test_api_gateway_may_invoke_only_from_this_api() -> None:
     permissions = resources(TEMPLATE, "AWS::Lambda::Permission")
-    invoked = {body["Properties"]["FunctionName"]["Ref"] for body in permissions.values()}
+    invoked = {referenced_name(body["Properties"]["FunctionName"]) for body in permissions.values()}
     assert invoked == {"AuthorizerFunction", *(route.function for route in API.routes.values())}
     for body in permissions.values():
         assert "${WebSocketApi}" in body["Properties"]["SourceArn"]["Fn::Sub"]
@@ -235,8 +235,23 @@ def test_every_route_change_is_deployed_to_the_stage() -> None:
     assert resources(TEMPLATE, "AWS::ApiGatewayV2::Deployment") == {}
     (stage,) = resources(TEMPLATE, "AWS::ApiGatewayV2::Stage").values()
     assert stage["Properties"]["AutoDeploy"] is True
-    routes = resources(TEMPLATE, "AWS::ApiGatewayV2::Route") | resources(TEMPLATE, "AWS::ApiGatewayV2::RouteResponse")
-    assert set(routes) <= set(stage["DependsOn"])
+    # Routes made by a loop cannot be named in DependsOn; the stage waits for the $ routes it is useless without.
+    assert set(stage["DependsOn"]) == {"ConnectRoute", "DisconnectRoute", "DefaultRoute", "DefaultRouteResponse"}
+
+
+def test_every_action_route_is_two_way_and_generated_from_the_route_keys_mapping() -> None:
+    raw = read_template()
+    assert raw["Transform"][0] == "AWS::LanguageExtensions"
+    written_out = {
+        body["Properties"]["RouteKey"]
+        for body in raw["Resources"].values()
+        if "Type" in body and body["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert written_out == {"$connect", "$disconnect", "$default"}
+    mapped = {entry["Key"] for entry in raw["Mappings"]["RouteKeys"].values()}
+    actions = {key for key in API.routes if not key.startswith("$")}
+    assert actions == mapped
+    assert all(API.routes[key].two_way for key in actions)
 
 
 def test_backend_events_are_retried_then_dead_lettered_with_an_alarm() -> None:

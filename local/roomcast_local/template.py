@@ -33,10 +33,82 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
 _CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+def read_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as written."""
     with path.open(encoding="utf-8") as handle:
         document: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
     return document
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    """The template as the SAM CLI reads it: language extensions (Fn::ForEach) expanded first."""
+    return expand_language_extensions(read_template(path))
+
+
+LANGUAGE_EXTENSIONS = "AWS::LanguageExtensions"
+_FOR_EACH = "Fn::ForEach::"
+
+
+def expand_language_extensions(document: dict[str, Any]) -> dict[str, Any]:
+    """What CloudFormation's `AWS::LanguageExtensions` transform does with the parts this template uses:
+    `Fn::ForEach` loops over a literal list in Resources, Conditions and Outputs, then `Fn::FindInMap`
+    with literal arguments. Anything else of the transform is refused rather than half understood."""
+    transforms = document.get("Transform", [])
+    transforms = [transforms] if isinstance(transforms, str) else list(transforms)
+    if LANGUAGE_EXTENSIONS not in transforms:
+        return document
+    expanded = dict(document)
+    expanded["Transform"] = [name for name in transforms if name != LANGUAGE_EXTENSIONS]
+    for section in ("Resources", "Conditions", "Outputs"):
+        if section in document:
+            expanded[section] = _expand_loops(document[section])
+    mappings = document.get("Mappings", {})
+    return {name: _find_in_maps(value, mappings) for name, value in expanded.items()}
+
+
+def _expand_loops(section: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in section.items():
+        if not key.startswith(_FOR_EACH):
+            result[key] = value
+            continue
+        identifier, collection, fragment = value
+        if not isinstance(collection, list):
+            raise ValueError(f"{key}: only a literal list is supported as a collection")
+        for item in collection:
+            generated = _expand_loops(_substitute(fragment, identifier, str(item)))
+            clashes = generated.keys() & result.keys()
+            if clashes:
+                raise ValueError(f"{key} generates {sorted(clashes)} twice")
+            result.update(generated)
+    return result
+
+
+def _substitute(value: Any, identifier: str, item: str) -> Any:
+    if isinstance(value, str):
+        alphanumeric = "".join(character for character in item if character.isalnum())
+        return value.replace("${" + identifier + "}", item).replace("&{" + identifier + "}", alphanumeric)
+    if isinstance(value, list):
+        return [_substitute(element, identifier, item) for element in value]
+    if isinstance(value, dict):
+        if value == {"Ref": identifier}:
+            return item
+        return {
+            _substitute(key, identifier, item): _substitute(inner, identifier, item) for key, inner in value.items()
+        }
+    return value
+
+
+def _find_in_maps(value: Any, mappings: dict[str, Any]) -> Any:
+    if isinstance(value, list):
+        return [_find_in_maps(element, mappings) for element in value]
+    if not isinstance(value, dict):
+        return value
+    arguments = value.get("Fn::FindInMap")
+    if len(value) == 1 and isinstance(arguments, list) and all(isinstance(part, str) for part in arguments):
+        name, top, second = arguments
+        return mappings[name][top][second]
+    return {key: _find_in_maps(inner, mappings) for key, inner in value.items()}
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -117,7 +189,7 @@ def create_tables(client: Any, template: dict[str, Any], names: dict[str, str]) 
             )
 
 
-def _ref_name(value: Any) -> str:
+def referenced_name(value: Any) -> str:
     """The logical id in `integrations/${X}` or `{"Ref": X}`."""
     if isinstance(value, dict) and "Ref" in value:
         return str(value["Ref"])
@@ -177,15 +249,15 @@ def websocket_api(template: dict[str, Any]) -> WebSocketApi:
         for name, body in resources(template, "AWS::ApiGatewayV2::Integration").items()
     }
     two_way = {
-        _ref_name(body["Properties"]["RouteId"])
+        referenced_name(body["Properties"]["RouteId"])
         for body in resources(template, "AWS::ApiGatewayV2::RouteResponse").values()
     }
     routes = {}
     for name, body in resources(template, "AWS::ApiGatewayV2::Route").items():
         properties = body["Properties"]
-        if _ref_name(properties["ApiId"]) != api_id:
+        if referenced_name(properties["ApiId"]) != api_id:
             continue
-        function = integrations[_ref_name(properties["Target"])]
+        function = integrations[referenced_name(properties["Target"])]
         routes[properties["RouteKey"]] = Route(properties["RouteKey"], function, name in two_way)
     authorizers = resources(template, "AWS::ApiGatewayV2::Authorizer")
     authorizer = next(iter(authorizers.values()), None)

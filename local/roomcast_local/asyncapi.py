@@ -1,0 +1,202 @@
+"""docs/asyncapi.yaml, generated: `python -m roomcast_local.asyncapi > docs/asyncapi.yaml` (`make asyncapi`).
+
+Actions come from the namespaces the handlers register (name and input model); replies and events from
+`shared.protocol.outbound`. tests/test_asyncapi.py checks the committed file is this output and valid."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, TypeAdapter
+
+from shared.protocol.errors import ErrorCode
+from shared.protocol.frames import ACK_ID_MAX
+from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail
+from shared.wiring.namespace import Namespace
+
+SCHEMAS = "#/components/schemas/"
+CHANNEL = "#/channels/roomcast"
+ALL_NAMESPACES = "/, /conversations, /notifications, /analytics"
+
+
+def _key(name: str) -> str:
+    """Component keys allow letters, digits, `.`, `-` and `_`: `message:send` becomes `message.send`."""
+    return name.replace(":", ".")
+
+
+def namespaces() -> list[Namespace]:
+    from handlers.analytics import analytics
+    from handlers.conversations import conversations
+    from handlers.default import session
+    from handlers.notifications import notifications
+
+    return [session, conversations, notifications, analytics]
+
+
+class _Schemas:
+    """Model schemas gathered under components/schemas, each under its model's name."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel]) -> dict[str, str]:
+        schema = TypeAdapter(model).json_schema(by_alias=True, ref_template=SCHEMAS + "{model}", mode="serialization")
+        self.found.update(schema.pop("$defs", {}))
+        self.found[model.__name__] = schema
+        return {"$ref": SCHEMAS + model.__name__}
+
+
+def _envelope(event: str, data: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    properties: dict[str, Any] = {"event": {"const": event}, "data": data}
+    if namespace:
+        properties["namespace"] = {"const": namespace}
+    return {"type": "object", "required": ["event", "data"], "properties": properties}
+
+
+def document() -> dict[str, Any]:
+    schemas = _Schemas()
+    messages: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    error = schemas.ref(ErrorDetail)
+    ack_id = {"type": "string", "minLength": 1, "maxLength": ACK_ID_MAX}
+    messages["error"] = {
+        "name": "error",
+        "summary": "An action sent without ackId failed",
+        "payload": _envelope("error", error, None),
+    }
+    for namespace in namespaces():
+        for action, route in sorted(namespace.routes.items()):
+            reply = REPLIES[action]
+            key = _key(action)
+            messages[key] = {
+                "name": action,
+                "summary": f"Action `{action}` (namespace {namespace.name or '/'})",
+                "payload": {
+                    "type": "object",
+                    "required": ["action"],
+                    "additionalProperties": False,
+                    "properties": {"action": {"const": action}, "data": schemas.ref(route.model), "ackId": ack_id},
+                },
+            }
+            data = schemas.ref(reply.data)
+            messages[f"{key}.ack"] = {
+                "name": f"{action} ack",
+                "summary": f"The answer to `{action}` sent with an ackId",
+                "payload": {
+                    "oneOf": [
+                        {
+                            "type": "object",
+                            "required": ["event", "ackId", "ok", "data"],
+                            "properties": {
+                                "event": {"const": "ack"},
+                                "ackId": ack_id,
+                                "ok": {"const": True},
+                                "data": data,
+                            },
+                        },
+                        {
+                            "type": "object",
+                            "required": ["event", "ackId", "ok", "error"],
+                            "properties": {
+                                "event": {"const": "ack"},
+                                "ackId": ack_id,
+                                "ok": {"const": False},
+                                "error": error,
+                            },
+                        },
+                    ]
+                },
+            }
+            answers = [f"{key}.ack", "error"]
+            if reply.event is not None:
+                messages[f"{key}.reply"] = {
+                    "name": reply.event,
+                    "summary": f"The answer to `{action}` sent without an ackId",
+                    "payload": _envelope(reply.event, data, namespace.name),
+                }
+                answers.append(f"{key}.reply")
+            operations[f"send.{key}"] = {
+                "action": "send",
+                "channel": {"$ref": CHANNEL},
+                "summary": f"Perform `{action}`",
+                "messages": [{"$ref": f"{CHANNEL}/messages/{key}"}],
+                "reply": {
+                    "channel": {"$ref": CHANNEL},
+                    "messages": [{"$ref": f"{CHANNEL}/messages/{answer}"} for answer in answers],
+                },
+            }
+    for name, event in sorted(EVENTS.items()):
+        key = _key(name)
+        messages[f"{key}.event"] = {
+            "name": name,
+            "summary": event.summary,
+            "payload": _envelope(name, schemas.ref(event.data), event.namespace),
+        }
+        operations[f"receive.{key}"] = {
+            "action": "receive",
+            "channel": {"$ref": CHANNEL},
+            "summary": event.summary,
+            "messages": [{"$ref": f"{CHANNEL}/messages/{key}.event"}],
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "roomcast",
+            "version": "0.1.0",
+            "description": (
+                "Real-time rooms for a multi-tenant CRM: JSON frames on one WebSocket (docs/protocol.md). "
+                "The same actions and events flow over Socket.IO, as events of the namespaces "
+                f"{ALL_NAMESPACES} (docs/socketio.md). Error codes: {', '.join(code.value for code in ErrorCode)}. "
+                "Generated from the code by `make asyncapi`; do not edit by hand."
+            ),
+        },
+        "servers": {
+            "aws": {
+                "host": "{apiId}.execute-api.{region}.amazonaws.com",
+                "pathname": "/{stage}",
+                "protocol": "wss",
+                "description": "The deployed stage: the WebSocketUrl output of the stack",
+                "variables": {
+                    "apiId": {"description": "The WebSocket API's id"},
+                    "region": {"default": "us-east-1"},
+                    "stage": {"default": "prod"},
+                },
+            },
+            "local": {"host": "127.0.0.1:3001", "protocol": "ws", "description": "`make run`"},
+        },
+        "channels": {
+            "roomcast": {
+                "address": "/",
+                "description": "One connection per client, authenticated at the handshake with ?token=<JWT>",
+                "messages": messages,
+                "bindings": {
+                    "ws": {
+                        "query": {
+                            "type": "object",
+                            "required": ["token"],
+                            "properties": {"token": {"type": "string", "description": "HS256 JWT"}},
+                        }
+                    }
+                },
+            }
+        },
+        "operations": operations,
+        "components": {"schemas": dict(sorted(schemas.found.items()))},
+    }
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes a schema used twice out twice: anchors and aliases would make the document harder to read."""
+
+    def ignore_aliases(self, data: Any) -> bool:  # noqa: ARG002 - PyYAML's signature
+        return True
+
+
+def render() -> str:
+    return yaml.dump(document(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

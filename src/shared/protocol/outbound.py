@@ -1,0 +1,195 @@
+"""What the server sends: the `data` of every event and of every action's reply, as models.
+
+`docs/asyncapi.yaml` is generated from these and from the action models (`make asyncapi`); tests check
+that the frames the handlers really send validate against them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.protocol.errors import ErrorCode
+from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.records import Conversation, Message, Notification
+
+
+class Outbound(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", defer_build=True)
+
+
+class Pong(Outbound):
+    timestamp: str
+
+
+class TokenRenewed(Outbound):
+    exp: int = Field(description="The connection's new expiry, in seconds since the epoch")
+
+
+class ConversationRoom(Outbound):
+    conversation_id: str = Field(alias="conversationId")
+    room: str
+
+
+class AnalyticsRoom(Outbound):
+    room: str
+
+
+class Figures(Outbound):
+    period: str
+    total_messages: int = Field(alias="totalMessages")
+    total_conversations: int = Field(alias="totalConversations")
+    average_response_time: float = Field(alias="averageResponseTime", description="Seconds")
+    conversion_rate: float = Field(alias="conversionRate", ge=0, le=1)
+    timestamp: str
+
+
+class MessageStored(Outbound):
+    id: str
+    seq: int
+    client_message_id: str | None = Field(default=None, alias="clientMessageId")
+
+
+class MessageEdited(Outbound):
+    message: Message
+
+
+class MessageRemoved(Outbound):
+    id: str
+    conversation_id: str = Field(alias="conversationId")
+    deleted_at: str = Field(alias="deletedAt")
+
+
+class TypingState(Outbound):
+    conversation_id: str = Field(alias="conversationId")
+    user_id: str = Field(alias="userId")
+    is_typing: bool = Field(alias="isTyping")
+
+
+class HistoryPage(Outbound):
+    messages: list[Message]
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class ConversationState(Outbound):
+    conversation: Conversation
+
+
+class OnlineUser(Outbound):
+    user_id: str = Field(alias="userId")
+    connections: int
+
+
+class PresencePage(Outbound):
+    users: list[OnlineUser]
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class UserStatus(Outbound):
+    user_id: str = Field(alias="userId")
+
+
+class NewNotification(Outbound):
+    notification: Notification
+
+
+class NotificationPage(Outbound):
+    notifications: list[Notification]
+    unread_count: int = Field(alias="unreadCount")
+    next_cursor: str | None = Field(alias="nextCursor")
+
+
+class ReadReceipt(Outbound):
+    id: str
+    read_at: str = Field(alias="readAt")
+
+
+class AllRead(Outbound):
+    count: int
+
+
+class CampaignStarted(Outbound):
+    campaign_id: str = Field(alias="campaignId")
+    name: str
+
+
+class ContactTagged(Outbound):
+    conversation_id: str = Field(alias="conversationId")
+    contact_id: str = Field(alias="contactId")
+    tag: str
+
+
+class ErrorDetail(Outbound):
+    code: ErrorCode
+    message: str
+    action: str | None = None
+
+
+class ServerData(Outbound):
+    """Whatever a backend service's `Emit` carries: roomcast passes it through."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event the server pushes to the rooms it concerns, in `namespace`."""
+
+    namespace: str
+    data: type[BaseModel]
+    summary: str
+
+
+EVENTS: dict[str, Event] = {
+    "message:new": Event(CONVERSATIONS, Message, "A message stored in a conversation the connection joined"),
+    "message:updated": Event(CONVERSATIONS, Message, "A message of the conversation was edited"),
+    "message:deleted": Event(CONVERSATIONS, MessageRemoved, "A message of the conversation was deleted"),
+    "conversation:typing": Event(CONVERSATIONS, TypingState, "Another member started or stopped typing"),
+    "conversation:updated": Event(CONVERSATIONS, ConversationState, "A conversation of the company changed"),
+    "status:online": Event(CONVERSATIONS, UserStatus, "A user of the company opened their first connection"),
+    "status:offline": Event(CONVERSATIONS, UserStatus, "A user of the company closed their last connection"),
+    "campaign:started": Event(CONVERSATIONS, CampaignStarted, "Published by a backend service"),
+    "contact:tagged": Event(CONVERSATIONS, ContactTagged, "Published by a backend service"),
+    "notification:new": Event(NOTIFICATIONS, NewNotification, "A notification for the connection's user"),
+    "notification:read": Event(NOTIFICATIONS, ReadReceipt, "One of the user's notifications was read"),
+    "notification:all_read": Event(NOTIFICATIONS, AllRead, "The user's notifications were all read"),
+    "metrics:update": Event(ANALYTICS, Figures, "Today's figures changed (at most once a second)"),
+}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An action's answer: the ack's `data`; without `ackId`, a reading action answers with an event named
+    `event` carrying it, and any other action answers nothing."""
+
+    data: type[BaseModel]
+    event: str | None = None
+
+
+REPLIES: dict[str, Reply] = {
+    "ping": Reply(Pong, "pong"),
+    "auth:refresh": Reply(TokenRenewed),
+    "join:conversation": Reply(ConversationRoom),
+    "leave:conversation": Reply(ConversationRoom),
+    "message:send": Reply(MessageStored, "message:sent"),
+    "message:edit": Reply(MessageEdited),
+    "message:delete": Reply(MessageRemoved),
+    "conversation:typing": Reply(TypingState),
+    "conversation:history": Reply(HistoryPage, "conversation:history"),
+    "conversation:create": Reply(ConversationState),
+    "conversation:update": Reply(ConversationState),
+    "presence:list": Reply(PresencePage, "presence:list"),
+    "notification:list": Reply(NotificationPage, "notification:list"),
+    "notification:read": Reply(ReadReceipt),
+    "notification:all_read": Reply(AllRead),
+    "analytics:subscribe": Reply(AnalyticsRoom),
+    "analytics:unsubscribe": Reply(AnalyticsRoom),
+    "analytics:request": Reply(Figures, "analytics:update"),
+}
+
+
+def check_event(name: str, data: Any) -> None:
+    """Raises if `data` is not what `name` is documented to carry; an `Emit` may name any other event."""
+    event = EVENTS.get(name)
+    (event.data if event else ServerData).model_validate(data)
