@@ -194,11 +194,10 @@ def test_chunk_workers_stay_within_the_posts_per_second_budget(
 ) -> None:
     members = [f"c-{index:02d}" for index in range(5 * CHUNK)]
     frame = event_frame("campaign:started", {"name": "x"})
-    key = company_room("acme").key("acme")
     chunks = [
         BroadcastChunk(
             companyId="acme",
-            roomKey=key,
+            room=company_room("acme").name,
             frame=frame,
             recipients=tuple(Recipient(connectionId=member) for member in members[start : start + CHUNK]),
         )
@@ -226,11 +225,11 @@ def test_two_budgets_on_one_table_share_one_second(aws: None) -> None:
 
 
 def test_members_a_chunk_worker_finds_gone_go_to_the_existing_clean_up(rooms: Services, timed: TimedGateway) -> None:
-    key = conversation_room("c-1").key("acme")
+    room = conversation_room("c-1")
     timed.gone.add("c-02")
     chunk = BroadcastChunk(
         companyId="acme",
-        roomKey=key,
+        room=room.name,
         frame=event_frame("message:new", {"id": "m"}),
         recipients=tuple(Recipient(connectionId=f"c-{index:02d}") for index in range(CHUNK)),
     )
@@ -240,4 +239,4 @@ def test_members_a_chunk_worker_finds_gone_go_to_the_existing_clean_up(rooms: Se
     assert (report.delivered, len(report.gone)) == (CHUNK - 1, 1)
     (task,) = deferrer.take()
     assert isinstance(task, ConnectionsGone)
-    assert [(gone.connection_id, gone.room_key) for gone in task.recipients] == [("c-02", key)]
+    assert [(gone.connection_id, gone.room_key) for gone in task.recipients] == [("c-02", room.key("acme"))]

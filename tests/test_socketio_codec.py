@@ -18,7 +18,7 @@ import shared.protocol.codec as codecs
 import shared.protocol.socketio as codec
 from handlers.analytics import analytics
 from handlers.conversations import conversations
-from handlers.default import session
+from handlers.default import common
 from handlers.notifications import notifications
 from shared.protocol.codec import Codec, codec_of, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
@@ -56,7 +56,7 @@ from shared.wiring.namespace import Namespace
 
 LIMIT = 32 * 1024
 FUNCTIONS: dict[str | None, Namespace] = {
-    function.name: function for function in (session, conversations, notifications, analytics)
+    function.name: function for function in (common, conversations, notifications, analytics)
 }
 
 
@@ -181,7 +181,7 @@ def test_every_action_of_a_namespace_reaches_its_function(name: str, function: N
 
 def test_the_served_namespaces_are_the_functions_namespaces() -> None:
     assert {name or "/" for name in FUNCTIONS} == codec.NAMESPACES == {"/", CONVERSATIONS, NOTIFICATIONS, ANALYTICS}
-    assert set(session.routes) == codec.ANY_NAMESPACE_ACTIONS
+    assert set(common.routes) == codec.ANY_NAMESPACE_ACTIONS
 
 
 def test_the_default_namespace_reaches_only_the_default_function() -> None:
@@ -442,7 +442,7 @@ def test_a_failed_action_gets_ok_false_and_the_error_on_its_ack() -> None:
 
 def test_without_a_callback_the_reply_event_comes_in_the_namespace_emitted_in() -> None:
     message = emitted('42/analytics,["ping"]')
-    reply = reply_frame(message.frame, Outcome({"timestamp": "t"}, event="pong"), session.name)
+    reply = reply_frame(message.frame, Outcome({"timestamp": "t"}, event="pong"), common.name)
     assert reply is not None
     assert answer(message.namespace, reply) == '42/analytics,["pong",{"timestamp":"t"}]'
 

@@ -29,10 +29,10 @@ def _key(name: str) -> str:
 def namespaces() -> list[Namespace]:
     from handlers.analytics import analytics
     from handlers.conversations import conversations
-    from handlers.default import session
+    from handlers.default import common
     from handlers.notifications import notifications
 
-    return [session, conversations, notifications, analytics]
+    return [common, conversations, notifications, analytics]
 
 
 class _Schemas:

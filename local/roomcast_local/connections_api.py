@@ -19,12 +19,9 @@ from roomcast_local.environment import ACCOUNT, API_ID, REGION
 from roomcast_local.errors import aws_error
 from roomcast_local.frames import MAX_MESSAGE_BYTES
 from roomcast_local.websocket import CLOSED_BY_SERVER, Connection, WebSocketEndpoint
+from shared.protocol.clock import iso
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _gone() -> web.Response:
@@ -82,8 +79,8 @@ class ConnectionsApi:
         identity = {"sourceIp": peer.source_ip, **({"userAgent": peer.user_agent} if peer.user_agent else {})}
         return web.json_response(
             {
-                "connectedAt": _iso(peer.connected_at / 1000),
-                "lastActiveAt": _iso(connection.last_active_at),
+                "connectedAt": iso(datetime.fromtimestamp(peer.connected_at / 1000, UTC)),
+                "lastActiveAt": iso(datetime.fromtimestamp(connection.last_active_at, UTC)),
                 "identity": identity,
             }
         )

@@ -12,15 +12,21 @@ from shared.protocol.clock import utc_now
 from shared.protocol.frames import Outcome
 from shared.protocol.namespaces import ANALYTICS
 from shared.protocol.rooms import analytics_room
-from shared.wiring.namespace import Namespace, Request
+from shared.protocol.websocket import WebSocketEvent
+from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
 
 analytics = Namespace(ANALYTICS)
 
 
+@websocket_entry
+def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
+    return analytics.handle(WebSocketEvent.of(event), services())
+
+
 @analytics.action("analytics:subscribe", Empty)
 def subscribe(request: Request, _: Empty) -> Outcome:
-    runtime = services()
+    runtime = request.services
     identity = request.identity
     room = analytics_room(identity.company_id)
     runtime.connections.join(request.connection_id, identity, room, request.now)
@@ -31,17 +37,14 @@ def subscribe(request: Request, _: Empty) -> Outcome:
 @analytics.action("analytics:unsubscribe", Empty)
 def unsubscribe(request: Request, _: Empty) -> Outcome:
     room = analytics_room(request.identity.company_id)
-    services().connections.leave(request.connection_id, request.identity.company_id, room)
+    request.services.connections.leave(request.connection_id, request.identity.company_id, room)
     return Outcome({"room": room.name})
 
 
 @analytics.action("analytics:request", AnalyticsRequest)
 def report(request: Request, data: AnalyticsRequest) -> Outcome:
-    figures = services().analytics.report(request.identity.company_id, data.period, request.now)
+    figures = request.services.analytics.report(request.identity.company_id, data.period, request.now)
     return Outcome(figures, event="analytics:update")
-
-
-handler = analytics.lambda_handler
 
 
 @instrumented()

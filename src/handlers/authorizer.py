@@ -47,9 +47,11 @@ def _deny(request: APIGatewayAuthorizerRequestEvent) -> dict[str, Any]:
 
 @instrumented(correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
+    # The authorizer's configuration only: it builds no stores and no clients.
+    config = settings()
     request = APIGatewayAuthorizerRequestEvent(event)
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, settings().allowed_origins):
+    if not origin_allowed(origin, config.allowed_origins):
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
         logger.info("handshake from an origin not allowed", extra={"origin": origin})
         return _deny(request)
@@ -59,9 +61,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         logger.info("handshake without token")
         raise Unauthorized
     try:
-        identity = verify_token(
-            token, jwt_secret(settings().jwt_secret_arn, settings().jwt_secret), settings().jwt_leeway_seconds
-        )
+        identity = verify_token(token, jwt_secret(config.jwt_secret_arn, config.jwt_secret), config.jwt_leeway_seconds)
     except InvalidToken as error:
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
         logger.info("handshake with invalid token", extra={"reason": str(error)})

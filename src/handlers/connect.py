@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.protocol.identity import identity_from_authorizer
@@ -11,16 +15,15 @@ from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
 
 
-def connect(event: WebSocketEvent) -> LambdaResponse:
-    identity = identity_from_authorizer(event.request_context.raw_event.get("authorizer"))
+@websocket_entry
+def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
+    request_context = WebSocketEvent.of(event).request_context
+    identity = identity_from_authorizer(request_context.raw_event.get("authorizer"))
     try:
-        services().presence.connect(event.request_context.connection_id, identity, utc_now())
+        services().presence.connect(request_context.connection_id, identity, utc_now())
     except ConnectionRefused:
         # Its $disconnect came first: the client is gone, and nothing of the connection stays recorded.
         logger.info("connection closed during $connect")
         return {"statusCode": 410}
     metrics.add_metric(name="Connections", unit=MetricUnit.Count, value=1)
     return respond(None)
-
-
-handler = websocket_entry(connect)

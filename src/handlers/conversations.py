@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.domain.authorization import require_author
 from shared.domain.history import history_page
+from shared.domain.messages import SendReads, agent_draft
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.actions import (
     ConversationRef,
@@ -22,91 +24,31 @@ from shared.protocol.actions import (
 )
 from shared.protocol.clock import iso
 from shared.protocol.frames import Outcome, event_frame
-from shared.protocol.ids import message_id, new_id
+from shared.protocol.ids import new_id
 from shared.protocol.namespaces import CONVERSATIONS
-from shared.protocol.records import Conversation, ConversationStatus, Message, SenderType
-from shared.protocol.rooms import company_room, conversation_room
+from shared.protocol.records import Conversation, ConversationStatus
+from shared.protocol.rooms import conversation_room
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.analytics import Counts
-from shared.wiring.namespace import Namespace, Request
+from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
-from shared.wiring.settings import settings
 
 conversations = Namespace(CONVERSATIONS)
+
+
+@websocket_entry
+def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
+    return conversations.handle(WebSocketEvent.of(event), services())
 
 
 def _emit_to_conversation(
     request: Request, conversation_id: str, event: str, data: dict[str, Any], exclude_self: bool = False
 ) -> None:
-    services().hub.emit(
+    request.services.hub.emit(
         request.identity.company_id,
         conversation_room(conversation_id),
         event_frame(event, data, CONVERSATIONS),
         exclude=request.connection_id if exclude_self else None,
-    )
-
-
-def _announce(request: Request, conversation: Conversation) -> None:
-    company_id = request.identity.company_id
-    services().hub.emit(
-        company_id,
-        company_room(company_id),
-        event_frame("conversation:updated", {"conversation": conversation.public()}, CONVERSATIONS),
-    )
-
-
-@conversations.action("join:conversation", ConversationRef)
-def join(request: Request, data: ConversationRef) -> Outcome:
-    runtime = services()
-    identity = request.identity
-    runtime.conversations.require(identity.company_id, data.conversation_id)
-    room = conversation_room(data.conversation_id)
-    runtime.connections.join(request.connection_id, identity, room, request.now)
-    return Outcome({"conversationId": data.conversation_id, "room": room.name})
-
-
-@conversations.action("leave:conversation", ConversationRef)
-def leave(request: Request, data: ConversationRef) -> Outcome:
-    runtime = services()
-    identity = request.identity
-    runtime.conversations.require(identity.company_id, data.conversation_id)
-    room = conversation_room(data.conversation_id)
-    runtime.connections.leave(request.connection_id, identity.company_id, room)
-    return Outcome({"conversationId": data.conversation_id, "room": room.name})
-
-
-@conversations.action("message:send", SendMessage)
-def send(request: Request, data: SendMessage) -> Outcome:
-    runtime = services()
-    identity = request.identity
-    conversation = runtime.conversations.require(identity.company_id, data.conversation_id)
-
-    def compose(seq: int) -> Message:
-        return Message(
-            id=message_id(seq),
-            seq=seq,
-            conversationId=data.conversation_id,
-            content=data.content,
-            senderType=SenderType.AGENT,
-            fromUserId=identity.user_id,
-            timestamp=iso(request.now),
-            clientMessageId=data.client_message_id,
-        )
-
-    # `agent:` keeps an agent's keys apart from contacts' (`contact:...`), whatever the user id looks like.
-    sender_key = None if data.client_message_id is None else f"agent:{identity.user_id}#{data.client_message_id}"
-    # Durable before anyone hears of it: the write comes first, the broadcast and the reply after.
-    stored = runtime.conversations.add_message(identity.company_id, data.conversation_id, compose, sender_key)
-    message = stored.message
-    # Stored means sent: nothing after the write may turn the sender's answer into a failure.
-    if stored.created:
-        metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
-        _after_stored(
-            "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:new", message.public())
-        )
-    if message.uncounted:
-        _after_stored("count", lambda: _count_message(request, conversation, message))
-    return Outcome(
-        {"id": message.id, "seq": message.seq, "clientMessageId": message.client_message_id}, event="message:sent"
     )
 
 
@@ -119,29 +61,56 @@ def _after_stored(effect: str, apply: Callable[[], object]) -> None:
         metrics.add_metric(name="EffectsFailedAfterWrite", unit=MetricUnit.Count, value=1)
 
 
-def _count_message(request: Request, conversation: Conversation, message: Message) -> None:
-    """Count a stored message once: only the caller that claims its uncounted flag adds it (a retry that
-    finds the flag still set, because the first attempt died before counting, counts it then)."""
-    runtime = services()
-    company_id = request.identity.company_id
-    if runtime.conversations.claim_message_count(company_id, message):
-        counts = Counts(agent_messages=1, response_seconds=_reply_time(request, conversation))
-        runtime.analytics.count(company_id, request.now, counts)
+@conversations.action("join:conversation", ConversationRef)
+def join(request: Request, data: ConversationRef) -> Outcome:
+    runtime = request.services
+    identity = request.identity
+    runtime.conversations.require(identity.company_id, data.conversation_id)
+    room = conversation_room(data.conversation_id)
+    runtime.connections.join(request.connection_id, identity, room, request.now)
+    return Outcome({"conversationId": data.conversation_id, "room": room.name})
 
 
-def _reply_time(request: Request, conversation: Conversation) -> float | None:
-    """Seconds since the contact's message this agent message is the first reply to, if it is one."""
-    since = conversation.awaiting_reply_since
-    if since is None:
-        return None
-    if not services().conversations.stop_awaiting(request.identity.company_id, conversation.id, since):
-        return None
-    return max(0.0, (request.now - datetime.fromisoformat(since)).total_seconds())
+@conversations.action("leave:conversation", ConversationRef)
+def leave(request: Request, data: ConversationRef) -> Outcome:
+    runtime = request.services
+    identity = request.identity
+    runtime.conversations.require(identity.company_id, data.conversation_id)
+    room = conversation_room(data.conversation_id)
+    runtime.connections.leave(request.connection_id, identity.company_id, room)
+    return Outcome({"conversationId": data.conversation_id, "room": room.name})
+
+
+def _read_for_send(request: Request, data: SendMessage) -> SendReads:
+    return request.services.messages.read_ahead(request.identity.company_id, data.conversation_id)
+
+
+@conversations.action_after_reads("message:send", SendMessage, _read_for_send)
+def send(request: Request, data: SendMessage, ahead: SendReads) -> Outcome:
+    """The shortest path (decision 0047): the reads ran alongside the rate limit; then one conditional write,
+    then the posts, then the count."""
+    messages = request.services.messages
+    identity = request.identity
+    draft = agent_draft(data.conversation_id, data.content, identity.user_id, data.client_message_id, request.now)
+    # Durable before anyone hears of it: the write comes first, the broadcast and the reply after.
+    stored = messages.store(identity.company_id, draft, ahead.last_seq)
+    message = stored.message
+    # Stored means sent: nothing after the write may turn the sender's answer into a failure.
+    if stored.created:
+        _after_stored("broadcast", lambda: messages.announce(identity.company_id, message, ahead.recipients))
+    if message.uncounted:
+        _after_stored(
+            "count",
+            lambda: messages.count_agent_message(identity.company_id, ahead.conversation, message, request.now),
+        )
+    return Outcome(
+        {"id": message.id, "seq": message.seq, "clientMessageId": message.client_message_id}, event="message:sent"
+    )
 
 
 @conversations.action("message:edit", EditMessage)
 def edit(request: Request, data: EditMessage) -> Outcome:
-    store = services().conversations
+    store = request.services.conversations
     company_id = request.identity.company_id
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
@@ -155,7 +124,7 @@ def edit(request: Request, data: EditMessage) -> Outcome:
 
 @conversations.action("message:delete", DeleteMessage)
 def delete(request: Request, data: DeleteMessage) -> Outcome:
-    store = services().conversations
+    store = request.services.conversations
     company_id = request.identity.company_id
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
@@ -172,7 +141,7 @@ def delete(request: Request, data: DeleteMessage) -> Outcome:
 @conversations.action("conversation:typing", Typing)
 def typing(request: Request, data: Typing) -> Outcome:
     identity = request.identity
-    services().conversations.require(identity.company_id, data.conversation_id)
+    request.services.conversations.require(identity.company_id, data.conversation_id)
     payload = {"conversationId": data.conversation_id, "userId": identity.user_id, "isTyping": data.is_typing}
     _emit_to_conversation(request, data.conversation_id, "conversation:typing", payload, exclude_self=True)
     return Outcome(payload)
@@ -180,10 +149,10 @@ def typing(request: Request, data: Typing) -> Outcome:
 
 @conversations.action("conversation:history", History)
 def history(request: Request, data: History) -> Outcome:
-    store = services().conversations
+    store = request.services.conversations
     company_id = request.identity.company_id
     store.require(company_id, data.conversation_id)
-    config = settings()
+    config = request.config
     limit = min(data.limit, config.history_page_max)
     found = store.messages(company_id, data.conversation_id, data.after_seq, data.before_seq, limit)
     page = history_page(found, forward=data.after is not None, max_bytes=config.limits.max_outbound_bytes)
@@ -192,7 +161,7 @@ def history(request: Request, data: History) -> Outcome:
 
 @conversations.action("conversation:create", CreateConversation)
 def create(request: Request, data: CreateConversation) -> Outcome:
-    runtime = services()
+    runtime = request.services
     identity = request.identity
     now = iso(request.now)
     conversation = Conversation(
@@ -211,7 +180,7 @@ def create(request: Request, data: CreateConversation) -> Outcome:
     # connection that may join no more rooms is refused before anything is stored.
     runtime.connections.join(request.connection_id, identity, conversation_room(conversation.id), request.now)
     runtime.conversations.create(conversation)
-    _after_stored("announce", lambda: _announce(request, conversation))
+    _after_stored("announce", lambda: runtime.messages.announce_conversation(identity.company_id, conversation))
     counts = Counts(conversations_created=1, conversations_converted=int(conversation.converted_at is not None))
     _after_stored("count", lambda: runtime.analytics.count(identity.company_id, request.now, counts))
     return Outcome({"conversation": conversation.public()})
@@ -219,14 +188,14 @@ def create(request: Request, data: CreateConversation) -> Outcome:
 
 @conversations.action("conversation:update", UpdateConversation)
 def update(request: Request, data: UpdateConversation) -> Outcome:
-    runtime = services()
+    runtime = request.services
     company_id = request.identity.company_id
     now = iso(request.now)
     converting = data.status is ConversationStatus.CONVERTED
     conversation, first_conversion = runtime.conversations.update(
         company_id, data.conversation_id, {**data.changes(), "updatedAt": now}, converted_at=now if converting else None
     )
-    _after_stored("announce", lambda: _announce(request, conversation))
+    _after_stored("announce", lambda: runtime.messages.announce_conversation(company_id, conversation))
     if first_conversion:
         _after_stored(
             "count", lambda: runtime.analytics.count(company_id, request.now, Counts(conversations_converted=1))
@@ -237,9 +206,8 @@ def update(request: Request, data: UpdateConversation) -> Outcome:
 @conversations.action("presence:list", ListPresence)
 def presence(request: Request, data: ListPresence) -> Outcome:
     # Room for the envelope: the rest of the 128 KiB is the list's.
-    room_for_users = settings().limits.max_outbound_bytes - 1024
-    page = services().connections.online_users(request.identity.company_id, data.cursor, data.limit, room_for_users)
+    room_for_users = request.config.limits.max_outbound_bytes - 1024
+    page = request.services.connections.online_users(
+        request.identity.company_id, data.cursor, data.limit, room_for_users
+    )
     return Outcome({"users": page.users, "nextCursor": page.next_cursor}, event="presence:list")
-
-
-handler = conversations.lambda_handler

@@ -24,7 +24,6 @@ from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.stores.analytics import PUSH_INTERVAL_MS
 from shared.wiring.services import Services, services
-from shared.wiring.settings import settings
 
 # A trailing push waits for the second after the last push; pushes by others can push it back a little.
 TRAILING_ATTEMPTS = 3
@@ -64,7 +63,7 @@ def _open_session(runtime: Services, connection_id: str) -> None:
     def closed() -> bool:
         return runtime.connections.get(connection_id) is None
 
-    if post_open_packet(runtime.hub, connection_id, settings(), closed) is Delivery.DELIVERED:
+    if post_open_packet(runtime.hub, connection_id, runtime.config, closed) is Delivery.DELIVERED:
         runtime.connections.start_session(connection_id, utc_now())
 
 

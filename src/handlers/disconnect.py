@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from shared.observability import MetricUnit, metrics
 from shared.protocol.clock import utc_now
 from shared.protocol.websocket import WebSocketEvent
@@ -9,10 +13,8 @@ from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
 
 
-def disconnect(event: WebSocketEvent) -> LambdaResponse:
-    services().presence.disconnect(event.request_context.connection_id, utc_now())
+@websocket_entry
+def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
+    services().presence.disconnect(WebSocketEvent.of(event).request_context.connection_id, utc_now())
     metrics.add_metric(name="Disconnections", unit=MetricUnit.Count, value=1)
     return respond(None)
-
-
-handler = websocket_entry(disconnect)

@@ -4,30 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from shared.protocol.actions import Empty, ListNotifications, ReadNotification
 from shared.protocol.clock import iso
 from shared.protocol.frames import Outcome, event_frame, fitting
 from shared.protocol.namespaces import NOTIFICATIONS
 from shared.protocol.rooms import user_room
-from shared.wiring.namespace import Namespace, Request
+from shared.protocol.websocket import WebSocketEvent
+from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
-from shared.wiring.settings import settings
 
 notifications = Namespace(NOTIFICATIONS)
 
 
+@websocket_entry
+def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
+    return notifications.handle(WebSocketEvent.of(event), services())
+
+
 def _tell_user(request: Request, event: str, data: dict[str, Any]) -> None:
     identity = request.identity
-    services().hub.emit(identity.company_id, user_room(identity.user_id), event_frame(event, data, NOTIFICATIONS))
+    request.services.hub.emit(identity.company_id, user_room(identity.user_id), event_frame(event, data, NOTIFICATIONS))
 
 
 @notifications.action("notification:list", ListNotifications)
 def list_notifications(request: Request, data: ListNotifications) -> Outcome:
-    store = services().notifications
+    store = request.services.notifications
     identity = request.identity
     page = store.page(identity.company_id, identity.user_id, data.unread_only, data.limit, data.cursor)
     # Paged by size as well as count: the next page starts after the last one that fits.
-    kept = fitting([notification.public() for notification in page.notifications], settings().limits.max_outbound_bytes)
+    kept = fitting(
+        [notification.public() for notification in page.notifications], request.config.limits.max_outbound_bytes
+    )
     more = page.has_more or len(kept) < len(page.notifications)
     return Outcome(
         {
@@ -42,7 +51,7 @@ def list_notifications(request: Request, data: ListNotifications) -> Outcome:
 @notifications.action("notification:read", ReadNotification)
 def read(request: Request, data: ReadNotification) -> Outcome:
     identity = request.identity
-    notification = services().notifications.mark_read(
+    notification = request.services.notifications.mark_read(
         identity.company_id, identity.user_id, data.notification_id, iso(request.now)
     )
     receipt = {"id": notification.id, "readAt": notification.read_at}
@@ -53,9 +62,6 @@ def read(request: Request, data: ReadNotification) -> Outcome:
 @notifications.action("notification:all_read", Empty)
 def all_read(request: Request, _: Empty) -> Outcome:
     identity = request.identity
-    count = services().notifications.mark_all_read(identity.company_id, identity.user_id, iso(request.now))
+    count = request.services.notifications.mark_all_read(identity.company_id, identity.user_id, iso(request.now))
     _tell_user(request, "notification:all_read", {"count": count})
     return Outcome({"count": count})
-
-
-handler = notifications.lambda_handler

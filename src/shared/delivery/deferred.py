@@ -91,7 +91,7 @@ class BroadcastChunk(_Task):
 
     kind: Literal["chunk"] = "chunk"
     company_id: str = Field(alias="companyId")
-    room_key: str = Field(alias="roomKey")
+    room: str
     frame: dict[str, Any]
     recipients: tuple[Recipient, ...]
 

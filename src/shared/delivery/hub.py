@@ -1,21 +1,14 @@
-"""Sending events to rooms: members are queried page by page and posted to in parallel, each in the encoding
-its membership names (encoded once per codec present). A recipient found gone is handed to the deferred
-function, never cleaned up inside the request that found it. A room past the large-room threshold is handed
-off whole and posted to by chunk workers within a shared posts-per-second budget (decision 0052)."""
+"""Sending events to rooms: a room's members are read (a Query page at a time, every page before the first
+post), then posted to in parallel, each in the encoding its membership names (encoded once per codec present).
+A recipient found gone is handed to the deferred function, never cleaned up inside the request that found it.
+A room past the large-room threshold is handed off whole after its first page, and posted to by chunk workers
+within a shared posts-per-second budget (decision 0052)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shared.delivery.deferred import (
-    BroadcastChunk,
-    Deferrer,
-    GoneRecipient,
-    Recipient,
-    RoomBroadcast,
-    gone_tasks,
-)
+from shared.delivery.deferred import BroadcastChunk, Deferrer, GoneRecipient, Recipient, RoomBroadcast, gone_tasks
 from shared.delivery.management_api import Delivery, Gateway
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import Clock, utc_now
@@ -24,17 +17,19 @@ from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, encode
 from shared.protocol.rooms import Room, parse_room
 from shared.stores.budget import PostBudget
-from shared.stores.connections import ConnectionStore, Member
+from shared.stores.connections import ConnectionStore
 
 
-@dataclass
-class FanoutReport:
-    recipients: int = 0
-    delivered: int = 0
-    failed: int = 0
-    gone: list[GoneRecipient] = field(default_factory=list)
-    handed_off: bool = False
-    """The room was past the large-room threshold: chunk workers post to it after the reply."""
+@dataclass(frozen=True)
+class Recipients:
+    """A room's members as one read found them, grouped by the codec each speaks."""
+
+    company_id: str
+    room: Room
+    by_codec: dict[Codec, list[str]]
+    exclude: str | None = None
+    large: bool = False
+    """Past the large-room threshold: `by_codec` holds the first page only, and the room is handed off whole."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +42,16 @@ class LargeRooms:
     """Posts a chunk worker claims from the budget and sends at once: its own concurrency."""
     budget: PostBudget
     clock: Clock
+
+
+@dataclass
+class FanoutReport:
+    recipients: int = 0
+    delivered: int = 0
+    failed: int = 0
+    gone: list[GoneRecipient] = field(default_factory=list)
+    handed_off: bool = False
+    """The room was past the large-room threshold: chunk workers post to it after the reply."""
 
 
 class Hub:
@@ -73,15 +78,38 @@ class Hub:
         return data
 
     def emit(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> FanoutReport:
-        """Send `frame` to every connection in the room; connections found gone are handed off. A room past the
-        large-room threshold is handed off whole, after one page of its members: the reply does not wait for it."""
+        """Send `frame` to every connection in the room; connections found gone are handed off."""
+        return self.deliver(self.recipients(company_id, room, exclude), frame)
+
+    def recipients(self, company_id: str, room: Room, exclude: str | None = None) -> Recipients:
+        """Who is in the room now: a caller may read this alongside its other reads, before its write. Past the
+        large-room threshold, one page says so and the rest is left to the workers."""
+        threshold = None if self._large_rooms is None else self._large_rooms.threshold
+        # One page decides a large room: the excluded member and one past the threshold.
+        page_size = None if threshold is None else threshold + 2
+        by_codec: dict[Codec, list[str]] = {}
+        found = 0
+        for page in self._store.members(company_id, room, page_size):
+            for member in page:
+                if member.connection_id != exclude:
+                    by_codec.setdefault(member.codec, []).append(member.connection_id)
+                    found += 1
+            if threshold is not None and found > threshold:
+                return Recipients(company_id, room, by_codec, exclude, large=True)
+        return Recipients(company_id, room, by_codec, exclude)
+
+    def deliver(self, recipients: Recipients, frame: Frame) -> FanoutReport:
+        """Post `frame` to the recipients read before; those found gone are handed off. A large room is handed
+        off whole: the reply does not wait for it."""
         self.encode(frame)
-        members = self._members_up_to_threshold(company_id, room, exclude)
-        if members is None:
-            self._deferrer.defer(RoomBroadcast(companyId=company_id, room=room.name, frame=frame, exclude=exclude))
+        if recipients.large:
+            broadcast = RoomBroadcast(
+                companyId=recipients.company_id, room=recipients.room.name, frame=frame, exclude=recipients.exclude
+            )
+            self._deferrer.defer(broadcast)
             metrics.add_metric(name="LargeRoomsHandedOff", unit=MetricUnit.Count, value=1)
             return FanoutReport(handed_off=True)
-        report = self._post_to_members(room.key(company_id), frame, members)
+        report = self._post(recipients, frame)
         self._hand_off(report.gone)
         return report
 
@@ -98,28 +126,28 @@ class Hub:
             if member.connection_id != task.exclude
         ]
         size = self._large_rooms.chunk
-        chunks = [members[start : start + size] for start in range(0, len(members), size)]
-        room_key = room.key(task.company_id)
         handed = 0
-        for recipients in chunks:
-            chunk = BroadcastChunk(
-                companyId=task.company_id, roomKey=room_key, frame=task.frame, recipients=tuple(recipients)
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            task_of_chunk = BroadcastChunk(
+                companyId=task.company_id, room=task.room, frame=task.frame, recipients=tuple(chunk)
             )
             try:
-                self._deferrer.defer(chunk)
+                self._deferrer.defer(task_of_chunk)
                 handed += 1
             except Exception:
                 # Not retried by failing the whole split: the chunks already handed on would be posted twice.
-                logger.exception("could not hand off a chunk", extra={"room": task.room, "members": len(recipients)})
+                logger.exception("could not hand off a chunk", extra={"room": task.room, "members": len(chunk)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
         return handed
 
     def post_chunk(self, chunk: BroadcastChunk) -> FanoutReport:
         """Post to one chunk's members, a batch at a time, each batch claimed from the shared budget first."""
-        if self._large_rooms is None:
-            raise ValueError("no large-room settings to post a chunk with")
+        room = parse_room(chunk.room)
+        if room is None or self._large_rooms is None:
+            raise ValueError(f"no large-room broadcast to {chunk.room!r}")
         rooms = self._large_rooms
-        remaining = [Member(recipient.connection_id, recipient.codec) for recipient in chunk.recipients]
+        remaining = list(chunk.recipients)
         report = FanoutReport(recipients=len(remaining))
         while remaining:
             granted = rooms.budget.take(min(rooms.batch, len(remaining)), rooms.clock.now())
@@ -128,7 +156,10 @@ class Hub:
                 rooms.clock.sleep(1 - now.microsecond / 1_000_000)  # until the next second's budget
                 continue
             batch, remaining = remaining[:granted], remaining[granted:]
-            part = self._post_to_members(chunk.room_key, chunk.frame, batch)
+            by_codec: dict[Codec, list[str]] = {}
+            for recipient in batch:
+                by_codec.setdefault(recipient.codec, []).append(recipient.connection_id)
+            part = self._post(Recipients(chunk.company_id, room, by_codec), chunk.frame)
             report.delivered += part.delivered
             report.failed += part.failed
             report.gone.extend(part.gone)
@@ -173,28 +204,15 @@ class Hub:
                 logger.exception("could not hand off gone connections", extra={"gone": len(task.recipients)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
 
-    def _members_up_to_threshold(self, company_id: str, room: Room, exclude: str | None) -> list[Member] | None:
-        """The room's members but `exclude`, or None as soon as they are more than the large-room threshold."""
-        threshold = None if self._large_rooms is None else self._large_rooms.threshold
-        found: list[Member] = []
-        # One page decides a large room: the excluded member and one past the threshold.
-        page_size = None if threshold is None else threshold + 2
-        for page in self._store.members(company_id, room, page_size):
-            found.extend(member for member in page if member.connection_id != exclude)
-            if threshold is not None and len(found) > threshold:
-                return None
-        return found
-
-    def _post_to_members(self, room_key: str, frame: Frame, members: Sequence[Member]) -> FanoutReport:
-        by_codec: dict[Codec, list[str]] = {}
-        for member in members:
-            by_codec.setdefault(member.codec, []).append(member.connection_id)
-        report = FanoutReport(recipients=len(members))
+    def _post(self, recipients: Recipients, frame: Frame) -> FanoutReport:
+        by_codec = recipients.by_codec
+        room_key = recipients.room.key(recipients.company_id)
+        report = FanoutReport(recipients=sum(len(group) for group in by_codec.values()))
         for codec, data in encodings(frame, by_codec).items():
-            recipients = by_codec[codec]
-            deliveries = self._gateway.post_many(recipients, data)
+            group = by_codec[codec]
+            deliveries = self._gateway.post_many(group, data)
             answered = utc_now()
-            for connection_id, delivery in zip(recipients, deliveries, strict=True):
+            for connection_id, delivery in zip(group, deliveries, strict=True):
                 if delivery is Delivery.DELIVERED:
                     report.delivered += 1
                 elif delivery is Delivery.GONE:
@@ -204,5 +222,5 @@ class Hub:
         metrics.add_metric(name="FanoutRecipients", unit=MetricUnit.Count, value=report.recipients)
         if report.failed:
             metrics.add_metric(name="FanoutFailures", unit=MetricUnit.Count, value=report.failed)
-            logger.warning("some recipients failed", extra={"room": room_key, "failed": report.failed})
+            logger.warning("some recipients failed", extra={"room": recipients.room.name, "failed": report.failed})
         return report

@@ -15,6 +15,17 @@ from shared.protocol.rooms import company_room
 from shared.stores.connections import Closed, ConnectionStore, Opened
 
 
+def connect_tasks(connection_id: str, identity: Identity, first: bool) -> list[AnyTask]:
+    """What a $connect hands off: a Socket.IO connection's open packet, and a user's first connection's
+    `status:online` (only the connection that made the user online announces it)."""
+    tasks: list[AnyTask] = []
+    if identity.codec is Codec.SOCKETIO:
+        tasks.append(SessionOpened(connectionId=connection_id))
+    if first:
+        tasks.append(UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id))
+    return tasks
+
+
 class Presence:
     def __init__(self, store: ConnectionStore, hub: Hub, deferrer: Deferrer) -> None:
         self._store = store
@@ -26,13 +37,8 @@ class Presence:
         connection is announced after $connect returns: the company may be large. A Socket.IO connection's
         open packet can only be posted after $connect returns, so it is handed off too."""
         first = self._store.open(connection_id, identity, now)
-        tasks: list[AnyTask] = []
-        if identity.codec is Codec.SOCKETIO:
-            tasks.append(SessionOpened(connectionId=connection_id))
-        if first:
-            tasks.append(UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id))
         try:
-            for task in tasks:
+            for task in connect_tasks(connection_id, identity, first):
                 self._deferrer.defer(task)
         except Exception:
             self._store.close(connection_id, now)  # the handshake fails: nothing of it stays recorded

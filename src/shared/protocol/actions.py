@@ -6,7 +6,8 @@ import re
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.ids import ID_PATTERN, seq_of
@@ -14,6 +15,7 @@ from shared.protocol.limits import limits
 from shared.protocol.records import ConversationStatus
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
+CONTENT_TOO_LARGE = "content_too_large"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -36,11 +38,23 @@ Text = Annotated[str, AfterValidator(without_control_characters)]
 def _content_within_limit(content: str) -> str:
     limit = limits().max_content_bytes
     if len(content.encode("utf-8")) > limit:
-        raise RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE, f"content exceeds {limit} bytes")
+        raise PydanticCustomError(CONTENT_TOO_LARGE, "content exceeds {limit} bytes", {"limit": limit})
     return content
 
 
+# A message's text, from a client (SendMessage, EditMessage) or a backend service (MessageReceived).
 Content = Annotated[Text, Field(min_length=1), AfterValidator(_content_within_limit)]
+
+
+def validation_error(error: ValidationError, where: str = "data") -> RoomcastError:
+    """The first problem, located under `where` (a frame's `data`, an event's `detail`), without echoing the
+    input back. Content over the limit is `payload_too_large`, whatever else is wrong."""
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    too_large = [problem for problem in problems if problem["type"] == CONTENT_TOO_LARGE]
+    first = (too_large or problems)[0]
+    path = ".".join(str(part) for part in first["loc"])
+    message = f"{where}.{path}: {first['msg']}" if path else f"{where}: {first['msg']}"
+    return RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE if too_large else ErrorCode.BAD_REQUEST, message)
 
 
 class ActionData(BaseModel):

@@ -5,13 +5,13 @@ Backend services import `Publisher`; roomcast's event handler validates with the
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.protocol.actions import Text
+from shared.protocol.actions import Content, Id, Text
 from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size, event_frame
-from shared.protocol.ids import ID_PATTERN, new_id
+from shared.protocol.ids import new_id
 from shared.protocol.limits import limits
 from shared.protocol.namespaces import NOTIFICATIONS
 from shared.protocol.records import Notification
@@ -19,16 +19,8 @@ from shared.protocol.records import Notification
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
 
-Id = Annotated[str, Field(pattern=ID_PATTERN)]
 EVENT_NAME_PATTERN = r"^[a-z][a-zA-Z0-9_]*:[a-z][a-zA-Z0-9_]*$"
 DEFAULT_BUS = "roomcast"
-
-
-def _within_content_limit(content: str) -> str:
-    limit = limits().max_content_bytes
-    if len(content.encode("utf-8")) > limit:
-        raise ValueError(f"content exceeds {limit} bytes")
-    return content
 
 
 class Detail(BaseModel):
@@ -98,7 +90,7 @@ class MessageReceived(Detail):
     detail_type: ClassVar[str] = "MessageReceived"
     conversation_id: Id = Field(alias="conversationId")
     contact_id: Id = Field(alias="contactId")
-    content: Annotated[Text, Field(min_length=1), AfterValidator(_within_content_limit)]
+    content: Content
     external_id: Id | None = Field(default=None, alias="externalId")
 
 

@@ -17,9 +17,10 @@ from typing import Any, Final
 
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, error_frame
+from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
 
 DEFAULT_NAMESPACE: Final = "/"
-NAMESPACES: Final = frozenset({DEFAULT_NAMESPACE, "/conversations", "/notifications", "/analytics"})
+NAMESPACES: Final = frozenset({DEFAULT_NAMESPACE, CONVERSATIONS, NOTIFICATIONS, ANALYTICS})
 # Served by the default function whatever namespace they are emitted in (SPEC 1, "(any)").
 ANY_NAMESPACE_ACTIONS: Final = frozenset({"ping", "auth:refresh"})
 # The original front end's bare arguments, and the field of the action's data each one stands for (SPEC 10).

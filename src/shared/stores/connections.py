@@ -18,7 +18,7 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -100,6 +100,16 @@ def _heartbeat_pk(moment: datetime) -> str:
 
 def _codec(item: dict[str, Any]) -> Codec:
     return Codec(item["codec"]) if "codec" in item else Codec.NATIVE
+
+
+def leftovers(
+    connection_id: str, room_keys: Iterable[str], found_in: str | None, buckets: Iterable[object]
+) -> list[dict[str, str]]:
+    """The items a closed connection leaves behind, each once: its memberships (with the one a 410 was found
+    through, which its record may no longer list) and its entries in the opened and heartbeat indexes."""
+    keys = set(room_keys) | ({found_in} if found_in is not None else set())
+    keys |= {str(bucket) for bucket in buckets if bucket}
+    return [{"pk": key, "sk": connection_id} for key in sorted(keys)]
 
 
 def is_open(item: dict[str, Any] | None) -> bool:
@@ -245,15 +255,10 @@ class ConnectionStore:
                 ReturnValues="UPDATED_OLD",
             )
             went_offline = left.get("Attributes", {}).get("connections", set()) == {connection_id}
-        keys = set(connection.room_keys) if connection is not None else set()
-        if found_in is not None:
-            keys.add(found_in)
+        rooms = connection.room_keys if connection is not None else frozenset()
         with self._table.batch_writer() as batch:
-            for key in keys:
-                batch.delete_item(Key={"pk": key, "sk": connection_id})
-            for bucket in (opened, heartbeat):
-                if bucket:
-                    batch.delete_item(Key={"pk": str(bucket), "sk": connection_id})
+            for key in leftovers(connection_id, rooms, found_in, (opened, heartbeat)):
+                batch.delete_item(Key=key)
         return None if connection is None else Closed(connection, went_offline)
 
     def is_online(self, company_id: str, user_id: str) -> bool:

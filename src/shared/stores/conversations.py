@@ -185,13 +185,21 @@ class ConversationStore:
         return True
 
     def add_message(
-        self, company_id: str, conversation_id: str, compose: Callable[[int], Message], sender_key: str | None
+        self,
+        company_id: str,
+        conversation_id: str,
+        compose: Callable[[int], Message],
+        sender_key: str | None,
+        last_seq: int | None = None,
     ) -> Stored:
         """Store the message `compose(seq)` builds, at the conversation's next seq, flagged uncounted.
-        With a sender key (sender and clientMessageId), a retry returns the first message instead."""
+        With a sender key (sender and clientMessageId), a retry returns the first message instead.
+        `last_seq`, read ahead by the caller, saves the first attempt its read: a stale one only loses the
+        conditional write, and the next attempt reads again."""
         pk = _pk(company_id, conversation_id)
         for attempt in range(SEQ_ATTEMPTS):
-            message = compose(self._last_seq(pk) + 1)
+            known = last_seq if attempt == 0 and last_seq is not None else self._last_seq(pk)
+            message = compose(known + 1)
             item = {"pk": pk, "sk": _message_sk(message.seq), **message.public(), UNCOUNTED: True}
             free = "attribute_not_exists(pk)"
             if sender_key is None:
@@ -218,6 +226,10 @@ class ConversationStore:
             elif codes[1] != CONDITION_FAILED:
                 raise TransactionCancelled(codes)
         raise RuntimeError(f"no free seq after {SEQ_ATTEMPTS} attempts")
+
+    def last_seq(self, company_id: str, conversation_id: str) -> int:
+        """The conversation's last stored seq (0 before its first message), read consistently."""
+        return self._last_seq(_pk(company_id, conversation_id))
 
     def _last_seq(self, pk: str) -> int:
         result = self._table.query(

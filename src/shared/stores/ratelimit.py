@@ -26,12 +26,37 @@ _DESERIALIZE = TypeDeserializer()
 
 @dataclass(frozen=True)
 class Admission:
+    """The rate limit's answer, and the connection's record as its update read it back: the record carries
+    the token expiry (which auth:refresh extends) and the opened Socket.IO namespaces, so no action pays a
+    separate GetItem to check them."""
+
     allowed: bool
     strikes: int
     exp: int | None
     """The connection's token expiry as last extended (auth:refresh), or as connected."""
     namespaces: frozenset[str] = frozenset()
-    """The Socket.IO namespaces the connection has opened, read in the same update."""
+    """The Socket.IO namespaces the connection has opened."""
+
+
+@dataclass(frozen=True)
+class Gcra:
+    """The schedule itself, on plain numbers: `per_second` actions a second, `burst` at once."""
+
+    interval_ms: float
+    tolerance_ms: float
+
+    @classmethod
+    def of(cls, per_second: float, burst: int) -> Gcra:
+        interval = 1000.0 / per_second
+        return cls(interval, burst * interval)
+
+    def restarted(self, now_ms: int) -> int:
+        """The arrival time an idle connection's action leaves: the schedule starts again from now."""
+        return int(now_ms + self.interval_ms)
+
+    def latest(self, now_ms: int) -> float:
+        """The latest arrival time that still admits one more action now (which adds one interval to it)."""
+        return now_ms + self.tolerance_ms - self.interval_ms
 
 
 def _admission(allowed: bool, strikes: int, item: dict[str, Any] | None) -> Admission:
@@ -41,21 +66,23 @@ def _admission(allowed: bool, strikes: int, item: dict[str, Any] | None) -> Admi
 
 
 class RateLimiter:
+    """The schedule kept in the connection's item by conditional updates, so concurrent actions never both
+    take the last place."""
+
     def __init__(self, table: Table, per_second: float, burst: int) -> None:
         self._table = table
-        self._interval_ms = 1000.0 / per_second
-        self._tolerance_ms = burst * self._interval_ms
+        self._gcra = Gcra.of(per_second, burst)
 
     def admit(self, connection_id: str, now: datetime) -> Admission:
         now_ms = int(now.timestamp() * 1000)
-        latest = now_ms + self._tolerance_ms - self._interval_ms
+        latest = self._gcra.latest(now_ms)
         try:
             # Idle: the schedule restarts from now.
             result = self._table.update_item(
                 Key=connection_key(connection_id),
                 UpdateExpression="SET rateTat = :next REMOVE rateStrikes",
                 ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(rateTat) OR rateTat < :now)",
-                ExpressionAttributeValues={":next": int(now_ms + self._interval_ms), ":now": now_ms},
+                ExpressionAttributeValues={":next": self._gcra.restarted(now_ms), ":now": now_ms},
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -74,7 +101,7 @@ class RateLimiter:
                     Key=connection_key(connection_id),
                     UpdateExpression="SET rateTat = rateTat + :interval REMOVE rateStrikes",
                     ConditionExpression="rateTat <= :latest",
-                    ExpressionAttributeValues={":interval": int(self._interval_ms), ":latest": int(latest)},
+                    ExpressionAttributeValues={":interval": int(self._gcra.interval_ms), ":latest": int(latest)},
                     ReturnValues="ALL_NEW",
                 )
                 return _admission(True, 0, result["Attributes"])

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
+from shared.domain.admission import refusal
+from shared.domain.together import start
 from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.protocol.actions import validation_error
 from shared.protocol.clock import utc_now
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import (
@@ -27,22 +32,32 @@ from shared.protocol.frames import (
 from shared.protocol.identity import Identity, identity_from_authorizer
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.ratelimit import Admission
-from shared.wiring.services import services
-from shared.wiring.settings import settings
+from shared.wiring.services import Services
+from shared.wiring.settings import Settings
 
 Data = TypeVar("Data", bound=BaseModel)
+Read = TypeVar("Read")
 LambdaResponse = dict[str, Any]
+Entry = Callable[[dict[str, Any], LambdaContext], LambdaResponse]
 
 
 @dataclass(frozen=True)
 class Request:
+    """One admitted frame, with the services and configuration an action needs (decision 0046)."""
+
     connection_id: str
     identity: Identity
     frame: InboundFrame
     now: datetime
+    services: Services
+
+    @property
+    def config(self) -> Settings:
+        return self.services.config
 
 
-Handler = Callable[[Request, Any], Outcome | None]
+Action = Callable[[Request, Data], Outcome | None]
+ActionAfterReads = Callable[[Request, Data, Read], Outcome | None]
 # A native frame as the connection's codec sends it.
 Encoder = Callable[[Frame], str]
 
@@ -54,44 +69,64 @@ class Closing(Exception):
 @dataclass(frozen=True)
 class Route:
     model: type[BaseModel]
-    handler: Handler
+    handler: Callable[..., Outcome | None]
+    """`handler(request, data)`, or with reads `handler(request, data, what_they_read)`."""
+    reads: Callable[[Request, Any], Any] | None = None
+    """Reads that run while the frame is being admitted."""
 
 
-def validation_message(error: ValidationError) -> str:
-    """The first problem, located in the frame, without echoing the input back."""
-    first = error.errors(include_url=False, include_input=False, include_context=False)[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"data.{where}: {first['msg']}" if where else f"data: {first['msg']}"
+@dataclass(frozen=True)
+class _Call:
+    """A frame's route and validated data: everything decided before any I/O."""
+
+    route: Route
+    request: Request
+    data: BaseModel
 
 
 class Namespace:
-    """Routes of one Lambda function. Register actions with `@namespace.action(name, Model)`;
-    export `namespace.lambda_handler` as the function's handler."""
+    """Routes of one Lambda function: register actions with `@namespace.action(name, Model)`, and answer an
+    invocation with `namespace.handle(event, services)` from the function's `handler`."""
 
     def __init__(self, name: str | None) -> None:
         self.name = name
         self.routes: dict[str, Route] = {}
-        self.lambda_handler = websocket_entry(self.handle)
 
-    def action(self, name: str, model: type[Data]) -> Callable[[Callable[[Request, Data], Outcome | None]], Any]:
-        def register(handler: Callable[[Request, Data], Outcome | None]) -> Any:
+    def action(self, name: str, model: type[Data]) -> Callable[[Action[Data]], Action[Data]]:
+        def register(handler: Action[Data]) -> Action[Data]:
             self.routes[name] = Route(model, handler)
             return handler
 
         return register
 
-    def dispatch(self, event: WebSocketEvent, now: datetime) -> Frame | None:
+    def action_after_reads(
+        self, name: str, model: type[Data], reads: Callable[[Request, Data], Read]
+    ) -> Callable[[ActionAfterReads[Data, Read]], ActionAfterReads[Data, Read]]:
+        """An action whose first reads run alongside the rate limit's write (decision 0047). `reads` must
+        not write: a refused frame changes nothing, and what it read is dropped unanswered."""
+
+        def register(handler: ActionAfterReads[Data, Read]) -> ActionAfterReads[Data, Read]:
+            self.routes[name] = Route(model, handler, reads)
+            return handler
+
+        return register
+
+    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
+        return respond(self.dispatch(event, runtime, utc_now()))
+
+    def dispatch(self, event: WebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
         parsed: InboundFrame | FrameError
         try:
-            parsed = parse_frame(frame_text(event.body, event.is_base64_encoded), settings().limits.max_frame_bytes)
+            parsed = parse_frame(frame_text(event.body, event.is_base64_encoded), runtime.config.limits.max_frame_bytes)
         except FrameError as error:
             parsed = error
         authorizer = event.request_context.raw_event.get("authorizer")
-        return self.perform(event.request_context.connection_id, authorizer, parsed, now, encoder=encode)
+        return self.perform(runtime, event.request_context.connection_id, authorizer, parsed, now, encoder=encode)
 
     def perform(
         self,
+        runtime: Services,
         connection_id: str,
         authorizer: dict[str, Any] | None,
         parsed: InboundFrame | FrameError,
@@ -101,11 +136,13 @@ class Namespace:
         opened: str | None = None,
     ) -> Frame | None:
         """Perform one decoded frame, whichever codec read it; `encoder` encodes what is pushed before a
-        close. `opened`: the Socket.IO namespace it was emitted in, which the connection must have opened."""
+        close. `opened`: the Socket.IO namespace it was emitted in, which the connection must have opened.
+        Every frame counts against the connection's rate, garbage included, and a refusal answers first:
+        whatever else is wrong with the frame is said only once it is admitted."""
         frame = parsed if isinstance(parsed, InboundFrame) else None
         try:
-            # Every frame counts against the connection's rate, garbage included.
-            admission = admit(connection_id, frame, now, encoder)
+            call = self._decide(runtime, connection_id, authorizer, parsed, now)
+            admission, ahead = self._admit(runtime, connection_id, frame, call, now, encoder=encoder)
             if isinstance(parsed, FrameError):
                 raise parsed
             assert frame is not None
@@ -113,15 +150,13 @@ class Namespace:
                 raise RoomcastError(ErrorCode.BAD_REQUEST, f"namespace {opened} is not connected")
             logger.append_keys(action=frame.action)
             metrics.add_metric(name="Actions", unit=MetricUnit.Count, value=1)
-            route = self.routes.get(frame.action)
-            if route is None:
-                raise RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {frame.action!r}")
-            identity = identity_from_authorizer(authorizer)
-            try:
-                data = route.model.model_validate(frame.data)
-            except ValidationError as error:
-                raise RoomcastError(ErrorCode.BAD_REQUEST, validation_message(error)) from error
-            outcome = route.handler(Request(connection_id, identity, frame, now), data)
+            if isinstance(call, RoomcastError):
+                raise call
+            assert call is not None
+            if ahead is None:
+                outcome = call.route.handler(call.request, call.data)
+            else:
+                outcome = call.route.handler(call.request, call.data, ahead.result())
         except Closing:
             return None
         except FrameError as error:
@@ -137,33 +172,81 @@ class Namespace:
             return None
         return reply_frame(frame, outcome, self.name)
 
-    def handle(self, event: WebSocketEvent) -> LambdaResponse:
-        reply = self.dispatch(event, utc_now())
-        return respond(reply)
+    @staticmethod
+    def _admit(
+        runtime: Services,
+        connection_id: str,
+        frame: InboundFrame | None,
+        call: _Call | RoomcastError | None,
+        now: datetime,
+        *,
+        encoder: Encoder,
+    ) -> tuple[Admission, Future[Any] | None]:
+        """Admit the frame, running the route's reads meanwhile. What they read, or their failure, waits in
+        the future returned: a refusal is answered first, and drops it."""
+        if not isinstance(call, _Call) or call.route.reads is None:
+            return admit(runtime, connection_id, frame, now, encoder=encoder), None
+        limited = start(lambda: runtime.limiter.admit(connection_id, now))
+        ahead: Future[Any] = Future()
+        try:
+            ahead.set_result(call.route.reads(call.request, call.data))
+        except Exception as error:
+            ahead.set_exception(error)
+        return enforce(runtime, connection_id, frame, limited.result(), now, encoder=encoder), ahead
+
+    def _decide(
+        self,
+        runtime: Services,
+        connection_id: str,
+        authorizer: dict[str, Any] | None,
+        parsed: InboundFrame | FrameError,
+        now: datetime,
+    ) -> _Call | RoomcastError | None:
+        """The route, caller and data of a readable frame, or why it cannot be performed: no I/O."""
+        if isinstance(parsed, FrameError):
+            return None
+        route = self.routes.get(parsed.action)
+        if route is None:
+            return RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {parsed.action!r}")
+        try:
+            identity = identity_from_authorizer(authorizer)
+            data = route.model.model_validate(parsed.data)
+        except ValidationError as error:
+            return validation_error(error)
+        except RoomcastError as error:
+            return error
+        return _Call(route, Request(connection_id, identity, parsed, now, runtime), data)
 
 
-def admit(connection_id: str, frame: InboundFrame | None, now: datetime, encoder: Encoder) -> Admission:
-    """Refuse the frame when the token has expired or the connection exceeds its rate. Both close the
-    connection (expiry at once, flooding after repeated refusals), telling the client why first."""
-    config = settings()
-    runtime = services()
-    admission = runtime.limiter.admit(connection_id, now)
-    expired = admission.exp is not None and now.timestamp() > admission.exp + config.jwt_leeway_seconds
-    if expired:
-        refusal = RoomcastError(ErrorCode.TOKEN_EXPIRED, "token expired: reconnect with a new token")
-    elif not admission.allowed:
-        metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
-        refusal = RoomcastError(
-            ErrorCode.RATE_LIMITED, f"more than {config.rate_per_second:g} actions per second: slow down"
-        )
-        if admission.strikes < config.rate_strikes_to_close:
-            raise refusal
-    else:
+def admit(
+    runtime: Services, connection_id: str, frame: InboundFrame | None, now: datetime, *, encoder: Encoder
+) -> Admission:
+    """Count the frame against the connection's rate, and refuse it when it may not be acted on."""
+    return enforce(runtime, connection_id, frame, runtime.limiter.admit(connection_id, now), now, encoder=encoder)
+
+
+def enforce(
+    runtime: Services,
+    connection_id: str,
+    frame: InboundFrame | None,
+    admission: Admission,
+    now: datetime,
+    *,
+    encoder: Encoder,
+) -> Admission:
+    """Carry out the refusal the admission calls for, if any: raise it, or tell the client why and close."""
+    config = runtime.config
+    refused = refusal(admission, now, config.jwt_leeway_seconds, config.rate_per_second, config.rate_strikes_to_close)
+    if refused is None:
         return admission
+    if refused.error.code is ErrorCode.RATE_LIMITED:
+        metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
+    if not refused.closes:
+        raise refused.error
     # The reply cannot ride on the route response of a connection closed before it returns.
-    runtime.hub.send(connection_id, encoder(error_frame(refusal, *_addressed(frame))))
+    runtime.hub.send(connection_id, encoder(error_frame(refused.error, *_addressed(frame))))
     runtime.hub.close(connection_id)
-    logger.info("connection closed", extra={"code": str(refusal.code)})
+    logger.info("connection closed", extra={"code": str(refused.error.code)})
     raise Closing
 
 
@@ -185,15 +268,13 @@ def respond(frame: Frame | None) -> LambdaResponse:
     return {"statusCode": 200, "body": encode(frame)}
 
 
-def websocket_entry(
-    handle: Callable[[WebSocketEvent], LambdaResponse],
-) -> Callable[[dict[str, Any], LambdaContext], LambdaResponse]:
-    """Wrap a WebSocket route handler with logging keys, the correlation id, metrics and tracing."""
+def websocket_entry(handler: Entry) -> Entry:
+    """A WebSocket route's Lambda handler with logging keys, the correlation id, metrics and tracing."""
 
     @instrumented(correlation_id_path="requestContext.requestId")
-    def entry(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-        parsed = WebSocketEvent.of(event)
-        request_context = parsed.request_context
+    @functools.wraps(handler)
+    def entry(event: dict[str, Any], context: LambdaContext) -> LambdaResponse:
+        request_context = WebSocketEvent.of(event).request_context
         authorizer = request_context.raw_event.get("authorizer") or {}
         logger.append_keys(
             connection_id=request_context.connection_id,
@@ -201,6 +282,6 @@ def websocket_entry(
             user_id=authorizer.get("userId"),
             company_id=authorizer.get("companyId"),
         )
-        return handle(parsed)
+        return handler(event, context)
 
-    return entry
+    return cast(Entry, entry)

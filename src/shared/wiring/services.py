@@ -1,4 +1,6 @@
-"""The AWS clients and stores a Lambda container builds once and reuses across invocations."""
+"""The wiring: the AWS clients, stores and domain objects a Lambda container builds once and reuses across
+invocations. `build_services` is the one place they are put together, for Lambda, tests, the local stack and
+bench alike; an entry point fetches them with `services()` and passes them on (decision 0046)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from shared.delivery.deferred import Deferrer, LambdaDeferrer
 from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.analytics import Analytics
+from shared.domain.messages import Messages
 from shared.domain.presence import Presence
 from shared.protocol.clock import Clock, SystemClock
 from shared.stores.analytics import AnalyticsStore
@@ -38,6 +41,7 @@ class Services:
     deferrer: Deferrer
     presence: Presence
     analytics: Analytics
+    messages: Messages
     limiter: RateLimiter
     session: boto3.session.Session
     config: Settings
@@ -89,14 +93,17 @@ def build_services(
         clock=clock or SystemClock(),
     )
     hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
+    conversations = ConversationStore(dynamodb.Table(config.conversations_table))
+    analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
     return Services(
         connections=connections,
-        conversations=ConversationStore(dynamodb.Table(config.conversations_table)),
+        conversations=conversations,
         notifications=NotificationStore(dynamodb.Table(config.notifications_table)),
         hub=hub,
         deferrer=deferrer,
         presence=Presence(connections, hub, deferrer),
-        analytics=Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer),
+        analytics=analytics,
+        messages=Messages(conversations, hub, analytics),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         session=session,
         config=config,
@@ -107,7 +114,7 @@ _installed: dict[str, Services] = {}
 
 
 def services() -> Services:
-    """This container's services, built on first use."""
+    """This container's services, built on first use from its environment. Only entry points call it."""
     if "services" not in _installed:
         _installed["services"] = build_services(settings())
     return _installed["services"]

@@ -5,6 +5,7 @@ Decisions 0036-0038."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -21,8 +22,8 @@ from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionStore
 from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
-from shared.wiring.services import services
-from shared.wiring.settings import Settings, settings
+from shared.wiring.services import Services
+from shared.wiring.settings import Settings
 
 # API Gateway answers 410 until $connect returns, which may take up to the integration's 29 s; the open
 # packet is worth waiting for as long as the client waits for it (socket.io-client's `timeout`, 20 s).
@@ -44,30 +45,38 @@ class SocketIoApp:
     def __init__(self, namespaces: Mapping[str | None, Namespace]) -> None:
         self._namespaces = namespaces
 
-    def handle(self, event: WebSocketEvent) -> LambdaResponse:
+    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
         context = event.request_context
         message: socketio.ClientMessage
         try:
-            message = socketio.read(frame_text(event.body, event.is_base64_encoded), settings().limits.max_frame_bytes)
+            text = frame_text(event.body, event.is_base64_encoded)
+            message = socketio.read(text, runtime.config.limits.max_frame_bytes)
         except FrameError as error:
             message = socketio.Refused(error.code, error.message)  # not UTF-8: refused and counted like garbage
-        text = self.answer(context.connection_id, context.raw_event.get("authorizer"), message, utc_now())
-        return {"statusCode": 200} if text is None else {"statusCode": 200, "body": text}
+        answer = self.answer(runtime, context.connection_id, context.raw_event.get("authorizer"), message, utc_now())
+        return {"statusCode": 200} if answer is None else {"statusCode": 200, "body": answer}
 
     def answer(
-        self, connection_id: str, authorizer: dict[str, Any] | None, message: socketio.ClientMessage, now: datetime
+        self,
+        runtime: Services,
+        connection_id: str,
+        authorizer: dict[str, Any] | None,
+        message: socketio.ClientMessage,
+        now: datetime,
     ) -> str | None:
         if isinstance(message, socketio.Pong | socketio.Ignored):
             # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write),
             # unless the token it connected with has expired: then it is held to that as any action is.
             exp = identity_from_authorizer(authorizer).exp
-            if exp is not None and now.timestamp() > exp + settings().jwt_leeway_seconds:
+            if exp is not None and now.timestamp() > exp + runtime.config.jwt_leeway_seconds:
                 with contextlib.suppress(Closing):
-                    admit(connection_id, None, now, lambda frame: socketio.answer(socketio.DEFAULT_NAMESPACE, frame))
+                    default_answer = functools.partial(socketio.answer, socketio.DEFAULT_NAMESPACE)
+                    admit(runtime, connection_id, None, now, encoder=default_answer)
             return None
         if isinstance(message, socketio.Emit):
             namespace = message.namespace
             reply = self._namespaces[message.handler].perform(
+                runtime,
                 connection_id,
                 authorizer,
                 message.frame,
@@ -78,8 +87,8 @@ class SocketIoApp:
             return None if reply is None else socketio.answer(namespace, reply)
         namespace = getattr(message, "namespace", socketio.DEFAULT_NAMESPACE)
         try:
-            admit(connection_id, None, now, lambda frame: socketio.answer(namespace, frame))
-            return self._session(connection_id, message)
+            admit(runtime, connection_id, None, now, encoder=lambda frame: socketio.answer(namespace, frame))
+            return self._session(runtime, connection_id, message)
         except Closing:
             return None
         except RoomcastError as error:
@@ -90,7 +99,7 @@ class SocketIoApp:
             internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
             return socketio.answer(namespace, failed(internal, None, None))
 
-    def _session(self, connection_id: str, message: socketio.ClientMessage) -> str | None:
+    def _session(self, runtime: Services, connection_id: str, message: socketio.ClientMessage) -> str | None:
         """Engine.IO and namespace packets: everything but an event."""
         if isinstance(message, socketio.Refused):
             logger.info("Socket.IO message refused", extra={"code": str(message.code), "reason": message.message})
@@ -98,15 +107,15 @@ class SocketIoApp:
         if isinstance(message, socketio.Ping):
             return socketio.pong(message.data)
         if isinstance(message, socketio.Close):
-            services().hub.close(connection_id)
+            runtime.hub.close(connection_id)
             return None
         if isinstance(message, socketio.UnknownNamespace):
             return socketio.connect_error(message.namespace)
         if isinstance(message, socketio.Connect):
-            services().connections.open_namespace(connection_id, message.namespace)
+            runtime.connections.open_namespace(connection_id, message.namespace)
             return socketio.connected(message.namespace, session_id(connection_id, message.namespace))
         if isinstance(message, socketio.Disconnect):
-            services().connections.close_namespace(connection_id, message.namespace)
+            runtime.connections.close_namespace(connection_id, message.namespace)
             return None
         raise AssertionError(f"unhandled Socket.IO message {message!r}")  # pragma: no cover
 
