@@ -63,7 +63,12 @@ class Stack:
         stop_stack(self.running)
         assert self._storage.stdin is not None
         self._storage.stdin.close()  # the storage process serves until its stdin closes
-        self._storage.wait(timeout=10)
+        try:
+            self._storage.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # moto's server can take longer than that to stop on a loaded machine; its data is not needed now.
+            self._storage.kill()
+            self._storage.wait()
 
 
 @dataclass
