@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import os
 
-os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+from roomcast_local.environment import DEVELOPMENT_SECRET
 
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer
-
-# After the tests' set-up, before the handlers read them: quiet, untraced, no rate limit on a scripted burst.
+# Before the handlers read them: moto's fake credentials, quiet, untraced, no rate limit on a scripted burst.
 os.environ.update(
-    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_SESSION_TOKEN="bench", AWS_DEFAULT_REGION="us-east-1",
     CONNECTIONS_TABLE="bench-connections", CONVERSATIONS_TABLE="bench-conversations",
     NOTIFICATIONS_TABLE="bench-notifications", IDEMPOTENCY_TABLE="bench-idempotency",
     ANALYTICS_TABLE="bench-analytics", POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true",
-    POWERTOOLS_LOG_LEVEL="ERROR", JWT_SECRET_KEY_CALL="roomcast-local-development-secret",
+    POWERTOOLS_LOG_LEVEL="ERROR", JWT_SECRET_KEY_CALL=DEVELOPMENT_SECRET,
     RATE_LIMIT_PER_SECOND="100000", RATE_LIMIT_BURST="100000",
 )  # fmt: skip
+# moto answers, never a real endpoint.
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ import boto3
 from moto import mock_aws
 
 from roomcast_local.template import create_tables, load_template
+from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway
 from shared.protocol.rooms import conversation_room
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
@@ -66,13 +68,19 @@ class Counting:
 
 
 @contextmanager
-def bench_world() -> Iterator[tuple[Counting, Any]]:
+def bench_world(
+    gateway: RecordingGateway | None = None, hook: Callable[[boto3.session.Session], object] | None = None
+) -> Iterator[tuple[Counting, Any]]:
+    """The real handlers against moto, with @connections recorded (by `gateway`, if given); `hook` registers its
+    botocore event handlers before the clients are made (a client copies its session's handlers when made)."""
     settings.cache_clear()
     with mock_aws():
         create_tables(boto3.client("dynamodb"), load_template(), TABLES)
         session = boto3.session.Session()
         counting = Counting(session)
-        gateway = RecordingGateway()
+        if hook is not None:
+            hook(session)
+        gateway = gateway or RecordingGateway()
         # What a request hands off runs in another function after its reply: counted apart, not here.
         deferrer = QueuedDeferrer()
         deferrer.auto = False

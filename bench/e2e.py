@@ -2,8 +2,12 @@
 
 - 200 clients in 20 companies, one conversation of 10 each, sending 20 messages/s in all (each client one
   every 10 s): connect latency, and delivery latency from a send to the last member's `message:new`;
-- the same at rising rates, to find the highest rate whose delivery p99 stays under 100 ms;
+- the same at rising rates, to find the highest rate whose delivery p99 stays under 100 ms (the saturation
+  rate), for the concurrent stack and for `--serial`;
 - 1000 connections held open for 60 s: how many dropped, and the stack's memory per connection.
+
+The concurrent stack starts two workers per function ahead (`--warm 2`, decision 0044), so its figures are
+steady-state ones; cold starts have their own table.
 """
 
 from __future__ import annotations
@@ -13,21 +17,23 @@ import json
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import RunningStack, start_stack
 from websockets.asyncio.client import ClientConnection, connect
 
 from roomcast_local.cli import mint_token
+from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack
 
-SECRET = "roomcast-local-development-secret"
+SECRET = DEVELOPMENT_SECRET
 COMPANIES, MEMBERS = 20, 10
 HOLD_CONNECTIONS, HOLD_SECONDS = 1000, 60
 STEADY_RATE, STEADY_SECONDS = 20.0, 20.0
 SATURATION_RATES = (5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0)
 STEP_SECONDS = 5.0
+SATURATED_P99_MS = 100.0
+CONCURRENT, SERIAL = ("--warm", "2"), ("--serial",)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -147,22 +153,48 @@ async def hold(url: str, pid: int) -> tuple[int, int, float]:
     return len(sockets) - dropped, dropped, per_connection
 
 
-async def scenario(stack: RunningStack) -> dict[str, Any]:
+async def sweep(rooms: list[Room]) -> list[dict[str, float]]:
+    """Delivery latency at rising rates, up to and including the first rate the stack cannot keep up with."""
+    points = []
+    for rate in SATURATION_RATES:
+        step, _ = await drive(rooms, rate, STEP_SECONDS)
+        sent = int(rate * STEP_SECONDS)
+        point = {
+            "rate": rate,
+            "p50_ms": round(percentile(step, 0.5), 2),
+            "p99_ms": round(percentile(step, 0.99), 2),
+            "delivered": len(step),
+            "sent": sent,
+        }
+        points.append(point)
+        print(f"  e2e {rate}/s: p50 {point['p50_ms']} ms p99 {point['p99_ms']} ms ({len(step)}/{sent})", flush=True)
+        if not keeps_up(point):
+            break
+    return points
+
+
+def keeps_up(point: dict[str, float]) -> bool:
+    return point["p99_ms"] < SATURATED_P99_MS and point["delivered"] >= 0.9 * point["sent"]
+
+
+def saturation(points: list[dict[str, float]]) -> float:
+    """The highest rate of the sweep before the first one the stack could not keep up with."""
+    rate = 0.0
+    for point in points:
+        if not keeps_up(point):
+            break
+        rate = point["rate"]
+    return rate
+
+
+async def steady_and_sweep(stack: RunningStack) -> dict[str, Any]:
     connect_ms: list[float] = []
     rooms = await build_rooms(stack.ws_url, connect_ms)
     listeners = [asyncio.ensure_future(listen(room, member)) for room in rooms for member in room.members]
     latencies, achieved = await drive(rooms, STEADY_RATE, STEADY_SECONDS)
     p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
     print(f"  e2e steady {STEADY_RATE}/s: p50 {p50:.1f} ms p99 {p99:.1f} ms", flush=True)
-    saturation = 0.0
-    for rate in SATURATION_RATES:
-        step, _ = await drive(rooms, rate, STEP_SECONDS)
-        p99 = percentile(step, 0.99)
-        print(f"  e2e {rate}/s: p99 {p99:.1f} ms ({len(step)} delivered)", flush=True)
-        if p99 >= 100 or len(step) < 0.9 * rate * STEP_SECONDS:
-            break
-        saturation = rate
-    held, dropped, per_connection = await hold(stack.ws_url, stack.process.pid)
+    points = await sweep(rooms)
     for task in listeners:
         task.cancel()
     await asyncio.gather(*(member.ws.close() for room in rooms for member in room.members))
@@ -173,20 +205,46 @@ async def scenario(stack: RunningStack) -> dict[str, Any]:
         "delivery_p50_ms": round(percentile(latencies, 0.5), 2),
         "delivery_p99_ms": round(percentile(latencies, 0.99), 2),
         "msgs_per_s": round(achieved, 2),
-        "saturation_msgs_per_s": saturation,
-        "rss_per_connection_kb": round(per_connection, 1),
-        "held_connections": held,
-        "dropped": dropped,
+        "saturation_msgs_per_s": saturation(points),
         "delivery_mean_ms": round(statistics.fmean(latencies), 2) if latencies else 0.0,
+        "sweep": points,
     }
 
 
-def run() -> dict[str, Any]:
-    stack = start_stack()
+async def concurrent_scenario(stack: RunningStack) -> dict[str, Any]:
+    figures = await steady_and_sweep(stack)
+    held, dropped, per_connection = await hold(stack.ws_url, stack.process.pid)
+    return figures | {"rss_per_connection_kb": round(per_connection, 1), "held_connections": held, "dropped": dropped}
+
+
+async def serial_scenario(stack: RunningStack) -> dict[str, Any]:
+    connect_ms: list[float] = []
+    rooms = await build_rooms(stack.ws_url, connect_ms)
+    listeners = [asyncio.ensure_future(listen(room, member)) for room in rooms for member in room.members]
+    points = await sweep(rooms)
+    for task in listeners:
+        task.cancel()
+    await asyncio.gather(*(member.ws.close() for room in rooms for member in room.members))
+    return {"saturation_msgs_per_s": saturation(points), "sweep": points}
+
+
+Scenario = Callable[[RunningStack], Coroutine[Any, Any, dict[str, Any]]]
+
+
+def _against(arguments: tuple[str, ...], scenario: Scenario) -> dict[str, Any]:
+    stack = start_stack(*arguments)
     try:
-        work: Awaitable[dict[str, Any]] = scenario(stack)
-        return asyncio.run(work)  # type: ignore[arg-type]
+        return asyncio.run(scenario(stack))
     finally:
         # Killed, not stopped: after saturation its queue of invocations can take minutes to drain.
         stack.process.kill()
         stack.process.wait()
+
+
+def run() -> dict[str, Any]:
+    print("  the concurrent stack (--warm 2)", flush=True)
+    concurrent: dict[str, Any] = _against(CONCURRENT, concurrent_scenario)
+    print("  the serial stack (--serial)", flush=True)
+    serial: dict[str, Any] = _against(SERIAL, serial_scenario)
+    sweeps = {"concurrent": concurrent.pop("sweep"), "serial": serial["sweep"]}
+    return concurrent | {"serial_saturation_msgs_per_s": serial["saturation_msgs_per_s"], "sweeps": sweeps}

@@ -1,4 +1,4 @@
-"""Writing the results: bench/results.json, the table in docs/performance.md, and the fan-out plot."""
+"""Writing the results: bench/results.json, the tables in docs/performance.md, and the fan-out and delivery plots."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import costs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 PLOT = ROOT / "docs" / "fanout.png"
+LATENCY_PLOT = ROOT / "docs" / "delivery.png"
 TABLE = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+DELIVERY_TARGET_MS = 50.0  # issue 14: delivery p99 at 20 messages/s
 
 
 def plot(fanout: list[dict[str, float]]) -> None:
@@ -39,6 +43,30 @@ def plot(fanout: list[dict[str, float]]) -> None:
     figure.savefig(PLOT)
 
 
+def plot_delivery(sweeps: dict[str, list[dict[str, float]]], target_ms: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for stack, colour in (("concurrent", "tab:blue"), ("serial", "tab:orange")):
+        points = sweeps[stack]
+        rates = [point["rate"] for point in points]
+        axes.plot(rates, [point["p99_ms"] for point in points], marker="o", color=colour, label=f"{stack}: p99")
+        axes.plot(rates, [point["p50_ms"] for point in points], marker=".", linestyle="--", color=colour,
+                  label=f"{stack}: p50")  # fmt: skip
+    axes.axhline(target_ms, color="grey", linewidth=0.8, linestyle=":", label=f"{target_ms:.0f} ms")
+    axes.set_yscale("log")
+    axes.set_xlabel("messages per second (rooms of 10, 200 clients)")
+    axes.set_ylabel("delivery to the last member (ms)")
+    axes.set_title("Local stack: delivery latency against message rate")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(LATENCY_PLOT)
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["### AWS calls per operation", "", "| operation | calls |", "|---|---|"]
     for operation, calls in results["calls"].items():
@@ -57,7 +85,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {row['roomcast_cpu_ms_per_post']} |"
         for row in results["fanout"]
     ]
-    lines += ["", "![fan-out time against N](fanout.png)", "", "### Cold start (import time over `import boto3`)", ""]
+    lines += ["", "![fan-out time against N](fanout.png)", ""]
+    lines += _table(
+        "Path to delivery of a `message:send`, room of 10 (5 ms a DynamoDB call, 20 ms a post)", results["latency"]
+    )
+    lines += _table("A room of 10,000 (20 ms stand-in, chunk workers)", results["large_room"])
+    lines += ["### Cold start (import time over `import boto3`)", ""]
     lines += ["| module | ratio | median ms |", "|---|---|---|"]
     lines += [f"| `boto3` | 1 | {results['cold_start_ms']['boto3']} |"]
     lines += [
@@ -76,13 +109,42 @@ def markdown(results: dict[str, Any]) -> str:
         "connect_p50_ms": "100-300 ms", "delivery_p50_ms": "10-50 ms", "rss_per_connection_kb": "50-100 KB",
         "held_connections": "1000+",
     }  # fmt: skip
-    lines += [f"| {key} | {value} | {original.get(key, '')} |" for key, value in e2e.items()]
+    lines += [f"| {key} | {value} | {original.get(key, '')} |" for key, value in e2e.items() if key != "sweeps"]
+    lines += [
+        "",
+        "Delivery latency against message rate, up to the first rate a stack cannot keep up with (p99 at or "
+        "over 100 ms, or under 90% delivered in the step):",
+        "",
+        "| stack | messages/s | p50 ms | p99 ms | delivered / sent |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {stack} | {point['rate']} | {point['p50_ms']} | {point['p99_ms']} "
+        f"| {point['delivered']} / {point['sent']} |"
+        for stack, points in e2e["sweeps"].items()
+        for point in points
+    ]
+    lines += ["", "![delivery latency against message rate](delivery.png)"]
+    lines += ["", *_table("Cost model (USD)", results["costs"])]
+    lines += ["Prices (on-demand, " + costs.REGION + ", read " + costs.READ_ON + "):", ""]
+    lines += ["| price | USD | per | source |", "|---|---|---|---|"]
+    lines += [
+        f"| {name} | {price['usd']:.10g} | {price['unit']} | {price['source']} |"
+        for name, price in costs.PRICES.items()
+    ]
+    lines += ["", "Assumptions:", ""]
+    lines += [f"- {name}: {text}" for name, text in costs.ASSUMPTIONS.items()]
     return "\n".join(lines)
+
+
+def _table(title: str, figures: dict[str, Any]) -> list[str]:
+    return [f"### {title}", "", "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in figures.items()), ""]
 
 
 def write(results: dict[str, Any]) -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     plot(results["fanout"])
+    plot_delivery(results["e2e"]["sweeps"], DELIVERY_TARGET_MS)
     text = TABLE.read_text()
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)

@@ -1,20 +1,20 @@
-"""Fixtures: moto-backed tables made from template.yaml, a recording @connections, and event builders."""
+"""Fixtures: the test environment, moto-backed tables made from template.yaml, the handlers' services with a recording
+@connections and a queued deferrer (roomcast_local.testing), and tokens."""
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
 import jwt
 import pytest
 from moto import mock_aws
+
+from roomcast_local.environment import DEVELOPMENT_SECRET
 
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
@@ -27,7 +27,7 @@ os.environ.update(
     IDEMPOTENCY_TABLE="test-idempotency",
     ANALYTICS_TABLE="test-analytics",
     MANAGEMENT_API_URL="https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod",
-    JWT_SECRET_KEY_CALL="roomcast-local-development-secret",
+    JWT_SECRET_KEY_CALL=DEVELOPMENT_SECRET,
     POWERTOOLS_TRACE_DISABLED="true",
     POWERTOOLS_METRICS_NAMESPACE="roomcast-tests",
     POWERTOOLS_LOG_LEVEL="WARNING",
@@ -37,14 +37,12 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
     os.environ.pop(variable, None)
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
-from shared.delivery.management_api import Delivery  # noqa: E402
+from roomcast_local.testing import QueuedDeferrer, RecordingGateway  # noqa: E402
 from shared.stores.connections import CONNECT_GRACE  # noqa: E402
 from shared.wiring import services as runtime  # noqa: E402
 from shared.wiring.services import Services, build_services  # noqa: E402
 from shared.wiring.settings import settings  # noqa: E402
-from tests.fakes import QueuedDeferrer, RecordingGateway  # noqa: E402
 
-EVENTS = Path(__file__).resolve().parents[1] / "events"
 SECRET = os.environ["JWT_SECRET_KEY_CALL"]
 TABLE_NAMES = {
     "ConnectionsTable": "test-connections",
@@ -126,45 +124,5 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
     return FROZEN_NOW
 
 
-def load_event(name: str) -> dict[str, Any]:
-    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
-    return event
-
-
-def identity_context(user_id: str, company_id: str, exp: int | None = None) -> dict[str, Any]:
-    context: dict[str, Any] = {"principalId": user_id, "userId": user_id, "companyId": company_id}
-    if exp is not None:
-        context["exp"] = exp
-    return context
-
-
-def message_event(
-    connection_id: str, user_id: str, company_id: str, body: str | dict[str, Any], exp: int | None = None
-) -> dict[str, Any]:
-    """A MESSAGE event shaped like events/ping.json, for any connection and body."""
-    event = copy.deepcopy(load_event("ping"))
-    text = body if isinstance(body, str) else json.dumps(body)
-    if isinstance(body, dict) and isinstance(body.get("action"), str):
-        event["requestContext"]["routeKey"] = body["action"]
-    else:
-        event["requestContext"]["routeKey"] = "$default"
-    event["requestContext"]["connectionId"] = connection_id
-    event["requestContext"]["authorizer"] = identity_context(user_id, company_id, exp)
-    event["body"] = text
-    return event
-
-
-def lifecycle_event(
-    kind: str, connection_id: str, user_id: str, company_id: str, exp: int | None = None
-) -> dict[str, Any]:
-    event = copy.deepcopy(load_event(kind))
-    event["requestContext"]["connectionId"] = connection_id
-    event["requestContext"]["authorizer"] = identity_context(user_id, company_id, exp)
-    return event
-
-
 def make_token(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:
     return jwt.encode(claims, secret, algorithm=algorithm)
-
-
-__all__ = ["Delivery", "RecordingGateway"]

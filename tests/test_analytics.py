@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
+from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway, publish, run_deferred
 from shared.stores.analytics import AnalyticsStore, Counts
 from shared.wiring.services import Services
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer, publish, run_deferred
 
 
 @dataclass
@@ -192,7 +191,7 @@ def test_unsubscribe_stops_the_pushes(services: Services, gateway: RecordingGate
 def test_the_minute_refresh_reaches_companies_with_viewers_and_forgets_the_rest(
     services: Services, gateway: RecordingGateway, clock: Clock
 ) -> None:
-    from roomcast_local.invoke import invoke
+    from roomcast_local.testing import invoke
 
     viewer = Peer(gateway, "viewer", "boss", "acme").connect()
     viewer.ok("analytics:subscribe")

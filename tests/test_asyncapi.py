@@ -12,11 +12,10 @@ import pytest
 import yaml
 
 from roomcast_local.asyncapi import document, namespaces, render
+from roomcast_local.testing import Peer, RecordingGateway, publish
 from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail, check_event
 from shared.wiring.services import Services
 from tests.conftest import make_token
-from tests.fakes import RecordingGateway
-from tests.support import Peer, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "docs" / "asyncapi.yaml"

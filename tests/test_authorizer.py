@@ -11,10 +11,10 @@ import boto3
 import jwt
 import pytest
 
-from roomcast_local.invoke import invoke
+from roomcast_local.testing import invoke, load_event
 from shared.protocol.identity import identity_from_authorizer
 from shared.wiring.settings import settings
-from tests.conftest import SECRET, load_event, make_token
+from tests.conftest import SECRET, make_token
 
 HANDLER = "handlers.authorizer.handler"
 
@@ -73,7 +73,8 @@ NOW = int(time.time())
         pytest.param(make_token({"userId": ["u-1"], "companyId": "acme"}), id="userId-not-an-id"),
         pytest.param(make_token({"userId": "u 1", "companyId": "acme"}), id="userId-bad-characters"),
         pytest.param(make_token({"userId": "u-1", "companyId": "acme", "exp": NOW - 60}), id="expired"),
-        pytest.param(make_token({"userId": "u-1", "companyId": "acme", "nbf": NOW + 300}), id="not-yet-valid"),
+        # Made at collection: a day ahead stays ahead however slow the run.
+        pytest.param(make_token({"userId": "u-1", "companyId": "acme", "nbf": NOW + 86_400}), id="not-yet-valid"),
         pytest.param("not.a.jwt", id="garbage"),
     ],
 )

@@ -10,12 +10,11 @@ import pytest
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
+from roomcast_local.testing import Peer, RecordingGateway, publish
 from shared.protocol.publishing import Emit, Notify
 from shared.protocol.records import Conversation
 from shared.wiring.services import Services
-from tests.fakes import RecordingGateway
 from tests.faults import FaultInjector
-from tests.support import Peer, publish
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
+from roomcast_local.testing import Peer, RecordingGateway
 from shared.wiring.services import Services
-from tests.fakes import RecordingGateway
-from tests.support import Peer
 
 
 def items(table: str, pk: str) -> list[dict[str, Any]]:

@@ -8,9 +8,8 @@ from typing import Any
 import boto3
 import pytest
 
+from roomcast_local.testing import Peer, RecordingGateway
 from shared.wiring.services import Services, services
-from tests.fakes import RecordingGateway
-from tests.support import Peer
 
 
 @pytest.fixture

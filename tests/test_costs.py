@@ -6,10 +6,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway
 from shared.wiring.services import Services
 from tests.conftest import CallCounter
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer
 
 
 def test_no_request_path_scans(services: Services, gateway: RecordingGateway, calls: CallCounter) -> None:

@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 
 from roomcast_local.eventbridge import matches, rules
-from roomcast_local.invoke import invoke
 from roomcast_local.template import load_template, resources
+from roomcast_local.testing import EVENTS, RecordingGateway, api, deliver, invoke, load_event
 from shared.protocol.publishing import DETAIL_TYPES
 from shared.protocol.records import Conversation, Message, Notification, SenderType
 from shared.wiring.services import Services
-from tests.conftest import EVENTS, load_event
-from tests.fakes import RecordingGateway
-from tests.support import api, deliver
 
 CONNECTION = "Fv3sZeKkoAMCL4Q="
 MESSAGE = "000000000001a1b2c3d4e5f60718"

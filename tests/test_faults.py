@@ -14,14 +14,12 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
+from roomcast_local.testing import Peer, RecordingGateway, deliver, lifecycle_event, run_deferred
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery, ManagementApi
 from shared.protocol.rooms import company_room, conversation_room
 from shared.wiring.services import Services
-from tests.conftest import lifecycle_event
-from tests.fakes import RecordingGateway
 from tests.faults import FaultInjector
-from tests.support import Peer, deliver, run_deferred
 
 
 @pytest.fixture

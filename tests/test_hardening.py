@@ -10,13 +10,12 @@ from unittest.mock import ANY
 
 import pytest
 
+from roomcast_local.testing import Peer, RecordingGateway, deliver, message_event
 from shared.protocol.identity import origin_allowed
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.conftest import make_token, message_event
-from tests.fakes import RecordingGateway
-from tests.support import Peer, deliver
+from tests.conftest import make_token
 
 
 class Clock:

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from roomcast_local.testing import Peer, RecordingGateway
 from shared.wiring.services import Services
 from tests.conftest import CallCounter
-from tests.fakes import RecordingGateway
-from tests.support import Peer
 
 
 @pytest.fixture

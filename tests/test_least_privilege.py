@@ -11,16 +11,14 @@ from typing import Any
 import boto3
 import pytest
 
-from roomcast_local.invoke import invoke
+from roomcast_local import testing
 from roomcast_local.template import load_template, resources
+from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway, SocketIoPeer, invoke, publish
 from shared.delivery.deferred import AnyTask
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
 from shared.wiring.settings import settings
-from tests import support
 from tests.conftest import TABLE_NAMES
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer, SocketIoPeer, publish
 
 TEMPLATE = load_template()
 FUNCTIONS = resources(TEMPLATE, "AWS::Serverless::Function")
@@ -115,18 +113,18 @@ def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Ite
     session.events.register("before-parameter-build", recorder.boto)
     runtime.install(build_services(settings(), gateway=recorder.gateway, session=session, deferrer=recorder.deferrer))
 
-    real_deliver = support.deliver
+    real_deliver = testing.deliver
 
     def deliver(event: dict[str, Any]) -> dict[str, Any] | None:
-        recorder.current = support.api().routes[event["requestContext"]["routeKey"]].function
+        recorder.current = testing.api().routes[event["requestContext"]["routeKey"]].function
         return real_deliver(event)
 
     def invoke_as(path: str, event: dict[str, Any]) -> Any:
         recorder.current = next(name for name, body in FUNCTIONS.items() if body["Properties"]["Handler"] == path)
         return invoke(path, event)
 
-    monkeypatch.setattr(support, "deliver", deliver)
-    monkeypatch.setattr(support, "invoke", invoke_as)
+    monkeypatch.setattr(testing, "deliver", deliver)
+    monkeypatch.setattr(testing, "invoke", invoke_as)
     yield recorder
     runtime.install(None)
 

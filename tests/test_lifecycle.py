@@ -13,15 +13,21 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from roomcast_local.invoke import invoke
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    RecordingGateway,
+    deferrer,
+    deliver,
+    invoke,
+    lifecycle_event,
+    run_deferred,
+)
 from shared.protocol.frames import encode
 from shared.protocol.identity import Identity
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.conftest import lifecycle_event
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer, deferrer, deliver, run_deferred
 
 
 def items(pk: str) -> list[dict[str, Any]]:

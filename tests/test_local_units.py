@@ -16,7 +16,14 @@ from botocore.credentials import Credentials as BotocoreCredentials
 
 from roomcast_local.authorizer import Malformed, Refused, authorized_context
 from roomcast_local.callers import Callers
-from roomcast_local.environment import Credentials, Endpoints, deployed_names, function_environment, worker_environment
+from roomcast_local.environment import (
+    Credentials,
+    Endpoints,
+    deployed_names,
+    function_arns,
+    function_environment,
+    worker_environment,
+)
 from roomcast_local.eventbridge import matches
 from roomcast_local.events import Peer
 from roomcast_local.frames import FrameScanner
@@ -309,7 +316,15 @@ def test_invoke_names_a_function_by_name_or_arn(name: str, function: str | None)
 def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> None:
     async def scenario() -> None:
         stack = LocalStack(StackConfig())
-        app = stack.build_app(Lambda(stack.definitions, {name: {} for name in stack.definitions}, 1, serial=False))
+        app = stack.build_app(
+            Lambda(
+                stack.definitions,
+                {name: {} for name in stack.definitions},
+                function_arns(stack.template),
+                1,
+                serial=False,
+            )
+        )
         assert stack.websocket is not None
         peer = Peer("conn-1=", "127.0.0.1", None, "localhost", "local")
         stack.websocket.connections["conn-1="] = Connection(peer, state=State.CONNECTING)
@@ -321,7 +336,25 @@ def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> N
             assert posted.status == 410
             assert posted.headers["x-amzn-ErrorType"] == "GoneException"
             assert (await client.get("/local/@connections/conn-1%3D")).status == 403  # unsigned
-            for path in ("/", "/local", "/socket.io/"):
-                assert (await client.get(path)).status == 426  # a WebSocket endpoint, without the upgrade
+            # A WebSocket endpoint, without the upgrade (a plain GET of `/` is the console's: docs/console.md).
+            for path in ("/local", "/socket.io/"):
+                assert (await client.get(path)).status == 426
+
+    asyncio.run(scenario())
+
+
+def test_a_stopping_stack_refuses_new_upgrades_so_reconnecting_clients_cannot_hold_it_open() -> None:
+    async def scenario() -> None:
+        stack = LocalStack(StackConfig())
+        environments: dict[str, dict[str, str]] = {name: {} for name in stack.definitions}
+        app = stack.build_app(Lambda(stack.definitions, environments, function_arns(stack.template), 1, serial=False))
+        assert stack.websocket is not None
+        upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+        async with TestClient(TestServer(app)) as client:
+            await stack.websocket.close_all()
+            for path in ("/", "/socket.io/"):
+                refused = await client.get(path, headers={**upgrade, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+                assert refused.status == 503
+            assert not stack.websocket.connections
 
     asyncio.run(scenario())

@@ -8,9 +8,8 @@ from typing import Any
 import pytest
 from boto3.dynamodb.conditions import Key
 
+from roomcast_local.testing import Peer, RecordingGateway, publish
 from shared.wiring.services import Services
-from tests.fakes import RecordingGateway
-from tests.support import Peer, publish
 
 
 def notify(user: str, title: str, company: str = "acme", **extra: object) -> None:

@@ -11,11 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from roomcast_local.testing import Peer, RecordingGateway, api, publish
 from shared.protocol.publishing import DETAIL_TYPES
 from shared.protocol.records import Conversation
 from shared.wiring.services import Services
-from tests.fakes import RecordingGateway
-from tests.support import Peer, api, publish
 
 ROUTES = sorted(key for key in api().routes if not key.startswith("$"))
 FIELDS = [

@@ -11,10 +11,10 @@ from typing import Any
 import boto3
 import pytest
 
-from roomcast_local.invoke import invoke
+from roomcast_local.testing import invoke, load_event
 from shared.domain.tokens import SECRET_KEY_NAME, MisconfiguredSecret, signing_key
 from shared.wiring.settings import settings
-from tests.conftest import load_event, make_token
+from tests.conftest import make_token
 
 KEY = "the-crm-signing-key-with-at-least-32-bytes"
 CLAIMS = {"userId": "u-1", "companyId": "acme"}

@@ -13,12 +13,11 @@ from typing import Any
 import boto3
 import pytest
 
+from roomcast_local.testing import Peer, RecordingGateway, publish
 from shared.stores.conversations import ConversationStore
 from shared.wiring.services import Services
 from tests.conftest import CallCounter
-from tests.fakes import RecordingGateway
 from tests.faults import FaultInjector
-from tests.support import Peer, publish
 
 
 @pytest.fixture

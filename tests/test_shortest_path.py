@@ -13,10 +13,10 @@ from typing import Any
 import boto3
 import pytest
 
+from roomcast_local.testing import Peer
 from shared.delivery.management_api import Delivery
 from shared.wiring.services import Services
 from tests.conftest import CallCounter
-from tests.support import Peer
 
 # Long against moto's own time per call and a busy machine's thread scheduling, so calls that overlap are
 # told apart from calls in a row.

@@ -12,22 +12,29 @@ from typing import Any
 import boto3
 import pytest
 
-from roomcast_local.invoke import invoke
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    RecordingGateway,
+    SocketIoPeer,
+    invoke,
+    load_event,
+    message_event,
+    run_deferred,
+)
 from shared.delivery.deferred import SessionOpened
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
 from shared.protocol import socketio
+from shared.protocol.codec import Codec, codec_of
 from shared.protocol.identity import Identity
 from shared.protocol.records import Conversation
 from shared.protocol.rooms import company_room
-from shared.protocol.socketio import Codec
 from shared.stores.connections import ConnectionStore
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
 from shared.wiring.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
-from tests.conftest import TABLE_NAMES, CallCounter, load_event, make_token, message_event
-from tests.fakes import QueuedDeferrer, RecordingGateway
-from tests.support import Peer, SocketIoPeer, run_deferred
+from tests.conftest import TABLE_NAMES, CallCounter, make_token
 
 CONVERSATIONS = "/conversations"
 
@@ -225,7 +232,7 @@ def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_cli
 def test_the_codec_comes_from_the_handshake_query_never_from_a_claim() -> None:
     identity = Identity.model_validate({"userId": "u", "companyId": "c"})
     assert "codec" not in identity.authorizer_context()
-    sio = identity.model_copy(update={"codec": socketio.codec_of({"EIO": "4", "transport": "websocket"})})
+    sio = identity.model_copy(update={"codec": codec_of({"EIO": "4", "transport": "websocket"})})
     assert sio.authorizer_context()["codec"] == "socketio"
 
 

@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import boto3
 
+from roomcast_local.testing import Peer, RecordingGateway
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import company_room
 from shared.wiring.services import Services
-from tests.fakes import RecordingGateway
-from tests.support import Peer
 
 OPENED = datetime(2026, 11, 26, 1, 20, tzinfo=UTC)
 

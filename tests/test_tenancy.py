@@ -6,9 +6,8 @@ from typing import Any
 
 import pytest
 
+from roomcast_local.testing import Peer, RecordingGateway
 from shared.wiring.services import Services
-from tests.fakes import RecordingGateway
-from tests.support import Peer
 
 
 @pytest.fixture

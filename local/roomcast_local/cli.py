@@ -45,6 +45,7 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     await stack.start()
     ws_url = stack.url.replace("http://", "ws://")
     print(f"roomcast local stack ready on {ws_url}", flush=True)
+    print(f"  Console        {stack.url}/   (in a browser: docs/console.md)")
     print(f"  WebSocket      {ws_url}?token=<JWT>   (mint one: roomcast token --user u-1 --company acme)")
     print(
         f"  @connections   {stack.url}/{config.stage}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)"
@@ -53,6 +54,8 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     print(f"  EventBridge    {stack.url}   (boto3 events put_events)")
     print(f"  DynamoDB       {stack.dynamodb}")
     mode = "serial: one invocation at a time" if config.serial else f"up to {config.concurrency} workers per function"
+    if config.warm:
+        mode += f", {min(config.warm, 1 if config.serial else config.concurrency)} started ahead"
     print(f"  Functions      {len(stack.definitions)}, {mode}")
     if config.secret == DEVELOPMENT_SECRET:
         print(f"  JWT secret     {DEVELOPMENT_SECRET!r} (development default; set JWT_SECRET_KEY_CALL)")
@@ -83,6 +86,7 @@ def serve(args: argparse.Namespace) -> int:
         stage=args.stage,
         concurrency=args.concurrency,
         serial=args.serial,
+        warm=args.warm,
     )
     asyncio.run(_serve(config, args.template))
     return 0
@@ -227,6 +231,12 @@ def parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--stage", default="local", help="the stage @connections paths must name")
     serve_cmd.add_argument(
         "--concurrency", type=int, default=4, help="workers per function, as Lambda scales out (default 4)"
+    )
+    serve_cmd.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="workers per function started with the stack, as provisioned concurrency (default 0: on first use)",
     )
     serve_cmd.add_argument(
         "--serial", action="store_true", help="one invocation at a time, in arrival order (for debugging)"

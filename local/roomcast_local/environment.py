@@ -187,6 +187,12 @@ def function_uses_origins(template: dict[str, Any], function: str) -> bool:
     return "ALLOWED_ORIGINS" in own.get("Environment", {}).get("Variables", {})
 
 
+def function_arns(template: dict[str, Any]) -> dict[str, str]:
+    """Each function's ARN by logical id, as `!GetAtt F.Arn` resolves it locally."""
+    refs = references(template)
+    return {name: refs[f"{name}.Arn"] for name in resources(template, "AWS::Serverless::Function")}
+
+
 def deployed_names(template: dict[str, Any]) -> dict[str, str]:
     """Each function's name as Lambda knows it (its FunctionName, or the logical id) -> its logical id."""
     refs = references(template)

@@ -1,4 +1,5 @@
-"""EventBridge for the local stack: the template's rules, their patterns, and the functions they target."""
+"""EventBridge for the local stack: PutEvents, the template's rules, their patterns, and the functions they target.
+Schedules are in roomcast_local.schedules."""
 
 from __future__ import annotations
 
@@ -45,42 +46,6 @@ def rules(template: dict[str, Any]) -> list[Rule]:
             if isinstance(arn, dict) and "Fn::GetAtt" in arn:
                 found.append(Rule(name, bus, properties["EventPattern"], arn["Fn::GetAtt"][0]))
     return found
-
-
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    function: str
-    every_seconds: float
-
-
-_RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
-
-
-def schedules(template: dict[str, Any]) -> list[Schedule]:
-    """SAM `Schedule` events written as `rate(N unit)`; cron expressions are not run locally."""
-    found = []
-    for function, body in resources(template, "AWS::Serverless::Function").items():
-        for name, event in body["Properties"].get("Events", {}).items():
-            expression = str(event["Properties"].get("Schedule", "")) if event["Type"] == "Schedule" else ""
-            if expression.startswith("rate(") and expression.endswith(")"):
-                amount, unit = expression[5:-1].split()
-                found.append(Schedule(f"{function}.{name}", function, int(amount) * _RATE_UNITS[unit]))
-    return found
-
-
-def scheduled_event(schedule: Schedule) -> dict[str, Any]:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{schedule.name}"],
-        "detail": {},
-    }
 
 
 def _matches_value(condition: Any, value: Any) -> bool:

@@ -17,10 +17,19 @@ from aiohttp import web
 
 from roomcast_local.callers import Callers
 from roomcast_local.connections_api import ConnectionsApi
-from roomcast_local.environment import DEVELOPMENT_SECRET, REGION, Endpoints, deployed_names, worker_environment
-from roomcast_local.eventbridge import EventBridgeApi, Schedule, rules, scheduled_event, schedules
+from roomcast_local.console import Console
+from roomcast_local.environment import (
+    DEVELOPMENT_SECRET,
+    REGION,
+    Endpoints,
+    deployed_names,
+    function_arns,
+    worker_environment,
+)
+from roomcast_local.eventbridge import EventBridgeApi, rules
 from roomcast_local.frames import MAX_MESSAGE_BYTES
 from roomcast_local.lambda_api import LambdaApi
+from roomcast_local.schedules import Scheduler, schedules
 from roomcast_local.storage import Storage
 from roomcast_local.template import (
     create_tables,
@@ -52,6 +61,7 @@ class StackConfig:
     verbose: bool = False
     concurrency: int = 4
     serial: bool = False
+    warm: int = 0
 
 
 class LocalStack:
@@ -63,12 +73,11 @@ class LocalStack:
         self._storage: Storage | None = None
         self._runner: web.AppRunner | None = None
         self._background: set[asyncio.Future[Any]] = set()
-        self._timers: list[asyncio.Future[None]] = []
+        self._scheduler: Scheduler | None = None
         self.functions: Lambda | None = None
         self.websocket: WebSocketEndpoint | None = None
         self.url = ""
         self.dynamodb = ""
-        self._pinging: set[str] = set()
 
     async def start(self) -> None:
         listener = socket.create_server((self.config.host, self.config.port))
@@ -95,12 +104,16 @@ class LocalStack:
         for environment in environments.values():
             if PING_INTERVAL in environment:
                 environment[PING_INTERVAL] = str(self.config.ping_interval)
-        self._pinging = {name for name, environment in environments.items() if PING_INTERVAL in environment}
-        self.functions = Lambda(self.definitions, environments, self.config.concurrency, self.config.serial)
+        self.functions = Lambda(
+            self.definitions, environments, function_arns(self.template), self.config.concurrency, self.config.serial
+        )
+        await self.functions.warm(self.config.warm)
         self._runner = web.AppRunner(self.build_app(self.functions), access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.SockSite(self._runner, listener).start()
-        self._timers = [asyncio.ensure_future(self._run_schedule(schedule)) for schedule in schedules(self.template)]
+        pinging = {name: float(self.config.ping_interval) for name, env in environments.items() if PING_INTERVAL in env}
+        self._scheduler = Scheduler(schedules(self.template), self.functions, self.config.schedule_every, pinging)
+        self._scheduler.start()
 
     def build_app(self, functions: Lambda) -> web.Application:
         self.websocket = WebSocketEndpoint(
@@ -114,8 +127,9 @@ class LocalStack:
         ConnectionsApi(self.websocket, self.callers, self.config.stage, self.spawn).routes(app)
         LambdaApi(functions, deployed_names(self.template), self.callers, self.spawn).routes(app)
         EventBridgeApi(rules(self.template), functions, self.spawn).routes(app)
-        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10).
-        app.router.add_get("/{path:.*}", self.websocket.handle)
+        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10); a plain
+        # GET of `/` or a console file is the console's.
+        Console(self.config.secret).routes(app, self.websocket.handle)
         return app
 
     def _ensure_tables(self) -> None:
@@ -133,8 +147,8 @@ class LocalStack:
 
     async def stop(self) -> None:
         """Close every connection as API Gateway does on shutdown; their $disconnect events run."""
-        for timer in self._timers:
-            timer.cancel()
+        if self._scheduler is not None:
+            self._scheduler.stop()
         if self.websocket is not None:
             await self.websocket.close_all()
             while self.websocket.connections or self._background:
@@ -155,12 +169,3 @@ class LocalStack:
         self._background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
-
-    async def _run_schedule(self, schedule: Schedule) -> None:
-        assert self.functions is not None
-        every = self.config.schedule_every or schedule.every_seconds
-        if schedule.function in self._pinging and not self.config.schedule_every:
-            every = self.config.ping_interval
-        while True:
-            await asyncio.sleep(every)
-            await self.functions.invoke(schedule.function, scheduled_event(schedule), "schedule", schedule.name)

@@ -47,9 +47,10 @@ def _reply(stream: BufferedIOBase, message: dict[str, Any]) -> None:
     stream.flush()
 
 
-def _run(handler: LambdaHandler, request: dict[str, Any], function: str, memory: int) -> dict[str, Any]:
+def _run(handler: LambdaHandler, request: dict[str, Any], function: str, arn: str, memory: int) -> dict[str, Any]:
     context = LocalContext(
         function,
+        arn,
         memory_limit_in_mb=memory,
         aws_request_id=request["requestId"],
         deadline=time.monotonic() + request["timeout"],
@@ -64,7 +65,9 @@ def _run(handler: LambdaHandler, request: dict[str, Any], function: str, memory:
         return {"error": _error(error, "Runtime.MarshalError")}
 
 
-def serve(channel: Connection, handler_path: str, function: str, memory: int, environment: dict[str, str]) -> None:
+def serve(
+    channel: Connection, handler_path: str, *, function: str, arn: str, memory: int, environment: dict[str, str]
+) -> None:
     # Ctrl-C reaches the whole process group: the stack, not its workers, decides when they stop (after the
     # $disconnect of every open connection has run in them).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -82,5 +85,5 @@ def serve(channel: Connection, handler_path: str, function: str, memory: int, en
     _reply(stream, {"initMs": (time.perf_counter() - started) * 1000})
     for line in stream:
         request = json.loads(line)
-        outcome = {"error": init_error} if handler is None else _run(handler, request, function, memory)
+        outcome = {"error": init_error} if handler is None else _run(handler, request, function, arn, memory)
         _reply(stream, outcome)

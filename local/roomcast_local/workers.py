@@ -63,11 +63,17 @@ class Worker:
         self.used = False
 
     @classmethod
-    async def start(cls, definition: FunctionDefinition, environment: dict[str, str]) -> Worker:
+    async def start(cls, definition: FunctionDefinition, environment: dict[str, str], arn: str) -> Worker:
         ours, theirs = _forks.Pipe(duplex=True)
         process = _forks.Process(
             target=serve,
-            args=(theirs, definition.handler, definition.logical_id, definition.memory_mb, environment),
+            args=(theirs, definition.handler),
+            kwargs={
+                "function": definition.logical_id,
+                "arn": arn,
+                "memory": definition.memory_mb,
+                "environment": environment,
+            },
             name=f"lambda-{definition.logical_id}",
             daemon=True,
         )
@@ -116,9 +122,10 @@ class Worker:
 class FunctionPool:
     """The warm workers of one function."""
 
-    def __init__(self, definition: FunctionDefinition, environment: dict[str, str], limit: int) -> None:
+    def __init__(self, definition: FunctionDefinition, environment: dict[str, str], arn: str, limit: int) -> None:
         self.definition = definition
         self.environment = environment
+        self.arn = arn
         self.limit = limit
         self.idle: list[Worker] = []
         self.workers: set[Worker] = set()
@@ -133,7 +140,7 @@ class FunctionPool:
                 return self.idle.pop()
             self._starting += 1
         try:
-            worker = await Worker.start(self.definition, self.environment)
+            worker = await Worker.start(self.definition, self.environment, self.arn)
             self.workers.add(worker)
             return worker
         finally:
@@ -148,6 +155,31 @@ class FunctionPool:
             else:
                 self.workers.discard(worker)
             self._freed.notify()
+
+    async def warm(self, count: int) -> list[float]:
+        """Start workers ahead of any event, as provisioned concurrency does: they are idle when the first events
+        arrive, which find no cold start. Returns each one's init time."""
+        async with self._freed:
+            count = max(0, min(count, self.limit - len(self.workers) - self._starting))
+            self._starting += count
+        try:
+            started = await asyncio.gather(
+                *(Worker.start(self.definition, self.environment, self.arn) for _ in range(count)),
+                return_exceptions=True,
+            )
+        finally:
+            async with self._freed:
+                self._starting -= count
+                for worker in started:
+                    if isinstance(worker, Worker):
+                        worker.used = True  # its init is over: no event will wait for it
+                        self.workers.add(worker)
+                        self.idle.append(worker)
+                self._freed.notify_all()
+        for failure in started:
+            if isinstance(failure, BaseException):
+                raise failure
+        return [worker.init_ms for worker in started if isinstance(worker, Worker)]
 
     async def invoke(self, event: Any) -> Outcome:
         worker = await self._acquire()
@@ -175,12 +207,13 @@ class Lambda:
         self,
         definitions: dict[str, FunctionDefinition],
         environments: dict[str, dict[str, str]],
+        arns: dict[str, str],
         concurrency: int,
         serial: bool,
     ) -> None:
         self.definitions = definitions
         self._pools = {
-            name: FunctionPool(definition, environments[name], 1 if serial else concurrency)
+            name: FunctionPool(definition, environments[name], arns[name], 1 if serial else concurrency)
             for name, definition in definitions.items()
         }
         # --serial: one invocation at a time in arrival order, for debugging (asyncio.Lock wakes waiters in order).
@@ -206,6 +239,17 @@ class Lambda:
             f" cold (init {outcome.init_ms:.0f} ms)" if outcome.cold else "",
         )
         return outcome
+
+    async def warm(self, per_function: int) -> None:
+        """Start `per_function` workers of every function; each start is logged with its init time, so the cold
+        starts stay visible though no event waits for them."""
+        for function, inits in zip(
+            self._pools,
+            await asyncio.gather(*(pool.warm(per_function) for pool in self._pools.values())),
+            strict=True,
+        ):
+            for init_ms in inits:
+                log.info("%-22s %-16s %-24s ok cold (init %.0f ms)", "provisioned", "-", function, init_ms)
 
     async def stop(self) -> None:
         await asyncio.gather(*(pool.stop() for pool in self._pools.values()))

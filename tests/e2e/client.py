@@ -10,6 +10,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from roomcast_local.cli import mint_token
+from roomcast_local.testing import DEVELOPMENT_SECRET
 
 
 def company() -> str:
@@ -24,7 +25,7 @@ class Client:
 
     @classmethod
     async def open(cls, url: str, user: str, company_id: str) -> Client:
-        token = mint_token(user, company_id, None, 3600, "roomcast-local-development-secret")
+        token = mint_token(user, company_id, None, 3600, DEVELOPMENT_SECRET)
         return cls(await connect(f"{url}?token={token}"))
 
     async def send(self, action: str, data: dict[str, Any] | None = None, ack_id: str | None = None) -> None:

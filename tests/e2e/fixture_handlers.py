@@ -63,7 +63,7 @@ def _reply(data: Any) -> dict[str, Any]:
     return {"statusCode": 200, "body": json.dumps(data)}
 
 
-def message(event: dict[str, Any], _context: Any) -> Any:  # noqa: PLR0911 - one branch per behaviour under test
+def message(event: dict[str, Any], lambda_context: Any) -> Any:  # noqa: PLR0911 - one branch per behaviour under test
     context = event["requestContext"]
     body = json.loads(event["body"]) if event["body"].startswith("{") else {}
     do = body.get("do")
@@ -96,6 +96,7 @@ def message(event: dict[str, Any], _context: Any) -> Any:  # noqa: PLR0911 - one
         {
             "route": context["routeKey"],
             "connectionId": context["connectionId"],
+            "functionArn": lambda_context.invoked_function_arn,
             "bytes": len(event["body"].encode()),
             "authorizer": context.get("authorizer"),
             "environment": environment,

@@ -24,12 +24,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from roomcast_local.template import function_definitions, load_template
+from roomcast_local.testing import RunningStack, start_stack, stop_stack
 from roomcast_local.workers import FunctionPool
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 TEMPLATE = str(Path(__file__).with_name("fidelity.yaml"))
+ECHO_ARN = "arn:aws:lambda:eu-west-1:111122223333:function:EchoFunction"
 KIB = 1024
 IDLE = 2.0
 
@@ -144,7 +145,7 @@ def test_a_function_scales_out_to_its_limit_and_no_further() -> None:
         return {"requestContext": {"routeKey": "$default", "connectionId": tag}, "body": body}
 
     async def scenario() -> None:
-        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, limit=2)
+        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, ECHO_ARN, limit=2)
         try:
             outcomes = await asyncio.gather(*(pool.invoke(sleep(tag)) for tag in "abc"))
         finally:
@@ -155,6 +156,49 @@ def test_a_function_scales_out_to_its_limit_and_no_further() -> None:
         assert sorted(outcome.cold for outcome in outcomes) == [False, True, True]
 
     run(scenario())
+
+
+def test_provisioned_workers_start_before_the_first_events_and_none_of_them_waits() -> None:
+    definition = function_definitions(load_template(Path(TEMPLATE)))["EchoFunction"]
+
+    def sleep(tag: str) -> dict[str, Any]:
+        body = json.dumps({"do": "sleep", "seconds": 0.3, "tag": tag})
+        return {"requestContext": {"routeKey": "$default", "connectionId": tag}, "body": body}
+
+    async def scenario() -> None:
+        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, ECHO_ARN, limit=2)
+        try:
+            inits = await pool.warm(3)
+            assert (len(inits), len(pool.idle)) == (2, 2), "warmed past the function's limit"
+            outcomes = await asyncio.gather(*(pool.invoke(sleep(tag)) for tag in "ab"))
+            assert [outcome.cold for outcome in outcomes] == [False, False]
+            assert len(pool.workers) == 2
+            # The context's ARN is the pool's, whatever its region and account.
+            asked = await pool.invoke({"requestContext": {"routeKey": "$default", "connectionId": "c"}, "body": "{}"})
+            assert json.loads(asked.result["body"])["functionArn"] == ECHO_ARN
+        finally:
+            await pool.stop()
+
+    run(scenario())
+
+
+def test_a_stack_started_warm_logs_each_workers_init_ahead_of_its_events() -> None:
+    warm = start_stack("--template", TEMPLATE, "--warm", "1")
+    try:
+
+        async def scenario() -> None:
+            async with connect(warm.ws_url) as ws:
+                await echo(ws, {"action": "whoami"})
+
+        run(scenario())
+    finally:
+        stop_stack(warm)
+    lines = warm.log().splitlines()
+    assert any("provisioned" in line and "EchoFunction" in line and "cold (init" in line for line in lines)
+    echoed = [line for line in lines if "EchoFunction" in line and "provisioned" not in line]
+    assert echoed
+    assert all("cold" not in line for line in echoed)
+    assert "1 started ahead" in warm.log()
 
 
 def test_each_function_has_its_own_environment_and_cold_starts_show(fidelity: RunningStack) -> None:
@@ -168,6 +212,8 @@ def test_each_function_has_its_own_environment_and_cold_starts_show(fidelity: Ru
                 "PEER_ARN": "arn:aws:lambda:us-east-1:000000000000:function:PeerFunction",
                 "AWS_LAMBDA_FUNCTION_NAME": "EchoFunction",
             }
+            arn = (await echo(ws, {"action": "env"}))["functionArn"]
+            assert arn == "arn:aws:lambda:us-east-1:000000000000:function:EchoFunction"
             invoked = (await echo(ws, {"do": "invoke"}))["payload"]
             assert invoked == {"function": "PeerFunction", "own": "peer"}
 

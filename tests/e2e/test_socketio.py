@@ -19,12 +19,12 @@ import socketio
 from websockets.asyncio.client import connect
 
 from roomcast_local.cli import mint_token
+from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack, stop_stack
 from tests.e2e.client import Client, company
-from tests.e2e.conftest import RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
-SECRET = "roomcast-local-development-secret"
+SECRET = DEVELOPMENT_SECRET
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACES = ["/conversations", "/notifications", "/analytics"]
 # Short, so that one test outlasts several ping intervals and the idle timeout.

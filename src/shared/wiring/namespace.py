@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +30,7 @@ from shared.protocol.frames import (
     reply_frame,
 )
 from shared.protocol.identity import Identity, identity_from_authorizer
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.ratelimit import Admission
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
@@ -112,10 +112,10 @@ class Namespace:
 
         return register
 
-    def handle(self, event: APIGatewayWebSocketEvent, runtime: Services) -> LambdaResponse:
+    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
         return respond(self.dispatch(event, runtime, utc_now()))
 
-    def dispatch(self, event: APIGatewayWebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
+    def dispatch(self, event: WebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
         parsed: InboundFrame | FrameError
         try:
@@ -272,7 +272,7 @@ def websocket_entry(handler: Entry) -> Entry:
     @instrumented(correlation_id_path="requestContext.requestId")
     @functools.wraps(handler)
     def entry(event: dict[str, Any], context: LambdaContext) -> LambdaResponse:
-        request_context = APIGatewayWebSocketEvent(event).request_context
+        request_context = WebSocketEvent.of(event).request_context
         authorizer = request_context.raw_event.get("authorizer") or {}
         logger.append_keys(
             connection_id=request_context.connection_id,

@@ -11,12 +11,14 @@ import boto3
 from botocore.config import Config
 
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
-from shared.delivery.hub import Hub
+from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.analytics import Analytics
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
+from shared.protocol.clock import Clock, SystemClock
 from shared.stores.analytics import AnalyticsStore
+from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
 from shared.stores.notifications import NotificationStore
@@ -63,12 +65,12 @@ def build_services(
     gateway: Gateway | None = None,
     session: boto3.session.Session | None = None,
     deferrer: Deferrer | None = None,
+    clock: Clock | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
-    connections = ConnectionStore(
-        dynamodb.Table(config.connections_table), config.connection_ttl_seconds, config.max_rooms_per_connection
-    )
+    connections_table = dynamodb.Table(config.connections_table)
+    connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
         credentials = session.get_credentials()
@@ -83,7 +85,14 @@ def build_services(
         )
     if deferrer is None:
         deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
-    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes)
+    large_rooms = LargeRooms(
+        threshold=config.large_room_threshold,
+        chunk=config.broadcast_chunk,
+        batch=config.fanout_concurrency,
+        budget=PostBudget(connections_table, config.posts_per_second),
+        clock=clock or SystemClock(),
+    )
+    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
     conversations = ConversationStore(dynamodb.Table(config.conversations_table))
     analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
 
@@ -100,7 +109,8 @@ def build_services(
         return Readers(
             seq=ConversationStore(seq_reads.Table(config.conversations_table)),
             conversations=ConversationStore(conversation_reads.Table(config.conversations_table)),
-            members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes),
+            # The same large-room rule as the services' hub: what it reads decides how the send posts.
+            members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms),
         )
 
     return Services(
@@ -112,7 +122,7 @@ def build_services(
         presence=Presence(connections, hub, deferrer),
         analytics=analytics,
         messages=Messages(conversations, hub, analytics, readers),
-        limiter=RateLimiter(dynamodb.Table(config.connections_table), config.rate_per_second, config.rate_burst),
+        limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         session=session,
         config=config,
     )

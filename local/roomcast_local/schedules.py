@@ -1,0 +1,80 @@
+"""EventBridge schedules for the local stack: the template's `rate(...)` Schedule events, each run by a timer
+that invokes its function with a `Scheduled Event`, as EventBridge Scheduler's rules do."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from roomcast_local.environment import ACCOUNT, REGION
+from roomcast_local.template import resources
+from roomcast_local.workers import Lambda
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    function: str
+    every_seconds: float
+
+
+_RATE_UNITS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+
+
+def schedules(template: dict[str, Any]) -> list[Schedule]:
+    """SAM `Schedule` events written as `rate(N unit)`; cron expressions are not run locally."""
+    found = []
+    for function, body in resources(template, "AWS::Serverless::Function").items():
+        for name, event in body["Properties"].get("Events", {}).items():
+            expression = str(event["Properties"].get("Schedule", "")) if event["Type"] == "Schedule" else ""
+            if expression.startswith("rate(") and expression.endswith(")"):
+                amount, unit = expression[5:-1].split()
+                found.append(Schedule(f"{function}.{name}", function, int(amount) * _RATE_UNITS[unit]))
+    return found
+
+
+def scheduled_event(schedule: Schedule) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{schedule.name}"],
+        "detail": {},
+    }
+
+
+class Scheduler:
+    """One timer per schedule. `every` overrides each schedule's rate; `periods` sets it for some functions
+    (the Socket.IO heartbeat runs at the ping interval it keeps, decision 0038)."""
+
+    def __init__(
+        self, found: list[Schedule], functions: Lambda, every: float | None, periods: dict[str, float]
+    ) -> None:
+        self._schedules = found
+        self._functions = functions
+        self._every = every
+        self._periods = periods
+        self._timers: list[asyncio.Future[None]] = []
+
+    def period(self, schedule: Schedule) -> float:
+        return self._every or self._periods.get(schedule.function, schedule.every_seconds)
+
+    def start(self) -> None:
+        self._timers = [asyncio.ensure_future(self._run(schedule)) for schedule in self._schedules]
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+    async def _run(self, schedule: Schedule) -> None:
+        every = self.period(schedule)
+        while True:
+            await asyncio.sleep(every)
+            await self._functions.invoke(schedule.function, scheduled_event(schedule), "schedule", schedule.name)
