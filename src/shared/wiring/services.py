@@ -111,6 +111,7 @@ def build_services(
             gateway,
             deferrer,
             config.limits.max_outbound_bytes,
+            large_rooms,
         ),
     )
     return Services(
