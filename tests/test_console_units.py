@@ -87,6 +87,22 @@ def test_the_endpoint_refuses_what_is_not_a_json_choice_with_the_protocols_error
     _against_console(check)
 
 
+def test_only_a_host_naming_this_machine_gets_a_token() -> None:
+    """DNS rebinding: a hostile site's name turned to 127.0.0.1 makes its page same-origin with the stack, so no
+    preflight stops its post and it reads the answer; the Host header still carries the site's name."""
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        choice = {"userId": "ana", "companyId": "acme"}
+        for host in ("127.0.0.1:3001", "localhost:3001", "[::1]:3001", "192.168.1.5:3001"):
+            assert (await client.post("/console/token", json=choice, headers={"Host": host})).status == 200, host
+        for host in ("rebound.example:3001", "127.0.0.1.rebound.example", "localhost.rebound.example:3001"):
+            refused = await client.post("/console/token", json=choice, headers={"Host": host})
+            assert refused.status == 403, host
+            assert (await refused.json())["error"]["code"] == "forbidden"
+
+    _against_console(check)
+
+
 def test_plain_gets_of_the_console_and_upgrades_everywhere_else() -> None:
     async def check(client: TestClient[Any, Any]) -> None:
         page = await client.get("/")
