@@ -32,6 +32,8 @@ def test_a_choice_of_company_and_user_with_the_default_lifetime() -> None:
         ({"userId": "ana", "companyId": "acme", "role": "admin"}, "unknown fields: role"),
         ({"companyId": "acme"}, "userId"),
         ({"userId": "ana b", "companyId": "acme"}, "userId"),
+        # `$` matches before a final newline; the authorizer's check does not, and would refuse the token.
+        ({"userId": "ana\n", "companyId": "acme"}, "userId"),
         ({"userId": "ana", "companyId": "x" * 129}, "companyId"),
         ({"userId": 7, "companyId": "acme"}, "userId"),
         ({"userId": "ana", "companyId": "acme", "expiresIn": 0}, "expiresIn"),

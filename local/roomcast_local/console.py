@@ -55,7 +55,7 @@ def token_request(body: Any) -> TokenRequest:
         raise TokenRequestError(f"unknown fields: {', '.join(sorted(unknown))}")
     ids = {name: body.get(name) for name in ("userId", "companyId")}
     for name, value in ids.items():
-        if not isinstance(value, str) or not _ID.match(value):
+        if not isinstance(value, str) or not _ID.fullmatch(value):
             raise TokenRequestError(f"{name} must be 1 to 128 characters of A-Z a-z 0-9 _ . : -")
     expires_in = body.get("expiresIn", 3600)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_LIFETIME:
