@@ -109,7 +109,7 @@ def build_services(
         return Readers(
             seq=ConversationStore(seq_reads.Table(config.conversations_table)),
             conversations=ConversationStore(conversation_reads.Table(config.conversations_table)),
-            # The same large-room rule as the services' hub: what it reads decides how the send posts.
+            # The members read ahead decide whether a send's room is handed off whole (decision 0052).
             members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms),
         )
 
