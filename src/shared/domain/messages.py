@@ -4,6 +4,8 @@ and the `conversation:updated` announcement of a conversation created, changed o
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,27 +87,41 @@ class SendReads:
 
 @dataclass(frozen=True)
 class Readers:
-    """The stores `read_ahead` reads through on the pool, each on a DynamoDB client of its own: calls at once
-    through one boto3 resource can garble each other's expressions (`build_services`)."""
+    """The stores `read_ahead` reads through, each on a DynamoDB client of its own: calls at once through one
+    boto3 resource can garble each other's expressions, and the rate limit runs meanwhile through the
+    services' own (`build_services`)."""
 
+    seq: ConversationStore
     conversations: ConversationStore
     members: Hub
 
 
 class Messages:
-    def __init__(self, conversations: ConversationStore, hub: Hub, analytics: Analytics, readers: Readers) -> None:
+    def __init__(
+        self, conversations: ConversationStore, hub: Hub, analytics: Analytics, readers: Callable[[], Readers]
+    ) -> None:
         self._conversations = conversations
         self._hub = hub
         self._analytics = analytics
-        self._readers = readers
+        # Made on the first send: only the conversations function sends, and their clients cost a cold start.
+        self._make_readers = readers
+        self._readers: Readers | None = None
+        self._readers_made = threading.Lock()
+
+    def readers(self) -> Readers:
+        with self._readers_made:
+            if self._readers is None:
+                self._readers = self._make_readers()
+            return self._readers
 
     def read_ahead(self, company_id: str, conversation_id: str) -> SendReads:
         """The conversation (tenancy: another company's is `not_found`), its last seq and its room's members,
         read concurrently. They only read, so a refused request that ran them has changed nothing."""
+        readers = self.readers()
         last_seq, conversation, recipients = together(
-            lambda: self._conversations.last_seq(company_id, conversation_id),
-            lambda: self._readers.conversations.require(company_id, conversation_id),
-            lambda: self._readers.members.recipients(company_id, conversation_room(conversation_id)),
+            lambda: readers.seq.last_seq(company_id, conversation_id),
+            lambda: readers.conversations.require(company_id, conversation_id),
+            lambda: readers.members.recipients(company_id, conversation_room(conversation_id)),
         )
         return SendReads(conversation, last_seq, recipients)
 

@@ -68,12 +68,7 @@ def build_services(
     clock: Clock | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
-    # A resource's client carries one condition-expression builder, reset and counted by every call, so two
-    # calls at once through one resource can garble each other's expressions (boto3 resources are not
-    # thread-safe). The three calls a send runs beside its own thread's (decision 0047) each have their own.
-    dynamodb, for_admission, for_conversation_read, for_members_read = (
-        session.resource("dynamodb", config=_RETRIES) for _ in range(4)
-    )
+    dynamodb = session.resource("dynamodb", config=_RETRIES)
     connections_table = dynamodb.Table(config.connections_table)
     connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
     if gateway is None:
@@ -100,19 +95,24 @@ def build_services(
     hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
     conversations = ConversationStore(dynamodb.Table(config.conversations_table))
     analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
-    readers = Readers(
-        ConversationStore(for_conversation_read.Table(config.conversations_table)),
-        Hub(
-            ConnectionStore(
-                for_members_read.Table(config.connections_table),
-                config.connection_ttl_seconds,
-                config.max_rooms_per_connection,
-            ),
-            gateway,
-            deferrer,
-            config.limits.max_outbound_bytes,
-        ),
-    )
+
+    def readers() -> Readers:
+        # A resource's client carries one condition-expression builder, reset and counted by every call, so
+        # two calls at once through one resource garble each other's expressions (boto3 resources are not
+        # thread-safe): each read a send runs beside the rate limit (decision 0047) has a resource of its own.
+        seq_reads, conversation_reads, member_reads = (session.resource("dynamodb", config=_RETRIES) for _ in range(3))
+        members = ConnectionStore(
+            member_reads.Table(config.connections_table),
+            config.connection_ttl_seconds,
+            config.max_rooms_per_connection,
+        )
+        return Readers(
+            seq=ConversationStore(seq_reads.Table(config.conversations_table)),
+            conversations=ConversationStore(conversation_reads.Table(config.conversations_table)),
+            # The members read ahead decide whether a send's room is handed off whole (decision 0052).
+            members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms),
+        )
+
     return Services(
         connections=connections,
         conversations=conversations,
@@ -122,7 +122,7 @@ def build_services(
         presence=Presence(connections, hub, deferrer),
         analytics=analytics,
         messages=Messages(conversations, hub, analytics, readers),
-        limiter=RateLimiter(for_admission.Table(config.connections_table), config.rate_per_second, config.rate_burst),
+        limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         session=session,
         config=config,
     )
