@@ -18,7 +18,8 @@ DEPLOY_PARAMETERS = $(BUILD_PARAMETERS) \
 	$(if $(JWT_SECRET_ARN),'JwtSecretArn=$(JWT_SECRET_ARN)') \
 	$(if $(JWT_SECRET_KMS_KEY_ARN),'JwtSecretKmsKeyArn=$(JWT_SECRET_KMS_KEY_ARN)') \
 	$(if $(EVENT_BUS_NAME),'EventBusName=$(EVENT_BUS_NAME)') \
-	$(if $(ALARM_TOPIC_ARN),'AlarmTopicArn=$(ALARM_TOPIC_ARN)')
+	$(if $(ALARM_TOPIC_ARN),'AlarmTopicArn=$(ALARM_TOPIC_ARN)') \
+	$(if $(SNAPSTART),'SnapStart=$(SNAPSTART)')
 # Deploy to the region of the user's own AWS configuration, not the fake one the tests export below.
 DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -39,9 +40,18 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(STAMP) $(NODE_STAMP)
+# The browser tests/e2e/test_console.py drives through Playwright: Debian's package (Playwright's own download
+# of browsers is never used). sudo only where make does not run as root.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
-run: $(STAMP)
+install: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+
+# The console (http://127.0.0.1:3001/) serves socket.io-client's browser bundle from node_modules.
+run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/roomcast serve
 
 test: lint typecheck template unit
@@ -66,8 +76,9 @@ deploy: build
 	$(if $(DEPLOY_REGION),AWS_DEFAULT_REGION=$(DEPLOY_REGION),env -u AWS_DEFAULT_REGION) $(BIN)/sam deploy \
 		--stack-name $(STACK) --parameter-overrides $(DEPLOY_PARAMETERS)
 
-unit: $(STAMP) $(NODE_STAMP)
-	$(BIN)/pytest -n auto
+# loadgroup: a module marked xdist_group (the console's: one stack, one browser) runs on one worker.
+unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+	$(BIN)/pytest -n auto --dist loadgroup
 
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
 bench: $(STAMP)

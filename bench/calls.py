@@ -68,13 +68,19 @@ class Counting:
 
 
 @contextmanager
-def bench_world() -> Iterator[tuple[Counting, Any]]:
+def bench_world(
+    gateway: RecordingGateway | None = None, hook: Callable[[boto3.session.Session], object] | None = None
+) -> Iterator[tuple[Counting, Any]]:
+    """The real handlers against moto, with @connections recorded (by `gateway`, if given); `hook` registers its
+    botocore event handlers before the clients are made (a client copies its session's handlers when made)."""
     settings.cache_clear()
     with mock_aws():
         create_tables(boto3.client("dynamodb"), load_template(), TABLES)
         session = boto3.session.Session()
         counting = Counting(session)
-        gateway = RecordingGateway()
+        if hook is not None:
+            hook(session)
+        gateway = gateway or RecordingGateway()
         # What a request hands off runs in another function after its reply: counted apart, not here.
         deferrer = QueuedDeferrer()
         deferrer.auto = False

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bench import costs
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results.json"
 PLOT = ROOT / "docs" / "fanout.png"
@@ -83,7 +85,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {row['roomcast_cpu_ms_per_post']} |"
         for row in results["fanout"]
     ]
-    lines += ["", "![fan-out time against N](fanout.png)", "", "### Cold start (import time over `import boto3`)", ""]
+    lines += ["", "![fan-out time against N](fanout.png)", ""]
+    lines += _table(
+        "Path to delivery of a `message:send`, room of 10 (5 ms a DynamoDB call, 20 ms a post)", results["latency"]
+    )
+    lines += _table("A room of 10,000 (20 ms stand-in, chunk workers)", results["large_room"])
+    lines += ["### Cold start (import time over `import boto3`)", ""]
     lines += ["| module | ratio | median ms |", "|---|---|---|"]
     lines += [f"| `boto3` | 1 | {results['cold_start_ms']['boto3']} |"]
     lines += [
@@ -119,7 +126,20 @@ def markdown(results: dict[str, Any]) -> str:
         for point in points
     ]
     lines += ["", "![delivery latency against message rate](delivery.png)"]
+    lines += ["", *_table("Cost model (USD)", results["costs"])]
+    lines += ["Prices (on-demand, " + costs.REGION + ", read " + costs.READ_ON + "):", ""]
+    lines += ["| price | USD | per | source |", "|---|---|---|---|"]
+    lines += [
+        f"| {name} | {price['usd']:.10g} | {price['unit']} | {price['source']} |"
+        for name, price in costs.PRICES.items()
+    ]
+    lines += ["", "Assumptions:", ""]
+    lines += [f"- {name}: {text}" for name, text in costs.ASSUMPTIONS.items()]
     return "\n".join(lines)
+
+
+def _table(title: str, figures: dict[str, Any]) -> list[str]:
+    return [f"### {title}", "", "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in figures.items()), ""]
 
 
 def write(results: dict[str, Any]) -> None:

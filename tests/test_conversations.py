@@ -295,8 +295,11 @@ def test_conversation_reads_that_decide_an_answer_are_consistent(ana: Peer, ben:
         if request["Key"]["sk"] == {"S": "#conversation"}:
             reads.append(request)
 
-    # Registered on the clients the handlers use: they were made before this test's hooks.
-    services().conversations._table.meta.client.meta.events.register("before-call.dynamodb.GetItem", record)
+    # Registered on the clients the handlers use: they were made before this test's hooks. A send reads the
+    # conversation through a client of its own, beside its other reads (decision 0047).
+    runtime = services()
+    for store in (runtime.conversations, runtime.messages._readers.conversations):
+        store._table.meta.client.meta.events.register("before-call.dynamodb.GetItem", record)
     ben.ok("join:conversation", {"conversationId": conversation})
     ben.ok("message:send", {"conversationId": conversation, "content": "hi"})
     ben.ok("conversation:history", {"conversationId": conversation})

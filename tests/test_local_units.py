@@ -336,7 +336,25 @@ def test_a_connection_is_gone_to_the_management_api_until_connect_returns() -> N
             assert posted.status == 410
             assert posted.headers["x-amzn-ErrorType"] == "GoneException"
             assert (await client.get("/local/@connections/conn-1%3D")).status == 403  # unsigned
-            for path in ("/", "/local", "/socket.io/"):
-                assert (await client.get(path)).status == 426  # a WebSocket endpoint, without the upgrade
+            # A WebSocket endpoint, without the upgrade (a plain GET of `/` is the console's: docs/console.md).
+            for path in ("/local", "/socket.io/"):
+                assert (await client.get(path)).status == 426
+
+    asyncio.run(scenario())
+
+
+def test_a_stopping_stack_refuses_new_upgrades_so_reconnecting_clients_cannot_hold_it_open() -> None:
+    async def scenario() -> None:
+        stack = LocalStack(StackConfig())
+        environments: dict[str, dict[str, str]] = {name: {} for name in stack.definitions}
+        app = stack.build_app(Lambda(stack.definitions, environments, function_arns(stack.template), 1, serial=False))
+        assert stack.websocket is not None
+        upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
+        async with TestClient(TestServer(app)) as client:
+            await stack.websocket.close_all()
+            for path in ("/", "/socket.io/"):
+                refused = await client.get(path, headers={**upgrade, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+                assert refused.status == 503
+            assert not stack.websocket.connections
 
     asyncio.run(scenario())

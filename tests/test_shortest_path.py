@@ -29,15 +29,18 @@ class Timeline:
     def __init__(self, session: boto3.session.Session) -> None:
         self.armed = False
         self.calls: list[tuple[float, float]] = []
+        # The client of each call, as its request signer (one per client) tells.
+        self.clients: list[int] = []
         self.first_post: float | None = None
         self._started = threading.local()
         self._lock = threading.Lock()
         session.events.register("before-call.dynamodb", self._before)
         session.events.register("after-call.dynamodb", self._after)
 
-    def _before(self, **_: Any) -> None:
+    def _before(self, request_signer: object, **_: Any) -> None:
         if self.armed:
             self._started.at = time.monotonic()
+            self._started.client = id(request_signer)
             time.sleep(DYNAMODB_DELAY)
 
     def _after(self, **_: Any) -> None:
@@ -45,11 +48,24 @@ class Timeline:
             return
         with self._lock:
             self.calls.append((self._started.at, time.monotonic()))
+            self.clients.append(self._started.client)
 
     def posted(self) -> None:
         with self._lock:
             if self.first_post is None:
                 self.first_post = time.monotonic()
+
+    def overlapping_calls_on_one_client(self) -> list[tuple[int, int]]:
+        """Pairs of calls that ran at the same time through the same client (a boto3 resource's client
+        shares one condition builder between its calls)."""
+        return [
+            (first, second)
+            for first in range(len(self.calls))
+            for second in range(first + 1, len(self.calls))
+            if self.clients[first] == self.clients[second]
+            and self.calls[first][0] < self.calls[second][1]
+            and self.calls[second][0] < self.calls[first][1]
+        ]
 
     def round_trips_in_a_row_before_the_first_post(self) -> int:
         """The longest chain of calls, each begun after the one before it ended (earliest end first)."""
@@ -102,6 +118,7 @@ def test_a_send_makes_at_most_two_dynamodb_round_trips_in_a_row_before_its_first
     # The rate limit (one UpdateItem for a connection within its rate) beside the conversation, last seq and
     # members reads; then the message's PutItem.
     assert timeline.round_trips_in_a_row_before_the_first_post() == 2
+    assert timeline.overlapping_calls_on_one_client() == []
 
 
 def test_a_refused_send_answers_the_refusal_not_what_its_reads_found(

@@ -26,10 +26,10 @@ from shared.delivery.deferred import SessionOpened
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
 from shared.protocol import socketio
+from shared.protocol.codec import Codec, codec_of
 from shared.protocol.identity import Identity
 from shared.protocol.records import Conversation
 from shared.protocol.rooms import company_room
-from shared.protocol.socketio import Codec
 from shared.stores.connections import ConnectionStore
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
@@ -232,7 +232,7 @@ def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_cli
 def test_the_codec_comes_from_the_handshake_query_never_from_a_claim() -> None:
     identity = Identity.model_validate({"userId": "u", "companyId": "c"})
     assert "codec" not in identity.authorizer_context()
-    sio = identity.model_copy(update={"codec": socketio.codec_of({"EIO": "4", "transport": "websocket"})})
+    sio = identity.model_copy(update={"codec": codec_of({"EIO": "4", "transport": "websocket"})})
     assert sio.authorizer_context()["codec"] == "socketio"
 
 

@@ -14,11 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+import shared.protocol.codec as codecs
 import shared.protocol.socketio as codec
 from handlers.analytics import analytics
 from handlers.conversations import conversations
 from handlers.default import common
 from handlers.notifications import notifications
+from shared.protocol.codec import Codec, codec_of, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, InboundFrame, Outcome, encode, error_frame, event_frame, reply_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS, presence_event
@@ -27,7 +29,6 @@ from shared.protocol.socketio import (
     MAX_DEPTH,
     NAMESPACE_MAX,
     Close,
-    Codec,
     Connect,
     Disconnect,
     Emit,
@@ -41,12 +42,10 @@ from shared.protocol.socketio import (
     Refused,
     UnknownNamespace,
     answer,
-    codec_of,
     connect_error,
     connected,
     encode_engine,
     encode_packet,
-    encodings,
     open_packet,
     parse,
     read,
@@ -514,7 +513,7 @@ def test_a_mixed_room_is_encoded_once_per_codec(monkeypatch: pytest.MonkeyPatch)
 
         return encoding
 
-    monkeypatch.setattr(codec, "encode", counted("native", encode))
+    monkeypatch.setattr(codecs, "encode", counted("native", encode))
     monkeypatch.setattr(codec, "server_event", counted("socketio", server_event))
     frame = event_frame("message:new", {"content": "é"}, CONVERSATIONS)
     members = [Codec.NATIVE, Codec.SOCKETIO, Codec.NATIVE, Codec.SOCKETIO, Codec.SOCKETIO]

@@ -88,7 +88,9 @@ def test_functions_have_least_privilege() -> None:
 def test_api_gateway_may_invoke_only_from_this_api() -> None:
     permissions = resources(TEMPLATE, "AWS::Lambda::Permission")
     invoked = {referenced_name(body["Properties"]["FunctionName"]) for body in permissions.values()}
-    assert invoked == {"AuthorizerFunction", *(route.function for route in API.routes.values())}
+    # The alias each deploy publishes (decision 0051), which is what API Gateway invokes.
+    routed = {route.function for route in API.routes.values()}
+    assert invoked == {f"{function}Aliaslive" for function in ("AuthorizerFunction", *routed)}
     for body in permissions.values():
         assert "${WebSocketApi}" in body["Properties"]["SourceArn"]["Fn::Sub"]
 
@@ -328,3 +330,26 @@ def test_the_function_may_send_its_failures_to_the_dead_letter_queue(monkeypatch
     granted = [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
     queue = {"Fn::GetAtt": ["BackendEventsDeadLetterQueue", "Arn"]}
     assert {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": queue} in granted
+
+
+@pytest.mark.parametrize("snapstart", ["false", "true"])
+def test_snapstart_is_a_parameter_off_by_default_and_the_api_invokes_what_it_snapshots(
+    snapstart: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert TEMPLATE["Parameters"]["SnapStart"]["Default"] == "false"
+    expanded = transformed(SnapStart=snapstart)["Resources"]
+    condition = expanded["ConnectFunction"]["Properties"]["SnapStart"]["ApplyOn"]["Fn::If"]
+    assert condition == ["SnapStartOn", "PublishedVersions", "None"]
+    assert TEMPLATE["Conditions"]["SnapStartOn"] == {"Fn::Equals": [{"Ref": "SnapStart"}, "true"]}
+    # SnapStart applies to published versions: every function API Gateway invokes is invoked through its alias.
+    aliases = {name for name, body in expanded.items() if body["Type"] == "AWS::Lambda::Alias"}
+    invoked = {"AuthorizerFunction", *(route.function for route in API.routes.values())}
+    assert aliases == {f"{function}Aliaslive" for function in invoked}
+    uris = [
+        body["Properties"]["IntegrationUri"]["Fn::Sub"]
+        for name, body in expanded.items()
+        if name.endswith("Integration")
+    ]
+    assert uris
+    assert all("Aliaslive}" in uri for uri in uris)

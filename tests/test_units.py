@@ -18,13 +18,13 @@ from shared.domain.messages import agent_draft, contact_draft, reply_seconds
 from shared.domain.presence import connect_tasks
 from shared.domain.together import together
 from shared.protocol.actions import CONTENT_TOO_LARGE, SendMessage, validation_error
+from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.limits import limits
 from shared.protocol.publishing import MessageReceived
 from shared.protocol.records import SenderType
 from shared.protocol.rooms import Room, RoomKind
-from shared.protocol.socketio import Codec
 from shared.stores.connections import leftovers
 from shared.stores.ratelimit import Admission, Gcra
 

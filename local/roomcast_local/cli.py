@@ -45,6 +45,7 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     await stack.start()
     ws_url = stack.url.replace("http://", "ws://")
     print(f"roomcast local stack ready on {ws_url}", flush=True)
+    print(f"  Console        {stack.url}/   (in a browser: docs/console.md)")
     print(f"  WebSocket      {ws_url}?token=<JWT>   (mint one: roomcast token --user u-1 --company acme)")
     print(
         f"  @connections   {stack.url}/{config.stage}/@connections/{{connectionId}}   (boto3 apigatewaymanagementapi)"

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from roomcast_local.callers import Callers
 from roomcast_local.connections_api import ConnectionsApi
+from roomcast_local.console import Console
 from roomcast_local.environment import (
     DEVELOPMENT_SECRET,
     REGION,
@@ -126,8 +127,9 @@ class LocalStack:
         ConnectionsApi(self.websocket, self.callers, self.config.stage, self.spawn).routes(app)
         LambdaApi(functions, deployed_names(self.template), self.callers, self.spawn).routes(app)
         EventBridgeApi(rules(self.template), functions, self.spawn).routes(app)
-        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10).
-        app.router.add_get("/{path:.*}", self.websocket.handle)
+        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10); a plain
+        # GET of `/` or a console file is the console's.
+        Console(self.config.secret).routes(app, self.websocket.handle)
         return app
 
     def _ensure_tables(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,9 +199,11 @@ def referenced_name(value: Any) -> str:
 
 
 def _function_of_uri(uri: Any) -> str:
-    """The function logical id in an integration or authorizer URI: `...functions/${X.Arn}/invocations`."""
+    """The function logical id in an integration or authorizer URI: `...functions/${X.Arn}/invocations`, or
+    `${XAlias<name>}`, the alias SAM makes for a function's `AutoPublishAlias`."""
     text = uri["Fn::Sub"] if isinstance(uri, dict) else str(uri)
-    return str(text).split("functions/${", 1)[1].split(".Arn}", 1)[0]
+    target = str(text).split("functions/${", 1)[1].split("}/invocations", 1)[0]
+    return re.sub(r"(\.Arn|Alias[A-Za-z0-9]+)$", "", target)
 
 
 @dataclass(frozen=True)

@@ -60,11 +60,14 @@ class RunningStack:
         return "".join(self.output)
 
 
-def start_stack(*arguments: str) -> RunningStack:
-    """`roomcast serve --port 0 *arguments`, once it says it is ready. Its DynamoDB is its own (moto): the
-    caller's AWS endpoints are not passed on."""
+def start_stack(*arguments: str, dynamodb: str | None = None) -> RunningStack:
+    """`roomcast serve --port 0 *arguments`, once it says it is ready. Its DynamoDB is its own (moto), or
+    `dynamodb`, an endpoint that outlives the stack (a restart keeps the data); the caller's AWS endpoints
+    are not passed on."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT_URL")}
     environment.pop("DYNAMODB_ENDPOINT", None)
+    if dynamodb is not None:
+        environment["DYNAMODB_ENDPOINT"] = dynamodb
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
         [sys.executable, "-m", "roomcast_local", "serve", "--port", "0", *arguments],
         stdout=subprocess.PIPE,

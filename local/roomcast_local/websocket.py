@@ -113,12 +113,15 @@ class WebSocketEndpoint:
         self.timeouts = timeouts
         self.spawn = spawn
         self.connections: dict[str, Connection] = {}
+        self.stopping = False
 
     def open(self, connection_id: str) -> Connection | None:
         connection = self.connections.get(connection_id)
         return connection if connection is not None and connection.state is State.OPEN else None
 
     async def close_all(self) -> None:
+        # Clients that reconnect at once (socket.io-client, the console) must not keep the stack from stopping.
+        self.stopping = True
         for connection in list(self.connections.values()):
             await connection.close(GOING_AWAY, "Going away")
 
@@ -127,6 +130,8 @@ class WebSocketEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return web.Response(status=426, text="roomcast local stack: connect with a WebSocket client\n")
+        if self.stopping:
+            return web.Response(status=503, text="roomcast local stack: shutting down\n")
         source_ip = request.remote or "127.0.0.1"
         host, _, port = request.host.rpartition(":") if ":" in request.host else (request.host, "", "")
         peer = Peer(

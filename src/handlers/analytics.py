@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, instrumented, metrics
@@ -13,6 +12,7 @@ from shared.protocol.clock import utc_now
 from shared.protocol.frames import Outcome
 from shared.protocol.namespaces import ANALYTICS
 from shared.protocol.rooms import analytics_room
+from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
 
@@ -21,7 +21,7 @@ analytics = Namespace(ANALYTICS)
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    return analytics.handle(APIGatewayWebSocketEvent(event), services())
+    return analytics.handle(WebSocketEvent.of(event), services())
 
 
 @analytics.action("analytics:subscribe", Empty)

@@ -12,8 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.domain.tokens import InvalidToken, jwt_secret, verify_token
 from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.protocol.codec import codec_of
 from shared.protocol.identity import origin_allowed
-from shared.protocol.socketio import codec_of
 from shared.wiring.settings import settings
 
 BEARER = "bearer "

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.protocol.identity import identity_from_authorizer
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionRefused
 from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
@@ -17,7 +17,7 @@ from shared.wiring.services import services
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    request_context = APIGatewayWebSocketEvent(event).request_context
+    request_context = WebSocketEvent.of(event).request_context
     identity = identity_from_authorizer(request_context.raw_event.get("authorizer"))
     try:
         services().presence.connect(request_context.connection_id, identity, utc_now())

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.domain.authorization import require_author
@@ -29,6 +28,7 @@ from shared.protocol.ids import new_id
 from shared.protocol.namespaces import CONVERSATIONS
 from shared.protocol.records import Conversation, ConversationStatus
 from shared.protocol.rooms import conversation_room
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.analytics import Counts
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
@@ -38,7 +38,7 @@ conversations = Namespace(CONVERSATIONS)
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    return conversations.handle(APIGatewayWebSocketEvent(event), services())
+    return conversations.handle(WebSocketEvent.of(event), services())
 
 
 def _emit_to_conversation(

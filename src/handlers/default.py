@@ -4,22 +4,22 @@ performed by the same namespace actions the native routes reach."""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handlers.analytics import analytics
-from handlers.conversations import conversations
-from handlers.notifications import notifications
 from shared.protocol.actions import Empty, RefreshToken
 from shared.protocol.clock import iso
+from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Outcome
-from shared.protocol.socketio import Codec
+from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
-from shared.wiring.socketio_app import SocketIoApp
+
+if TYPE_CHECKING:
+    from shared.wiring.socketio_app import SocketIoApp
 
 # The actions of no namespace in particular, which every connection may send.
 common = Namespace(None)
@@ -48,21 +48,30 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
     return Outcome({"exp": renewed.exp})
 
 
-sockets = SocketIoApp(
-    {
-        None: common,
-        conversations.name: conversations,
-        notifications.name: notifications,
-        analytics.name: analytics,
-    }
-)
+@cache
+def sockets() -> SocketIoApp:
+    """Loaded with the first Socket.IO message: a container serving native frames (ping, auth:refresh) never
+    pays for the three namespaces' modules (decision 0050)."""
+    from handlers.analytics import analytics
+    from handlers.conversations import conversations
+    from handlers.notifications import notifications
+    from shared.wiring.socketio_app import SocketIoApp
+
+    return SocketIoApp(
+        {
+            None: common,
+            conversations.name: conversations,
+            notifications.name: notifications,
+            analytics.name: analytics,
+        }
+    )
 
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    parsed = APIGatewayWebSocketEvent(event)
+    parsed = WebSocketEvent.of(event)
     runtime = services()
     # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
     if (parsed.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
-        return sockets.handle(parsed, runtime)
+        return sockets().handle(parsed, runtime)
     return common.handle(parsed, runtime)

@@ -1,5 +1,6 @@
 """Work handed off until after a reply (shared.delivery.deferred): a Socket.IO open packet, connections found gone,
-a user come online, a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice."""
+a user come online, a trailing metrics push, a large room's broadcast and its chunks. Invoked asynchronously;
+Lambda retries a failed invocation twice."""
 
 from __future__ import annotations
 
@@ -9,13 +10,20 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.delivery.deferred import TASK, ConnectionsGone, MetricsDue, SessionOpened, UserOnline
+from shared.delivery.deferred import (
+    BroadcastChunk,
+    ConnectionsGone,
+    MetricsDue,
+    RoomBroadcast,
+    SessionOpened,
+    UserOnline,
+    parse_task,
+)
 from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.stores.analytics import PUSH_INTERVAL_MS
 from shared.wiring.services import Services, services
-from shared.wiring.socketio_app import post_open_packet
 
 # A trailing push waits for the second after the last push; pushes by others can push it back a little.
 TRAILING_ATTEMPTS = 3
@@ -24,7 +32,7 @@ TRAILING_ATTEMPTS = 3
 @instrumented()
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     try:
-        task = TASK.validate_python(event)
+        task = parse_task(event)
     except ValidationError:
         # Retrying cannot make it valid: drop it, loudly.
         logger.error("not a deferred task", extra={"keys": sorted(event)[:10]})
@@ -38,12 +46,20 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
     elif isinstance(task, UserOnline):
         runtime.presence.announce_online(task)
+    elif isinstance(task, RoomBroadcast):
+        chunks = runtime.hub.split_room(task)
+        metrics.add_metric(name="BroadcastChunks", unit=MetricUnit.Count, value=chunks)
+    elif isinstance(task, BroadcastChunk):
+        runtime.hub.post_chunk(task)
     else:
         _push_trailing(runtime, task)
     return {"done": True}
 
 
 def _open_session(runtime: Services, connection_id: str) -> None:
+    # The Socket.IO codec only for this task: clean-up, presence and metrics tasks start without it.
+    from shared.wiring.socketio_app import post_open_packet
+
     def closed() -> bool:
         return runtime.connections.get(connection_id) is None
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, metrics
 from shared.protocol.clock import utc_now
+from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
 
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    services().presence.disconnect(APIGatewayWebSocketEvent(event).request_context.connection_id, utc_now())
+    services().presence.disconnect(WebSocketEvent.of(event).request_context.connection_id, utc_now())
     metrics.add_metric(name="Disconnections", unit=MetricUnit.Count, value=1)
     return respond(None)

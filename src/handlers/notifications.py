@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.protocol.actions import Empty, ListNotifications, ReadNotification
@@ -12,6 +11,7 @@ from shared.protocol.clock import iso
 from shared.protocol.frames import Outcome, event_frame, fitting
 from shared.protocol.namespaces import NOTIFICATIONS
 from shared.protocol.rooms import user_room
+from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
 
@@ -20,7 +20,7 @@ notifications = Namespace(NOTIFICATIONS)
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    return notifications.handle(APIGatewayWebSocketEvent(event), services())
+    return notifications.handle(WebSocketEvent.of(event), services())
 
 
 def _tell_user(request: Request, event: str, data: dict[str, Any]) -> None:

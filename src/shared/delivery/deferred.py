@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.protocol.codec import Codec
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -67,9 +70,45 @@ class SessionOpened(_Task):
     connection_id: str = Field(alias="connectionId")
 
 
-AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened
+class Recipient(_Task):
+    connection_id: str = Field(alias="connectionId")
+    codec: Codec = Codec.NATIVE
+
+
+class RoomBroadcast(_Task):
+    """A room past the large-room threshold: split its members into chunks, one worker each (decision 0052)."""
+
+    kind: Literal["room"] = "room"
+    company_id: str = Field(alias="companyId")
+    room: str
+    """The room's name (`conversation:c-1`); its members are read under the company's key."""
+    frame: dict[str, Any]
+    exclude: str | None = None
+
+
+class BroadcastChunk(_Task):
+    """Post one event to these members of a room, within the shared posts-per-second budget."""
+
+    kind: Literal["chunk"] = "chunk"
+    company_id: str = Field(alias="companyId")
+    room: str
+    frame: dict[str, Any]
+    recipients: tuple[Recipient, ...]
+
+
+AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened | RoomBroadcast | BroadcastChunk
 Task = Annotated[AnyTask, Field(discriminator="kind")]
-TASK = TypeAdapter[Task](Task)
+
+
+@cache
+def _task_adapter() -> TypeAdapter[Task]:
+    # Built on first use, not at import: the union's validator costs every function's cold start otherwise.
+    return TypeAdapter[Task](Task)
+
+
+def parse_task(event: object) -> AnyTask:
+    """The task an asynchronous invocation carries; raises pydantic's ValidationError if it is none."""
+    return _task_adapter().validate_python(event)
 
 
 def gone_tasks(recipients: Sequence[GoneRecipient]) -> list[ConnectionsGone]:

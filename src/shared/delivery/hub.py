@@ -1,19 +1,22 @@
 """Sending events to rooms: a room's members are read (a Query page at a time, every page before the first
 post), then posted to in parallel, each in the encoding its membership names (encoded once per codec present).
-A recipient found gone is handed to the deferred function, never cleaned up inside the request that found it."""
+A recipient found gone is handed to the deferred function, never cleaned up inside the request that found it.
+A room past the large-room threshold is handed off whole after its first page, and posted to by chunk workers
+within a shared posts-per-second budget (decision 0052)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from shared.delivery.deferred import Deferrer, GoneRecipient, gone_tasks
+from shared.delivery.deferred import BroadcastChunk, Deferrer, GoneRecipient, Recipient, RoomBroadcast, gone_tasks
 from shared.delivery.management_api import Delivery, Gateway
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol.clock import utc_now
+from shared.protocol.clock import Clock, utc_now
+from shared.protocol.codec import Codec, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, encode
-from shared.protocol.rooms import Room
-from shared.protocol.socketio import Codec, encodings
+from shared.protocol.rooms import Room, parse_room
+from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 
 
@@ -24,6 +27,21 @@ class Recipients:
     company_id: str
     room: Room
     by_codec: dict[Codec, list[str]]
+    exclude: str | None = None
+    large: bool = False
+    """Past the large-room threshold: `by_codec` holds the first page only, and the room is handed off whole."""
+
+
+@dataclass(frozen=True)
+class LargeRooms:
+    threshold: int
+    """Recipients past which a room is handed off rather than posted to inside the request."""
+    chunk: int
+    """Recipients per chunk worker: one asynchronous invocation each."""
+    batch: int
+    """Posts a chunk worker claims from the budget and sends at once: its own concurrency."""
+    budget: PostBudget
+    clock: Clock
 
 
 @dataclass
@@ -32,14 +50,25 @@ class FanoutReport:
     delivered: int = 0
     failed: int = 0
     gone: list[GoneRecipient] = field(default_factory=list)
+    handed_off: bool = False
+    """The room was past the large-room threshold: chunk workers post to it after the reply."""
 
 
 class Hub:
-    def __init__(self, store: ConnectionStore, gateway: Gateway, deferrer: Deferrer, max_outbound_bytes: int) -> None:
+    def __init__(
+        self,
+        store: ConnectionStore,
+        gateway: Gateway,
+        deferrer: Deferrer,
+        max_outbound_bytes: int,
+        large_rooms: LargeRooms | None = None,
+    ) -> None:
+        """Without `large_rooms`, every room is posted to inside the request, whatever its size."""
         self._store = store
         self._gateway = gateway
         self._deferrer = deferrer
         self._max_outbound_bytes = max_outbound_bytes
+        self._large_rooms = large_rooms
 
     def encode(self, frame: Frame) -> bytes:
         """The native encoding; a Socket.IO one is at most two bytes longer (decision 0035), within the same check."""
@@ -53,18 +82,87 @@ class Hub:
         return self.deliver(self.recipients(company_id, room, exclude), frame)
 
     def recipients(self, company_id: str, room: Room, exclude: str | None = None) -> Recipients:
-        """Who is in the room now: a caller may read this alongside its other reads, before its write."""
+        """Who is in the room now: a caller may read this alongside its other reads, before its write. Past the
+        large-room threshold, one page says so and the rest is left to the workers."""
+        threshold = None if self._large_rooms is None else self._large_rooms.threshold
+        # One page decides a large room: the excluded member and one past the threshold.
+        page_size = None if threshold is None else threshold + 2
         by_codec: dict[Codec, list[str]] = {}
-        for page in self._store.members(company_id, room):
+        found = 0
+        for page in self._store.members(company_id, room, page_size):
             for member in page:
                 if member.connection_id != exclude:
                     by_codec.setdefault(member.codec, []).append(member.connection_id)
-        return Recipients(company_id, room, by_codec)
+                    found += 1
+            if threshold is not None and found > threshold:
+                return Recipients(company_id, room, by_codec, exclude, large=True)
+        return Recipients(company_id, room, by_codec, exclude)
 
     def deliver(self, recipients: Recipients, frame: Frame) -> FanoutReport:
-        """Post `frame` to the recipients read before; those found gone are handed off."""
+        """Post `frame` to the recipients read before; those found gone are handed off. A large room is handed
+        off whole: the reply does not wait for it."""
         self.encode(frame)
+        if recipients.large:
+            broadcast = RoomBroadcast(
+                companyId=recipients.company_id, room=recipients.room.name, frame=frame, exclude=recipients.exclude
+            )
+            self._deferrer.defer(broadcast)
+            metrics.add_metric(name="LargeRoomsHandedOff", unit=MetricUnit.Count, value=1)
+            return FanoutReport(handed_off=True)
         report = self._post(recipients, frame)
+        self._hand_off(report.gone)
+        return report
+
+    def split_room(self, task: RoomBroadcast) -> int:
+        """The worker's side of a hand-off: every member of the room, in chunks of one worker each. Returns how
+        many chunks were handed on; one that could not be is logged, and its members miss this event."""
+        room = parse_room(task.room)
+        if room is None or self._large_rooms is None:
+            raise ValueError(f"no large-room broadcast to {task.room!r}")
+        members = [
+            Recipient(connectionId=member.connection_id, codec=member.codec)
+            for page in self._store.members(task.company_id, room)
+            for member in page
+            if member.connection_id != task.exclude
+        ]
+        size = self._large_rooms.chunk
+        handed = 0
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            task_of_chunk = BroadcastChunk(
+                companyId=task.company_id, room=task.room, frame=task.frame, recipients=tuple(chunk)
+            )
+            try:
+                self._deferrer.defer(task_of_chunk)
+                handed += 1
+            except Exception:
+                # Not retried by failing the whole split: the chunks already handed on would be posted twice.
+                logger.exception("could not hand off a chunk", extra={"room": task.room, "members": len(chunk)})
+                metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
+        return handed
+
+    def post_chunk(self, chunk: BroadcastChunk) -> FanoutReport:
+        """Post to one chunk's members, a batch at a time, each batch claimed from the shared budget first."""
+        room = parse_room(chunk.room)
+        if room is None or self._large_rooms is None:
+            raise ValueError(f"no large-room broadcast to {chunk.room!r}")
+        rooms = self._large_rooms
+        remaining = list(chunk.recipients)
+        report = FanoutReport(recipients=len(remaining))
+        while remaining:
+            granted = rooms.budget.take(min(rooms.batch, len(remaining)), rooms.clock.now())
+            if granted == 0:
+                now = rooms.clock.now()
+                rooms.clock.sleep(1 - now.microsecond / 1_000_000)  # until the next second's budget
+                continue
+            batch, remaining = remaining[:granted], remaining[granted:]
+            by_codec: dict[Codec, list[str]] = {}
+            for recipient in batch:
+                by_codec.setdefault(recipient.codec, []).append(recipient.connection_id)
+            part = self._post(Recipients(chunk.company_id, room, by_codec), chunk.frame)
+            report.delivered += part.delivered
+            report.failed += part.failed
+            report.gone.extend(part.gone)
         self._hand_off(report.gone)
         return report
 

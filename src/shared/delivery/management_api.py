@@ -7,7 +7,6 @@ and sending with aiohttp on a long-lived event loop costs about a quarter of tha
 
 from __future__ import annotations
 
-import asyncio
 import random
 import threading
 from collections.abc import Coroutine, Sequence
@@ -20,7 +19,10 @@ from botocore.awsrequest import AWSRequest
 
 from shared.observability import logger
 
+# asyncio and aiohttp are loaded by the first broadcast, not at import: a cold start that posts nothing skips them.
 if TYPE_CHECKING:
+    import asyncio
+
     import aiohttp
     from botocore.credentials import Credentials
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
@@ -79,6 +81,8 @@ class ManagementApi:
         not shut down); a tool that makes a sender and exits does, or aiohttp warns of an unclosed session."""
         if self._loop is None:
             return
+        import asyncio
+
         if self._session is not None:
             asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result()
             self._session = None
@@ -87,6 +91,8 @@ class ManagementApi:
 
     def _run(self, work: Coroutine[Any, Any, Any]) -> Any:
         """Run on this container's event loop, started on first use and kept warm with its connections."""
+        import asyncio
+
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
@@ -94,6 +100,8 @@ class ManagementApi:
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
     async def _post_all(self, connection_ids: list[str], data: bytes) -> list[Delivery]:
+        import asyncio
+
         if self._session is None:
             import aiohttp  # on first use: its import would add to every cold start
 
@@ -110,6 +118,8 @@ class ManagementApi:
     async def _post(
         self, session: aiohttp.ClientSession, signer: SigV4Auth, connection_id: str, data: bytes
     ) -> Delivery:
+        import asyncio
+
         from yarl import URL  # aiohttp's own dependency, loaded with it
 
         url = f"{self._endpoint}/@connections/{quote(connection_id, safe='')}"

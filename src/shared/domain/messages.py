@@ -83,19 +83,29 @@ class SendReads:
     recipients: Recipients
 
 
+@dataclass(frozen=True)
+class Readers:
+    """The stores `read_ahead` reads through on the pool, each on a DynamoDB client of its own: calls at once
+    through one boto3 resource can garble each other's expressions (`build_services`)."""
+
+    conversations: ConversationStore
+    members: Hub
+
+
 class Messages:
-    def __init__(self, conversations: ConversationStore, hub: Hub, analytics: Analytics) -> None:
+    def __init__(self, conversations: ConversationStore, hub: Hub, analytics: Analytics, readers: Readers) -> None:
         self._conversations = conversations
         self._hub = hub
         self._analytics = analytics
+        self._readers = readers
 
     def read_ahead(self, company_id: str, conversation_id: str) -> SendReads:
         """The conversation (tenancy: another company's is `not_found`), its last seq and its room's members,
         read concurrently. They only read, so a refused request that ran them has changed nothing."""
         last_seq, conversation, recipients = together(
             lambda: self._conversations.last_seq(company_id, conversation_id),
-            lambda: self._conversations.require(company_id, conversation_id),
-            lambda: self._hub.recipients(company_id, conversation_room(conversation_id)),
+            lambda: self._readers.conversations.require(company_id, conversation_id),
+            lambda: self._readers.members.recipients(company_id, conversation_room(conversation_id)),
         )
         return SendReads(conversation, last_seq, recipients)
 

@@ -8,10 +8,10 @@ from datetime import datetime
 
 from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
 from shared.delivery.hub import Hub
+from shared.protocol.codec import Codec
 from shared.protocol.identity import Identity
 from shared.protocol.namespaces import presence_event
 from shared.protocol.rooms import company_room
-from shared.protocol.socketio import Codec
 from shared.stores.connections import Closed, ConnectionStore, Opened
 
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import Any, Final
 
 from shared.protocol.errors import ErrorCode, RoomcastError
-from shared.protocol.frames import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, encode, error_frame
+from shared.protocol.frames import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, error_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
 
-ENGINE_IO_VERSION: Final = "4"
 DEFAULT_NAMESPACE: Final = "/"
 NAMESPACES: Final = frozenset({DEFAULT_NAMESPACE, CONVERSATIONS, NOTIFICATIONS, ANALYTICS})
 # Served by the default function whatever namespace they are emitted in (SPEC 1, "(any)").
@@ -160,16 +158,6 @@ class Emit:
 
 
 ClientMessage = Close | Ping | Pong | Ignored | Connect | UnknownNamespace | Disconnect | Emit | Refused
-
-
-class Codec(StrEnum):
-    NATIVE = "native"
-    SOCKETIO = "socketio"
-
-
-def codec_of(query: Mapping[str, str] | None) -> Codec:
-    """SPEC 10: a connection whose query carries `EIO=4` speaks Socket.IO; any other the native frames."""
-    return Codec.SOCKETIO if query is not None and query.get("EIO") == ENGINE_IO_VERSION else Codec.NATIVE
 
 
 class _Unreadable(Exception):
@@ -357,7 +345,7 @@ def _engine_meaning(packet: EnginePacket) -> ClientMessage:
 
 
 def _is_action(name: Any) -> bool:
-    return isinstance(name, str) and ACTION_PATTERN.match(name) is not None
+    return isinstance(name, str) and ACTION_PATTERN.fullmatch(name) is not None
 
 
 def _emit(namespace: str, arguments: list[Any], ack_id: str | None) -> Emit:
@@ -471,13 +459,3 @@ def refusal(refused: Refused) -> str:
 def server_event(frame: Frame) -> str:
     """A native server event (`event_frame`) in the namespace that SPEC 1 gives it."""
     return event(frame.get("namespace") or DEFAULT_NAMESPACE, frame["event"], frame["data"])
-
-
-def encode_event(frame: Frame, codec: Codec) -> bytes:
-    text = encode(frame) if codec is Codec.NATIVE else server_event(frame)
-    return text.encode("utf-8")
-
-
-def encodings(frame: Frame, codecs: Iterable[Codec]) -> dict[Codec, bytes]:
-    """A server event encoded once for each codec among a room's members, whatever their number."""
-    return {codec: encode_event(frame, codec) for codec in set(codecs)}

@@ -27,10 +27,10 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from shared.protocol.clock import iso
+from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import Room, home_rooms
-from shared.protocol.socketio import Codec
 from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
 
 if TYPE_CHECKING:
@@ -365,13 +365,15 @@ class ConnectionStore:
         # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
         self._table.delete_item(Key=membership)
 
-    def members(self, company_id: str, room: Room) -> Iterator[list[Member]]:
-        """The connections in a room and how each speaks, one DynamoDB page at a time."""
+    def members(self, company_id: str, room: Room, page_size: int | None = None) -> Iterator[list[Member]]:
+        """The connections in a room and how each speaks, one DynamoDB page (of at most `page_size`) at a time."""
+        query: dict[str, Any] = {"Limit": page_size} if page_size is not None else {}
         for items in query_pages(
             self._table,
             KeyConditionExpression=Key("pk").eq(room.key(company_id)),
             ProjectionExpression="sk, codec",
             ConsistentRead=True,
+            **query,
         ):
             yield [Member(str(item["sk"]), _codec(item)) for item in items]
 

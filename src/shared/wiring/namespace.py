@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
@@ -31,6 +30,7 @@ from shared.protocol.frames import (
     reply_frame,
 )
 from shared.protocol.identity import Identity, identity_from_authorizer
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.ratelimit import Admission
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
@@ -58,6 +58,7 @@ class Request:
 
 Action = Callable[[Request, Data], Outcome | None]
 ActionAfterReads = Callable[[Request, Data, Read], Outcome | None]
+RequestOf = Callable[[InboundFrame, Identity], Request]
 # A native frame as the connection's codec sends it.
 Encoder = Callable[[Frame], str]
 
@@ -111,10 +112,10 @@ class Namespace:
 
         return register
 
-    def handle(self, event: APIGatewayWebSocketEvent, runtime: Services) -> LambdaResponse:
+    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
         return respond(self.dispatch(event, runtime, utc_now()))
 
-    def dispatch(self, event: APIGatewayWebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
+    def dispatch(self, event: WebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
         parsed: InboundFrame | FrameError
         try:
@@ -141,7 +142,9 @@ class Namespace:
         whatever else is wrong with the frame is said only once it is admitted."""
         frame = parsed if isinstance(parsed, InboundFrame) else None
         try:
-            call = self._decide(runtime, connection_id, authorizer, parsed, now)
+            call = self._decide(
+                parsed, authorizer, lambda readable, identity: Request(connection_id, identity, readable, now, runtime)
+            )
             admission, ahead = self._admit(runtime, connection_id, frame, call, now, encoder=encoder)
             if isinstance(parsed, FrameError):
                 raise parsed
@@ -195,12 +198,7 @@ class Namespace:
         return enforce(runtime, connection_id, frame, limited.result(), now, encoder=encoder), ahead
 
     def _decide(
-        self,
-        runtime: Services,
-        connection_id: str,
-        authorizer: dict[str, Any] | None,
-        parsed: InboundFrame | FrameError,
-        now: datetime,
+        self, parsed: InboundFrame | FrameError, authorizer: dict[str, Any] | None, request: RequestOf
     ) -> _Call | RoomcastError | None:
         """The route, caller and data of a readable frame, or why it cannot be performed: no I/O."""
         if isinstance(parsed, FrameError):
@@ -215,7 +213,7 @@ class Namespace:
             return validation_error(error)
         except RoomcastError as error:
             return error
-        return _Call(route, Request(connection_id, identity, parsed, now, runtime), data)
+        return _Call(route, request(parsed, identity), data)
 
 
 def admit(
@@ -274,7 +272,7 @@ def websocket_entry(handler: Entry) -> Entry:
     @instrumented(correlation_id_path="requestContext.requestId")
     @functools.wraps(handler)
     def entry(event: dict[str, Any], context: LambdaContext) -> LambdaResponse:
-        request_context = APIGatewayWebSocketEvent(event).request_context
+        request_context = WebSocketEvent.of(event).request_context
         authorizer = request_context.raw_event.get("authorizer") or {}
         logger.append_keys(
             connection_id=request_context.connection_id,

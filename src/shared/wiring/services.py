@@ -11,12 +11,14 @@ import boto3
 from botocore.config import Config
 
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
-from shared.delivery.hub import Hub
+from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.analytics import Analytics
-from shared.domain.messages import Messages
+from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
+from shared.protocol.clock import Clock, SystemClock
 from shared.stores.analytics import AnalyticsStore
+from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
 from shared.stores.notifications import NotificationStore
@@ -63,9 +65,15 @@ def build_services(
     gateway: Gateway | None = None,
     session: boto3.session.Session | None = None,
     deferrer: Deferrer | None = None,
+    clock: Clock | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
-    dynamodb = session.resource("dynamodb", config=_RETRIES)
+    # A resource's client carries one condition-expression builder, reset and counted by every call, so two
+    # calls at once through one resource can garble each other's expressions (boto3 resources are not
+    # thread-safe). The three calls a send runs beside its own thread's (decision 0047) each have their own.
+    dynamodb, for_admission, for_conversation_read, for_members_read = (
+        session.resource("dynamodb", config=_RETRIES) for _ in range(4)
+    )
     connections_table = dynamodb.Table(config.connections_table)
     connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
     if gateway is None:
@@ -82,9 +90,31 @@ def build_services(
         )
     if deferrer is None:
         deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
-    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes)
+    large_rooms = LargeRooms(
+        threshold=config.large_room_threshold,
+        chunk=config.broadcast_chunk,
+        batch=config.fanout_concurrency,
+        budget=PostBudget(connections_table, config.posts_per_second),
+        clock=clock or SystemClock(),
+    )
+    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
     conversations = ConversationStore(dynamodb.Table(config.conversations_table))
     analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
+    readers = Readers(
+        ConversationStore(for_conversation_read.Table(config.conversations_table)),
+        Hub(
+            ConnectionStore(
+                for_members_read.Table(config.connections_table),
+                config.connection_ttl_seconds,
+                config.max_rooms_per_connection,
+            ),
+            gateway,
+            deferrer,
+            config.limits.max_outbound_bytes,
+            # The members read ahead decide whether a send's room is handed off whole (decision 0052).
+            large_rooms,
+        ),
+    )
     return Services(
         connections=connections,
         conversations=conversations,
@@ -93,8 +123,8 @@ def build_services(
         deferrer=deferrer,
         presence=Presence(connections, hub, deferrer),
         analytics=analytics,
-        messages=Messages(conversations, hub, analytics),
-        limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
+        messages=Messages(conversations, hub, analytics, readers),
+        limiter=RateLimiter(for_admission.Table(config.connections_table), config.rate_per_second, config.rate_burst),
         session=session,
         config=config,
     )

@@ -23,6 +23,9 @@ class Settings:
     jwt_leeway_seconds: int
     connection_ttl_seconds: int
     fanout_concurrency: int
+    large_room_threshold: int
+    broadcast_chunk: int
+    posts_per_second: int
     limits: Limits
     history_page_max: int
     max_rooms_per_connection: int
@@ -54,6 +57,11 @@ def settings() -> Settings:
         # API Gateway closes every connection after 2 hours; records outlive that a little.
         connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 2 * 3600 + 600),
         fanout_concurrency=_int("FANOUT_CONCURRENCY", 96),
+        # Past this many recipients a room is posted to by chunk workers after the reply (decision 0052).
+        large_room_threshold=_int("LARGE_ROOM_THRESHOLD", 500),
+        broadcast_chunk=_int("BROADCAST_CHUNK", 500),
+        # Chunk workers' share of API Gateway's account-wide 10,000 requests a second, which posts count against.
+        posts_per_second=_int("POSTS_PER_SECOND", 5000),
         limits=limits(),
         history_page_max=_int("HISTORY_PAGE_MAX", 100),
         # Keeps the connection's record, rewritten by every action's rate limit, far below 400 KB.

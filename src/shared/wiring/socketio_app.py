@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayWebSocketEvent
-
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, logger, metrics
@@ -21,6 +19,7 @@ from shared.protocol.clock import utc_now
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
+from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionStore
 from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
 from shared.wiring.services import Services
@@ -46,7 +45,7 @@ class SocketIoApp:
     def __init__(self, namespaces: Mapping[str | None, Namespace]) -> None:
         self._namespaces = namespaces
 
-    def handle(self, event: APIGatewayWebSocketEvent, runtime: Services) -> LambdaResponse:
+    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
         context = event.request_context
         message: socketio.ClientMessage
         try:

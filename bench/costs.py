@@ -1,0 +1,122 @@
+"""The price in AWS of what `make bench` counts (issue 14, item 5): calls per operation (bench.calls) at published
+on-demand prices. Every price, its region, its source and the date it was read are in PRICES; every assumption is
+in ASSUMPTIONS, both printed with the figures in docs/performance.md."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+REGION = "us-east-1"
+READ_ON = "2026-11-26"
+PRICES: dict[str, dict[str, Any]] = {
+    "websocket_message": {
+        "usd": 1.00 / 1e6,
+        "unit": "message, sent or received, per 32 KB (first billion a month)",
+        "source": "https://awsforengineers.com/blog/aws-api-gateway-pricing-explained",
+    },
+    "websocket_connection_minute": {
+        "usd": 0.25 / 1e6,
+        "unit": "connection-minute",
+        "source": "https://aws.amazon.com/api-gateway/pricing/ (not confirmed through a second page this session)",
+    },
+    "lambda_request": {
+        "usd": 0.20 / 1e6,
+        "unit": "invocation",
+        "source": "https://aws.amazon.com/lambda/pricing/ (as transcribed 2026-09-20 by api-evangelist/aws-lambda)",
+    },
+    "lambda_gb_second_arm64": {
+        "usd": 0.0000133334,
+        "unit": "GB-second, arm64 (first 6 billion a month)",
+        "source": "https://aws.amazon.com/lambda/pricing/ (rendered client-side there; not confirmed this session)",
+    },
+    "dynamodb_write_request_unit": {
+        "usd": 0.625 / 1e6,
+        "unit": "on-demand write request unit (1 KB)",
+        "source": "https://airbyte.com/data-engineering-resources/dynamodb-pricing (after the November 2024 cut)",
+    },
+    "dynamodb_read_request_unit": {
+        "usd": 0.125 / 1e6,
+        "unit": "on-demand read request unit (4 KB strongly consistent)",
+        "source": "https://airbyte.com/data-engineering-resources/dynamodb-pricing (after the November 2024 cut)",
+    },
+    "eventbridge_event": {
+        "usd": 1.00 / 1e6,
+        "unit": "custom event put on a bus (64 KB)",
+        "source": "https://aws.amazon.com/eventbridge/pricing/ (not confirmed this session)",
+    },
+}
+MEMORY_GB = 0.5  # template.yaml's Globals MemorySize: 512
+ASSUMPTIONS = {
+    "write_units": "1 WRU per PutItem or UpdateItem (items under 1 KB), 2 per BatchWriteItem (two memberships)",
+    "read_units": "1 RRU per GetItem or Query page (strongly consistent, under 4 KB)",
+    "send_duration": "a message:send is billed for the reply time of the path-to-delivery bench (5 ms DynamoDB, "
+    "20 ms posts), every other invocation for 20 ms",
+    "native_ping": "a native client sends `ping` every 5 minutes (API Gateway closes a connection idle 10 minutes)",
+    "socketio_heartbeat": "the server pings every 60 s (SocketIoPingInterval); each pong is a $default invocation "
+    "without a DynamoDB write; the heartbeat function's own minute invocation is shared by all connections",
+    "connection_life": "a connection lives its full 2 hours: its authorizer, $connect and $disconnect are spread "
+    "over them",
+    "company": "500 agents, one connection each, 8 hours a day, 22 days a month, 200 message:send a day each to "
+    "rooms of 10",
+    "excluded": "data transfer out, CloudWatch Logs and metrics, storage, free tiers, and the deferred function's "
+    "work after the reply (presence announcements, trailing metrics pushes)",
+}
+OTHER_DURATION_S = 0.020
+
+
+def _price(name: str) -> float:
+    return float(PRICES[name]["usd"])
+
+
+def dynamodb_usd(calls: dict[str, int]) -> float:
+    writes = calls.get("dynamodb.PutItem", 0) + calls.get("dynamodb.UpdateItem", 0)
+    writes += 2 * calls.get("dynamodb.BatchWriteItem", 0)
+    reads = calls.get("dynamodb.GetItem", 0) + calls.get("dynamodb.Query", 0)
+    return writes * _price("dynamodb_write_request_unit") + reads * _price("dynamodb_read_request_unit")
+
+
+def invocation_usd(seconds: float) -> float:
+    billed_ms = math.ceil(seconds * 1000)  # Lambda bills by the millisecond
+    return _price("lambda_request") + billed_ms / 1000 * MEMORY_GB * _price("lambda_gb_second_arm64")
+
+
+def send_usd(calls: dict[str, int], send_seconds: float) -> float:
+    """One message:send: its frame in, its reply out, a post per member, its invocation and its DynamoDB calls."""
+    posts = calls.get("apigatewaymanagementapi.PostToConnection", 0)
+    messages = 2 + posts
+    return messages * _price("websocket_message") + invocation_usd(send_seconds) + dynamodb_usd(calls)
+
+
+def connection_hour_usd(results: dict[str, Any], socketio: bool) -> float:
+    calls = results["calls"]
+    lifecycle = (
+        3 * invocation_usd(OTHER_DURATION_S) + dynamodb_usd(calls["connect"]) + dynamodb_usd(calls["disconnect"])
+    )
+    hour = 60 * _price("websocket_connection_minute") + lifecycle / 2
+    if socketio:
+        # A ping posted by the heartbeat, a pong received and answered by an invocation of $default.
+        hour += 60 * (2 * _price("websocket_message") + invocation_usd(OTHER_DURATION_S))
+    else:
+        # A ping received and its pong sent back; $default admits it with one rate-limit write.
+        pings = 60 / 5
+        hour += pings * (2 * _price("websocket_message") + invocation_usd(OTHER_DURATION_S))
+        hour += pings * _price("dynamodb_write_request_unit")
+    return hour
+
+
+def model(results: dict[str, Any]) -> dict[str, float]:
+    send_seconds = results["latency"]["reply_ms"] / 1000
+    per_send = send_usd(results["calls"]["message:send@10"], send_seconds)
+    native_hour = connection_hour_usd(results, socketio=False)
+    socketio_hour = connection_hour_usd(results, socketio=True)
+    agents, hours, days, sends = 500, 8, 22, 200
+    company_native = agents * days * (hours * native_hour + sends * per_send)
+    company_socketio = agents * days * (hours * socketio_hour + sends * per_send)
+    return {
+        "million_sends_to_rooms_of_10_usd": round(per_send * 1e6, 2),
+        "connection_hour_native_usd": round(native_hour, 6),
+        "connection_hour_socketio_usd": round(socketio_hour, 6),
+        "company_500_agents_month_native_usd": round(company_native, 2),
+        "company_500_agents_month_socketio_usd": round(company_socketio, 2),
+    }

@@ -1,0 +1,38 @@
+"""Which encoding a connection speaks, and a server event encoded once per encoding a room needs.
+
+Apart from the Socket.IO codec (`shared.protocol.socketio`) so that every function can name a codec at
+import without loading that codec: it is loaded the first time a Socket.IO member is encoded for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Final
+
+from shared.protocol.frames import Frame, encode
+
+ENGINE_IO_VERSION: Final = "4"
+
+
+class Codec(StrEnum):
+    NATIVE = "native"
+    SOCKETIO = "socketio"
+
+
+def codec_of(query: Mapping[str, str] | None) -> Codec:
+    """SPEC 10: a connection whose query carries `EIO=4` speaks Socket.IO; any other the native frames."""
+    return Codec.SOCKETIO if query is not None and query.get("EIO") == ENGINE_IO_VERSION else Codec.NATIVE
+
+
+def encode_event(frame: Frame, codec: Codec) -> bytes:
+    if codec is Codec.NATIVE:
+        return encode(frame).encode("utf-8")
+    from shared.protocol.socketio import server_event
+
+    return server_event(frame).encode("utf-8")
+
+
+def encodings(frame: Frame, codecs: Iterable[Codec]) -> dict[Codec, bytes]:
+    """A server event encoded once for each codec among a room's members, whatever their number."""
+    return {codec: encode_event(frame, codec) for codec in set(codecs)}

@@ -1,0 +1,55 @@
+"""What a function loads at import is what every cold start pays for (docs/performance.md, decision 0050): modules
+that only some routes or tasks use are loaded by those, on first use."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+HANDLERS = sorted(path.stem for path in (SRC / "handlers").glob("*.py") if path.stem != "__init__")
+
+# Loaded by the first use that needs them, never at import.
+LAZY = {
+    "asyncio": "the first broadcast's event loop (shared.delivery.management_api)",
+    "aiohttp": "the first broadcast",
+}
+# Powertools' event classes load all of them at once: only for the events read through them.
+EVENT_CLASSES = "aws_lambda_powertools.utilities.data_classes"
+READ_THROUGH_EVENT_CLASSES = {"authorizer", "backend_events"}
+# The Socket.IO codec: only the functions whose cold path is Socket.IO itself.
+SOCKETIO = "shared.protocol.socketio"
+SPEAK_SOCKETIO = {"heartbeat"}
+
+
+def _run(code: str) -> str:
+    environment = {**os.environ, "PYTHONPATH": str(SRC), "POWERTOOLS_TRACE_DISABLED": "true"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment)  # noqa: S603
+    return done.stdout
+
+
+def _loaded_by(module: str) -> set[str]:
+    return set(json.loads(_run(f"import json, sys; import {module}; print(json.dumps(sorted(sys.modules)))")))
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_a_handler_loads_nothing_its_cold_path_does_not_need(name: str) -> None:
+    loaded = _loaded_by(f"handlers.{name}")
+    assert {module for module in LAZY if module in loaded} == set()
+    assert (SOCKETIO in loaded) == (name in SPEAK_SOCKETIO)
+    assert (EVENT_CLASSES in loaded) == (name in READ_THROUGH_EVENT_CLASSES)
+
+
+def test_default_loads_the_namespaces_with_the_first_socketio_message() -> None:
+    loaded = _loaded_by("handlers.default")
+    assert {"handlers.conversations", "handlers.notifications", "handlers.analytics", SOCKETIO} & loaded == set()
+
+
+def test_the_task_validator_is_built_by_the_first_task_not_the_import() -> None:
+    code = "import handlers.deferred, shared.delivery.deferred as tasks; print(tasks._task_adapter.cache_info())"
+    assert "currsize=0" in _run(code)
