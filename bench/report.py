@@ -112,8 +112,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [f"| {key} | {value} | {original.get(key, '')} |" for key, value in e2e.items() if key != "sweeps"]
     lines += [
         "",
-        "Delivery latency against message rate, up to the first rate a stack cannot keep up with (p99 at or "
-        "over 100 ms, or under 90% delivered in the step):",
+        "Delivery latency against message rate, each step 5 s, up to the first rate at which a stack is overloaded "
+        "(p50 over 1 s); the saturation rate is the highest before the first step with a p99 at or over 100 ms "
+        "or under 90% delivered:",
         "",
         "| stack | messages/s | p50 ms | p99 ms | delivered / sent |",
         "|---|---|---|---|---|",
