@@ -111,6 +111,8 @@ def build_services(
             gateway,
             deferrer,
             config.limits.max_outbound_bytes,
+            # The read ahead decides whether a send's room is large (decision 0052): the same threshold.
+            large_rooms,
         ),
     )
     return Services(
