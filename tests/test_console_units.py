@@ -32,6 +32,8 @@ def test_a_choice_of_company_and_user_with_the_default_lifetime() -> None:
         ({"userId": "ana", "companyId": "acme", "role": "admin"}, "unknown fields: role"),
         ({"companyId": "acme"}, "userId"),
         ({"userId": "ana b", "companyId": "acme"}, "userId"),
+        # `$` matches before a final newline; the authorizer's check does not, and would refuse the token.
+        ({"userId": "ana\n", "companyId": "acme"}, "userId"),
         ({"userId": "ana", "companyId": "x" * 129}, "companyId"),
         ({"userId": 7, "companyId": "acme"}, "userId"),
         ({"userId": "ana", "companyId": "acme", "expiresIn": 0}, "expiresIn"),
@@ -83,6 +85,22 @@ def test_the_endpoint_refuses_what_is_not_a_json_choice_with_the_protocols_error
         assert (await bad.json())["error"]["code"] == "bad_request"
         # No CORS header: another origin's script cannot read a token.
         assert "Access-Control-Allow-Origin" not in bad.headers
+
+    _against_console(check)
+
+
+def test_only_a_host_naming_this_machine_gets_a_token() -> None:
+    """DNS rebinding: a hostile site's name turned to 127.0.0.1 makes its page same-origin with the stack, so no
+    preflight stops its post and it reads the answer; the Host header still carries the site's name."""
+
+    async def check(client: TestClient[Any, Any]) -> None:
+        choice = {"userId": "ana", "companyId": "acme"}
+        for host in ("127.0.0.1:3001", "localhost:3001", "[::1]:3001", "192.168.1.5:3001"):
+            assert (await client.post("/console/token", json=choice, headers={"Host": host})).status == 200, host
+        for host in ("rebound.example:3001", "127.0.0.1.rebound.example", "localhost.rebound.example:3001"):
+            refused = await client.post("/console/token", json=choice, headers={"Host": host})
+            assert refused.status == 403, host
+            assert (await refused.json())["error"]["code"] == "forbidden"
 
     _against_console(check)
 

@@ -29,6 +29,7 @@ LIMIT = 32 * 1024
         ('{"data": {}}', ErrorCode.BAD_REQUEST),
         ('{"action": 7}', ErrorCode.BAD_REQUEST),
         ('{"action": "has space"}', ErrorCode.BAD_REQUEST),
+        ('{"action": "ping\\n"}', ErrorCode.BAD_REQUEST),
         ('{"action": "ping", "data": [1]}', ErrorCode.BAD_REQUEST),
         ('{"action": "ping", "ackId": 7}', ErrorCode.BAD_REQUEST),
         ('{"action": "ping", "ackId": ""}', ErrorCode.BAD_REQUEST),

@@ -13,7 +13,8 @@ from pydantic import BaseModel, TypeAdapter
 
 from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
-from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail
+from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail, ServerData
+from shared.protocol.publishing import EVENT_NAME_PATTERN
 from shared.wiring.namespace import Namespace
 
 SCHEMAS = "#/components/schemas/"
@@ -140,6 +141,23 @@ def document() -> dict[str, Any]:
             "summary": event.summary,
             "messages": [{"$ref": f"{CHANNEL}/messages/{key}.event"}],
         }
+    # A backend service's `Emit` names its own event: any `noun:verb` but the ones above, in its room's namespace.
+    from handlers.backend_events import NAMESPACE_OF_ROOM
+
+    backend = _envelope("", schemas.ref(ServerData), None)
+    backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, "not": {"enum": sorted(EVENTS)}}
+    backend["properties"]["namespace"] = {"enum": sorted(set(NAMESPACE_OF_ROOM.values()))}
+    messages["emitted.event"] = {
+        "name": "emitted",
+        "summary": "An event a backend service sent with `Emit`: its name and data are the service's",
+        "payload": backend,
+    }
+    operations["receive.emitted"] = {
+        "action": "receive",
+        "channel": {"$ref": CHANNEL},
+        "summary": "An event a backend service sent with `Emit`",
+        "messages": [{"$ref": f"{CHANNEL}/messages/emitted.event"}],
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {

@@ -3,6 +3,7 @@ bundle from node_modules, and the development token endpoint. None of it exists 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from shared.protocol.ids import ID_PATTERN
 
@@ -53,7 +55,7 @@ def token_request(body: Any) -> TokenRequest:
         raise TokenRequestError(f"unknown fields: {', '.join(sorted(unknown))}")
     ids = {name: body.get(name) for name in ("userId", "companyId")}
     for name, value in ids.items():
-        if not isinstance(value, str) or not _ID.match(value):
+        if not isinstance(value, str) or not _ID.fullmatch(value):
             raise TokenRequestError(f"{name} must be 1 to 128 characters of A-Z a-z 0-9 _ . : -")
     expires_in = body.get("expiresIn", 3600)
     if isinstance(expires_in, bool) or not isinstance(expires_in, int) or not 1 <= expires_in <= MAX_LIFETIME:
@@ -87,6 +89,10 @@ class Console:
         return handle
 
     async def _token(self, request: web.Request) -> web.Response:
+        # A site whose name its DNS turns to this machine's address (DNS rebinding) is the page's own origin to the
+        # browser, CORS or not: only a Host naming the stack by address or as localhost gets a token.
+        if not _names_this_machine(request.host):
+            return _refusal(403, "open the console at its address (http://127.0.0.1:PORT/) or localhost", "forbidden")
         # JSON only, and no CORS headers: another site's page cannot send this without a preflight it would fail,
         # nor read the answer, so only the console's own origin gets a token (decision 0040).
         if request.content_type != "application/json":
@@ -101,5 +107,15 @@ class Console:
         return web.json_response({"token": token}, headers={"Cache-Control": "no-store"})
 
 
-def _refusal(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"code": "bad_request", "message": message}}, status=status)
+def _names_this_machine(host: str) -> bool:
+    try:
+        name = URL(f"http://{host}").host or ""
+        if name.lower() != "localhost":
+            ipaddress.ip_address(name)
+    except ValueError:  # a Host that is no host, or a name other than localhost
+        return False
+    return True
+
+
+def _refusal(status: int, message: str, code: str = "bad_request") -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)

@@ -89,8 +89,11 @@ class Worker:
 
     async def run(self, event: Any, timeout: float) -> dict[str, Any]:
         request = {"event": event, "requestId": str(uuid.uuid4()), "timeout": timeout}
-        self.writer.write(json.dumps(request).encode() + b"\n")
-        await self.writer.drain()
+        try:
+            self.writer.write(json.dumps(request).encode() + b"\n")
+            await self.writer.drain()
+        except ConnectionError as error:
+            raise WorkerGone("the worker exited") from error
         try:
             line = await asyncio.wait_for(self.reader.readline(), timeout)
         except TimeoutError:
@@ -134,7 +137,13 @@ class FunctionPool:
 
     async def _acquire(self) -> Worker:
         async with self._freed:
-            while not self.idle and len(self.workers) + self._starting >= self.limit:
+            while True:
+                # A worker that died while idle (killed, out of memory) is gone, as Lambda discards such an environment.
+                for worker in [worker for worker in self.idle if not worker.alive]:
+                    self.idle.remove(worker)
+                    self.workers.discard(worker)
+                if self.idle or len(self.workers) + self._starting < self.limit:
+                    break
                 await self._freed.wait()
             if self.idle:
                 return self.idle.pop()

@@ -182,6 +182,29 @@ def test_provisioned_workers_start_before_the_first_events_and_none_of_them_wait
     run(scenario())
 
 
+def test_an_idle_worker_that_died_is_replaced_rather_than_given_the_next_event() -> None:
+    """Lambda never hands an event to an environment that is gone; a worker killed while idle (by the OOM killer,
+    or by hand) left the next event unanswered, its writer failing with ConnectionResetError."""
+    definition = function_definitions(load_template(Path(TEMPLATE)))["EchoFunction"]
+    event = {"requestContext": {"routeKey": "$default", "connectionId": "c"}, "body": "{}"}
+
+    async def scenario() -> None:
+        pool = FunctionPool(definition, {"PATH": os.environ.get("PATH", "")}, ECHO_ARN, limit=1)
+        try:
+            await pool.warm(1)
+            (dead,) = pool.idle
+            dead.process.kill()
+            await asyncio.to_thread(dead.process.join, 5)
+            outcome = await pool.invoke(event)
+            assert outcome.error is None, outcome.error
+            assert outcome.cold, "the event ran in a new worker, so it had a cold start"
+            assert dead not in pool.workers
+        finally:
+            await pool.stop()
+
+    run(scenario())
+
+
 def test_a_stack_started_warm_logs_each_workers_init_ahead_of_its_events() -> None:
     warm = start_stack("--template", TEMPLATE, "--warm", "1")
     try:

@@ -80,7 +80,7 @@ def parse_frame(body: str | None, max_bytes: int) -> InboundFrame:
         raise FrameError(ErrorCode.BAD_REQUEST, f"ackId must be a string of 1 to {ACK_ID_MAX} characters")
 
     action = value.get("action")
-    if not isinstance(action, str) or not ACTION_PATTERN.match(action):
+    if not isinstance(action, str) or not ACTION_PATTERN.fullmatch(action):
         raise FrameError(ErrorCode.BAD_REQUEST, "action must be a route name", ack_id=ack_id)
 
     data = value.get("data", {})

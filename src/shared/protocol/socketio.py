@@ -345,7 +345,7 @@ def _engine_meaning(packet: EnginePacket) -> ClientMessage:
 
 
 def _is_action(name: Any) -> bool:
-    return isinstance(name, str) and ACTION_PATTERN.match(name) is not None
+    return isinstance(name, str) and ACTION_PATTERN.fullmatch(name) is not None
 
 
 def _emit(namespace: str, arguments: list[Any], ack_id: str | None) -> Emit:

@@ -111,7 +111,7 @@ def build_services(
             gateway,
             deferrer,
             config.limits.max_outbound_bytes,
-            # The read ahead decides whether a send's room is large (decision 0052): the same threshold.
+            # The members read ahead decide whether a send's room is handed off whole (decision 0052).
             large_rooms,
         ),
     )
