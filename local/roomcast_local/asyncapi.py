@@ -56,6 +56,15 @@ def _envelope(event: str, data: dict[str, Any], namespace: str | None) -> dict[s
     return {"type": "object", "required": ["event", "data"], "properties": properties}
 
 
+def _ack(ack_id: dict[str, Any], ok: bool, field: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """One of an ack's two shapes: `ok` true with `data`, or false with `error`."""
+    return {
+        "type": "object",
+        "required": ["event", "ackId", "ok", field],
+        "properties": {"event": {"const": "ack"}, "ackId": ack_id, "ok": {"const": ok}, field: schema},
+    }
+
+
 def document() -> dict[str, Any]:
     schemas = _Schemas()
     messages: dict[str, Any] = {}
@@ -85,30 +94,7 @@ def document() -> dict[str, Any]:
             messages[f"{key}.ack"] = {
                 "name": f"{action} ack",
                 "summary": f"The answer to `{action}` sent with an ackId",
-                "payload": {
-                    "oneOf": [
-                        {
-                            "type": "object",
-                            "required": ["event", "ackId", "ok", "data"],
-                            "properties": {
-                                "event": {"const": "ack"},
-                                "ackId": ack_id,
-                                "ok": {"const": True},
-                                "data": data,
-                            },
-                        },
-                        {
-                            "type": "object",
-                            "required": ["event", "ackId", "ok", "error"],
-                            "properties": {
-                                "event": {"const": "ack"},
-                                "ackId": ack_id,
-                                "ok": {"const": False},
-                                "error": error,
-                            },
-                        },
-                    ]
-                },
+                "payload": {"oneOf": [_ack(ack_id, True, "data", data), _ack(ack_id, False, "error", error)]},
             }
             answers = [f"{key}.ack", "error"]
             if reply.event is not None:

@@ -215,14 +215,20 @@ def bus_event(detail_type: str, detail: dict[str, Any], event_id: str | None = N
 
 
 @cache
+def _template() -> dict[str, Any]:
+    """template.yaml, read and expanded once per process: every in-process delivery and publish routes by it."""
+    return load_template()
+
+
+@cache
 def api() -> WebSocketApi:
-    return websocket_api(load_template())
+    return websocket_api(_template())
 
 
 @cache
 def _functions_by_handler() -> dict[str, tuple[str, str]]:
     """Handler path -> (function name, ARN), from the template."""
-    template = load_template()
+    template = _template()
     arns = function_arns(template)
     return {
         str(body["Properties"]["Handler"]): (name, arns[name])
@@ -267,7 +273,7 @@ def deliver(event: dict[str, Any]) -> dict[str, Any] | None:
 def publish(detail_type: str, detail: dict[str, Any], event_id: str | None = None) -> dict[str, Any]:
     """Deliver an event to the function the template's rules route its detail-type to."""
     event = bus_event(detail_type, detail, event_id)
-    targets = {rule.function for rule in rules(load_template()) if matches(rule.pattern, event)}
+    targets = {rule.function for rule in rules(_template()) if matches(rule.pattern, event)}
     assert len(targets) <= 1, targets
     if not targets:
         return {"status": "unrouted"}
