@@ -8,7 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from shared.protocol.actions import Content, Id, Text
 from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size, event_frame
@@ -134,6 +134,14 @@ class RevokeTokens(Detail):
     user_id: Id = Field(alias="userId")
     issued_before: AwareDatetime = Field(alias="issuedBefore")
     """ISO 8601 with a time zone (`Z` for UTC)."""
+
+    @field_validator("issued_before", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        # pydantic would also read a number as seconds since the epoch: the contract is ISO 8601 text.
+        if not isinstance(value, str):
+            raise ValueError("issuedBefore must be ISO 8601 text, e.g. 2026-11-26T03:44:21Z")
+        return value
 
     @field_serializer("issued_before")
     def _utc(self, moment: datetime) -> str:
