@@ -251,3 +251,26 @@ def test_revoked_tokens_are_refused_at_the_handshake_and_auth_refresh_and_fresh_
             await client.close()
 
     run(scenario())
+
+
+# ---- the local SQS, as a boto3 client sees it ----
+
+
+def test_the_local_sqs_holds_a_message_for_its_delay(stack: RunningStack) -> None:
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=stack.http_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    # The dead-letter queue: no function polls it.
+    url = sqs.get_queue_url(QueueName="DelayDeadLetterQueue")["QueueUrl"]
+    sent = sqs.send_message(QueueUrl=url, MessageBody="hello", DelaySeconds=1)
+    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
+    time.sleep(1.2)
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert (message["MessageId"], message["Body"]) == (sent["MessageId"], "hello")
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName="NoSuchQueue")
