@@ -12,6 +12,7 @@ from shared.domain.presence import Presence
 from shared.observability import logger
 from shared.protocol.codec import Codec
 from shared.protocol.frames import encode, event_frame
+from shared.protocol.outbound import Disconnected
 from shared.stores.access import AccessStore
 from shared.stores.connections import Connection, ConnectionStore
 
@@ -27,7 +28,7 @@ def farewell(codec: Codec, namespaces: Iterable[str], reason: str) -> list[str]:
         from shared.protocol import socketio  # the codec only where a Socket.IO connection is kicked
 
         return [socketio.disconnect(namespace) for namespace in sorted(namespaces)]
-    return [encode(event_frame("disconnect", {"reason": reason}))]
+    return [encode(event_frame("disconnect", Disconnected(reason=reason).model_dump()))]
 
 
 class Kicks:
