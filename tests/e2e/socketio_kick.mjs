@@ -1,4 +1,4 @@
-// A kicked socket.io-client (SPEC 12, docs/socketio.md): reconnection left on, as front ends have it. Prints
+// A kicked socket.io-client (docs/socketio.md, "When the server ends a user's access"): reconnection left on, as front ends have it. Prints
 // "ready" once both namespaces are connected; the test then publishes Disconnect. Each namespace must report
 // `io server disconnect` and the client must not reconnect by itself. Exits non-zero on the first failure.
 import assert from "node:assert/strict";
