@@ -24,7 +24,7 @@ from roomcast_local.testing import (
 from shared.delivery.delayed import OfflineDue
 from shared.domain.presence import departure_after
 from shared.protocol.identity import Identity
-from shared.stores.connections import Departure, is_present, makes_present
+from shared.stores.connections import ConnectionFailed, Departure, is_present, makes_present
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -278,3 +278,22 @@ def test_a_message_that_is_no_task_is_dropped_not_retried(graced: Services) -> N
     from roomcast_local.testing import sqs_event
 
     assert invoke("handlers.delayed.handler", sqs_event(["not json", '{"kind": "other"}'])) == {"batchItemFailures": []}
+
+
+def test_a_reconnect_that_fails_half_way_within_the_grace_leaves_its_end_to_announce(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+
+    @interleaver.before("GetItem", "conn#ana-2")
+    def throttled() -> None:
+        raise RuntimeError("throttled, three times over")
+
+    with pytest.raises(ConnectionFailed, match="throttled"):
+        invoke("handlers.connect.handler", lifecycle_event("connect", "ana-2", "ana", "acme"))
+    # Its undoing began a grace of its own, whose end is queued: the user is announced once.
+    assert len(delayed.tasks) == 2
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)

@@ -16,7 +16,14 @@ from shared.protocol.identity import Identity
 from shared.protocol.namespaces import presence_event
 from shared.protocol.rooms import company_room
 from shared.stores.access import AccessStore
-from shared.stores.connections import Closed, ConnectionRefused, ConnectionStore, Departure, Opened
+from shared.stores.connections import (
+    Closed,
+    ConnectionFailed,
+    ConnectionRefused,
+    ConnectionStore,
+    Departure,
+    Opened,
+)
 
 
 def connect_tasks(connection_id: str, identity: Identity, first: bool) -> list[AnyTask]:
@@ -67,7 +74,8 @@ class Presence:
         handed off too."""
         try:
             first = self._store.open(connection_id, identity, now, self._departure)
-        except ConnectionRefused as refused:
+        except (ConnectionRefused, ConnectionFailed) as refused:
+            # A grace this connection interrupted still ends in its announcement.
             self._settle([refused.closed])
             raise
         # A kick lists the user's connections after it writes its marker: one recorded after that listing

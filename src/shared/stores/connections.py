@@ -62,6 +62,15 @@ class Departure(Enum):
     """Undoes a first connection refused at $connect: its user was never announced, so nothing is."""
 
 
+class ConnectionFailed(Exception):
+    """Recording the connection failed (raised from the failure, named in the message): nothing of it is left
+    recorded. `closed`: what undoing it did to its user's presence, for the caller to settle."""
+
+    def __init__(self, connection_id: str, failure: Exception, closed: Closed | None = None) -> None:
+        super().__init__(f"recording {connection_id} failed: {failure}")
+        self.closed = closed
+
+
 class ConnectionRefused(Exception):
     """The connection closed while $connect was recording it: nothing of it is left recorded. `closed`: what
     undoing it did to its user's presence, for the caller to settle."""
@@ -181,8 +190,9 @@ class ConnectionStore:
     ) -> bool:
         """Record a connection in its home rooms. Returns True when it makes its user present: no other
         connection, no grace running (a reconnect within the grace is not a first connection). Raises
-        ConnectionRefused when the connection closed meanwhile; then nothing of it stays recorded, and its
-        undoing leaves the user as a close by `departure` would (a first connection's, as if never made)."""
+        ConnectionRefused when the connection closed meanwhile, ConnectionFailed when a write failed; then
+        nothing of it stays recorded, and its undoing leaves the user as a close by `departure` would (a first
+        connection's, as if never made)."""
         expires = self._expiry(now)
         first: bool | None = None
         keys = {room.key(identity.company_id) for room in home_rooms(identity.company_id, identity.user_id)}
@@ -240,9 +250,9 @@ class ConnectionStore:
             first = makes_present(previous.get("Attributes"))
             # A close that ran while we wrote may have missed what we wrote after it: look once more.
             still_open = is_open(self._record(connection_id))
-        except Exception:
-            self.close(connection_id, now, departure=Departure.UNDO if first else departure)
-            raise
+        except Exception as error:
+            closed = self.close(connection_id, now, departure=Departure.UNDO if first else departure)
+            raise ConnectionFailed(connection_id, error, closed) from error
         if not still_open:
             closed = self.close(connection_id, now, departure=Departure.UNDO if first else departure)
             raise ConnectionRefused(connection_id, closed)
