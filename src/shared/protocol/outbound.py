@@ -78,7 +78,9 @@ class ConversationState(Outbound):
 
 class OnlineUser(Outbound):
     user_id: str = Field(alias="userId")
-    connections: int
+    connections: int = Field(
+        ge=0, description="The user's open connections; 0 within the presence grace after their last one closed"
+    )
 
 
 class PresencePage(Outbound):
