@@ -28,9 +28,9 @@ from tests.e2e.client import Client, company
 pytestmark = pytest.mark.e2e
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
-GRACE = 4
-# A kick is announced at once: well before a grace could have ended.
-AT_ONCE = GRACE - 0.5
+GRACE = 6
+# A kick is announced at once: well before a grace could have ended (and with room for a cold worker).
+AT_ONCE = GRACE - 1
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
