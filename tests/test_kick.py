@@ -338,3 +338,24 @@ def test_a_connect_whose_handshake_saw_the_kick_is_let_in(graced: Services, gate
     reconnect(graced, "ana-1")
     assert graced.connections.get("ana-1") is not None
     assert statuses(ben) == [("status:online", "ana")]
+
+
+def test_a_kick_of_a_user_without_connections_only_ends_their_sessions(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    assert publish("Disconnect", {"companyId": "acme", "userId": "ana"}) == {"status": "applied"}
+    assert gateway.closed == []
+    assert statuses(ben) == []  # never online: nothing to announce
+    assert graced.access.read("acme", "ana").sessions_ended_at is not None
+    assert graced.access.read("acme", "ana").revoked_before is None
+
+
+def test_a_socketio_connection_with_no_namespace_open_is_closed_without_a_packet(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    ana = SocketIoPeer(gateway, "ana-1", "ana", "acme").connect()
+    gateway.clear()
+    publish("Disconnect", {"companyId": "acme", "userId": "ana"})
+    assert ana.pushed() == []
+    assert gateway.closed == ["ana-1"]
