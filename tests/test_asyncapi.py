@@ -94,7 +94,7 @@ def _check(frame: dict[str, Any], action: str | None, seen: set[str]) -> None:
         return
     check_event(frame["event"], frame["data"])
     if frame["event"] in EVENTS:
-        assert frame["namespace"] == EVENTS[frame["event"]].namespace, frame
+        assert frame.get("namespace") == EVENTS[frame["event"]].namespace, frame
         seen.add(f"event {frame['event']}")
 
 
@@ -152,8 +152,10 @@ def test_every_frame_a_session_of_every_action_sends_is_as_documented(
     both(ana, "analytics:unsubscribe")
     both(ana, "leave:conversation", {"conversationId": conversation})
     cleo.disconnect()
+    dan = Peer(gateway, "dan-1", "dan", "acme").connect()
+    assert publish("Disconnect", {"companyId": "acme", "userId": "dan", "reason": "bye"})["status"] == "applied"
 
-    for peer in (ana, ben):
+    for peer in (ana, ben, dan):
         for frame in peer.received():
             _check(frame, None, seen)
     documented = {f"reply {action}" for action in REPLIES}

@@ -78,7 +78,9 @@ class ConversationState(Outbound):
 
 class OnlineUser(Outbound):
     user_id: str = Field(alias="userId")
-    connections: int
+    connections: int = Field(
+        ge=0, description="The user's open connections; 0 within the presence grace after their last one closed"
+    )
 
 
 class PresencePage(Outbound):
@@ -126,6 +128,12 @@ class ErrorDetail(Outbound):
     action: str | None = None
 
 
+class Disconnected(Outbound):
+    """Why the server is about to close this connection (a backend service's `Disconnect` or `RevokeTokens`)."""
+
+    reason: str = Field(description="The Disconnect event's reason, `kicked` when it gave none, or `revoked`")
+
+
 class ServerData(Outbound):
     """Whatever a backend service's `Emit` carries: roomcast passes it through."""
 
@@ -134,9 +142,10 @@ class ServerData(Outbound):
 
 @dataclass(frozen=True)
 class Event:
-    """An event the server pushes to the rooms it concerns, in `namespace`."""
+    """An event the server pushes to the rooms it concerns, in `namespace` (None: to a connection itself, in
+    none of them)."""
 
-    namespace: str
+    namespace: str | None
     data: type[BaseModel]
     summary: str
 
@@ -155,6 +164,12 @@ EVENTS: dict[str, Event] = {
     "notification:read": Event(NOTIFICATIONS, ReadReceipt, "One of the user's notifications was read"),
     "notification:all_read": Event(NOTIFICATIONS, AllRead, "The user's notifications were all read"),
     "metrics:update": Event(ANALYTICS, Figures, "Today's figures changed (at most once a second)"),
+    "disconnect": Event(
+        None,
+        Disconnected,
+        "The user's access was ended (kick or revoke): the server closes this connection next. Native frames only;"
+        " a Socket.IO connection gets a DISCONNECT packet per open namespace instead",
+    ),
 }
 
 

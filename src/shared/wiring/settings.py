@@ -35,6 +35,8 @@ class Settings:
     allowed_origins: tuple[str, ...]
     socketio_ping_interval_seconds: int
     socketio_ping_timeout_seconds: int
+    presence_grace_seconds: int
+    delay_queue_url: str
 
 
 def _int(name: str, default: int) -> int:
@@ -76,4 +78,7 @@ def settings() -> Settings:
         # What the Engine.IO open packet announces; the heartbeat schedule must ping at least this often.
         socketio_ping_interval_seconds=_int("SOCKETIO_PING_INTERVAL", 60),
         socketio_ping_timeout_seconds=_int("SOCKETIO_PING_TIMEOUT", 60),
+        # How long a user whose last connection closed stays present (decision 0060); 0 announces at once.
+        presence_grace_seconds=max(0, _int("PRESENCE_GRACE_SECONDS", 30)),
+        delay_queue_url=os.environ.get("DELAY_QUEUE_URL", ""),
     )
