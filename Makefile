@@ -51,8 +51,9 @@ $(CHROMIUM):
 install: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 
 # The console (http://127.0.0.1:3001/) serves socket.io-client's browser bundle from node_modules.
+# PARAMETERS: template parameters, e.g. `make run PARAMETERS=RoutePerAction=false`.
 run: $(STAMP) $(NODE_STAMP)
-	$(BIN)/roomcast serve
+	$(BIN)/roomcast serve $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
 
 test: lint typecheck template unit
 

@@ -18,7 +18,7 @@ import jwt
 
 from roomcast_local.environment import DEVELOPMENT_SECRET
 from roomcast_local.stack import LocalStack, StackConfig
-from roomcast_local.template import load_template
+from roomcast_local.template import load_template, websocket_api
 
 DEFAULT_URL = "ws://127.0.0.1:3001"
 
@@ -41,7 +41,10 @@ def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int
 
 
 async def _serve(config: StackConfig, template: str | None) -> None:
-    stack = LocalStack(config, load_template(Path(template)) if template else None)
+    try:
+        stack = LocalStack(config, load_template(Path(template)) if template else None)
+    except ValueError as error:  # a parameter override the template refuses
+        raise SystemExit(f"roomcast serve: {error}") from error
     await stack.start()
     ws_url = stack.url.replace("http://", "ws://")
     print(f"roomcast local stack ready on {ws_url}", flush=True)
@@ -57,6 +60,11 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     if config.warm:
         mode += f", {min(config.warm, 1 if config.serial else config.concurrency)} started ahead"
     print(f"  Functions      {len(stack.definitions)}, {mode}")
+    routes = sorted(websocket_api(stack.template).routes)
+    print(f"  Routes         {len(routes)}: {', '.join(key for key in routes if key.startswith('$'))}", end="")
+    print(f" and {len(routes) - 3} actions" if len(routes) > 3 else " (every action through $default)")
+    for name, value in config.parameters.items():
+        print(f"  Parameter      {name}={value}")
     if config.secret == DEVELOPMENT_SECRET:
         print(f"  JWT secret     {DEVELOPMENT_SECRET!r} (development default; set JWT_SECRET_KEY_CALL)")
     sys.stdout.flush()
@@ -67,6 +75,17 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     await stopping.wait()
     print("shutting down: closing connections", flush=True)
     await stack.stop()
+
+
+def parameter_overrides(pairs: list[str]) -> dict[str, str]:
+    """`Key=Value` pairs, as `sam deploy --parameter-overrides` takes them."""
+    given = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name:
+            raise SystemExit(f"roomcast serve: --parameter-overrides takes Key=Value pairs, not {pair!r}")
+        given[name] = value
+    return given
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -87,6 +106,7 @@ def serve(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         serial=args.serial,
         warm=args.warm,
+        parameters=parameter_overrides(args.parameter_overrides),
     )
     asyncio.run(_serve(config, args.template))
     return 0
@@ -250,6 +270,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=25,
         help="seconds: the Socket.IO ping interval announced, and the heartbeat's schedule (default 25)",
+    )
+    serve_cmd.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as sam deploy takes them (e.g. RoutePerAction=false)",
     )
     serve_cmd.set_defaults(run=serve)
 

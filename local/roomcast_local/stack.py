@@ -9,7 +9,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -24,6 +24,7 @@ from roomcast_local.environment import (
     Endpoints,
     deployed_names,
     function_arns,
+    with_parameters,
     worker_environment,
 )
 from roomcast_local.eventbridge import EventBridgeApi, rules
@@ -62,12 +63,14 @@ class StackConfig:
     concurrency: int = 4
     serial: bool = False
     warm: int = 0
+    # Template parameters, as `sam deploy --parameter-overrides` gives them (RoutePerAction=false, ...).
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 class LocalStack:
     def __init__(self, config: StackConfig, template: dict[str, Any] | None = None) -> None:
         self.config = config
-        self.template = template or load_template()
+        self.template = with_parameters(template or load_template(), config.parameters)
         self.definitions = function_definitions(self.template)
         self.callers = Callers(self.template, config.stage, list(self.definitions))
         self._storage: Storage | None = None
