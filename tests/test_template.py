@@ -395,7 +395,7 @@ def as_cloudformation(layer_content: str = LAYER_CONTENT, **parameters: str) -> 
     dependencies layer's content at `layer_content` (its S3 key changes with its content)."""
     from samcli.lib.cfn_language_extensions.api import process_template  # type: ignore[import-untyped]
     from samcli.lib.cfn_language_extensions.models import PseudoParameterValues  # type: ignore[import-untyped]
-    from samtranslator.translator.transform import transform  # type: ignore[import-untyped]
+    from samtranslator.translator.transform import transform
 
     class NoManagedPolicies:
         def load(self) -> dict[str, str]:
