@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from roomcast_local.schedules import Schedule, Scheduler, scheduled_event, schedules
 from roomcast_local.template import load_template
-from roomcast_local.workers import Lambda
+from roomcast_local.workers import Lambda, Outcome
 
 NO_FUNCTIONS = Lambda({}, {}, {}, concurrency=1, serial=False)
 
@@ -29,3 +32,29 @@ def test_a_scheduled_event_names_its_rule() -> None:
     event = scheduled_event(Schedule("SweepFunction.EveryQuarterHour", "SweepFunction", 900))
     assert (event["source"], event["detail-type"]) == ("aws.events", "Scheduled Event")
     assert event["resources"][0].endswith(":rule/SweepFunction.EveryQuarterHour")
+
+
+class Hanging(Lambda):
+    """Functions whose invocations never end: a schedule at a fixed delay would start one and wait forever."""
+
+    def __init__(self) -> None:
+        super().__init__({}, {}, {}, concurrency=1, serial=False)
+        self.started = 0
+
+    async def invoke(self, function: str, event: Any, label: str, subject: str, ordered: bool = True) -> Outcome:  # noqa: ARG002
+        self.started += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+def test_a_schedule_runs_at_a_fixed_rate_whether_its_last_run_has_ended_or_not() -> None:
+    async def scenario() -> int:
+        functions = Hanging()
+        scheduler = Scheduler([Schedule("Slow.Tick", "Slow", 60)], functions, 0.05, {})
+        scheduler.start()
+        await asyncio.sleep(0.5)
+        scheduler.stop()
+        return functions.started
+
+    # Ten ticks in 0.5 s; at least three however late a loaded machine wakes the loop.
+    assert asyncio.run(scenario()) >= 3

@@ -40,7 +40,8 @@ def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int
 # ---- serve ----
 
 
-async def _serve(config: StackConfig, template: str | None) -> None:
+async def _serve(config: StackConfig, template: str | None) -> int:
+    """Serve until Ctrl-C (0) or until a part the stack cannot serve without dies (1)."""
     try:
         stack = LocalStack(config, load_template(Path(template)) if template else None)
     except ValueError as error:  # a parameter override the template refuses
@@ -55,7 +56,8 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     )
     print(f"  Lambda         {stack.url}   (boto3 lambda invoke)")
     print(f"  EventBridge    {stack.url}   (boto3 events put_events)")
-    print(f"  DynamoDB       {stack.dynamodb}")
+    storage = f"   (embedded moto, pid {stack.storage_pid})" if stack.storage_pid else ""
+    print(f"  DynamoDB       {stack.dynamodb}{storage}")
     mode = "serial: one invocation at a time" if config.serial else f"up to {config.concurrency} workers per function"
     if config.warm:
         mode += f", {min(config.warm, 1 if config.serial else config.concurrency)} started ahead"
@@ -72,9 +74,14 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
+    assert stack.failed is not None
+    interrupted: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+    failed: asyncio.Future[Any] = stack.failed
+    await asyncio.wait([interrupted, failed], return_when=asyncio.FIRST_COMPLETED)
+    interrupted.cancel()
     print("shutting down: closing connections", flush=True)
     await stack.stop()
+    return 1 if stack.failed.done() else 0
 
 
 def parameter_overrides(pairs: list[str]) -> dict[str, str]:
@@ -108,8 +115,7 @@ def serve(args: argparse.Namespace) -> int:
         warm=args.warm,
         parameters=parameter_overrides(args.parameter_overrides),
     )
-    asyncio.run(_serve(config, args.template))
-    return 0
+    return asyncio.run(_serve(config, args.template))
 
 
 # ---- token ----

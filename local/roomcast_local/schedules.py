@@ -4,6 +4,7 @@ that invokes its function with a `Scheduled Event`, as EventBridge Scheduler's r
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from typing import Any
 from roomcast_local.environment import ACCOUNT, REGION
 from roomcast_local.template import resources
 from roomcast_local.workers import Lambda
+
+log = logging.getLogger("stack")  # not "roomcast...": Powertools filters its own service name from root handlers
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,10 @@ def scheduled_event(schedule: Schedule) -> dict[str, Any]:
 
 
 class Scheduler:
-    """One timer per schedule. `every` overrides each schedule's rate; `periods` sets it for some functions
-    (the Socket.IO heartbeat runs at the ping interval it keeps, decision 0038)."""
+    """One timer per schedule, at a fixed rate as EventBridge fires: each run starts on its tick, whether the last
+    one has ended or not, and a run that fails is logged without stopping the ones after it. `every` overrides
+    each schedule's rate; `periods` sets it for some functions (the Socket.IO heartbeat runs at the ping interval
+    it keeps, decision 0038)."""
 
     def __init__(
         self, found: list[Schedule], functions: Lambda, every: float | None, periods: dict[str, float]
@@ -62,19 +67,47 @@ class Scheduler:
         self._every = every
         self._periods = periods
         self._timers: list[asyncio.Future[None]] = []
+        self._runs: set[asyncio.Future[None]] = set()
 
     def period(self, schedule: Schedule) -> float:
         return self._every or self._periods.get(schedule.function, schedule.every_seconds)
 
     def start(self) -> None:
-        self._timers = [asyncio.ensure_future(self._run(schedule)) for schedule in self._schedules]
+        self._timers = [asyncio.ensure_future(self._tick(schedule)) for schedule in self._schedules]
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        for task in [*self._timers, *self._runs]:
+            task.cancel()
 
-    async def _run(self, schedule: Schedule) -> None:
+    async def _tick(self, schedule: Schedule) -> None:
         every = self.period(schedule)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + every
         while True:
-            await asyncio.sleep(every)
-            await self._functions.invoke(schedule.function, scheduled_event(schedule), "schedule", schedule.name)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due += every
+            run = asyncio.ensure_future(self._run(schedule, every))
+            self._runs.add(run)
+            run.add_done_callback(self._runs.discard)
+
+    async def _run(self, schedule: Schedule, every: float) -> None:
+        try:
+            outcome = await self._functions.invoke(
+                schedule.function, scheduled_event(schedule), "schedule", schedule.name
+            )
+        except Exception as error:
+            log.error(
+                "schedule %s could not run %s: %r; it keeps its rate (every %g s)",
+                schedule.name,
+                schedule.function,
+                error,
+                every,
+            )
+            return
+        if outcome.error is not None:
+            log.warning(
+                "schedule %s failed (%s); it keeps its rate (every %g s)",
+                schedule.name,
+                outcome.error.get("errorType"),
+                every,
+            )
