@@ -22,7 +22,8 @@ DEPLOY_PARAMETERS = $(BUILD_PARAMETERS) \
 	$(if $(JWT_SECRET_KMS_KEY_ARN),'JwtSecretKmsKeyArn=$(JWT_SECRET_KMS_KEY_ARN)') \
 	$(if $(EVENT_BUS_NAME),'EventBusName=$(EVENT_BUS_NAME)') \
 	$(if $(ALARM_TOPIC_ARN),'AlarmTopicArn=$(ALARM_TOPIC_ARN)') \
-	$(if $(SNAPSTART),'SnapStart=$(SNAPSTART)')
+	$(if $(SNAPSTART),'SnapStart=$(SNAPSTART)') \
+	$(if $(ROUTE_PER_ACTION),'RoutePerAction=$(ROUTE_PER_ACTION)')
 # Deploy to the region of the user's own AWS configuration, not the fake one the tests export below.
 DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
