@@ -62,9 +62,10 @@ async def _serve(config: StackConfig, template: str | None) -> int:
     if config.warm:
         mode += f", {min(config.warm, 1 if config.serial else config.concurrency)} started ahead"
     print(f"  Functions      {len(stack.definitions)}, {mode}")
-    routes = sorted(websocket_api(stack.template).routes)
-    print(f"  Routes         {len(routes)}: {', '.join(key for key in routes if key.startswith('$'))}", end="")
-    print(f" and {len(routes) - 3} actions" if len(routes) > 3 else " (every action through $default)")
+    routes = websocket_api(stack.template).routes
+    actions = [key for key in routes if not key.startswith("$")]
+    served = f"{len(actions)} actions" if actions else "no action routes: every action goes to the default route"
+    print(f"  Routes         {len(routes)}, {served}")
     for name, value in config.parameters.items():
         print(f"  Parameter      {name}={value}")
     if config.secret == DEVELOPMENT_SECRET:

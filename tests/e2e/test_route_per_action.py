@@ -29,7 +29,7 @@ def _invoked(stack: RunningStack) -> set[tuple[str, str]]:
 
 
 def test_only_the_three_dollar_routes_exist(stack: RunningStack) -> None:
-    assert "Routes         3: $connect, $default, $disconnect (every action through $default)" in stack.log()
+    assert "Routes         3, no action routes: every action goes to the default route" in stack.log()
     assert "Parameter      RoutePerAction=false" in stack.log()
 
 
