@@ -84,7 +84,7 @@ class LocalStack:
         # Set, with the one line that says why, when a part the stack cannot serve without has died.
         self.failed: asyncio.Future[str] | None = None
         self._stopping = False
-        self._watch: asyncio.Future[None] | None = None
+        self._watch: asyncio.Future[None] | None = None  # held, so the watching task is not collected
 
     async def start(self) -> None:
         listener = socket.create_server((self.config.host, self.config.port))
