@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.protocol.actions import Empty, RefreshToken
-from shared.protocol.clock import iso, utc_now
+from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
-from shared.protocol.frames import FrameError, InboundFrame, Outcome, encode
+from shared.protocol.frames import FrameError, InboundFrame, Outcome
 from shared.protocol.websocket import WebSocketEvent
-from shared.wiring.namespace import LambdaResponse, Namespace, Request, read_native, respond, websocket_entry
+from shared.wiring.namespace import LambdaResponse, Namespace, Request, read_native, websocket_entry
 from shared.wiring.services import services
 
 if TYPE_CHECKING:
@@ -89,7 +89,4 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     if (authorizer or {}).get("codec") == Codec.SOCKETIO:
         return sockets().handle(parsed, runtime)
     frame = read_native(parsed, runtime)
-    answer = owner(frame).perform(
-        runtime, parsed.request_context.connection_id, authorizer, frame, utc_now(), encoder=encode
-    )
-    return respond(answer)
+    return owner(frame).handle(parsed, runtime, frame)

@@ -112,13 +112,22 @@ class Namespace:
 
         return register
 
-    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
-        return respond(self.dispatch(event, runtime, utc_now()))
+    def handle(
+        self, event: WebSocketEvent, runtime: Services, frame: InboundFrame | FrameError | None = None
+    ) -> LambdaResponse:
+        """`frame`: the event's frame when the caller has read it already (`read_native`)."""
+        return respond(self.dispatch(event, runtime, utc_now(), frame))
 
-    def dispatch(self, event: WebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
+    def dispatch(
+        self,
+        event: WebSocketEvent,
+        runtime: Services,
+        now: datetime,
+        frame: InboundFrame | FrameError | None = None,
+    ) -> Frame | None:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
         authorizer = event.request_context.raw_event.get("authorizer")
-        parsed = read_native(event, runtime)
+        parsed = read_native(event, runtime) if frame is None else frame
         return self.perform(runtime, event.request_context.connection_id, authorizer, parsed, now, encoder=encode)
 
     def perform(
