@@ -34,27 +34,37 @@ def test_a_scheduled_event_names_its_rule() -> None:
     assert event["resources"][0].endswith(":rule/SweepFunction.EveryQuarterHour")
 
 
-class Hanging(Lambda):
-    """Functions whose invocations never end: a schedule at a fixed delay would start one and wait forever."""
+class Slow(Lambda):
+    """Functions whose invocations take `seconds`; records when each started."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float) -> None:
         super().__init__({}, {}, {}, concurrency=1, serial=False)
-        self.started = 0
+        self.seconds = seconds
+        self.starts: list[float] = []
 
     async def invoke(self, function: str, event: Any, label: str, subject: str, ordered: bool = True) -> Outcome:  # noqa: ARG002
-        self.started += 1
-        await asyncio.Event().wait()
-        raise AssertionError("unreachable")
+        self.starts.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(self.seconds)
+        return Outcome(result=None)
 
 
-def test_a_schedule_runs_at_a_fixed_rate_whether_its_last_run_has_ended_or_not() -> None:
+def _starts(period: float, seconds: float, within: float) -> int:
     async def scenario() -> int:
-        functions = Hanging()
-        scheduler = Scheduler([Schedule("Slow.Tick", "Slow", 60)], functions, 0.05, {})
+        functions = Slow(seconds)
+        scheduler = Scheduler([Schedule("Slow.Tick", "Slow", 60)], functions, period, {})
         scheduler.start()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(within)
         scheduler.stop()
-        return functions.started
+        return len(functions.starts)
 
-    # Ten ticks in 0.5 s; at least three however late a loaded machine wakes the loop.
-    assert asyncio.run(scenario()) >= 3
+    return asyncio.run(scenario())
+
+
+def test_a_schedule_runs_at_a_fixed_rate_not_delayed_by_how_long_its_runs_take() -> None:
+    # Runs of 0.08 s every 0.1 s: ten in a second at a fixed rate, five or six at a fixed delay (0.18 s apart).
+    assert _starts(0.1, 0.08, 1.05) >= 8
+
+
+def test_a_tick_that_finds_the_last_run_still_going_is_skipped_not_piled_up() -> None:
+    # Runs of 0.25 s every 0.1 s: one start every third tick at most, never two runs at once.
+    assert 2 <= _starts(0.1, 0.25, 1.05) <= 4

@@ -54,10 +54,12 @@ def scheduled_event(schedule: Schedule) -> dict[str, Any]:
 
 
 class Scheduler:
-    """One timer per schedule, at a fixed rate as EventBridge fires: each run starts on its tick, whether the last
-    one has ended or not, and a run that fails is logged without stopping the ones after it. `every` overrides
-    each schedule's rate; `periods` sets it for some functions (the Socket.IO heartbeat runs at the ping interval
-    it keeps, decision 0038)."""
+    """One timer per schedule, at a fixed rate: runs start on the ticks of a fixed grid, so a run's duration
+    never delays the next (a fixed delay would drift by it), and a run that fails is logged without stopping
+    the ones after it. A tick that finds the schedule's last run still going is skipped, and logged: EventBridge
+    would start a second run beside it, but on a developer's machine such runs pile up cold starts faster than
+    they end (decision 0073). `every` overrides each schedule's rate; `periods` sets it for some functions (the
+    Socket.IO heartbeat runs at the ping interval it keeps, decision 0038)."""
 
     def __init__(
         self, found: list[Schedule], functions: Lambda, every: float | None, periods: dict[str, float]
@@ -67,7 +69,7 @@ class Scheduler:
         self._every = every
         self._periods = periods
         self._timers: list[asyncio.Future[None]] = []
-        self._runs: set[asyncio.Future[None]] = set()
+        self._runs: dict[str, asyncio.Future[None]] = {}
 
     def period(self, schedule: Schedule) -> float:
         return self._every or self._periods.get(schedule.function, schedule.every_seconds)
@@ -76,7 +78,7 @@ class Scheduler:
         self._timers = [asyncio.ensure_future(self._tick(schedule)) for schedule in self._schedules]
 
     def stop(self) -> None:
-        for task in [*self._timers, *self._runs]:
+        for task in [*self._timers, *self._runs.values()]:
             task.cancel()
 
     async def _tick(self, schedule: Schedule) -> None:
@@ -86,9 +88,11 @@ class Scheduler:
         while True:
             await asyncio.sleep(max(0.0, due - loop.time()))
             due += every
-            run = asyncio.ensure_future(self._run(schedule, every))
-            self._runs.add(run)
-            run.add_done_callback(self._runs.discard)
+            running = self._runs.get(schedule.name)
+            if running is not None and not running.done():
+                log.warning("schedule %s: its last run is still going; this tick is skipped", schedule.name)
+                continue
+            self._runs[schedule.name] = asyncio.ensure_future(self._run(schedule, every))
 
     async def _run(self, schedule: Schedule, every: float) -> None:
         try:

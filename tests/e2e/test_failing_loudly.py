@@ -54,7 +54,7 @@ def test_a_killed_embedded_dynamodb_stops_the_stack_with_one_line_naming_it() ->
 
 @pytest.fixture(scope="module")
 def failures() -> Iterator[RunningStack]:
-    running = start_stack("--template", FAILURES, "--schedule-every", "0.3")
+    running = start_stack("--template", FAILURES, "--schedule-every", "1")
     yield running
     stop_stack(running)
 
