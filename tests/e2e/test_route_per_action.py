@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +30,10 @@ def _invoked(stack: RunningStack) -> set[tuple[str, str]]:
 
 
 def test_only_the_three_dollar_routes_exist(stack: RunningStack) -> None:
+    # The banner follows the "ready" line, which start_stack returns on: it may still be on its way.
+    deadline = time.monotonic() + 10
+    while "Parameter      RoutePerAction=false" not in stack.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert "Routes         3, no action routes: every action goes to the default route" in stack.log()
     assert "Parameter      RoutePerAction=false" in stack.log()
 
