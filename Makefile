@@ -1,7 +1,10 @@
 # Two commands: `make run` serves the local stack, `make test` runs every check.
 # Both create .venv and install what they need; nothing is installed by hand.
 
-PYTHON ?= python3.11
+# Any Python from 3.11 on PATH, newest first (tools/dev-python says why); `make PYTHON=python3.12` chooses one.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell tools/dev-python 2>/dev/null)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -19,15 +22,17 @@ DEPLOY_PARAMETERS = $(BUILD_PARAMETERS) \
 	$(if $(JWT_SECRET_KMS_KEY_ARN),'JwtSecretKmsKeyArn=$(JWT_SECRET_KMS_KEY_ARN)') \
 	$(if $(EVENT_BUS_NAME),'EventBusName=$(EVENT_BUS_NAME)') \
 	$(if $(ALARM_TOPIC_ARN),'AlarmTopicArn=$(ALARM_TOPIC_ARN)') \
-	$(if $(SNAPSTART),'SnapStart=$(SNAPSTART)')
+	$(if $(SNAPSTART),'SnapStart=$(SNAPSTART)') \
+	$(if $(ROUTE_PER_ACTION),'RoutePerAction=$(ROUTE_PER_ACTION)')
 # Deploy to the region of the user's own AWS configuration, not the fake one the tests export below.
 DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint typecheck template build deploy unit bench asyncapi clean
+.PHONY: install run test lint typecheck template build deploy unit bench asyncapi clean print-python
 
 $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || tools/dev-python >/dev/null
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -35,9 +40,12 @@ $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 
 # At package-lock.json's versions: the real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs)
 # and the AsyncAPI schema docs/asyncapi.yaml is checked against.
+# Node.js and npm: those on PATH, else Debian's packages, installed as chromium is below.
 NODE_STAMP := node_modules/.installed
-$(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+SYSTEM_NPM := /usr/bin/npm
+NPM := $(or $(shell command -v npm 2>/dev/null),$(SYSTEM_NPM))
+$(NODE_STAMP): package.json package-lock.json | $(NPM)
+	$(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The browser tests/e2e/test_console.py drives through Playwright: Debian's package (Playwright's own download
@@ -48,11 +56,16 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+$(SYSTEM_NPM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+
 install: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 
 # The console (http://127.0.0.1:3001/) serves socket.io-client's browser bundle from node_modules.
+# PARAMETERS: template parameters, e.g. `make run PARAMETERS=RoutePerAction=false`.
 run: $(STAMP) $(NODE_STAMP)
-	$(BIN)/roomcast serve
+	$(BIN)/roomcast serve $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
 
 test: lint typecheck template unit
 
@@ -87,6 +100,10 @@ bench: $(STAMP)
 # docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current).
 asyncapi: $(STAMP)
 	$(BIN)/python -m roomcast_local.asyncapi > docs/asyncapi.yaml
+
+# The interpreter .venv is (or would be) created with.
+print-python:
+	@echo $(PYTHON)
 
 clean:
 	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache

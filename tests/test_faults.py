@@ -17,6 +17,7 @@ from boto3.dynamodb.conditions import Key
 from roomcast_local.testing import Peer, RecordingGateway, deliver, lifecycle_event, run_deferred
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery, ManagementApi
+from shared.observability import metrics
 from shared.protocol.rooms import company_room, conversation_room
 from shared.wiring.services import Services
 from tests.faults import FaultInjector
@@ -193,6 +194,22 @@ def test_a_sender_shut_down_starts_afresh_on_next_use(management_api: str) -> No
     gateway.shutdown()
     gateway.shutdown()
     assert gateway.post_many(["b"], b"{}") == [Delivery.DELIVERED]
+    gateway.shutdown()
+
+
+def test_throttled_and_failing_posts_are_counted_for_the_dashboard_and_alarms(management_api: str) -> None:
+    gateway = management(management_api)
+    metrics.clear_metrics()
+    assert gateway.post_many(["flaky", "broken", "gone", "fine"], b"{}") == [
+        Delivery.DELIVERED,
+        Delivery.FAILED,
+        Delivery.GONE,
+        Delivery.DELIVERED,
+    ]
+    counted = {name: sum(entry["Value"]) for name, entry in metrics.metric_set.items()}
+    # flaky answered 429 twice before its 200; broken answered 500 to each of its three attempts.
+    assert counted == {"PostsThrottled": 2, "PostsServerErrors": 3}
+    metrics.clear_metrics()
     gateway.shutdown()
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import importlib
+import os
 import re
 from datetime import date
 from typing import Any
 
 import pytest
 
-from roomcast_local.environment import references
+from roomcast_local.environment import references, with_parameters
 from roomcast_local.template import load_template, read_template, referenced_name, resources, websocket_api
 from shared.protocol.publishing import DEFAULT_BUS
 from shared.wiring.namespace import Namespace
@@ -258,8 +259,34 @@ def test_every_route_change_is_deployed_to_the_stage() -> None:
     assert resources(TEMPLATE, "AWS::ApiGatewayV2::Deployment") == {}
     (stage,) = resources(TEMPLATE, "AWS::ApiGatewayV2::Stage").values()
     assert stage["Properties"]["AutoDeploy"] is True
-    # Routes made by a loop cannot be named in DependsOn; the stage waits for the $ routes it is useless without.
-    assert set(stage["DependsOn"]) == {"ConnectRoute", "DisconnectRoute", "DefaultRoute", "DefaultRouteResponse"}
+
+
+def test_the_stage_waits_for_every_route_and_route_response() -> None:
+    """Created last, its first deployment has every route (decision 0071): the $ routes by DependsOn, the action
+    routes (present only with RoutePerAction) by a conditional reference in its Metadata."""
+    (stage,) = resources(TEMPLATE, "AWS::ApiGatewayV2::Stage").values()
+    routing = {
+        name
+        for kind in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::RouteResponse")
+        for name in resources(TEMPLATE, kind)
+    }
+    conditional = {name for name in routing if TEMPLATE["Resources"][name].get("Condition") == "RoutePerActionOn"}
+    assert (
+        set(stage["DependsOn"])
+        == routing - conditional
+        == {
+            "ConnectRoute",
+            "DisconnectRoute",
+            "DefaultRoute",
+            "DefaultRouteResponse",
+        }
+    )
+    condition, referenced, otherwise = stage["Metadata"]["ActionRoutes"]["Fn::If"]
+    assert (condition, otherwise) == ("RoutePerActionOn", {"Ref": "AWS::NoValue"})
+    names = [reference["Ref"] for reference in referenced]
+    assert len(names) == len(set(names))
+    assert set(names) == conditional
+    assert len(conditional) == 2 * len(read_template()["Mappings"]["RouteKeys"])
 
 
 def test_every_action_route_is_two_way_and_generated_from_the_route_keys_mapping() -> None:
@@ -374,3 +401,121 @@ def test_snapstart_is_a_parameter_off_by_default_and_the_api_invokes_what_it_sna
     ]
     assert uris
     assert all("Aliaslive}" in uri for uri in uris)
+
+
+# ---- The template as CloudFormation runs it: AWS::LanguageExtensions first (with the parameter values it is
+# given), then SAM. SAM CLI 1.170 carries AWS's own port of the language extensions (samcli.lib.cfn_language_
+# extensions), which resolves every intrinsic it can (Ref to a parameter, Fn::If of a known condition) before SAM
+# hashes a function's properties into its version's logical id (SAM issues 1724, 1859). ----
+
+LAYER_CONTENT = "s3://bucket/layer.zip"
+
+
+def as_cloudformation(layer_content: str = LAYER_CONTENT, **parameters: str) -> dict[str, Any]:
+    """What CloudFormation would create for these parameter values: a `sam deploy` of code at fixed locations, the
+    dependencies layer's content at `layer_content` (its S3 key changes with its content)."""
+    from samcli.lib.cfn_language_extensions.api import process_template  # type: ignore[import-untyped]
+    from samcli.lib.cfn_language_extensions.models import PseudoParameterValues  # type: ignore[import-untyped]
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    raw = read_template()
+    raw["Globals"]["Function"]["CodeUri"] = "s3://bucket/src.zip"
+    raw["Resources"]["DependenciesLayer"]["Properties"]["ContentUri"] = layer_content
+    raw["Resources"]["TracingLayer"]["Properties"]["ContentUri"] = "s3://bucket/tracing.zip"
+    values = {"AllowedOrigins": "*", **parameters}
+    pseudo = PseudoParameterValues(region="us-east-1", account_id="123456789012", stack_name="roomcast")
+    extended = process_template(raw, values, pseudo)
+    assert not [key for key in extended["Resources"] if key.startswith("Fn::ForEach")]
+    translated: dict[str, Any] = transform(extended, {**values, "AWS::Region": "us-east-1"}, NoManagedPolicies())
+    # CloudFormation then creates only the resources whose condition holds.
+    return with_parameters(translated, {name: value for name, value in values.items() if name != "AllowedOrigins"})
+
+
+def versions(template: dict[str, Any]) -> dict[str, str]:
+    """Each function's published version logical id (`XFunctionVersion<hash>`), by function."""
+    return {
+        name.split("Version", 1)[0]: name
+        for name, body in template["Resources"].items()
+        if body["Type"] == "AWS::Lambda::Version"
+    }
+
+
+@pytest.fixture(scope="module")
+def default_versions() -> dict[str, str]:
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    return versions(as_cloudformation())
+
+
+def test_every_aliased_function_publishes_on_any_property_change() -> None:
+    aliased = {name for name, body in FUNCTIONS.items() if "AutoPublishAlias" in body["Properties"]}
+    assert aliased == {"AuthorizerFunction", *(route.function for route in API.routes.values())}
+    assert all(FUNCTIONS[name]["Properties"]["AutoPublishAliasAllProperties"] is True for name in aliased)
+    # SAM adds a layer's properties to the hash only for a layer that asks for it.
+    assert all(
+        layer["Properties"]["PublishLambdaVersion"] is True
+        for layer in resources(TEMPLATE, "AWS::Serverless::LayerVersion").values()
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"Runtime": "python3.12"},
+        {"Architecture": "x86_64"},
+        {"layer_content": "s3://bucket/layer-with-new-dependencies.zip"},
+        {"Tracing": "Active"},
+        {"SnapStart": "true"},
+    ],
+    ids=["runtime", "architecture", "layer", "tracing", "snapstart"],
+)
+def test_a_change_the_alias_must_follow_publishes_a_new_version_of_every_function(
+    change: dict[str, str], default_versions: dict[str, str]
+) -> None:
+    """The alias `live` the API invokes moves only when SAM publishes a version: each of these changes what runs."""
+    changed = versions(as_cloudformation(**change))
+    assert (
+        set(changed)
+        == set(default_versions)
+        == {name for name in FUNCTIONS if "AutoPublishAlias" in FUNCTIONS[name]["Properties"]}
+    )
+    assert [name for name in changed if changed[name] == default_versions[name]] == []
+
+
+def test_a_change_no_function_sees_publishes_nothing(default_versions: dict[str, str]) -> None:
+    assert versions(as_cloudformation(ThrottlingRateLimit="50", RoutePerAction="false")) == default_versions
+
+
+@pytest.mark.parametrize("route_per_action", ["true", "false"])
+def test_route_per_action_false_leaves_only_the_dollar_routes_and_the_stage_waits_for_what_exists(
+    route_per_action: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert TEMPLATE["Parameters"]["RoutePerAction"]["Default"] == "true"
+    created = as_cloudformation(RoutePerAction=route_per_action)["Resources"]
+    routes = {body["Properties"]["RouteKey"] for body in created.values() if body["Type"] == "AWS::ApiGatewayV2::Route"}
+    responses = {name for name, body in created.items() if body["Type"] == "AWS::ApiGatewayV2::RouteResponse"}
+    stage = created["Stage"]
+    waited = set(stage["DependsOn"]) | {ref["Ref"] for ref in stage.get("Metadata", {}).get("ActionRoutes", [])}
+    route_names = {name for name, body in created.items() if body["Type"] == "AWS::ApiGatewayV2::Route"}
+    assert waited == route_names | responses
+    if route_per_action == "false":
+        assert routes == {"$connect", "$disconnect", "$default"}
+        assert responses == {"DefaultRouteResponse"}
+        assert "ActionRoutes" not in stage.get("Metadata", {})
+    else:
+        assert routes == set(API.routes)
+
+
+def test_the_local_stack_reads_route_per_action() -> None:
+    without = websocket_api(with_parameters(TEMPLATE, {"RoutePerAction": "false"}))
+    assert set(without.routes) == {"$connect", "$disconnect", "$default"}
+    assert without.routes["$default"].function == "DefaultFunction"
+    assert set(websocket_api(with_parameters(TEMPLATE, {})).routes) == set(API.routes)
+    with pytest.raises(ValueError, match="RoutePerAction must be one of true, false"):
+        with_parameters(TEMPLATE, {"RoutePerAction": "no"})
+    with pytest.raises(ValueError, match="no parameter 'RoutesPerAction'"):
+        with_parameters(TEMPLATE, {"RoutesPerAction": "false"})

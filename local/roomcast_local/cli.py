@@ -18,7 +18,7 @@ import jwt
 
 from roomcast_local.environment import DEVELOPMENT_SECRET
 from roomcast_local.stack import LocalStack, StackConfig
-from roomcast_local.template import load_template
+from roomcast_local.template import load_template, websocket_api
 
 DEFAULT_URL = "ws://127.0.0.1:3001"
 
@@ -40,8 +40,12 @@ def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int
 # ---- serve ----
 
 
-async def _serve(config: StackConfig, template: str | None) -> None:
-    stack = LocalStack(config, load_template(Path(template)) if template else None)
+async def _serve(config: StackConfig, template: str | None) -> int:
+    """Serve until Ctrl-C (0) or until a part the stack cannot serve without dies (1)."""
+    try:
+        stack = LocalStack(config, load_template(Path(template)) if template else None)
+    except ValueError as error:  # a parameter override the template refuses
+        raise SystemExit(f"roomcast serve: {error}") from error
     await stack.start()
     ws_url = stack.url.replace("http://", "ws://")
     print(f"roomcast local stack ready on {ws_url}", flush=True)
@@ -52,11 +56,18 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     )
     print(f"  Lambda         {stack.url}   (boto3 lambda invoke)")
     print(f"  EventBridge    {stack.url}   (boto3 events put_events)")
-    print(f"  DynamoDB       {stack.dynamodb}")
+    storage = f"   (embedded moto, pid {stack.storage_pid})" if stack.storage_pid else ""
+    print(f"  DynamoDB       {stack.dynamodb}{storage}")
     mode = "serial: one invocation at a time" if config.serial else f"up to {config.concurrency} workers per function"
     if config.warm:
         mode += f", {min(config.warm, 1 if config.serial else config.concurrency)} started ahead"
     print(f"  Functions      {len(stack.definitions)}, {mode}")
+    routes = websocket_api(stack.template).routes
+    actions = [key for key in routes if not key.startswith("$")]
+    served = f"{len(actions)} actions" if actions else "no action routes: every action goes to the default route"
+    print(f"  Routes         {len(routes)}, {served}")
+    for name, value in config.parameters.items():
+        print(f"  Parameter      {name}={value}")
     if config.secret == DEVELOPMENT_SECRET:
         print(f"  JWT secret     {DEVELOPMENT_SECRET!r} (development default; set JWT_SECRET_KEY_CALL)")
     sys.stdout.flush()
@@ -64,9 +75,25 @@ async def _serve(config: StackConfig, template: str | None) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
-    await stopping.wait()
+    assert stack.failed is not None
+    interrupted: asyncio.Future[Any] = asyncio.ensure_future(stopping.wait())
+    failed: asyncio.Future[Any] = stack.failed
+    await asyncio.wait([interrupted, failed], return_when=asyncio.FIRST_COMPLETED)
+    interrupted.cancel()
     print("shutting down: closing connections", flush=True)
     await stack.stop()
+    return 1 if stack.failed.done() else 0
+
+
+def parameter_overrides(pairs: list[str]) -> dict[str, str]:
+    """`Key=Value` pairs, as `sam deploy --parameter-overrides` takes them."""
+    given = {}
+    for pair in pairs:
+        name, separator, value = pair.partition("=")
+        if not separator or not name:
+            raise SystemExit(f"roomcast serve: --parameter-overrides takes Key=Value pairs, not {pair!r}")
+        given[name] = value
+    return given
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -87,9 +114,9 @@ def serve(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         serial=args.serial,
         warm=args.warm,
+        parameters=parameter_overrides(args.parameter_overrides),
     )
-    asyncio.run(_serve(config, args.template))
-    return 0
+    return asyncio.run(_serve(config, args.template))
 
 
 # ---- token ----
@@ -250,6 +277,13 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=25,
         help="seconds: the Socket.IO ping interval announced, and the heartbeat's schedule (default 25)",
+    )
+    serve_cmd.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="template parameters, as sam deploy takes them (e.g. RoutePerAction=false)",
     )
     serve_cmd.set_defaults(run=serve)
 

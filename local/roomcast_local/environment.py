@@ -67,6 +67,31 @@ def references(template: dict[str, Any], stage: str | None = None) -> dict[str, 
     return refs
 
 
+def with_parameters(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, Any]:
+    """The template as a stack with these parameter values deploys it: each given value replaces its parameter's
+    default (held to its AllowedValues), and a resource whose condition is false is left out, as CloudFormation
+    leaves it out (`roomcast serve --parameter-overrides RoutePerAction=false`)."""
+    parameters = template.get("Parameters", {})
+    for name, value in overrides.items():
+        if name not in parameters:
+            raise ValueError(f"the template has no parameter {name!r}")
+        allowed = [str(choice) for choice in parameters[name].get("AllowedValues", [])]
+        if allowed and value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    given = {
+        name: {**parameter, "Default": overrides[name]} if name in overrides else parameter
+        for name, parameter in parameters.items()
+    }
+    deployed = {**template, "Parameters": given}
+    refs = references(deployed)
+    deployed["Resources"] = {
+        name: body
+        for name, body in template["Resources"].items()
+        if refs.get(f"Condition::{body.get('Condition')}") != "False"
+    }
+    return deployed
+
+
 def _holds(condition: Any, refs: dict[str, str]) -> bool | None:
     """A condition built from Fn::Equals and Fn::Not over values known locally; None when it is not."""
     if isinstance(condition, dict) and "Fn::Equals" in condition:

@@ -4,6 +4,7 @@ that invokes its function with a `Scheduled Event`, as EventBridge Scheduler's r
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,8 @@ from typing import Any
 from roomcast_local.environment import ACCOUNT, REGION
 from roomcast_local.template import resources
 from roomcast_local.workers import Lambda
+
+log = logging.getLogger("stack")  # not "roomcast...": Powertools filters its own service name from root handlers
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,12 @@ def scheduled_event(schedule: Schedule) -> dict[str, Any]:
 
 
 class Scheduler:
-    """One timer per schedule. `every` overrides each schedule's rate; `periods` sets it for some functions
-    (the Socket.IO heartbeat runs at the ping interval it keeps, decision 0038)."""
+    """One timer per schedule, at a fixed rate: runs start on the ticks of a fixed grid, so a run's duration
+    never delays the next (a fixed delay would drift by it), and a run that fails is logged without stopping
+    the ones after it. A tick that finds the schedule's last run still going is skipped, and logged: EventBridge
+    would start a second run beside it, but on a developer's machine such runs pile up cold starts faster than
+    they end (decision 0073). `every` overrides each schedule's rate; `periods` sets it for some functions (the
+    Socket.IO heartbeat runs at the ping interval it keeps, decision 0038)."""
 
     def __init__(
         self, found: list[Schedule], functions: Lambda, every: float | None, periods: dict[str, float]
@@ -62,19 +69,49 @@ class Scheduler:
         self._every = every
         self._periods = periods
         self._timers: list[asyncio.Future[None]] = []
+        self._runs: dict[str, asyncio.Future[None]] = {}
 
     def period(self, schedule: Schedule) -> float:
         return self._every or self._periods.get(schedule.function, schedule.every_seconds)
 
     def start(self) -> None:
-        self._timers = [asyncio.ensure_future(self._run(schedule)) for schedule in self._schedules]
+        self._timers = [asyncio.ensure_future(self._tick(schedule)) for schedule in self._schedules]
 
     def stop(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
+        for task in [*self._timers, *self._runs.values()]:
+            task.cancel()
 
-    async def _run(self, schedule: Schedule) -> None:
+    async def _tick(self, schedule: Schedule) -> None:
         every = self.period(schedule)
+        loop = asyncio.get_running_loop()
+        due = loop.time() + every
         while True:
-            await asyncio.sleep(every)
-            await self._functions.invoke(schedule.function, scheduled_event(schedule), "schedule", schedule.name)
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due += every
+            running = self._runs.get(schedule.name)
+            if running is not None and not running.done():
+                log.warning("schedule %s: its last run is still going; this tick is skipped", schedule.name)
+                continue
+            self._runs[schedule.name] = asyncio.ensure_future(self._run(schedule, every))
+
+    async def _run(self, schedule: Schedule, every: float) -> None:
+        try:
+            outcome = await self._functions.invoke(
+                schedule.function, scheduled_event(schedule), "schedule", schedule.name
+            )
+        except Exception as error:
+            log.error(
+                "schedule %s could not run %s: %r; it keeps its rate (every %g s)",
+                schedule.name,
+                schedule.function,
+                error,
+                every,
+            )
+            return
+        if outcome.error is not None:
+            log.warning(
+                "schedule %s failed (%s); it keeps its rate (every %g s)",
+                schedule.name,
+                outcome.error.get("errorType"),
+                every,
+            )

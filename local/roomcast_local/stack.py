@@ -10,7 +10,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -25,6 +25,7 @@ from roomcast_local.environment import (
     Endpoints,
     deployed_names,
     function_arns,
+    with_parameters,
     worker_environment,
 )
 from roomcast_local.eventbridge import EventBridgeApi, rules
@@ -64,12 +65,14 @@ class StackConfig:
     concurrency: int = 4
     serial: bool = False
     warm: int = 0
+    # Template parameters, as `sam deploy --parameter-overrides` gives them (RoutePerAction=false, ...).
+    parameters: dict[str, str] = field(default_factory=dict)
 
 
 class LocalStack:
     def __init__(self, config: StackConfig, template: dict[str, Any] | None = None) -> None:
         self.config = config
-        self.template = template or load_template()
+        self.template = with_parameters(template or load_template(), config.parameters)
         self.definitions = function_definitions(self.template)
         self.callers = Callers(self.template, config.stage, list(self.definitions))
         self._storage: Storage | None = None
@@ -81,6 +84,10 @@ class LocalStack:
         self.websocket: WebSocketEndpoint | None = None
         self.url = ""
         self.dynamodb = ""
+        # Set, with the one line that says why, when a part the stack cannot serve without has died.
+        self.failed: asyncio.Future[str] | None = None
+        self._stopping = False
+        self._watch: asyncio.Future[None] | None = None  # held, so the watching task is not collected
 
     async def start(self) -> None:
         listener = socket.create_server((self.config.host, self.config.port))
@@ -91,6 +98,9 @@ class LocalStack:
         else:
             self._storage = await Storage.start()
             self.dynamodb = self._storage.endpoint
+        self.failed = asyncio.get_running_loop().create_future()
+        if self._storage is not None:
+            self._watch = asyncio.ensure_future(self._watch_storage(self._storage))
         await asyncio.gather(asyncio.to_thread(self._ensure_tables), asyncio.to_thread(start_forkserver))
         endpoints = Endpoints(self.url, self.config.stage, self.dynamodb)
         environments = {
@@ -168,8 +178,27 @@ class LocalStack:
         names = [table.logical_id for table in table_definitions(self.template)]
         create_tables(client, self.template, {name: name for name in names if name not in existing})
 
+    @property
+    def storage_pid(self) -> int | None:
+        """The embedded DynamoDB's process, None when DYNAMODB_ENDPOINT names another."""
+        return None if self._storage is None else self._storage.process.pid
+
+    async def _watch_storage(self, storage: Storage) -> None:
+        """A dead embedded DynamoDB fails every action from then on and loses every table: say so at once, and stop
+        the stack rather than serve without storage (decision 0073)."""
+        code = await storage.process.wait()
+        if self._stopping or self.failed is None or self.failed.done():
+            return
+        reason = (
+            f"the embedded DynamoDB (moto, pid {storage.process.pid}) exited with code {code}: "
+            "the local stack cannot serve without it and stops; start it again with make run"
+        )
+        log.error(reason)
+        self.failed.set_result(reason)
+
     async def stop(self) -> None:
         """Close every connection as API Gateway does on shutdown; their $disconnect events run."""
+        self._stopping = True
         if self._scheduler is not None:
             self._scheduler.stop()
         if self.sqs is not None:

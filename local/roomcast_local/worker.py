@@ -34,6 +34,10 @@ PRELOAD = [
 ]
 
 
+# Lambda's quota for a synchronous invocation's response (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html).
+MAX_RESPONSE_BYTES = 6_291_556
+
+
 def _error(error: BaseException, error_type: str | None = None) -> dict[str, Any]:
     return {
         "errorType": error_type or type(error).__name__,
@@ -60,9 +64,14 @@ def _run(handler: LambdaHandler, request: dict[str, Any], function: str, arn: st
     except Exception as error:
         return {"error": _error(error)}
     try:
-        return {"result": json.loads(json.dumps(result))}
+        serialized = json.dumps(result)
     except (TypeError, ValueError) as error:
         return {"error": _error(error, "Runtime.MarshalError")}
+    if len(serialized.encode()) > MAX_RESPONSE_BYTES:
+        # Lambda's answer to a synchronous invocation whose result is over its 6 MB quota.
+        message = f"Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."
+        return {"error": {"errorType": "Function.ResponseSizeTooLarge", "errorMessage": message}}
+    return {"result": json.loads(serialized)}
 
 
 def serve(

@@ -191,7 +191,11 @@ class FunctionPool:
         return [worker.init_ms for worker in started if isinstance(worker, Worker)]
 
     async def invoke(self, event: Any) -> Outcome:
-        worker = await self._acquire()
+        try:
+            worker = await self._acquire()
+        except WorkerGone as error:
+            # An environment that dies during its init (a crash at import): Lambda reports the invocation failed.
+            return Outcome(error={"errorType": "Runtime.ExitError", "errorMessage": str(error)}, cold=True)
         cold = not worker.used
         worker.used = True
         try:

@@ -26,4 +26,6 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         logger.info("connection closed during $connect")
         return {"statusCode": 410}
     metrics.add_metric(name="Connections", unit=MetricUnit.Count, value=1)
+    # One line per connection, with the keys every later line of it carries (docs/operations.md: finding a user).
+    logger.info("connection opened")
     return respond(None)

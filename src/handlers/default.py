@@ -1,6 +1,7 @@
-"""$default and the actions every namespace shares: `ping`, `auth:refresh`. Anything unrouted is answered here,
-and so is every message of a Socket.IO connection (not JSON objects, API Gateway routes them all to $default),
-performed by the same namespace actions the native routes reach."""
+"""$default and the actions every namespace shares: `ping`, `auth:refresh`. Anything unrouted is answered here:
+every message of a Socket.IO connection (not JSON objects, API Gateway routes them all to $default), and every
+native action when the stack has no route per action (RoutePerAction false), each performed by the namespace
+action its own route would reach."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from shared.protocol.actions import Empty, RefreshToken
 from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
-from shared.protocol.frames import Outcome
+from shared.protocol.frames import FrameError, InboundFrame, Outcome
 from shared.protocol.websocket import WebSocketEvent
-from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
+from shared.wiring.namespace import LambdaResponse, Namespace, Request, read_native, websocket_entry
 from shared.wiring.services import services
 
 if TYPE_CHECKING:
@@ -51,29 +52,43 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
 
 
 @cache
-def sockets() -> SocketIoApp:
-    """Loaded with the first Socket.IO message: a container serving native frames (ping, auth:refresh) never
-    pays for the three namespaces' modules (decision 0050)."""
+def namespaces() -> dict[str | None, Namespace]:
+    """Loaded with the first Socket.IO message or native action of a namespace: a container serving only ping and
+    auth:refresh never pays for the three namespaces' modules (decision 0050)."""
     from handlers.analytics import analytics
     from handlers.conversations import conversations
     from handlers.notifications import notifications
+
+    return {
+        None: common,
+        conversations.name: conversations,
+        notifications.name: notifications,
+        analytics.name: analytics,
+    }
+
+
+@cache
+def sockets() -> SocketIoApp:
     from shared.wiring.socketio_app import SocketIoApp
 
-    return SocketIoApp(
-        {
-            None: common,
-            conversations.name: conversations,
-            notifications.name: notifications,
-            analytics.name: analytics,
-        }
-    )
+    return SocketIoApp(namespaces())
+
+
+def owner(frame: InboundFrame | FrameError) -> Namespace:
+    """The namespace whose action a native frame names. Its own route sends it to that namespace's function, but
+    with RoutePerAction false (decision 0072) every action arrives here; an unknown one is common's to refuse."""
+    if not isinstance(frame, InboundFrame) or frame.action in common.routes:
+        return common
+    return next((namespace for namespace in namespaces().values() if frame.action in namespace.routes), common)
 
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     parsed = WebSocketEvent.of(event)
     runtime = services()
+    authorizer = parsed.request_context.raw_event.get("authorizer")
     # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
-    if (parsed.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
+    if (authorizer or {}).get("codec") == Codec.SOCKETIO:
         return sockets().handle(parsed, runtime)
-    return common.handle(parsed, runtime)
+    frame = read_native(parsed, runtime)
+    return owner(frame).handle(parsed, runtime, frame)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,7 +18,7 @@ from urllib.parse import quote
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 
-from shared.observability import logger
+from shared.observability import MetricUnit, logger, metrics
 
 # asyncio and aiohttp are loaded by the first broadcast, not at import: a cold start that posts nothing skips them.
 if TYPE_CHECKING:
@@ -29,6 +30,14 @@ if TYPE_CHECKING:
 
 ATTEMPTS = 3
 RETRYABLE = {429, 500, 502, 503, 504}
+# Answers worth watching (the dashboard and PostsThrottledAlarm), counted per attempt; a 410 is GoneConnections.
+ANSWER_METRICS = {
+    429: "PostsThrottled",
+    500: "PostsServerErrors",
+    502: "PostsServerErrors",
+    503: "PostsServerErrors",
+    504: "PostsServerErrors",
+}
 
 
 class Delivery(Enum):
@@ -67,7 +76,15 @@ class ManagementApi:
     def post_many(self, connection_ids: Sequence[str], data: bytes) -> list[Delivery]:
         if not connection_ids:
             return []
-        deliveries: list[Delivery] = self._run(self._post_all(list(connection_ids), data))
+        answers: Counter[int] = Counter()
+        deliveries: list[Delivery] = self._run(self._post_all(list(connection_ids), data, answers))
+        # Counted here, on the caller's thread: Powertools' metrics are not shared with the event loop's.
+        counted: Counter[str] = Counter()
+        for status, times in answers.items():
+            if status in ANSWER_METRICS:
+                counted[ANSWER_METRICS[status]] += times
+        for metric, count in counted.items():
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=count)
         return deliveries
 
     def close(self, connection_id: str) -> None:
@@ -99,7 +116,7 @@ class ManagementApi:
                 threading.Thread(target=self._loop.run_forever, name="management-api", daemon=True).start()
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
 
-    async def _post_all(self, connection_ids: list[str], data: bytes) -> list[Delivery]:
+    async def _post_all(self, connection_ids: list[str], data: bytes, answers: Counter[int]) -> list[Delivery]:
         import asyncio
 
         if self._session is None:
@@ -113,11 +130,13 @@ class ManagementApi:
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             )
         signer = SigV4Auth(self._credentials.get_frozen_credentials(), "execute-api", self._region)
-        return list(await asyncio.gather(*(self._post(self._session, signer, cid, data) for cid in connection_ids)))
+        posts = (self._post(self._session, signer, cid, data, answers) for cid in connection_ids)
+        return list(await asyncio.gather(*posts))
 
     async def _post(
-        self, session: aiohttp.ClientSession, signer: SigV4Auth, connection_id: str, data: bytes
+        self, session: aiohttp.ClientSession, signer: SigV4Auth, connection_id: str, data: bytes, answers: Counter[int]
     ) -> Delivery:
+        """One recipient's post, retried; every attempt's status is added to `answers`."""
         import asyncio
 
         from yarl import URL  # aiohttp's own dependency, loaded with it
@@ -134,6 +153,7 @@ class ManagementApi:
                 target = URL(url, encoded=True)
                 async with session.post(target, data=data, headers=dict(request.headers)) as response:
                     status = response.status
+                answers[status] += 1
             # Any failure, aiohttp's ServerDisconnectedError (not an OSError) included, is this recipient's alone.
             except Exception as error:
                 status = 0

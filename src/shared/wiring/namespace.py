@@ -112,17 +112,22 @@ class Namespace:
 
         return register
 
-    def handle(self, event: WebSocketEvent, runtime: Services) -> LambdaResponse:
-        return respond(self.dispatch(event, runtime, utc_now()))
+    def handle(
+        self, event: WebSocketEvent, runtime: Services, frame: InboundFrame | FrameError | None = None
+    ) -> LambdaResponse:
+        """`frame`: the event's frame when the caller has read it already (`read_native`)."""
+        return respond(self.dispatch(event, runtime, utc_now(), frame))
 
-    def dispatch(self, event: WebSocketEvent, runtime: Services, now: datetime) -> Frame | None:
+    def dispatch(
+        self,
+        event: WebSocketEvent,
+        runtime: Services,
+        now: datetime,
+        frame: InboundFrame | FrameError | None = None,
+    ) -> Frame | None:
         """Answer one native frame: with the action's reply, or with the error that stopped it."""
-        parsed: InboundFrame | FrameError
-        try:
-            parsed = parse_frame(frame_text(event.body, event.is_base64_encoded), runtime.config.limits.max_frame_bytes)
-        except FrameError as error:
-            parsed = error
         authorizer = event.request_context.raw_event.get("authorizer")
+        parsed = read_native(event, runtime) if frame is None else frame
         return self.perform(runtime, event.request_context.connection_id, authorizer, parsed, now, encoder=encode)
 
     def perform(
@@ -214,6 +219,14 @@ class Namespace:
         except RoomcastError as error:
             return error
         return _Call(route, request(parsed, identity), data)
+
+
+def read_native(event: WebSocketEvent, runtime: Services) -> InboundFrame | FrameError:
+    """The native frame an event carries, or why it is not one (answered once the frame is admitted)."""
+    try:
+        return parse_frame(frame_text(event.body, event.is_base64_encoded), runtime.config.limits.max_frame_bytes)
+    except FrameError as error:
+        return error
 
 
 def admit(
