@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
-from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail, ServerData
+from shared.protocol.outbound import EVENTS, REPLIES, RESERVED_EVENT_NAMES, ErrorDetail, ServerData
 from shared.protocol.publishing import EVENT_NAME_PATTERN
 from shared.wiring.namespace import Namespace
 
@@ -131,7 +131,8 @@ def document() -> dict[str, Any]:
     from handlers.backend_events import NAMESPACE_OF_ROOM
 
     backend = _envelope("", schemas.ref(ServerData), None)
-    backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, "not": {"enum": sorted(EVENTS)}}
+    reserved = {"not": {"enum": RESERVED_EVENT_NAMES}}
+    backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, **reserved}
     backend["properties"]["namespace"] = {"enum": sorted(set(NAMESPACE_OF_ROOM.values()))}
     messages["emitted.event"] = {
         "name": "emitted",

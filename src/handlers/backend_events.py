@@ -19,6 +19,7 @@ from shared.protocol.clock import iso, utc_now
 from shared.protocol.errors import RoomcastError
 from shared.protocol.frames import event_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.outbound import NewNotification, StartedCampaign, TaggedContact, server_event
 from shared.protocol.publishing import (
     DETAIL_TYPES,
     CampaignStarted,
@@ -103,11 +104,8 @@ def notify(runtime: Services, detail: Notify, event_id: str) -> None:
     # Keyed by the event id too, so a retry after a partial failure finds the notification stored.
     if runtime.notifications.add(detail.company_id, notification, source_event=event_id):
         metrics.add_metric(name="Notifications", unit=MetricUnit.Count, value=1)
-        runtime.hub.emit(
-            detail.company_id,
-            user_room(detail.user_id),
-            event_frame("notification:new", {"notification": notification.public()}, NOTIFICATIONS),
-        )
+        frame = server_event("notification:new", NewNotification(notification=notification))
+        runtime.hub.emit(detail.company_id, user_room(detail.user_id), frame)
 
 
 def message_received(runtime: Services, detail: MessageReceived, event_id: str) -> None:
@@ -119,18 +117,15 @@ def message_received(runtime: Services, detail: MessageReceived, event_id: str) 
 
 
 def campaign_started(runtime: Services, detail: CampaignStarted, _event_id: str) -> None:
-    runtime.hub.emit(
-        detail.company_id,
-        company_room(detail.company_id),
-        event_frame("campaign:started", {"campaignId": detail.campaign_id, "name": detail.name}, CONVERSATIONS),
-    )
+    started = StartedCampaign(campaignId=detail.campaign_id, name=detail.name)
+    runtime.hub.emit(detail.company_id, company_room(detail.company_id), server_event("campaign:started", started))
 
 
 def contact_tagged(runtime: Services, detail: ContactTagged, _event_id: str) -> None:
     _require_conversation(runtime, detail.company_id, detail.conversation_id)
-    data = {"conversationId": detail.conversation_id, "contactId": detail.contact_id, "tag": detail.tag}
+    tagged = TaggedContact(conversationId=detail.conversation_id, contactId=detail.contact_id, tag=detail.tag)
     runtime.hub.emit(
-        detail.company_id, conversation_room(detail.conversation_id), event_frame("contact:tagged", data, CONVERSATIONS)
+        detail.company_id, conversation_room(detail.conversation_id), server_event("contact:tagged", tagged)
     )
 
 

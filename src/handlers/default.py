@@ -14,6 +14,7 @@ from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Outcome
+from shared.protocol.outbound import Pong, TokenRenewed, answer
 from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
 from shared.wiring.services import services
@@ -27,7 +28,7 @@ common = Namespace(None)
 
 @common.action("ping", Empty)
 def ping(request: Request, _: Empty) -> Outcome:
-    return Outcome({"timestamp": iso(request.now)}, event="pong")
+    return answer("ping", Pong(timestamp=iso(request.now)))
 
 
 @common.action("auth:refresh", RefreshToken)
@@ -45,7 +46,7 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
     if (renewed.user_id, renewed.company_id) != (request.identity.user_id, request.identity.company_id):
         raise RoomcastError(ErrorCode.FORBIDDEN, "token is for another user")
     request.services.connections.extend(request.connection_id, renewed.exp)
-    return Outcome({"exp": renewed.exp})
+    return answer("auth:refresh", TokenRenewed(exp=renewed.exp))
 
 
 @cache

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.protocol.actions import Content, Id, Text
 from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size, event_frame
 from shared.protocol.ids import new_id
 from shared.protocol.limits import limits
 from shared.protocol.namespaces import NOTIFICATIONS
+from shared.protocol.outbound import RESERVED_EVENT_NAMES
 from shared.protocol.records import Notification
 
 if TYPE_CHECKING:
@@ -38,8 +39,17 @@ class Emit(Detail):
 
     detail_type: ClassVar[str] = "Emit"
     room: str = Field(min_length=3, max_length=160)
-    event: str = Field(pattern=EVENT_NAME_PATTERN, max_length=64)
+    event: str = Field(
+        pattern=EVENT_NAME_PATTERN, max_length=64, json_schema_extra={"not": {"enum": RESERVED_EVENT_NAMES}}
+    )
     data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event")
+    @classmethod
+    def _not_reserved(cls, event: str) -> str:
+        if event in RESERVED_EVENT_NAMES:
+            raise ValueError(f"{event} is one of roomcast's own events")
+        return event
 
     @model_validator(mode="after")
     def _fits_a_frame(self) -> Self:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 
 class ConversationStatus(StrEnum):
@@ -20,12 +21,35 @@ class SenderType(StrEnum):
     CONTACT = "contact"
 
 
-class Record(BaseModel):
+@cache
+def _optional_names(model: type[BaseModel]) -> frozenset[str]:
+    """The names, as sent, of a model's fields that have a default: those a frame leaves out when unset."""
+    return frozenset(field.alias or name for name, field in model.model_fields.items() if not field.is_required())
+
+
+class Wire(BaseModel):
+    """What is sent as JSON, one rule for every model: an optional field that is None is left out, a required
+    one (a page's `nextCursor`) is sent as null. Nested models follow it too, so a page of messages is written
+    as each message is."""
+
     # Validators are built on first use, not at import: a cold start pays only for the models it uses.
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", defer_build=True)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
+
+    # Without a return annotation pydantic keeps the fields' own schema for what is sent (docs/asyncapi.yaml);
+    # with one it would document what the annotation says instead.
+    @model_serializer(mode="wrap")
+    def _leave_out_unset_options(self, serialize: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        dumped = serialize(self)
+        optional = _optional_names(type(self))
+        return {name: value for name, value in dumped.items() if value is not None or name not in optional}
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The JSON object a frame carries."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Record(Wire):
+    model_config = ConfigDict(extra="ignore")
 
 
 class Conversation(Record):
