@@ -43,17 +43,21 @@ def _document() -> dict[str, Any]:
 
 
 @functools.cache
-def _validator(message: str, part: str | None = None) -> jsonschema.Draft202012Validator:
+def _validator(message: str, part: str | None = None, channel: str = "roomcast") -> jsonschema.Draft202012Validator:
     """The committed document's schema of one message's payload (or of one property of it: `data`)."""
     document = _document()
-    payload = document["channels"]["roomcast"]["messages"][message]["payload"]
+    payload = document["channels"][channel]["messages"][message]["payload"]
     schema = payload if part is None else payload["properties"][part]
     return jsonschema.Draft202012Validator({**schema, "components": document["components"]})
 
 
 def _server_messages() -> set[str]:
     """Every message of the document that the server sends: what a complete session must have shown."""
-    operations = _document()["operations"].values()
+    operations = [
+        operation
+        for operation in _document()["operations"].values()
+        if operation["channel"]["$ref"] == "#/channels/roomcast"
+    ]
     references = [
         reference["$ref"]
         for operation in operations
@@ -81,6 +85,12 @@ class Contract:
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         where = "/".join(str(part) for part in error.absolute_path)
         self.refusals.append(f"{message} at {where or '.'}: {error.message}")
+
+    def detail(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """A backend event's detail, as the document's bus channel describes it."""
+        if not _validator(detail_type, None, "backend").is_valid(detail):
+            self.refusals.append(f"backend {detail_type} refuses {detail}")
+        self.seen.add(f"backend {detail_type}")
 
     def native(self, frame: dict[str, Any], action: str | None = None) -> None:
         """A native frame: the answer to `action`, or (with no action) something pushed to the connection."""
@@ -250,6 +260,7 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
         ("Emit", {"companyId": "acme", "room": "analytics:acme", "event": "report:ready", "data": {"url": None}}),
     ]
     for detail_type, detail in published:
+        contract.detail(detail_type, detail)
         assert publish(detail_type, detail)["status"] == "applied", detail_type
     # An Emit may not pass itself off as one of roomcast's events, which the document describes otherwise.
     spoof = {"companyId": "acme", "room": "company:acme", "event": "message:new", "data": {"content": "fake"}}
@@ -309,6 +320,8 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
     missing = _server_messages() - contract.seen
     assert missing == set(), f"the session never showed these messages of the document: {sorted(missing)}"
     assert {"ack ok", "ack failed"} <= contract.seen
+    backend = {f"backend {detail_type}" for detail_type in _document()["channels"]["backend"]["messages"]}
+    assert backend - contract.seen == set(), "every backend detail-type was published"
     socketio_events = {f"socket.io {name}" for name in EVENTS}
     assert socketio_events - contract.seen == set(), "every event reaches a Socket.IO client as documented"
 

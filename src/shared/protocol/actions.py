@@ -32,7 +32,9 @@ def without_control_characters(text: str) -> str:
     return text
 
 
-Text = Annotated[str, AfterValidator(without_control_characters)]
+# The same rule, stated in the JSON schema for those who validate from docs/asyncapi.yaml (the emitters).
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Text = Annotated[str, AfterValidator(without_control_characters), Field(json_schema_extra={"pattern": TEXT_PATTERN})]
 
 
 def _content_within_limit(content: str) -> str:
