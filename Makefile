@@ -27,7 +27,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install run test lint typecheck template build deploy unit bench asyncapi clean
 
-$(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
+$(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt emitters/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -57,8 +57,8 @@ run: $(STAMP) $(NODE_STAMP)
 test: lint typecheck template unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src local tests bench
-	$(BIN)/ruff format --check src local tests bench
+	$(BIN)/ruff check src local tests bench emitters/python
+	$(BIN)/ruff format --check src local tests bench emitters/python
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

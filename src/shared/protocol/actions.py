@@ -45,7 +45,12 @@ def _content_within_limit(content: str) -> str:
 
 
 # A message's text, from a client (SendMessage, EditMessage) or a backend service (MessageReceived).
-Content = Annotated[Text, Field(min_length=1), AfterValidator(_content_within_limit)]
+# Documented as at most that many characters, which the byte limit implies (a character takes 1 to 4 bytes).
+Content = Annotated[
+    Text,
+    Field(min_length=1, json_schema_extra={"maxLength": limits().max_content_bytes}),
+    AfterValidator(_content_within_limit),
+]
 
 
 def validation_error(error: ValidationError, where: str = "data") -> RoomcastError:
