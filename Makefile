@@ -25,7 +25,7 @@ DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint typecheck template build deploy unit bench asyncapi clean
+.PHONY: install run test lint typecheck template build deploy unit typescript bench asyncapi emitters clean
 
 $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt emitters/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt emitters/py
 # At package-lock.json's versions: the real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs)
 # and the AsyncAPI schema docs/asyncapi.yaml is checked against.
 NODE_STAMP := node_modules/.installed
-$(NODE_STAMP): package.json package-lock.json
+$(NODE_STAMP): package.json package-lock.json emitters/typescript/package.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -54,7 +54,7 @@ install: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/roomcast serve
 
-test: lint typecheck template unit
+test: lint typecheck template typescript unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src local tests bench emitters/python
@@ -76,17 +76,29 @@ deploy: build
 	$(if $(DEPLOY_REGION),AWS_DEFAULT_REGION=$(DEPLOY_REGION),env -u AWS_DEFAULT_REGION) $(BIN)/sam deploy \
 		--stack-name $(STACK) --parameter-overrides $(DEPLOY_PARAMETERS)
 
+# The TypeScript emitter (emitters/typescript): compiled with its pinned tsc, then its own tests (node --test).
+# tests/e2e/test_emitters.py drives what this compiles against the local stack.
+typescript: $(NODE_STAMP)
+	npm run build --workspace @roomcast/emitter
+	npm test --workspace @roomcast/emitter
+
 # loadgroup: a module marked xdist_group (the console's: one stack, one browser) runs on one worker.
-unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM) typescript
 	$(BIN)/pytest -n auto --dist loadgroup
 
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench
 
-# docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current).
+# docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current), then the
+# emitters' contract modules from it.
 asyncapi: $(STAMP)
 	$(BIN)/python -m roomcast_local.asyncapi > docs/asyncapi.yaml
+	$(MAKE) emitters
+
+# emitters/*/contract from docs/asyncapi.yaml's bus channel (tests/test_emitters.py checks they are current).
+emitters: $(STAMP)
+	$(BIN)/python -m roomcast_local.emitters
 
 clean:
-	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache emitters/typescript/dist
