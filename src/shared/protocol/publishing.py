@@ -1,12 +1,13 @@
-"""Server-side publishing: the EventBridge detail of each detail-type, and the producer API over put_events.
+"""Server-side publishing: the EventBridge detail of each detail-type, as roomcast's event handler validates it.
 
-Backend services import `Publisher`; roomcast's event handler validates with the same models."""
+Backend services do not import this (a service's own `shared` package would collide with ours): docs/asyncapi.yaml
+states these models, and the emitters (emitters/python, emitters/typescript) are generated from it."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -18,9 +19,6 @@ from shared.protocol.namespaces import NOTIFICATIONS
 from shared.protocol.outbound import RESERVED_EVENT_NAMES
 from shared.protocol.records import Notification
 from shared.protocol.rooms import ROOM_NAME_PATTERN
-
-if TYPE_CHECKING:
-    from mypy_boto3_events import EventBridgeClient
 
 EVENT_NAME_PATTERN = r"^[a-z][a-zA-Z0-9_]*:[a-z][a-zA-Z0-9_]*$"
 DEFAULT_BUS = "roomcast"
@@ -180,39 +178,3 @@ class LeadAssigned(Detail):
 DETAIL_TYPES: dict[str, type[Detail]] = {
     model.detail_type: model for model in (Emit, Notify, MessageReceived, CampaignStarted, ContactTagged, LeadAssigned)
 }
-
-
-class PublishError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
-class Publisher:
-    """Typed helpers over `put_events` on roomcast's bus.
-
-    publisher = Publisher(boto3.client("events"))
-    publisher.publish(Notify(companyId="acme", userId="u-1", type="task", title="Call back"))
-    """
-
-    def __init__(self, client: EventBridgeClient, bus: str = DEFAULT_BUS, source: str = "crm.backend") -> None:
-        self._client = client
-        self._bus = bus
-        self._source = source
-
-    def publish(self, detail: Detail) -> str:
-        """Put one event; returns its EventBridge id."""
-        result = self._client.put_events(
-            Entries=[
-                {
-                    "Source": self._source,
-                    "DetailType": detail.detail_type,
-                    "Detail": detail.as_json(),
-                    "EventBusName": self._bus,
-                }
-            ]
-        )
-        (entry,) = result["Entries"]
-        if "EventId" not in entry:
-            raise PublishError(entry.get("ErrorCode", "Unknown"), entry.get("ErrorMessage", ""))
-        return entry["EventId"]
