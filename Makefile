@@ -31,6 +31,8 @@ $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt emitters/py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The Python emitter for backend services (emitters/python), installed as a service installs it.
+	$(BIN)/python -m pip install --quiet -e ./emitters/python
 	touch $@
 
 # At package-lock.json's versions: the real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs)
