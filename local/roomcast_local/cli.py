@@ -10,13 +10,10 @@ import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import jwt
-
-from roomcast_local.environment import DEVELOPMENT_SECRET
+from roomcast_local.environment import DEVELOPMENT_SECRET, mint_token
 from roomcast_local.stack import LocalStack, StackConfig
 from roomcast_local.template import load_template
 
@@ -25,16 +22,6 @@ DEFAULT_URL = "ws://127.0.0.1:3001"
 
 def _secret() -> str:
     return os.environ.get("JWT_SECRET_KEY_CALL") or DEVELOPMENT_SECRET
-
-
-def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int, secret: str) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"userId": user_id, "companyId": company_id, "iat": now}
-    if email:
-        claims["email"] = email
-    if expires_in > 0:
-        claims["exp"] = now + expires_in
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 # ---- serve ----

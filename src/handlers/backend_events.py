@@ -43,7 +43,7 @@ NAMESPACE_OF_ROOM = {
 }
 
 
-class Refused(Exception):
+class Dropped(Exception):
     """The event cannot be applied as sent; it is logged and dropped, never retried."""
 
 
@@ -62,7 +62,7 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
             data_keyword_argument="event", persistence_store=runtime.idempotency(), config=IDEMPOTENCY
         )(apply)
         result: dict[str, str] = once(event=event, detail=detail, runtime=runtime)
-    except (Refused, RoomcastError) as refusal:
+    except (Dropped, RoomcastError) as refusal:
         logger.warning("event dropped", extra={"reason": str(refusal)})
         metrics.add_metric(name="EventsDropped", unit=MetricUnit.Count, value=1)
         return {"status": "dropped"}
@@ -73,11 +73,11 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
 def validated(event: EventBridgeEvent) -> Detail:
     model = DETAIL_TYPES.get(event.detail_type)
     if model is None:
-        raise Refused(f"no handler for detail-type {event.detail_type!r}")
+        raise Dropped(f"no handler for detail-type {event.detail_type!r}")
     try:
         return model.model_validate(event.detail)
     except ValidationError as error:
-        raise Refused(validation_error(error, "detail").message) from error
+        raise Dropped(validation_error(error, "detail").message) from error
 
 
 def apply(*, event: dict[str, Any], detail: Detail, runtime: Services) -> dict[str, str]:
@@ -88,7 +88,7 @@ def apply(*, event: dict[str, Any], detail: Detail, runtime: Services) -> dict[s
 
 def _require_conversation(runtime: Services, company_id: str, conversation_id: str) -> None:
     if runtime.conversations.get(company_id, conversation_id) is None:
-        raise Refused(f"conversation {conversation_id} is not one of company {company_id}'s")
+        raise Dropped(f"conversation {conversation_id} is not one of company {company_id}'s")
 
 
 def emit(runtime: Services, detail: Emit, _event_id: str) -> None:

@@ -72,7 +72,7 @@ def sockets() -> SocketIoApp:
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     parsed = WebSocketEvent.of(event)
     runtime = services()
-    # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
+    # The authorizer chose the codec at the handshake (docs/socketio.md), so no frame is guessed at.
     if (parsed.request_context.raw_event.get("authorizer") or {}).get("codec") == Codec.SOCKETIO:
         return sockets().handle(parsed, runtime)
     return common.handle(parsed, runtime)

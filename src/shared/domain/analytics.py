@@ -27,7 +27,7 @@ def _number(item: dict[str, Any], name: str) -> float:
 
 
 def figures(days: list[dict[str, Any]], period: Period, now: datetime) -> Figures:
-    """The SPEC's figures from day items. The conversion rate is capped at 1: conversations created
+    """The figures of docs/analytics.md from day items. The conversion rate is capped at 1: conversations created
     before the period can convert within it."""
     total = {
         name: sum(_number(day, name) for day in days)

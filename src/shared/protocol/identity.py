@@ -20,7 +20,7 @@ class Identity(BaseModel):
     email: str | None = Field(default=None, max_length=320)
     exp: int | None = None
     codec: Codec = Codec.NATIVE
-    """How the connection speaks (SPEC 10), chosen at the handshake: never a token's claim."""
+    """How the connection speaks (docs/socketio.md), chosen at the handshake: never a token's claim."""
 
     @field_validator("user_id", "company_id", mode="before")
     @classmethod
