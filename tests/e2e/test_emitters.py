@@ -32,8 +32,13 @@ async def _clients(stack: RunningStack) -> tuple[str, Client, Client, Client, st
     ana = await Client.open(stack.ws_url, "ana", acme)
     ben = await Client.open(stack.ws_url, "ben", acme)
     outsider = await Client.open(stack.ws_url, "ana", company())
-    conversation = (await ana.ok("conversation:create", {}))["conversation"]["id"]
-    await ana.ok("analytics:subscribe")
+    # The first actions may each start a function's worker: on a loaded machine that outlasts the usual 5 s.
+    await ana.send("conversation:create", {}, ack_id="create")
+    created = await ana.next("ack", timeout=60)
+    assert created["ok"], created
+    conversation = created["data"]["conversation"]["id"]
+    await ana.send("analytics:subscribe", ack_id="subscribe")
+    assert (await ana.next("ack", timeout=60))["ok"]
     await asyncio.sleep(0.2)
     await ben.silent(0.2)
     return acme, ana, ben, outsider, conversation
@@ -55,7 +60,8 @@ def test_the_python_emitter_reaches_websocket_clients(stack: RunningStack) -> No
             acme.to("user:ben").emit("deal:won", {"big": "x" * 140_000})
 
         await asyncio.to_thread(acme.to(f"company:{acme_id}").to("user:ben").emit, "deal:won", {"amount": 1})
-        assert [(await ben.next("deal:won"))["data"] for _ in range(2)] == [{"amount": 1}] * 2
+        # (The first event may start the bus target's worker: the same allowance as the first actions.)
+        assert [(await ben.next("deal:won", timeout=60))["data"] for _ in range(2)] == [{"amount": 1}] * 2
         assert (await ana.next("deal:won"))["namespace"] == "/conversations"
         await asyncio.to_thread(acme.to(f"analytics:{acme_id}").emit, "report:ready", {"url": "https://x"})
         assert (await ana.next("report:ready"))["namespace"] == "/analytics"
@@ -102,7 +108,7 @@ def test_the_typescript_emitter_reaches_websocket_clients(stack: RunningStack) -
         assert result["sent"] == 6
         assert len(result["ids"]["emit"]) == 2
 
-        assert [(await ben.next("deal:won"))["data"] for _ in range(2)] == [{"amount": 2}] * 2
+        assert [(await ben.next("deal:won", timeout=60))["data"] for _ in range(2)] == [{"amount": 2}] * 2
         assert (await ana.next("notification:new"))["data"]["notification"]["title"] == "From TypeScript"
         assert (await ana.next("message:new"))["data"]["content"] == "hola from ts"
         assert (await ben.next("campaign:started"))["data"] == {"campaignId": "k-ts", "name": "Autumn"}
