@@ -125,8 +125,7 @@ def edit(request: Request, data: EditMessage) -> Outcome:
     company_id = request.identity.company_id
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
-    changes = {"content": data.content, "editedAt": iso(request.now)}
-    edited = store.modify_message(company_id, message, request.identity.user_id, changes, removes=[])
+    edited = store.edit_message(company_id, message, request.identity.user_id, data.content, iso(request.now))
     _after_stored("broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:updated", edited))
     return answer("message:edit", MessageEdited(message=edited))
 
@@ -137,9 +136,7 @@ def delete(request: Request, data: DeleteMessage) -> Outcome:
     company_id = request.identity.company_id
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
-    # A tombstone keeps the message's place in history, so a client that missed the event still learns of it.
-    changes = {"deleted": True, "deletedAt": iso(request.now)}
-    deleted = store.modify_message(company_id, message, request.identity.user_id, changes, removes=["content"])
+    deleted = store.delete_message(company_id, message, request.identity.user_id, iso(request.now))
     assert deleted.deleted_at is not None, "a deleted message carries its deletedAt"
     tombstone = MessageRemoved(id=deleted.id, conversationId=deleted.conversation_id, deletedAt=deleted.deleted_at)
     _after_stored(
