@@ -140,6 +140,7 @@ def _python_verdict(detail_type: str, detail: dict[str, Any]) -> str:
 
 
 def test_both_emitters_accept_exactly_what_roomcast_accepts() -> None:
+    assert (ROOT / "emitters" / "typescript" / "dist" / "src" / "index.js").exists(), "run `make typescript` first"
     expected = [_roomcast_verdict(*case) for case in CASES]
     assert "ok" in expected
     assert {"InvalidEvent", "FrameTooLarge"} <= set(expected)

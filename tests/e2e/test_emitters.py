@@ -90,6 +90,7 @@ def test_the_python_emitter_reaches_websocket_clients(stack: RunningStack) -> No
 
 
 def test_the_typescript_emitter_reaches_websocket_clients(stack: RunningStack) -> None:
+    assert (ROOT / "emitters" / "typescript" / "dist" / "src" / "index.js").exists(), "run `make typescript` first"
     async def scenario() -> None:
         acme_id, ana, ben, outsider, conversation = await _clients(stack)
         argument = json.dumps({"endpoint": stack.http_url, "companyId": acme_id, "conversationId": conversation})
