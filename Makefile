@@ -29,13 +29,15 @@ DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint typecheck template build deploy unit bench asyncapi clean print-python
+.PHONY: install run test lint typecheck template build deploy unit typescript bench asyncapi emitters clean print-python
 
-$(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
+$(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt emitters/python/pyproject.toml
 	@test -n "$(PYTHON)" || tools/dev-python >/dev/null
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The Python emitter for backend services (emitters/python), installed as a service installs it.
+	$(BIN)/python -m pip install --quiet -e ./emitters/python
 	touch $@
 
 # At package-lock.json's versions: the real socket.io-client the e2e tests drive (tests/e2e/socketio_client.mjs)
@@ -44,7 +46,7 @@ $(STAMP): pyproject.toml layer/requirements.txt requirements-dev.txt
 NODE_STAMP := node_modules/.installed
 SYSTEM_NPM := /usr/bin/npm
 NPM := $(or $(shell command -v npm 2>/dev/null),$(SYSTEM_NPM))
-$(NODE_STAMP): package.json package-lock.json | $(NPM)
+$(NODE_STAMP): package.json package-lock.json emitters/typescript/package.json | $(NPM)
 	$(NPM) ci --no-audit --no-fund --loglevel=error
 	touch $@
 
@@ -67,11 +69,11 @@ install: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
 run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/roomcast serve $(if $(PARAMETERS),--parameter-overrides $(PARAMETERS))
 
-test: lint typecheck template unit
+test: lint typecheck template typescript unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src local tests bench
-	$(BIN)/ruff format --check src local tests bench
+	$(BIN)/ruff check src local tests bench emitters/python
+	$(BIN)/ruff format --check src local tests bench emitters/python
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -89,21 +91,33 @@ deploy: build
 	$(if $(DEPLOY_REGION),AWS_DEFAULT_REGION=$(DEPLOY_REGION),env -u AWS_DEFAULT_REGION) $(BIN)/sam deploy \
 		--stack-name $(STACK) --parameter-overrides $(DEPLOY_PARAMETERS)
 
+# The TypeScript emitter (emitters/typescript): compiled with its pinned tsc, then its own tests (node --test).
+# tests/e2e/test_emitters.py drives what this compiles against the local stack.
+typescript: $(NODE_STAMP)
+	$(NPM) run build --workspace @roomcast/emitter
+	$(NPM) test --workspace @roomcast/emitter
+
 # loadgroup: a module marked xdist_group (the console's: one stack, one browser) runs on one worker.
-unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM)
+unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM) typescript
 	$(BIN)/pytest -n auto --dist loadgroup
 
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench
 
-# docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current).
+# docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current), then the
+# emitters' contract modules from it.
 asyncapi: $(STAMP)
 	$(BIN)/python -m roomcast_local.asyncapi > docs/asyncapi.yaml
+	$(MAKE) emitters
+
+# emitters/*/contract from docs/asyncapi.yaml's bus channel (tests/test_emitters.py checks they are current).
+emitters: $(STAMP)
+	$(BIN)/python -m roomcast_local.emitters
 
 # The interpreter .venv is (or would be) created with.
 print-python:
 	@echo $(PYTHON)
 
 clean:
-	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .aws-sam .pytest_cache .mypy_cache .ruff_cache emitters/typescript/dist

@@ -23,7 +23,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from roomcast_local.cli import mint_token
+from roomcast_local.environment import mint_token
 from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack
 
 SECRET = DEVELOPMENT_SECRET

@@ -60,3 +60,19 @@ def test_handlers_depend_only_on_shared() -> None:
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 assert not node.module.startswith(("roomcast_local", "tests", "bench")), (path, node.module)
+
+
+# `$default` answers every Socket.IO message, so it performs the three namespaces' actions: their modules, loaded
+# with the first Socket.IO message (decision 0050). No other handler reaches into another.
+HANDLERS_OF_OTHER_HANDLERS = {"default": {"handlers.analytics", "handlers.conversations", "handlers.notifications"}}
+
+
+@pytest.mark.parametrize("path", sorted((SHARED.parent / "handlers").glob("*.py")), ids=lambda path: path.stem)
+def test_a_handler_imports_no_other_handler(path: Path) -> None:
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("handlers"):
+            imported.add(node.module)
+        elif isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names if alias.name.startswith("handlers"))
+    assert imported <= HANDLERS_OF_OTHER_HANDLERS.get(path.stem, set()), f"{path.stem} imports {sorted(imported)}"

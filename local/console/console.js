@@ -1,5 +1,5 @@
 // The roomcast console: a front end written against socket.io-client v4, as the CRM's is, talking to the local
-// stack with the connection options of SPEC 10 only. Plain DOM code, no build step (docs/console.md).
+// stack with the connection options of docs/socketio.md only. Plain DOM code, no build step (docs/console.md).
 "use strict";
 
 const ACK_TIMEOUT_MS = 10000;
@@ -158,7 +158,7 @@ function wireConversations(socket) {
   socket.on("message:new", (message) => {
     if (message.conversationId !== state.openId) return;
     if (state.loaded && message.seq > state.lastSeq + 1) {
-      // Something came in between that this connection did not hear: history has it (SPEC 5).
+      // Something came in between that this connection did not hear: history has it (docs/protocol.md).
       attempt(() => fillGap(message.conversationId), "conversation:history");
       return;
     }

@@ -10,15 +10,17 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
 from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
-from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail, ServerData
-from shared.protocol.publishing import EVENT_NAME_PATTERN
+from shared.protocol.outbound import EVENTS, REPLIES, RESERVED_EVENT_NAMES, ErrorDetail, ServerData
+from shared.protocol.publishing import DEFAULT_BUS, DETAIL_TYPES, EVENT_NAME_PATTERN
 from shared.wiring.namespace import Namespace
 
 SCHEMAS = "#/components/schemas/"
 CHANNEL = "#/channels/roomcast"
+BACKEND = "#/channels/backend"
 ALL_NAMESPACES = "/, /conversations, /notifications, /analytics"
 
 
@@ -42,10 +44,12 @@ class _Schemas:
     def __init__(self) -> None:
         self.found: dict[str, Any] = {}
 
-    def ref(self, model: type[BaseModel]) -> dict[str, str]:
-        schema = TypeAdapter(model).json_schema(by_alias=True, ref_template=SCHEMAS + "{model}", mode="serialization")
-        self.found.update(schema.pop("$defs", {}))
-        self.found[model.__name__] = schema
+    def ref(self, model: type[BaseModel], mode: JsonSchemaMode = "serialization") -> dict[str, str]:
+        """What the server sends (serialization) or accepts (validation) as `model`, named after it."""
+        schema = TypeAdapter(model).json_schema(by_alias=True, ref_template=SCHEMAS + "{model}", mode=mode)
+        for name, found in [*schema.pop("$defs", {}).items(), (model.__name__, schema)]:
+            # Two models of one name would make one component stand for both.
+            assert self.found.setdefault(name, found) == found, f"two schemas named {name}"
         return {"$ref": SCHEMAS + model.__name__}
 
 
@@ -131,7 +135,8 @@ def document() -> dict[str, Any]:
     from handlers.backend_events import NAMESPACE_OF_ROOM
 
     backend = _envelope("", schemas.ref(ServerData), None)
-    backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, "not": {"enum": sorted(EVENTS)}}
+    reserved = {"not": {"enum": RESERVED_EVENT_NAMES}}
+    backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, **reserved}
     backend["properties"]["namespace"] = {"enum": sorted(set(NAMESPACE_OF_ROOM.values()))}
     messages["emitted.event"] = {
         "name": "emitted",
@@ -144,6 +149,20 @@ def document() -> dict[str, Any]:
         "summary": "An event a backend service sent with `Emit`",
         "messages": [{"$ref": f"{CHANNEL}/messages/emitted.event"}],
     }
+    backend_messages: dict[str, Any] = {}
+    for detail_type, model in sorted(DETAIL_TYPES.items()):
+        backend_messages[detail_type] = {
+            "name": detail_type,
+            "summary": (model.__doc__ or f"A `{detail_type}` event").strip().splitlines()[0],
+            "payload": schemas.ref(model, mode="validation"),
+            **({"x-roomcast-frame": model.frame_fit.document()} if model.frame_fit is not None else {}),
+        }
+        operations[f"receive.backend.{detail_type}"] = {
+            "action": "receive",
+            "channel": {"$ref": BACKEND},
+            "summary": f"A backend service puts a `{detail_type}` event on the bus",
+            "messages": [{"$ref": f"{BACKEND}/messages/{detail_type}"}],
+        }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -184,7 +203,19 @@ def document() -> dict[str, Any]:
                         }
                     }
                 },
-            }
+            },
+            "backend": {
+                "address": DEFAULT_BUS,
+                "title": "The EventBridge bus backend services publish on",
+                "description": (
+                    "PutEvents on the stack's bus (its name the EventBusName parameter): the entry's DetailType is "
+                    "the message's name and its Detail the payload, any Source. Emitters for Python and TypeScript "
+                    "are generated from these messages (docs/publishing.md). `x-roomcast-frame`: what of the "
+                    'detail must fit a frame, `{"$detail": field}` standing for the detail\'s field, measured as '
+                    "compact UTF-8 JSON."
+                ),
+                "messages": backend_messages,
+            },
         },
         "operations": operations,
         "components": {"schemas": dict(sorted(schemas.found.items()))},

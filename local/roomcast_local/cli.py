@@ -10,13 +10,10 @@ import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import jwt
-
-from roomcast_local.environment import DEVELOPMENT_SECRET
+from roomcast_local.environment import DEVELOPMENT_SECRET, mint_token
 from roomcast_local.stack import LocalStack, StackConfig
 from roomcast_local.template import load_template, websocket_api
 
@@ -25,16 +22,6 @@ DEFAULT_URL = "ws://127.0.0.1:3001"
 
 def _secret() -> str:
     return os.environ.get("JWT_SECRET_KEY_CALL") or DEVELOPMENT_SECRET
-
-
-def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int, secret: str) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"userId": user_id, "companyId": company_id, "iat": now}
-    if email:
-        claims["email"] = email
-    if expires_in > 0:
-        claims["exp"] = now + expires_in
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 # ---- serve ----
@@ -211,19 +198,18 @@ def connect(args: argparse.Namespace) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
+    """One event through the Python emitter (emitters/python), which checks it against the contract first."""
     import boto3
-    from pydantic import ValidationError
 
-    from shared.protocol.publishing import DETAIL_TYPES, Publisher, PublishError
+    from roomcast_emitter import Emitter, InvalidEvent, PublishFailed
 
-    model = DETAIL_TYPES.get(args.detail_type)
-    if model is None:
-        print(f"unknown detail-type {args.detail_type!r}; one of {', '.join(DETAIL_TYPES)}", file=sys.stderr)
-        return 2
     try:
-        detail = model.model_validate_json(args.detail)
-    except ValidationError as error:
-        print(f"invalid detail: {error}", file=sys.stderr)
+        detail = json.loads(args.detail)
+    except ValueError as error:
+        print(f"invalid detail: not JSON ({error})", file=sys.stderr)
+        return 2
+    if not isinstance(detail, dict):
+        print("invalid detail: not a JSON object", file=sys.stderr)
         return 2
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     if args.aws:
@@ -236,9 +222,13 @@ def publish(args: argparse.Namespace) -> int:
             aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "local"),
             aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
         )
+    company = Emitter(client, bus=args.bus, source=args.source).company(str(detail.pop("companyId", "")))
     try:
-        event_id = Publisher(client, bus=args.bus, source=args.source).publish(detail)
-    except PublishError as error:
+        (event_id,) = company.put_many([(args.detail_type, detail)])
+    except InvalidEvent as error:
+        print(f"invalid detail: {error}", file=sys.stderr)
+        return 2
+    except PublishFailed as error:
         print(f"not published: {error}", file=sys.stderr)
         return 1
     print(event_id)

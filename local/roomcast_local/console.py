@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from roomcast_local.environment import mint_token
 from shared.protocol.ids import ID_PATTERN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,8 +102,6 @@ class Console:
             choice = token_request(json.loads(await request.read()))
         except ValueError as error:  # TokenRequestError, or a body that is not JSON
             return _refusal(400, str(error) if isinstance(error, TokenRequestError) else "the body is not JSON")
-        from roomcast_local.cli import mint_token  # here: cli imports the stack, which imports this module
-
         token = mint_token(choice.user_id, choice.company_id, None, choice.expires_in, self.secret)
         return web.json_response({"token": token}, headers={"Cache-Control": "no-store"})
 

@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
+
 from roomcast_local.template import resources
 
 DEVELOPMENT_SECRET = "roomcast-local-development-secret"
+
+
+def mint_token(user_id: str, company_id: str, email: str | None, expires_in: int, secret: str) -> str:
+    """A development token (`roomcast token`, the console's token endpoint): HS256 with `secret`, `exp` unless
+    `expires_in` is 0."""
+    now = int(time.time())
+    claims: dict[str, Any] = {"userId": user_id, "companyId": company_id, "iat": now}
+    if email:
+        claims["email"] = email
+    if expires_in > 0:
+        claims["exp"] = now + expires_in
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 API_ID = "local"

@@ -58,7 +58,7 @@ class StackConfig:
     hard_timeout: float = 7200.0
     dynamodb_endpoint: str | None = None
     schedule_every: float | None = None
-    # SPEC 10's local default; AWS schedules no faster than a minute, so the template's is 60 s (decision 0038).
+    # The local default (docs/socketio.md); AWS schedules no faster than a minute: the template has 60 s (decision 38).
     ping_interval: int = 25
     secret: str = DEVELOPMENT_SECRET
     verbose: bool = False
@@ -160,8 +160,8 @@ class LocalStack:
             return await eventbridge.put_events(request)
 
         app.router.add_post("/", amazon_json)
-        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10); a plain
-        # GET of `/` or a console file is the console's.
+        # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (docs/socketio.md); a
+        # plain GET of `/` or a console file is the console's.
         Console(self.config.secret).routes(app, self.websocket.handle)
         return app
 

@@ -11,6 +11,7 @@ from shared.protocol.actions import AnalyticsRequest, Empty
 from shared.protocol.clock import utc_now
 from shared.protocol.frames import Outcome
 from shared.protocol.namespaces import ANALYTICS
+from shared.protocol.outbound import AnalyticsRoom, answer
 from shared.protocol.rooms import analytics_room
 from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
@@ -31,20 +32,20 @@ def subscribe(request: Request, _: Empty) -> Outcome:
     room = analytics_room(identity.company_id)
     runtime.connections.join(request.connection_id, identity, room, request.now)
     runtime.analytics.subscribe(identity.company_id, request.now)
-    return Outcome({"room": room.name})
+    return answer("analytics:subscribe", AnalyticsRoom(room=room.name))
 
 
 @analytics.action("analytics:unsubscribe", Empty)
 def unsubscribe(request: Request, _: Empty) -> Outcome:
     room = analytics_room(request.identity.company_id)
     request.services.connections.leave(request.connection_id, request.identity.company_id, room)
-    return Outcome({"room": room.name})
+    return answer("analytics:unsubscribe", AnalyticsRoom(room=room.name))
 
 
 @analytics.action("analytics:request", AnalyticsRequest)
 def report(request: Request, data: AnalyticsRequest) -> Outcome:
     figures = request.services.analytics.report(request.identity.company_id, data.period, request.now)
-    return Outcome(figures, event="analytics:update")
+    return answer("analytics:request", figures)
 
 
 @instrumented()

@@ -21,6 +21,7 @@ from shared.protocol.clock import iso, utc_now
 from shared.protocol.errors import RoomcastError
 from shared.protocol.frames import event_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.outbound import NewNotification, StartedCampaign, TaggedContact, server_event
 from shared.protocol.publishing import (
     DETAIL_TYPES,
     CampaignStarted,
@@ -46,7 +47,7 @@ NAMESPACE_OF_ROOM = {
 }
 
 
-class Refused(Exception):
+class Dropped(Exception):
     """The event cannot be applied as sent; it is logged and dropped, never retried."""
 
 
@@ -65,7 +66,7 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
             data_keyword_argument="event", persistence_store=runtime.idempotency(), config=IDEMPOTENCY
         )(apply)
         result: dict[str, str] = once(event=event, detail=detail, runtime=runtime)
-    except (Refused, RoomcastError) as refusal:
+    except (Dropped, RoomcastError) as refusal:
         logger.warning("event dropped", extra={"reason": str(refusal)})
         metrics.add_metric(name="EventsDropped", unit=MetricUnit.Count, value=1)
         return {"status": "dropped"}
@@ -76,11 +77,11 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
 def validated(event: EventBridgeEvent) -> Detail:
     model = DETAIL_TYPES.get(event.detail_type)
     if model is None:
-        raise Refused(f"no handler for detail-type {event.detail_type!r}")
+        raise Dropped(f"no handler for detail-type {event.detail_type!r}")
     try:
         return model.model_validate(event.detail)
     except ValidationError as error:
-        raise Refused(validation_error(error, "detail").message) from error
+        raise Dropped(validation_error(error, "detail").message) from error
 
 
 def apply(*, event: dict[str, Any], detail: Detail, runtime: Services) -> dict[str, str]:
@@ -91,7 +92,7 @@ def apply(*, event: dict[str, Any], detail: Detail, runtime: Services) -> dict[s
 
 def _require_conversation(runtime: Services, company_id: str, conversation_id: str) -> None:
     if runtime.conversations.get(company_id, conversation_id) is None:
-        raise Refused(f"conversation {conversation_id} is not one of company {company_id}'s")
+        raise Dropped(f"conversation {conversation_id} is not one of company {company_id}'s")
 
 
 def emit(runtime: Services, detail: Emit, _event_id: str) -> None:
@@ -107,11 +108,8 @@ def notify(runtime: Services, detail: Notify, event_id: str) -> None:
     # Keyed by the event id too, so a retry after a partial failure finds the notification stored.
     if runtime.notifications.add(detail.company_id, notification, source_event=event_id):
         metrics.add_metric(name="Notifications", unit=MetricUnit.Count, value=1)
-        runtime.hub.emit(
-            detail.company_id,
-            user_room(detail.user_id),
-            event_frame("notification:new", {"notification": notification.public()}, NOTIFICATIONS),
-        )
+        frame = server_event("notification:new", NewNotification(notification=notification))
+        runtime.hub.emit(detail.company_id, user_room(detail.user_id), frame)
 
 
 def message_received(runtime: Services, detail: MessageReceived, event_id: str) -> None:
@@ -123,18 +121,15 @@ def message_received(runtime: Services, detail: MessageReceived, event_id: str) 
 
 
 def campaign_started(runtime: Services, detail: CampaignStarted, _event_id: str) -> None:
-    runtime.hub.emit(
-        detail.company_id,
-        company_room(detail.company_id),
-        event_frame("campaign:started", {"campaignId": detail.campaign_id, "name": detail.name}, CONVERSATIONS),
-    )
+    started = StartedCampaign(campaignId=detail.campaign_id, name=detail.name)
+    runtime.hub.emit(detail.company_id, company_room(detail.company_id), server_event("campaign:started", started))
 
 
 def contact_tagged(runtime: Services, detail: ContactTagged, _event_id: str) -> None:
     _require_conversation(runtime, detail.company_id, detail.conversation_id)
-    data = {"conversationId": detail.conversation_id, "contactId": detail.contact_id, "tag": detail.tag}
+    tagged = TaggedContact(conversationId=detail.conversation_id, contactId=detail.contact_id, tag=detail.tag)
     runtime.hub.emit(
-        detail.company_id, conversation_room(detail.conversation_id), event_frame("contact:tagged", data, CONVERSATIONS)
+        detail.company_id, conversation_room(detail.conversation_id), server_event("contact:tagged", tagged)
     )
 
 

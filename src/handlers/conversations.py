@@ -23,10 +23,22 @@ from shared.protocol.actions import (
     UpdateConversation,
 )
 from shared.protocol.clock import iso
-from shared.protocol.frames import Outcome, event_frame
+from shared.protocol.frames import Outcome
 from shared.protocol.ids import new_id
 from shared.protocol.namespaces import CONVERSATIONS
-from shared.protocol.records import Conversation, ConversationStatus
+from shared.protocol.outbound import (
+    ConversationRoom,
+    ConversationState,
+    MessageEdited,
+    MessageRemoved,
+    MessageStored,
+    OnlineUser,
+    PresencePage,
+    TypingState,
+    answer,
+    server_event,
+)
+from shared.protocol.records import Conversation, ConversationStatus, Wire
 from shared.protocol.rooms import conversation_room
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.analytics import Counts
@@ -42,12 +54,12 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
 
 
 def _emit_to_conversation(
-    request: Request, conversation_id: str, event: str, data: dict[str, Any], exclude_self: bool = False
+    request: Request, conversation_id: str, event: str, data: Wire, exclude_self: bool = False
 ) -> None:
     request.services.hub.emit(
         request.identity.company_id,
         conversation_room(conversation_id),
-        event_frame(event, data, CONVERSATIONS),
+        server_event(event, data),
         exclude=request.connection_id if exclude_self else None,
     )
 
@@ -68,7 +80,7 @@ def join(request: Request, data: ConversationRef) -> Outcome:
     runtime.conversations.require(identity.company_id, data.conversation_id)
     room = conversation_room(data.conversation_id)
     runtime.connections.join(request.connection_id, identity, room, request.now)
-    return Outcome({"conversationId": data.conversation_id, "room": room.name})
+    return answer("join:conversation", ConversationRoom(conversationId=data.conversation_id, room=room.name))
 
 
 @conversations.action("leave:conversation", ConversationRef)
@@ -78,7 +90,7 @@ def leave(request: Request, data: ConversationRef) -> Outcome:
     runtime.conversations.require(identity.company_id, data.conversation_id)
     room = conversation_room(data.conversation_id)
     runtime.connections.leave(request.connection_id, identity.company_id, room)
-    return Outcome({"conversationId": data.conversation_id, "room": room.name})
+    return answer("leave:conversation", ConversationRoom(conversationId=data.conversation_id, room=room.name))
 
 
 def _read_for_send(request: Request, data: SendMessage) -> SendReads:
@@ -103,9 +115,8 @@ def send(request: Request, data: SendMessage, ahead: SendReads) -> Outcome:
             "count",
             lambda: messages.count_agent_message(identity.company_id, ahead.conversation, message, request.now),
         )
-    return Outcome(
-        {"id": message.id, "seq": message.seq, "clientMessageId": message.client_message_id}, event="message:sent"
-    )
+    stored_as = MessageStored(id=message.id, seq=message.seq, clientMessageId=message.client_message_id)
+    return answer("message:send", stored_as)
 
 
 @conversations.action("message:edit", EditMessage)
@@ -114,12 +125,9 @@ def edit(request: Request, data: EditMessage) -> Outcome:
     company_id = request.identity.company_id
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
-    changes = {"content": data.content, "editedAt": iso(request.now)}
-    edited = store.modify_message(company_id, message, request.identity.user_id, changes, removes=[])
-    _after_stored(
-        "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:updated", edited.public())
-    )
-    return Outcome({"message": edited.public()})
+    edited = store.edit_message(company_id, message, request.identity.user_id, data.content, iso(request.now))
+    _after_stored("broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:updated", edited))
+    return answer("message:edit", MessageEdited(message=edited))
 
 
 @conversations.action("message:delete", DeleteMessage)
@@ -128,23 +136,22 @@ def delete(request: Request, data: DeleteMessage) -> Outcome:
     company_id = request.identity.company_id
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
-    # A tombstone keeps the message's place in history, so a client that missed the event still learns of it.
-    changes = {"deleted": True, "deletedAt": iso(request.now)}
-    deleted = store.modify_message(company_id, message, request.identity.user_id, changes, removes=["content"])
-    tombstone = {"id": deleted.id, "conversationId": deleted.conversation_id, "deletedAt": deleted.deleted_at}
+    deleted = store.delete_message(company_id, message, request.identity.user_id, iso(request.now))
+    assert deleted.deleted_at is not None, "a deleted message carries its deletedAt"
+    tombstone = MessageRemoved(id=deleted.id, conversationId=deleted.conversation_id, deletedAt=deleted.deleted_at)
     _after_stored(
         "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:deleted", tombstone)
     )
-    return Outcome(tombstone)
+    return answer("message:delete", tombstone)
 
 
 @conversations.action("conversation:typing", Typing)
 def typing(request: Request, data: Typing) -> Outcome:
     identity = request.identity
     request.services.conversations.require(identity.company_id, data.conversation_id)
-    payload = {"conversationId": data.conversation_id, "userId": identity.user_id, "isTyping": data.is_typing}
-    _emit_to_conversation(request, data.conversation_id, "conversation:typing", payload, exclude_self=True)
-    return Outcome(payload)
+    state = TypingState(conversationId=data.conversation_id, userId=identity.user_id, isTyping=data.is_typing)
+    _emit_to_conversation(request, data.conversation_id, "conversation:typing", state, exclude_self=True)
+    return answer("conversation:typing", state)
 
 
 @conversations.action("conversation:history", History)
@@ -156,7 +163,7 @@ def history(request: Request, data: History) -> Outcome:
     limit = min(data.limit, config.history_page_max)
     found = store.messages(company_id, data.conversation_id, data.after_seq, data.before_seq, limit)
     page = history_page(found, forward=data.after is not None, max_bytes=config.limits.max_outbound_bytes)
-    return Outcome(page.public(), event="conversation:history")
+    return answer("conversation:history", page)
 
 
 @conversations.action("conversation:create", CreateConversation)
@@ -183,7 +190,7 @@ def create(request: Request, data: CreateConversation) -> Outcome:
     _after_stored("announce", lambda: runtime.messages.announce_conversation(identity.company_id, conversation))
     counts = Counts(conversations_created=1, conversations_converted=int(conversation.converted_at is not None))
     _after_stored("count", lambda: runtime.analytics.count(identity.company_id, request.now, counts))
-    return Outcome({"conversation": conversation.public()})
+    return answer("conversation:create", ConversationState(conversation=conversation))
 
 
 @conversations.action("conversation:update", UpdateConversation)
@@ -200,14 +207,13 @@ def update(request: Request, data: UpdateConversation) -> Outcome:
         _after_stored(
             "count", lambda: runtime.analytics.count(company_id, request.now, Counts(conversations_converted=1))
         )
-    return Outcome({"conversation": conversation.public()})
+    return answer("conversation:update", ConversationState(conversation=conversation))
 
 
 @conversations.action("presence:list", ListPresence)
 def presence(request: Request, data: ListPresence) -> Outcome:
-    # Room for the envelope: the rest of the 128 KiB is the list's.
-    room_for_users = request.config.limits.max_outbound_bytes - 1024
     page = request.services.connections.online_users(
-        request.identity.company_id, data.cursor, data.limit, room_for_users
+        request.identity.company_id, data.cursor, data.limit, request.config.limits.max_outbound_bytes
     )
-    return Outcome({"users": page.users, "nextCursor": page.next_cursor}, event="presence:list")
+    users = [OnlineUser.model_validate(user) for user in page.users]
+    return answer("presence:list", PresencePage(users=users, nextCursor=page.next_cursor))

@@ -15,6 +15,7 @@ from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import FrameError, InboundFrame, Outcome
+from shared.protocol.outbound import Pong, TokenRenewed, answer
 from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, Namespace, Request, read_native, websocket_entry
 from shared.wiring.services import services
@@ -28,7 +29,7 @@ common = Namespace(None)
 
 @common.action("ping", Empty)
 def ping(request: Request, _: Empty) -> Outcome:
-    return Outcome({"timestamp": iso(request.now)}, event="pong")
+    return answer("ping", Pong(timestamp=iso(request.now)))
 
 
 @common.action("auth:refresh", RefreshToken)
@@ -48,7 +49,7 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
     if request.services.access.read(renewed.company_id, renewed.user_id).refuses(renewed.issued_at):
         raise RoomcastError(ErrorCode.UNAUTHORIZED, "token is not valid")
     request.services.connections.extend(request.connection_id, renewed.exp)
-    return Outcome({"exp": renewed.exp})
+    return answer("auth:refresh", TokenRenewed(exp=renewed.exp))
 
 
 @cache
@@ -87,7 +88,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     parsed = WebSocketEvent.of(event)
     runtime = services()
     authorizer = parsed.request_context.raw_event.get("authorizer")
-    # The authorizer chose the codec at the handshake (SPEC 10), so no frame is guessed at.
+    # The authorizer chose the codec at the handshake (docs/socketio.md), so no frame is guessed at.
     if (authorizer or {}).get("codec") == Codec.SOCKETIO:
         return sockets().handle(parsed, runtime)
     frame = read_native(parsed, runtime)

@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 from websockets.sync.client import ClientConnection, connect
 
 from roomcast_local import cli
-from roomcast_local.environment import DEVELOPMENT_SECRET
+from roomcast_local.environment import DEVELOPMENT_SECRET, mint_token
 from roomcast_local.testing import RunningStack, start_stack, stop_stack
 from tests.e2e.client import company
 
@@ -138,7 +138,7 @@ class Native:
 
 @contextmanager
 def native(stack: Stack, user: str, company_id: str) -> Iterator[Native]:
-    token = cli.mint_token(user, company_id, None, 3600, DEVELOPMENT_SECRET)
+    token = mint_token(user, company_id, None, 3600, DEVELOPMENT_SECRET)
     with connect(f"{stack.running.ws_url}?token={token}", open_timeout=FIRST_CONNECTION_MS / 1000) as connection:
         yield Native(connection)
 

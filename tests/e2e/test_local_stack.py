@@ -15,7 +15,7 @@ from botocore.config import Config
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from roomcast_local.cli import mint_token
+from roomcast_local.environment import mint_token
 from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack, stop_stack
 from tests.e2e.client import Client, company
 
@@ -236,9 +236,12 @@ def test_idle_connections_are_closed_and_shutdown_disconnects_everyone() -> None
 
 
 def test_backend_services_publish_with_boto3_and_clients_receive(stack: RunningStack) -> None:
-    from shared.protocol.publishing import CampaignStarted, Emit, MessageReceived, Notify, Publisher
+    events = aws_client("events", stack)
 
-    publisher = Publisher(aws_client("events", stack), source="crm.billing")
+    def put(detail_type: str, detail: dict[str, Any]) -> None:
+        """A plain boto3 put_events, as a service without the emitter (tests/e2e/test_emitters.py) publishes."""
+        entry = {"Source": "crm.billing", "DetailType": detail_type, "Detail": json.dumps(detail)}
+        assert events.put_events(Entries=[{**entry, "EventBusName": "roomcast"}])["FailedEntryCount"] == 0
 
     async def scenario() -> None:
         acme, other = company(), company()
@@ -249,24 +252,22 @@ def test_backend_services_publish_with_boto3_and_clients_receive(stack: RunningS
         await asyncio.sleep(0.2)
         await ben.silent(0.2)
 
-        await asyncio.to_thread(publisher.publish, Notify(companyId=acme, userId="ana", type="task", title="Call back"))
+        await asyncio.to_thread(
+            put, "Notify", {"companyId": acme, "userId": "ana", "type": "task", "title": "Call back"}
+        )
         notification = (await ana.next("notification:new"))["data"]["notification"]
         assert notification["title"] == "Call back"
 
-        await asyncio.to_thread(
-            publisher.publish,
-            MessageReceived(companyId=acme, conversationId=conversation, contactId="ct-1", content="hola"),
-        )
+        received = {"companyId": acme, "conversationId": conversation, "contactId": "ct-1", "content": "hola"}
+        await asyncio.to_thread(put, "MessageReceived", received)
         assert (await ana.next("message:new"))["data"]["senderType"] == "contact"
 
-        await asyncio.to_thread(publisher.publish, CampaignStarted(companyId=acme, campaignId="k1", name="Spring"))
+        await asyncio.to_thread(put, "CampaignStarted", {"companyId": acme, "campaignId": "k1", "name": "Spring"})
         assert (await ben.next("campaign:started"))["data"] == {"campaignId": "k1", "name": "Spring"}
 
+        await asyncio.to_thread(put, "Emit", {"companyId": acme, "room": f"company:{other}", "event": "deal:won"})
         await asyncio.to_thread(
-            publisher.publish, Emit(companyId=acme, room=f"company:{other}", event="deal:won", data={})
-        )
-        await asyncio.to_thread(
-            publisher.publish, Emit(companyId=acme, room="user:ben", event="deal:won", data={"id": 1})
+            put, "Emit", {"companyId": acme, "room": "user:ben", "event": "deal:won", "data": {"id": 1}}
         )
         assert (await ben.next("deal:won"))["data"] == {"id": 1}
 

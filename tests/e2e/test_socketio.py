@@ -18,7 +18,7 @@ import pytest
 import socketio
 from websockets.asyncio.client import connect
 
-from roomcast_local.cli import mint_token
+from roomcast_local.environment import mint_token
 from roomcast_local.testing import DEVELOPMENT_SECRET, RunningStack, start_stack, stop_stack
 from tests.e2e.client import Client, company
 

@@ -1,6 +1,6 @@
 """Work deferred until after a reply: tasks handed to the deferred function by an asynchronous invocation.
 
-A request's work before its reply is bounded by its own room (SPEC section 5). What a request discovers
+A request's work before its reply is bounded by its own room (docs/protocol.md, delivery). What a request discovers
 on the way (connections gone, a user come online, a metrics push it may not make yet) is described
 here as a task and handed off; `handlers/deferred.py` carries the tasks out.
 """

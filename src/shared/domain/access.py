@@ -11,8 +11,8 @@ from shared.delivery.hub import Hub
 from shared.domain.presence import Presence
 from shared.observability import logger
 from shared.protocol.codec import Codec
-from shared.protocol.frames import encode, event_frame
-from shared.protocol.outbound import Disconnected
+from shared.protocol.frames import encode
+from shared.protocol.outbound import Disconnected, server_event
 from shared.stores.access import AccessStore
 from shared.stores.connections import Connection, ConnectionStore
 
@@ -28,7 +28,7 @@ def farewell(codec: Codec, namespaces: Iterable[str], reason: str) -> list[str]:
         from shared.protocol import socketio  # the codec only where a Socket.IO connection is kicked
 
         return [socketio.disconnect(namespace) for namespace in sorted(namespaces)]
-    return [encode(event_frame("disconnect", Disconnected(reason=reason).model_dump()))]
+    return [encode(server_event("disconnect", Disconnected(reason=reason)))]
 
 
 class Kicks:

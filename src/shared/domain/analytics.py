@@ -10,8 +10,7 @@ from shared.delivery.hub import Hub
 from shared.observability import logger
 from shared.protocol.actions import Period
 from shared.protocol.clock import iso
-from shared.protocol.frames import event_frame
-from shared.protocol.namespaces import ANALYTICS
+from shared.protocol.outbound import Figures, server_event
 from shared.protocol.rooms import analytics_room
 from shared.stores.analytics import PUSH_INTERVAL_MS, TRAILING_ABANDONED_MS, AnalyticsStore, Counts
 
@@ -27,8 +26,8 @@ def _number(item: dict[str, Any], name: str) -> float:
     return float(item.get(name, 0))
 
 
-def figures(days: list[dict[str, Any]], period: Period, now: datetime) -> dict[str, Any]:
-    """The SPEC's figures from day items. The conversion rate is capped at 1: conversations created
+def figures(days: list[dict[str, Any]], period: Period, now: datetime) -> Figures:
+    """The figures of docs/analytics.md from day items. The conversion rate is capped at 1: conversations created
     before the period can convert within it."""
     total = {
         name: sum(_number(day, name) for day in days)
@@ -43,14 +42,14 @@ def figures(days: list[dict[str, Any]], period: Period, now: datetime) -> dict[s
     }
     created = total["conversationsCreated"]
     responses = total["responseCount"]
-    return {
-        "period": str(period),
-        "totalMessages": int(total["agentMessages"] + total["contactMessages"]),
-        "totalConversations": int(created),
-        "averageResponseTime": round(total["responseSecondsSum"] / responses, 3) if responses else 0,
-        "conversionRate": round(min(1.0, total["conversationsConverted"] / created), 4) if created else 0,
-        "timestamp": iso(now),
-    }
+    return Figures(
+        period=str(period),
+        totalMessages=int(total["agentMessages"] + total["contactMessages"]),
+        totalConversations=int(created),
+        averageResponseTime=round(total["responseSecondsSum"] / responses, 3) if responses else 0,
+        conversionRate=round(min(1.0, total["conversationsConverted"] / created), 4) if created else 0,
+        timestamp=iso(now),
+    )
 
 
 class Analytics:
@@ -92,7 +91,7 @@ class Analytics:
         self._push(company_id, self._store.days(company_id, now.date(), now.date()), now)
         return True
 
-    def report(self, company_id: str, period: Period, now: datetime) -> dict[str, Any]:
+    def report(self, company_id: str, period: Period, now: datetime) -> Figures:
         first, last = period_days(period, now.date())
         return figures(self._store.days(company_id, first, last), period, now)
 
@@ -111,5 +110,5 @@ class Analytics:
         return pushed
 
     def _push(self, company_id: str, today: list[dict[str, Any]], now: datetime) -> Any:
-        frame = event_frame("metrics:update", figures(today, Period.TODAY, now), ANALYTICS)
+        frame = server_event("metrics:update", figures(today, Period.TODAY, now))
         return self._hub.emit(company_id, analytics_room(company_id), frame)

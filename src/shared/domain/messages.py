@@ -14,9 +14,8 @@ from shared.domain.analytics import Analytics
 from shared.domain.together import together
 from shared.observability import MetricUnit, metrics
 from shared.protocol.clock import iso
-from shared.protocol.frames import event_frame
 from shared.protocol.ids import message_id
-from shared.protocol.namespaces import CONVERSATIONS
+from shared.protocol.outbound import ConversationState, server_event
 from shared.protocol.records import Conversation, Message, SenderType
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.analytics import Counts
@@ -133,10 +132,10 @@ class Messages:
         metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
         if recipients is None:
             recipients = self._hub.recipients(company_id, conversation_room(message.conversation_id))
-        self._hub.deliver(recipients, event_frame("message:new", message.public(), CONVERSATIONS))
+        self._hub.deliver(recipients, server_event("message:new", message))
 
     def announce_conversation(self, company_id: str, conversation: Conversation) -> None:
-        frame = event_frame("conversation:updated", {"conversation": conversation.public()}, CONVERSATIONS)
+        frame = server_event("conversation:updated", ConversationState(conversation=conversation))
         self._hub.emit(company_id, company_room(company_id), frame)
 
     def count_agent_message(self, company_id: str, conversation: Conversation, message: Message, now: datetime) -> None:

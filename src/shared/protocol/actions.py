@@ -32,7 +32,9 @@ def without_control_characters(text: str) -> str:
     return text
 
 
-Text = Annotated[str, AfterValidator(without_control_characters)]
+# The same rule, stated in the JSON schema for those who validate from docs/asyncapi.yaml (the emitters).
+TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+Text = Annotated[str, AfterValidator(without_control_characters), Field(json_schema_extra={"pattern": TEXT_PATTERN})]
 
 
 def _content_within_limit(content: str) -> str:
@@ -43,7 +45,12 @@ def _content_within_limit(content: str) -> str:
 
 
 # A message's text, from a client (SendMessage, EditMessage) or a backend service (MessageReceived).
-Content = Annotated[Text, Field(min_length=1), AfterValidator(_content_within_limit)]
+# Documented as at most that many characters, which the byte limit implies (a character takes 1 to 4 bytes).
+Content = Annotated[
+    Text,
+    Field(min_length=1, json_schema_extra={"maxLength": limits().max_content_bytes}),
+    AfterValidator(_content_within_limit),
+]
 
 
 def validation_error(error: ValidationError, where: str = "data") -> RoomcastError:

@@ -21,7 +21,7 @@ class Codec(StrEnum):
 
 
 def codec_of(query: Mapping[str, str] | None) -> Codec:
-    """SPEC 10: a connection whose query carries `EIO=4` speaks Socket.IO; any other the native frames."""
+    """docs/socketio.md: a connection whose query carries `EIO=4` speaks Socket.IO; any other the native frames."""
     return Codec.SOCKETIO if query is not None and query.get("EIO") == ENGINE_IO_VERSION else Codec.NATIVE
 
 

@@ -7,8 +7,11 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
 
 from shared.protocol.errors import ErrorCode, RoomcastError
 
@@ -18,6 +21,7 @@ LIST_ENVELOPE_BYTES = 512
 ACTION_PATTERN = re.compile(r"^[A-Za-z0-9_.:$\-]{1,64}$")
 
 Frame = dict[str, Any]
+Entry = TypeVar("Entry")
 
 
 class FrameError(RoomcastError):
@@ -126,13 +130,29 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
-def fitting(entries: list[dict[str, Any]], max_bytes: int) -> list[dict[str, Any]]:
+class ListRoom:
+    """The one paging rule for a list in a reply (decision 0022): its entries, each measured as `encode` writes
+    it with its comma, fit in `max_bytes` less the envelope's LIST_ENVELOPE_BYTES. `admits` takes an entry in
+    when it fits, and from the first one that does not, none."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._left = max_bytes - LIST_ENVELOPE_BYTES
+
+    def admits(self, entry: Any) -> bool:
+        size = encoded_size(entry.model_dump(mode="json", by_alias=True) if isinstance(entry, BaseModel) else entry) + 1
+        if size > self._left:
+            self._left = -1
+            return False
+        self._left -= size
+        return True
+
+
+def fitting(entries: Sequence[Entry], max_bytes: int) -> list[Entry]:
     """The leading entries whose list, inside a reply's envelope, fits in `max_bytes`."""
-    kept: list[dict[str, Any]] = []
-    used = LIST_ENVELOPE_BYTES
+    room = ListRoom(max_bytes)
+    kept: list[Entry] = []
     for entry in entries:
-        used += encoded_size(entry) + 1  # and its comma
-        if used > max_bytes:
+        if not room.admits(entry):
             break
         kept.append(entry)
     return kept

@@ -25,7 +25,7 @@ class Identity(BaseModel):
     email: str | None = Field(default=None, max_length=320)
     exp: int | None = None
     codec: Codec = Codec.NATIVE
-    """How the connection speaks (docs/protocol.md), chosen at the handshake: never a token's claim."""
+    """How the connection speaks (docs/socketio.md), chosen at the handshake: never a token's claim."""
     issued_at: int | None = Field(default=None, alias="iat")
     """The token's `iat`, which a revocation is judged by; the authorizer does not pass it on."""
     sessions_ended_at: datetime | None = Field(default=None, alias="sessionsEndedAt")

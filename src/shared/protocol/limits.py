@@ -1,6 +1,6 @@
 """Sizes the protocol enforces: API Gateway's frame and message limits and the content a message may carry.
 
-Read once from the environment, so a deployment (or a test) can lower them; the defaults are the SPEC's."""
+Read once from the environment, so a deployment (or a test) can lower them; the defaults are docs/protocol.md's."""
 
 from __future__ import annotations
 

@@ -1,22 +1,24 @@
-"""What the server sends: the `data` of every event and of every action's reply, as models.
+"""What the server sends: the `data` of every event and of every action's reply, as models, and the only way
+handlers build them (`answer`, `server_event`).
 
-`docs/asyncapi.yaml` is generated from these and from the action models (`make asyncapi`); tests check
-that the frames the handlers really send validate against them."""
+`docs/asyncapi.yaml` is generated from these and from the action models (`make asyncapi`); tests/test_contract.py
+checks that every frame a session sends validates against the committed document."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from shared.protocol.errors import ErrorCode
+from shared.protocol.frames import Frame, Outcome, event_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
-from shared.protocol.records import Conversation, Message, Notification
+from shared.protocol.records import Conversation, Message, Notification, Wire
 
 
-class Outbound(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", defer_build=True)
+class Outbound(Wire):
+    model_config = ConfigDict(extra="forbid")
 
 
 class Pong(Outbound):
@@ -24,7 +26,7 @@ class Pong(Outbound):
 
 
 class TokenRenewed(Outbound):
-    exp: int = Field(description="The connection's new expiry, in seconds since the epoch")
+    exp: int | None = Field(description="The connection's new expiry, in seconds since the epoch; null: none")
 
 
 class ConversationRoom(Outbound):
@@ -69,7 +71,10 @@ class TypingState(Outbound):
 
 class HistoryPage(Outbound):
     messages: list[Message]
-    next_cursor: str | None = Field(alias="nextCursor")
+    next_cursor: int | None = Field(
+        alias="nextCursor",
+        description="The seq to pass as the same cursor (`before`, or `after`) for the next page; null at the end",
+    )
 
 
 class ConversationState(Outbound):
@@ -85,7 +90,7 @@ class OnlineUser(Outbound):
 
 class PresencePage(Outbound):
     users: list[OnlineUser]
-    next_cursor: str | None = Field(alias="nextCursor")
+    next_cursor: str | None = Field(alias="nextCursor", description="The next page's `cursor`; null at the end")
 
 
 class UserStatus(Outbound):
@@ -99,7 +104,7 @@ class NewNotification(Outbound):
 class NotificationPage(Outbound):
     notifications: list[Notification]
     unread_count: int = Field(alias="unreadCount")
-    next_cursor: str | None = Field(alias="nextCursor")
+    next_cursor: str | None = Field(alias="nextCursor", description="The next page's `cursor`; null at the end")
 
 
 class ReadReceipt(Outbound):
@@ -111,12 +116,12 @@ class AllRead(Outbound):
     count: int
 
 
-class CampaignStarted(Outbound):
+class StartedCampaign(Outbound):
     campaign_id: str = Field(alias="campaignId")
     name: str
 
 
-class ContactTagged(Outbound):
+class TaggedContact(Outbound):
     conversation_id: str = Field(alias="conversationId")
     contact_id: str = Field(alias="contactId")
     tag: str
@@ -158,8 +163,8 @@ EVENTS: dict[str, Event] = {
     "conversation:updated": Event(CONVERSATIONS, ConversationState, "A conversation of the company changed"),
     "status:online": Event(CONVERSATIONS, UserStatus, "A user of the company opened their first connection"),
     "status:offline": Event(CONVERSATIONS, UserStatus, "A user of the company closed their last connection"),
-    "campaign:started": Event(CONVERSATIONS, CampaignStarted, "Published by a backend service"),
-    "contact:tagged": Event(CONVERSATIONS, ContactTagged, "Published by a backend service"),
+    "campaign:started": Event(CONVERSATIONS, StartedCampaign, "Published by a backend service"),
+    "contact:tagged": Event(CONVERSATIONS, TaggedContact, "Published by a backend service"),
     "notification:new": Event(NOTIFICATIONS, NewNotification, "A notification for the connection's user"),
     "notification:read": Event(NOTIFICATIONS, ReadReceipt, "One of the user's notifications was read"),
     "notification:all_read": Event(NOTIFICATIONS, AllRead, "The user's notifications were all read"),
@@ -202,6 +207,28 @@ REPLIES: dict[str, Reply] = {
     "analytics:unsubscribe": Reply(AnalyticsRoom),
     "analytics:request": Reply(Figures, "analytics:update"),
 }
+
+
+# What a backend service's `Emit` may not call its event: a client could not tell it from roomcast's own.
+RESERVED_EVENT_NAMES: list[JsonValue] = [
+    *sorted(set(EVENTS) | {reply.event for reply in REPLIES.values() if reply.event is not None})
+]
+
+
+def answer(action: str, data: Outbound) -> Outcome:
+    """`action`'s answer as REPLIES documents it: of its model, and named its reply event when sent without ackId."""
+    documented = REPLIES[action]
+    if type(data) is not documented.data:
+        raise TypeError(f"{action} answers {documented.data.__name__}, not {type(data).__name__}")
+    return Outcome(data.public(), documented.event)
+
+
+def server_event(name: str, data: Wire) -> Frame:
+    """The frame of event `name` as EVENTS documents it: of its model, in its namespace."""
+    documented = EVENTS[name]
+    if type(data) is not documented.data:
+        raise TypeError(f"{name} carries {documented.data.__name__}, not {type(data).__name__}")
+    return event_frame(name, data.public(), documented.namespace)
 
 
 def check_event(name: str, data: Any) -> None:

@@ -1,60 +1,126 @@
-"""Server-side publishing: the EventBridge detail of each detail-type, and the producer API over put_events.
+"""Server-side publishing: the EventBridge detail of each detail-type, as roomcast's event handler validates it.
 
-Backend services import `Publisher`; roomcast's event handler validates with the same models."""
+Backend services do not import this (a service's own `shared` package would collide with ours): docs/asyncapi.yaml
+states these models, and the emitters (emitters/python, emitters/typescript) are generated from it."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from shared.protocol.actions import Content, Id, Text
-from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size, event_frame
+from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size
 from shared.protocol.ids import new_id
 from shared.protocol.limits import limits
 from shared.protocol.namespaces import NOTIFICATIONS
+from shared.protocol.outbound import RESERVED_EVENT_NAMES
 from shared.protocol.records import Notification
-
-if TYPE_CHECKING:
-    from mypy_boto3_events import EventBridgeClient
+from shared.protocol.rooms import ROOM_NAME_PATTERN
 
 EVENT_NAME_PATTERN = r"^[a-z][a-zA-Z0-9_]*:[a-z][a-zA-Z0-9_]*$"
 DEFAULT_BUS = "roomcast"
 
 
+@dataclass(frozen=True)
+class FrameFit:
+    """What of a detail must fit a frame, as data, so that emitters outside roomcast apply the very same rule
+    (docs/asyncapi.yaml states it as the message's `x-roomcast-frame`, decision 0081). `shape` is the JSON that
+    is measured, as `encode` writes it: `{"$detail": name}` stands for the detail's field `name`, left out when
+    absent or null; anything else stands for itself. It may take the frame limit less `headroom` bytes."""
+
+    shape: dict[str, Any]
+    headroom: int = 0
+
+    def max_bytes(self) -> int:
+        return limits().max_outbound_bytes - self.headroom
+
+    def measured(self, detail: dict[str, Any]) -> dict[str, Any]:
+        shaped: dict[str, Any] = {}
+        for name, value in self.shape.items():
+            if isinstance(value, dict) and set(value) == {DETAIL_FIELD}:
+                if detail.get(value[DETAIL_FIELD]) is not None:
+                    shaped[name] = detail[value[DETAIL_FIELD]]
+            else:
+                shaped[name] = value
+        return shaped
+
+    def check(self, detail: Detail) -> None:
+        limit = self.max_bytes()
+        if encoded_size(self.measured(detail.model_dump(mode="json", by_alias=True))) > limit:
+            raise ValueError(f"the {detail.detail_type} event would exceed the {limit}-byte frame limit")
+
+    def document(self) -> dict[str, Any]:
+        return {"maxBytes": self.max_bytes(), "shape": self.shape}
+
+
+DETAIL_FIELD = "$detail"
+
+
+def _field(name: str) -> dict[str, str]:
+    return {DETAIL_FIELD: name}
+
+
+# At their largest: an Emit's event in the longest namespace a room can give it, a notification with its id, its
+# timestamps and read, alone in a notification:list page (so it fits notification:new too).
+_AT = "2026-01-01T00:00:00.000Z"
+EMIT_FRAME = FrameFit({"event": _field("event"), "namespace": NOTIFICATIONS, "data": _field("data")})
+NOTIFICATION_FRAME = FrameFit(
+    {
+        "id": "0" * len(new_id(0)),
+        **{name: _field(name) for name in ("userId", "type", "title", "body", "data")},
+        "createdAt": _AT,
+        "readAt": _AT,
+    },
+    headroom=LIST_ENVELOPE_BYTES,
+)
+
+
 class Detail(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
     detail_type: ClassVar[str]
+    # What must fit a frame, when the detail carries something pushed as it is.
+    frame_fit: ClassVar[FrameFit | None] = None
 
     company_id: Id = Field(alias="companyId")
 
     def as_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True, exclude_none=True))
 
+    @model_validator(mode="after")
+    def _fits_a_frame(self) -> Self:
+        if self.frame_fit is not None:
+            self.frame_fit.check(self)
+        return self
+
 
 class Emit(Detail):
     """`event` with `data` to one room of the company."""
 
     detail_type: ClassVar[str] = "Emit"
-    room: str = Field(min_length=3, max_length=160)
-    event: str = Field(pattern=EVENT_NAME_PATTERN, max_length=64)
+    frame_fit: ClassVar[FrameFit | None] = EMIT_FRAME
+    room: str = Field(pattern=ROOM_NAME_PATTERN, max_length=160)
+    event: str = Field(
+        pattern=EVENT_NAME_PATTERN, max_length=64, json_schema_extra={"not": {"enum": RESERVED_EVENT_NAMES}}
+    )
     data: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _fits_a_frame(self) -> Self:
-        # Measured in the longest namespace a room can give it, so whatever the room, the event fits.
-        limit = limits().max_outbound_bytes
-        if encoded_size(event_frame(self.event, self.data, NOTIFICATIONS)) > limit:
-            raise ValueError(f"the event would exceed the {limit}-byte frame limit")
-        return self
+    @field_validator("event")
+    @classmethod
+    def _not_reserved(cls, event: str) -> str:
+        if event in RESERVED_EVENT_NAMES:
+            raise ValueError(f"{event} is one of roomcast's own events")
+        return event
 
 
 class Notify(Detail):
     """A stored notification for one user, pushed as `notification:new`."""
 
     detail_type: ClassVar[str] = "Notify"
+    frame_fit: ClassVar[FrameFit | None] = NOTIFICATION_FRAME
     user_id: Id = Field(alias="userId")
     type: Text = Field(min_length=1, max_length=64)
     title: Text = Field(min_length=1, max_length=256)
@@ -73,17 +139,6 @@ class Notify(Detail):
             createdAt=created_at,
         )
 
-    @model_validator(mode="after")
-    def _fits_a_frame(self) -> Self:
-        """Stored, the notification must fit `notification:new` and a `notification:list` page on its own,
-        read as well: measured at its largest."""
-        at = "2026-01-01T00:00:00.000Z"
-        stored = self.notification(at).model_copy(update={"read_at": at})
-        limit = limits().max_outbound_bytes - LIST_ENVELOPE_BYTES
-        if encoded_size(stored.public()) > limit:
-            raise ValueError(f"the notification would exceed the {limit}-byte frame limit")
-        return self
-
 
 class MessageReceived(Detail):
     """A message from a contact (WhatsApp, email...), stored and broadcast like any message."""
@@ -96,12 +151,16 @@ class MessageReceived(Detail):
 
 
 class CampaignStarted(Detail):
+    """`campaign:started` to the company's room."""
+
     detail_type: ClassVar[str] = "CampaignStarted"
     campaign_id: Id = Field(alias="campaignId")
     name: Text = Field(min_length=1, max_length=256)
 
 
 class ContactTagged(Detail):
+    """`contact:tagged` to the conversation's room."""
+
     detail_type: ClassVar[str] = "ContactTagged"
     conversation_id: Id = Field(alias="conversationId")
     contact_id: Id = Field(alias="contactId")
@@ -126,13 +185,23 @@ class Disconnect(Detail):
     """Given to native connections in the `disconnect` event; `kicked` when absent."""
 
 
+# ISO 8601 with a time zone, years 1970 to 9999: `2026-11-26T03:44:21Z`, `2026-11-26T05:44:21.5+02:00`.
+ISO_INSTANT = (
+    r"^(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}([.][0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+
+
 class RevokeTokens(Detail):
     """As `Disconnect`, and from now on the user's tokens issued before `issuedBefore` (or with no `iat`)
     are refused at the handshake and by `auth:refresh`."""
 
     detail_type: ClassVar[str] = "RevokeTokens"
     user_id: Id = Field(alias="userId")
-    issued_before: AwareDatetime = Field(alias="issuedBefore")
+    issued_before: AwareDatetime = Field(
+        alias="issuedBefore",
+        # What the parsing below accepts, stated in the document for the emitters, which check no formats.
+        json_schema_extra={"pattern": ISO_INSTANT},
+    )
     """ISO 8601 with a time zone (`Z` for UTC)."""
 
     @field_validator("issued_before", mode="before")
@@ -161,39 +230,3 @@ DETAIL_TYPES: dict[str, type[Detail]] = {
         RevokeTokens,
     )
 }
-
-
-class PublishError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
-class Publisher:
-    """Typed helpers over `put_events` on roomcast's bus.
-
-    publisher = Publisher(boto3.client("events"))
-    publisher.publish(Notify(companyId="acme", userId="u-1", type="task", title="Call back"))
-    """
-
-    def __init__(self, client: EventBridgeClient, bus: str = DEFAULT_BUS, source: str = "crm.backend") -> None:
-        self._client = client
-        self._bus = bus
-        self._source = source
-
-    def publish(self, detail: Detail) -> str:
-        """Put one event; returns its EventBridge id."""
-        result = self._client.put_events(
-            Entries=[
-                {
-                    "Source": self._source,
-                    "DetailType": detail.detail_type,
-                    "Detail": detail.as_json(),
-                    "EventBusName": self._bus,
-                }
-            ]
-        )
-        (entry,) = result["Entries"]
-        if "EventId" not in entry:
-            raise PublishError(entry.get("ErrorCode", "Unknown"), entry.get("ErrorMessage", ""))
-        return entry["EventId"]

@@ -5,12 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.protocol.ids import ID_PATTERN
+
 
 class RoomKind(StrEnum):
     COMPANY = "company"
     USER = "user"
     CONVERSATION = "conversation"
     ANALYTICS = "analytics"
+
+
+# A room's name as a backend service writes it: `kind:id`, the id an identifier.
+ROOM_NAME_PATTERN = f"^({'|'.join(RoomKind)}):{ID_PATTERN.removeprefix('^')}"
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
 
 DEFAULT_NAMESPACE: Final = "/"
 NAMESPACES: Final = frozenset({DEFAULT_NAMESPACE, CONVERSATIONS, NOTIFICATIONS, ANALYTICS})
-# Served by the default function whatever namespace they are emitted in (SPEC 1, "(any)").
+# Served by the default function whatever namespace they are emitted in (docs/protocol.md: those of any namespace).
 ANY_NAMESPACE_ACTIONS: Final = frozenset({"ping", "auth:refresh"})
-# The original front end's bare arguments, and the field of the action's data each one stands for (SPEC 10).
+# The original front end's bare arguments, and the field of the action's data each one stands for (docs/socketio.md).
 BARE_FIELDS: Final = {
     "join:conversation": "conversationId",
     "leave:conversation": "conversationId",
@@ -457,5 +457,5 @@ def refusal(refused: Refused) -> str:
 
 
 def server_event(frame: Frame) -> str:
-    """A native server event (`event_frame`) in the namespace that SPEC 1 gives it."""
+    """A native server event (`event_frame`) in the namespace that docs/protocol.md gives it."""
     return event(frame.get("namespace") or DEFAULT_NAMESPACE, frame["event"], frame["data"])

@@ -18,7 +18,6 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from botocore.exceptions import ClientError
 from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import ListRoom
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import Room, home_rooms
 from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
@@ -570,22 +570,20 @@ class ConnectionStore:
             raise
 
     def online_users(self, company_id: str, cursor: str | None, limit: int, max_bytes: int) -> OnlinePage:
-        """Users with an open connection, in user id order, at most `limit` of them or `max_bytes` of JSON."""
+        """Users with an open connection, in user id order: at most `limit` of them, in a reply of `max_bytes`."""
         query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(_presence_pk(company_id))}
         if cursor is not None:
             query["ExclusiveStartKey"] = {"pk": _presence_pk(company_id), "sk": cursor}
         users: list[dict[str, Any]] = []
-        size = 0
+        room = ListRoom(max_bytes)
         for items in query_pages(self._table, **query):
             for item in items:
                 if not is_present(item):
                     continue
                 user = {"userId": str(item["sk"]), "connections": len(item.get("connections", ()))}
-                entry = len(json.dumps(user)) + 1
-                if len(users) == limit or size + entry > max_bytes:
+                if len(users) == limit or not room.admits(user):
                     return OnlinePage(users, users[-1]["userId"])
                 users.append(user)
-                size += entry
         return OnlinePage(users, None)
 
     @staticmethod

@@ -275,7 +275,16 @@ class ConversationStore:
             ExpressionAttributeNames={"#flag": UNCOUNTED},
         )
 
-    def modify_message(
+    def edit_message(self, company_id: str, message: Message, author_id: str, content: str, at: str) -> Message:
+        """The author's new content, marked edited at `at`."""
+        return self._modify_message(company_id, message, author_id, {"content": content, "editedAt": at}, [])
+
+    def delete_message(self, company_id: str, message: Message, author_id: str, at: str) -> Message:
+        """A tombstone in the message's place: its content gone, marked deleted at `at`, so history keeps the
+        message's seq and a client that missed the event still learns of it."""
+        return self._modify_message(company_id, message, author_id, {"deleted": True, "deletedAt": at}, ["content"])
+
+    def _modify_message(
         self, company_id: str, message: Message, author_id: str, changes: dict[str, Any], removes: list[str]
     ) -> Message:
         """Change a message only while it is still the author's and not deleted: a race loses with `conflict`."""

@@ -35,7 +35,7 @@ def _sk(notification_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class NotificationPage:
+class NotificationSlice:
     """Notifications newest first from the cursor; `has_more` when older ones remain."""
 
     notifications: list[Notification]
@@ -59,9 +59,11 @@ class NotificationStore:
 
     def page(
         self, company_id: str, user_id: str, unread_only: bool, limit: int, cursor: str | None
-    ) -> NotificationPage:
+    ) -> NotificationSlice:
         pk = _pk(company_id, user_id)
-        query: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
+        # One more than asked: whether a next page exists is then known, so the last page says so (DynamoDB
+        # returns a LastEvaluatedKey whenever Limit is reached, which would promise an empty page).
+        query: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit + 1}
         if unread_only:
             query |= {"IndexName": UNREAD_INDEX, "KeyConditionExpression": Key(UNREAD_INDEX).eq(pk)}
         else:
@@ -71,7 +73,7 @@ class NotificationStore:
             query["ExclusiveStartKey"] = start | ({UNREAD_INDEX: pk} if unread_only else {})
         result = self._table.query(**query)
         items = result.get("Items", [])
-        return NotificationPage([_notification(item) for item in items], "LastEvaluatedKey" in result)
+        return NotificationSlice([_notification(item) for item in items[:limit]], len(items) > limit)
 
     def unread_count(self, company_id: str, user_id: str) -> int:
         pk = _pk(company_id, user_id)
