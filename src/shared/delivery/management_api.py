@@ -114,8 +114,17 @@ class ManagementApi:
         signer = self._signer.batch()
         payload_sha256 = hashlib.sha256(data).hexdigest()  # one payload for the whole batch: hashed once
         session = self._session
-        posts = (self._post(session, signer, cid, data, payload_sha256) for cid in connection_ids)
-        return list(await asyncio.gather(*posts))
+        deliveries = [Delivery.FAILED] * len(connection_ids)
+        pending = iter(enumerate(connection_ids))
+
+        async def sender() -> None:
+            # At most `concurrency` senders, each taking the next recipient when its post is answered: no task
+            # or connection waiter per recipient.
+            for index, connection_id in pending:
+                deliveries[index] = await self._post(session, signer, connection_id, data, payload_sha256)
+
+        await asyncio.gather(*(sender() for _ in range(min(self._concurrency, len(connection_ids)))))
+        return deliveries
 
     async def _post(
         self, session: aiohttp.ClientSession, signer: BatchSigner, connection_id: str, data: bytes, payload_sha256: str

@@ -34,7 +34,7 @@ from shared.protocol.rooms import Room, home_rooms
 from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 CONNECTION_SK = "conn"
 # API Gateway closes every connection after 2 hours; one still recorded well after that missed its $disconnect.
