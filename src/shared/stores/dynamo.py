@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import ConditionBase, ConditionExpressionBuilder
-from boto3.dynamodb.table import BatchWriter
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
+    from boto3.dynamodb.table import BatchWriter
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef
 
@@ -139,6 +139,8 @@ class Table:
         return response(dict(self.meta.client.query(**request({"TableName": self.name, **params}))))
 
     def batch_writer(self, overwrite_by_pkeys: list[str] | None = None) -> BatchWriter:
+        from boto3.dynamodb.table import BatchWriter  # only some writes batch: not loaded by every cold start
+
         client: Any = _BatchClient(self.meta.client)  # BatchWriter calls only its batch_write_item
         return BatchWriter(self.name, client, overwrite_by_pkeys=overwrite_by_pkeys)
 
