@@ -33,8 +33,9 @@ _DESERIALIZER = TypeDeserializer()
 # The parameters of the operations a Table makes that hold a map of attribute values, in and out.
 _MAPS_IN = ("Key", "Item", "ExclusiveStartKey")
 _MAPS_OUT = ("Item", "Attributes", "LastEvaluatedKey")
-# Condition parameters, and whether each is a key condition (boto3 builds those apart).
-_CONDITIONS = {"ConditionExpression": False, "KeyConditionExpression": True, "FilterExpression": False}
+# Condition parameters, and whether each is a key condition, in the order boto3 builds them (its placeholders
+# are numbered in that order: the same call gets the same expressions).
+_CONDITIONS = {"ConditionExpression": False, "FilterExpression": False, "KeyConditionExpression": True}
 _TRANSACT_KINDS = ("Put", "Update", "Delete", "ConditionCheck")
 NAMES, VALUES = "ExpressionAttributeNames", "ExpressionAttributeValues"
 
@@ -58,16 +59,18 @@ def request(params: dict[str, Any], builder: ConditionExpressionBuilder | None =
     for name, value in params.items():
         if name in _MAPS_IN:
             built[name] = serialize(value)
-        elif name in _CONDITIONS and isinstance(value, ConditionBase):
+        elif name not in (NAMES, VALUES):
+            built[name] = value
+    for name, is_key_condition in _CONDITIONS.items():
+        condition = params.get(name)
+        if isinstance(condition, ConditionBase):
             builder = builder or ConditionExpressionBuilder()
-            expression = builder.build_expression(value, is_key_condition=_CONDITIONS[name])
+            expression = builder.build_expression(condition, is_key_condition=is_key_condition)
             built[name] = expression.condition_expression
             if expression.attribute_name_placeholders:
                 names = {**(names or {}), **expression.attribute_name_placeholders}
             if expression.attribute_value_placeholders:
                 values = {**(values or {}), **expression.attribute_value_placeholders}
-        elif name not in (NAMES, VALUES):
-            built[name] = value
     if names is not None:
         built[NAMES] = names
     if values is not None:
