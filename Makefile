@@ -101,9 +101,10 @@ typescript: $(NODE_STAMP)
 unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM) typescript
 	$(BIN)/pytest -n auto --dist loadgroup
 
-# Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png.
+# Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png. `make bench
+# PIECES="cpu"` runs only those pieces (fanout, cpu, calls, latency, large_room, cold_start, e2e), keeping the rest.
 bench: $(STAMP)
-	PYTHONPATH=. $(BIN)/python -m bench
+	PYTHONPATH=. $(BIN)/python -m bench $(PIECES)
 
 # docs/asyncapi.yaml from the action and outbound models (tests/test_asyncapi.py checks it is current), then the
 # emitters' contract modules from it.

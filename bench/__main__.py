@@ -1,41 +1,57 @@
-"""`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png."""
+"""`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
+
+`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu) runs only those and
+keeps the other figures of bench/results.json as they were."""
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from bench import calls, cold_start, costs, e2e, fanout, large_room, latency, report
+from bench import calls, cold_start, costs, cpu, e2e, fanout, large_room, latency, report
 
 
-def main() -> None:
-    started = time.perf_counter()
-    # Fan-out first, in a small heap: after moto's tables, garbage collection alone doubles its CPU per post.
-    print("fan-out against the 20 ms stand-in ...", flush=True)
-    fanout_rows = fanout.run()
-    print("calls per operation (moto) ...", flush=True)
+def _calls() -> dict[str, Any]:
     call_counts, items_read = calls.run()
-    print("path to delivery, 5 ms DynamoDB and 20 ms posts ...", flush=True)
-    path = latency.run()
-    print("a room of 10,000 ...", flush=True)
-    large = large_room.run()
-    print("cold starts ...", flush=True)
+    return {"calls": call_counts, "items_read": items_read}
+
+
+def _cold_start() -> dict[str, Any]:
     ratios, medians = cold_start.run()
-    print("end to end through the local stack ...", flush=True)
-    e2e_figures = e2e.run()
-    results = {
-        "calls": call_counts,
-        "items_read": items_read,
-        "fanout": fanout_rows,
-        "latency": path,
-        "large_room": large,
-        "cold_start": ratios,
-        "cold_start_ms": medians,
-        "e2e": e2e_figures,
-    }
+    return {"cold_start": ratios, "cold_start_ms": medians}
+
+
+# In the order `make bench` runs them. Fan-out first, in a small heap: after moto's tables, garbage collection
+# alone doubles its CPU per post; the CPU figures next, for the same reason.
+PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
+    "fanout": ("fan-out against the 20 ms stand-in", lambda: {"fanout": fanout.run()}),
+    "cpu": ("CPU per post and per message:send (moto in its own process)", lambda: {"cpu": cpu.run()}),
+    "calls": ("calls per operation (moto)", _calls),
+    "latency": ("path to delivery, 5 ms DynamoDB and 20 ms posts", lambda: {"latency": latency.run()}),
+    "large_room": ("a room of 10,000", lambda: {"large_room": large_room.run()}),
+    "cold_start": ("cold starts", _cold_start),
+    "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
+}
+
+
+def main(chosen: list[str]) -> None:
+    unknown = [name for name in chosen if name not in PIECES]
+    if unknown:
+        raise SystemExit(f"unknown bench pieces {unknown}; choose from {list(PIECES)}")
+    started = time.perf_counter()
+    results: dict[str, Any] = json.loads(report.RESULTS.read_text()) if chosen else {}
+    for name, (title, piece) in PIECES.items():
+        if not chosen or name in chosen:
+            print(f"{title} ...", flush=True)
+            results.update(piece())
+    results.pop("costs", None)
     results["costs"] = costs.model(results)
     report.write(results)
     print(f"done in {time.perf_counter() - started:.0f} s: bench/results.json, docs/performance.md, docs/fanout.png")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

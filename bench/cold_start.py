@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -22,14 +23,17 @@ def _import_seconds(module: str) -> float:
 
 
 def run() -> tuple[dict[str, float], dict[str, float]]:
-    """Ratios to `import boto3`, and the raw medians in milliseconds. Runs are interleaved (boto3, every
-    module, boto3, ...) so that a busy moment of the machine weighs on all of them alike."""
+    """Ratios to `import boto3`, and the raw medians in milliseconds. Runs are interleaved (boto3 and every
+    module, in a new random order each round) so that a busy moment of the machine, or a place in the order,
+    weighs on all of them alike."""
     handlers = resources(load_template(), "AWS::Serverless::Function").values()
     modules = sorted({body["Properties"]["Handler"].rsplit(".", 1)[0] for body in handlers})
     samples: dict[str, list[float]] = {module: [] for module in ["boto3", *modules]}
+    order = list(samples)
     for _ in range(RUNS):
-        for module, times in samples.items():
-            times.append(_import_seconds(module))
+        random.shuffle(order)
+        for module in order:
+            samples[module].append(_import_seconds(module))
     medians = {module: statistics.median(times) for module, times in samples.items()}
     ratios = {module: round(medians[module] / medians["boto3"], 3) for module in modules}
     return ratios, {module: round(seconds * 1000, 1) for module, seconds in medians.items()}

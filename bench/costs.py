@@ -47,11 +47,20 @@ PRICES: dict[str, dict[str, Any]] = {
     },
 }
 MEMORY_GB = 0.5  # template.yaml's Globals MemorySize: 512
+# Lambda gives CPU in proportion to memory, one whole vCPU at 1,769 MB
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html); Python runs on one.
+FULL_VCPU_MB = 1769
+DYNAMODB_MS, POST_MS = 5.0, 20.0  # AWS's round trips, as the path-to-delivery bench injects them
+# What a send's reply waits for besides its CPU: the rate limit beside the reads, the write, the count's claim
+# and the counter, one after another, and the posts, which run at once.
+SEND_WAIT_MS = 4 * DYNAMODB_MS + POST_MS
+CHUNK, CHUNK_CONCURRENCY, BUDGET_CLAIM_MS = 500, 96, 5.0
 ASSUMPTIONS = {
     "write_units": "1 WRU per PutItem or UpdateItem (items under 1 KB), 2 per BatchWriteItem (two memberships)",
     "read_units": "1 RRU per GetItem or Query page (strongly consistent, under 4 KB)",
-    "send_duration": "a message:send is billed for the reply time of the path-to-delivery bench (5 ms DynamoDB, "
-    "20 ms posts), every other invocation for 20 ms",
+    "send_duration": "a message:send is billed as `memory` below says (without those figures: the reply time of "
+    "the path-to-delivery bench, 5 ms DynamoDB, 20 ms posts); every other invocation for 20 ms at 512 MB, taken as "
+    "CPU-bound, so the same GB-seconds at any memory",
     "native_ping": "a native client sends `ping` every 5 minutes (API Gateway closes a connection idle 10 minutes)",
     "socketio_heartbeat": "the server pings every 60 s (SocketIoPingInterval); each pong is a $default invocation "
     "without a DynamoDB write; the heartbeat function's own minute invocation is shared by all connections",
@@ -61,6 +70,10 @@ ASSUMPTIONS = {
     "rooms of 10",
     "excluded": "data transfer out, CloudWatch Logs and metrics, storage, free tiers, and the deferred function's "
     "work after the reply (presence announcements, trailing metrics pushes)",
+    "memory": "with `python -m bench cpu` figures, a send is billed for its CPU measured here (one core of this "
+    "machine taken as one vCPU), stretched by 1769 MB / memory below a whole vCPU, plus 4 DynamoDB round trips "
+    "in a row (5 ms) and a post (20 ms); a large room's chunk worker (500 posts, 96 at once) for the longer of "
+    "its posts' CPU so stretched and their round trips, plus a 5 ms budget claim",
 }
 OTHER_DURATION_S = 0.020
 
@@ -76,16 +89,60 @@ def dynamodb_usd(calls: dict[str, int]) -> float:
     return writes * _price("dynamodb_write_request_unit") + reads * _price("dynamodb_read_request_unit")
 
 
-def invocation_usd(seconds: float) -> float:
+def invocation_usd(seconds: float, memory_gb: float = MEMORY_GB) -> float:
     billed_ms = math.ceil(seconds * 1000)  # Lambda bills by the millisecond
-    return _price("lambda_request") + billed_ms / 1000 * MEMORY_GB * _price("lambda_gb_second_arm64")
+    return _price("lambda_request") + billed_ms / 1000 * memory_gb * _price("lambda_gb_second_arm64")
 
 
-def send_usd(calls: dict[str, int], send_seconds: float) -> float:
+def send_usd(calls: dict[str, int], send_seconds: float, memory_gb: float = MEMORY_GB) -> float:
     """One message:send: its frame in, its reply out, a post per member, its invocation and its DynamoDB calls."""
     posts = calls.get("apigatewaymanagementapi.PostToConnection", 0)
     messages = 2 + posts
-    return messages * _price("websocket_message") + invocation_usd(send_seconds) + dynamodb_usd(calls)
+    return messages * _price("websocket_message") + invocation_usd(send_seconds, memory_gb) + dynamodb_usd(calls)
+
+
+def cpu_ms_at(cpu_ms: float, memory_mb: int) -> float:
+    """CPU time measured on one core, as it runs in a function of this memory (a fraction of a vCPU below 1,769 MB;
+    Python's one thread gains nothing above)."""
+    return cpu_ms * max(1.0, FULL_VCPU_MB / memory_mb)
+
+
+def send_ms_at(cpu_ms: float, memory_mb: int) -> float:
+    return cpu_ms_at(cpu_ms, memory_mb) + SEND_WAIT_MS
+
+
+def chunk_ms_at(post_cpu_ms: float, memory_mb: int) -> float:
+    """A large room's chunk worker: its posts' CPU overlaps their round trips; the longer of the two counts."""
+    round_trips = math.ceil(CHUNK / CHUNK_CONCURRENCY) * POST_MS
+    return max(cpu_ms_at(post_cpu_ms * CHUNK, memory_mb), round_trips) + BUDGET_CLAIM_MS
+
+
+def memory_mb(function: str) -> int:
+    """A function's MemorySize in template.yaml."""
+    from roomcast_local.template import function_definitions, load_template
+
+    return function_definitions(load_template())[function].memory_mb
+
+
+def memory_model(results: dict[str, Any]) -> dict[str, float]:
+    """The send and a large room's chunk at the template's memory and at 512 MB, from the CPU figures."""
+    send_cpu, post_cpu = results["cpu"]["send_ms"], results["cpu"]["post_ms"]
+    calls = results["calls"]["message:send@10"]
+    figures: dict[str, float] = {}
+    for label, memory in (("512mb", 512), ("chosen", memory_mb("ConversationsFunction"))):
+        reply = send_ms_at(send_cpu, memory)
+        figures[f"send_reply_ms_{label}"] = round(reply, 1)
+        figures[f"million_sends_to_rooms_of_10_usd_{label}"] = round(
+            send_usd(calls, reply / 1000, memory / 1024) * 1e6, 2
+        )
+    for label, memory in (("512mb", 512), ("chosen", memory_mb("DeferredFunction"))):
+        chunk = chunk_ms_at(post_cpu, memory)
+        figures[f"chunk_of_500_ms_{label}"] = round(chunk, 1)
+        per_recipient = invocation_usd(chunk / 1000, memory / 1024) / CHUNK
+        figures[f"million_large_room_recipients_lambda_usd_{label}"] = round(per_recipient * 1e6, 3)
+    figures["conversations_memory_mb"] = memory_mb("ConversationsFunction")
+    figures["deferred_memory_mb"] = memory_mb("DeferredFunction")
+    return figures
 
 
 def connection_hour_usd(results: dict[str, Any], socketio: bool) -> float:
@@ -110,8 +167,14 @@ def connection_hour_usd(results: dict[str, Any], socketio: bool) -> float:
 
 
 def model(results: dict[str, Any]) -> dict[str, float]:
-    send_seconds = results["latency"]["reply_ms"] / 1000
-    per_send = send_usd(results["calls"]["message:send@10"], send_seconds)
+    memory = memory_model(results) if "cpu" in results else {}
+    if memory:
+        # At the template's memory, billed for the send's CPU measured by `python -m bench cpu` and its round trips.
+        send_seconds = memory["send_reply_ms_chosen"] / 1000
+        per_send = send_usd(results["calls"]["message:send@10"], send_seconds, memory["conversations_memory_mb"] / 1024)
+    else:
+        send_seconds = results["latency"]["reply_ms"] / 1000
+        per_send = send_usd(results["calls"]["message:send@10"], send_seconds)
     native_hour = connection_hour_usd(results, socketio=False)
     socketio_hour = connection_hour_usd(results, socketio=True)
     agents, hours, days, sends = 500, 8, 22, 200
@@ -123,4 +186,5 @@ def model(results: dict[str, Any]) -> dict[str, float]:
         "connection_hour_socketio_usd": round(socketio_hour, 6),
         "company_500_agents_month_native_usd": round(company_native, 2),
         "company_500_agents_month_socketio_usd": round(company_socketio, 2),
+        **memory,
     }

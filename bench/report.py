@@ -86,6 +86,11 @@ def markdown(results: dict[str, Any]) -> str:
         for row in results["fanout"]
     ]
     lines += ["", "![fan-out time against N](fanout.png)", ""]
+    if "cpu" in results:
+        lines += _table(
+            "CPU in the function's process (ms; `python -m bench cpu`, DynamoDB served by moto in its own process)",
+            results["cpu"],
+        )
     lines += _table(
         "Path to delivery of a `message:send`, room of 10 (5 ms a DynamoDB call, 20 ms a post)", results["latency"]
     )

@@ -164,7 +164,9 @@ def test_metrics_update_is_pushed_at_most_once_per_second(
 def test_two_lambdas_racing_for_the_same_second_push_once(services: Services) -> None:
     import boto3
 
-    store = AnalyticsStore(boto3.resource("dynamodb").Table("test-analytics"))
+    from shared.stores.dynamo import Table
+
+    store = AnalyticsStore(Table(boto3.client("dynamodb"), "test-analytics"))
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     store.add("acme", now, Counts(agent_messages=1))
     assert store.claim_push("acme", now) is True

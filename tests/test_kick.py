@@ -33,6 +33,7 @@ from shared.protocol.clock import iso as clock_iso
 from shared.protocol.codec import Codec
 from shared.protocol.identity import SESSIONS_ENDED_AT
 from shared.stores.access import Access, AccessStore
+from shared.stores.dynamo import Table
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -254,7 +255,7 @@ def test_revoke_refuses_older_tokens_at_the_handshake_and_keeps_fresh_and_other_
 def test_the_handshake_makes_one_read(
     graced: Services, session: boto3.session.Session, calls: CallCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    counted = AccessStore(session.resource("dynamodb").Table(settings().connections_table))
+    counted = AccessStore(Table(session.client("dynamodb"), settings().connections_table))
     monkeypatch.setattr("handlers.authorizer.access_store", lambda: counted)
     publish("RevokeTokens", {"companyId": "acme", "userId": "ana", "issuedBefore": iso(NOW - timedelta(hours=1))})
     calls.reset()

@@ -17,6 +17,7 @@ from shared.protocol.codec import Codec
 from shared.protocol.frames import event_frame
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.budget import PostBudget
+from shared.stores.dynamo import Table
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -213,7 +214,7 @@ def test_chunk_workers_stay_within_the_posts_per_second_budget(
 
 
 def test_two_budgets_on_one_table_share_one_second(aws: None) -> None:
-    table = boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"])
+    table = Table(boto3.client("dynamodb"), TABLE_NAMES["ConnectionsTable"])
     first, second = PostBudget(table, 10), PostBudget(table, 10)
     now = datetime(2026, 11, 26, 3, 44, 21, 100000, tzinfo=UTC)
     assert first.take(4, now) == 4

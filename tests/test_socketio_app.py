@@ -31,6 +31,7 @@ from shared.protocol.identity import Identity
 from shared.protocol.records import Conversation
 from shared.protocol.rooms import company_room
 from shared.stores.connections import ConnectionStore
+from shared.stores.dynamo import Table
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
 from shared.wiring.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
@@ -198,7 +199,7 @@ class GoneUntil:
 
 
 def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_client_would(aws: None) -> None:
-    store = ConnectionStore(boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]), 60, 10)
+    store = ConnectionStore(Table(boto3.client("dynamodb"), TABLE_NAMES["ConnectionsTable"]), 60, 10)
     now = [0.0]
     pauses: list[float] = []
 

@@ -52,7 +52,9 @@ def access_store() -> AccessStore:
     """The one store the authorizer reads (kick and revoke), built on first use; no other store or client."""
     import boto3
 
-    return AccessStore(boto3.resource("dynamodb").Table(settings().connections_table))
+    from shared.stores.dynamo import Table
+
+    return AccessStore(Table(boto3.client("dynamodb"), settings().connections_table))
 
 
 @instrumented(correlation_id_path="requestContext.requestId")

@@ -18,7 +18,7 @@ from shared.protocol.clock import iso
 from shared.stores.dynamo import update_if
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 
 @dataclass(frozen=True)

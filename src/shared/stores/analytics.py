@@ -18,7 +18,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from shared.stores.dynamo import query_pages, update_if
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 # At most one metrics:update per company per second; the claims below enforce it.
 PUSH_INTERVAL_MS = 1000

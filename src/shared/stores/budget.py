@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from shared.stores.dynamo import conditional_check_failed
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 # A second's counter outlives its second only long enough for a late claim to find it.
 _KEEP_SECONDS = 120

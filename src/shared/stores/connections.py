@@ -37,7 +37,7 @@ from shared.protocol.rooms import Room, home_rooms
 from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 CONNECTION_SK = "conn"
 # API Gateway closes every connection after 2 hours; one still recorded well after that missed its $disconnect.
@@ -389,7 +389,7 @@ class ConnectionStore:
         item = self._table.get_item(
             Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
         ).get("Item")
-        listed: set[str] = (item or {}).get("connections", set())  # type: ignore[assignment]
+        listed: set[str] = (item or {}).get("connections", set())
         found = (self.get(str(connection_id)) for connection_id in sorted(listed))
         return [connection for connection in found if connection is not None]
 

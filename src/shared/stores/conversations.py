@@ -35,7 +35,7 @@ from shared.stores.dynamo import (
 )
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 CONVERSATION_SK = "#conversation"
 MESSAGE_PREFIX = "msg#"

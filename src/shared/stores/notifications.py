@@ -20,7 +20,7 @@ from shared.protocol.records import Notification
 from shared.stores.dynamo import conditional_check_failed, put_once, query_pages
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 UNREAD_INDEX = "unread"
 PREFIX = "n#"

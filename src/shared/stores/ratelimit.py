@@ -19,7 +19,7 @@ from shared.stores.connections import connection_key
 from shared.stores.dynamo import conditional_check_failed
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
+    from shared.stores.dynamo import Table
 
 _DESERIALIZE = TypeDeserializer()
 
