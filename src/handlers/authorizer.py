@@ -14,6 +14,7 @@ from shared.domain.tokens import InvalidToken, jwt_secret, verify_token
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.codec import codec_of
 from shared.protocol.identity import origin_allowed
+from shared.protocol.recovery import recovery_asked
 from shared.wiring.settings import settings
 
 BEARER = "bearer "
@@ -67,7 +68,8 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         logger.info("handshake with invalid token", extra={"reason": str(error)})
         return _deny(request)
     # The codec rides in the context to every route, so $default knows how to read a frame without a lookup.
-    identity = identity.model_copy(update={"codec": codec_of(event.get("queryStringParameters"))})
+    query = event.get("queryStringParameters")
+    identity = identity.model_copy(update={"codec": codec_of(query), "recovery": recovery_asked(query)})
     logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
     metrics.add_metric(name="HandshakesAccepted", unit=MetricUnit.Count, value=1)
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(

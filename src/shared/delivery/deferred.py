@@ -73,6 +73,8 @@ class SessionOpened(_Task):
 class Recipient(_Task):
     connection_id: str = Field(alias="connectionId")
     codec: Codec = Codec.NATIVE
+    since: int | None = None
+    """A session's membership: the journal position from which it hears this room (decision 0065)."""
 
 
 class RoomBroadcast(_Task):
@@ -84,6 +86,8 @@ class RoomBroadcast(_Task):
     """The room's name (`conversation:c-1`); its members are read under the company's key."""
     frame: dict[str, Any]
     exclude: str | None = None
+    position: int | None = None
+    """The event's journal position, when it is recoverable."""
 
 
 class BroadcastChunk(_Task):
@@ -94,6 +98,7 @@ class BroadcastChunk(_Task):
     room: str
     frame: dict[str, Any]
     recipients: tuple[Recipient, ...]
+    position: int | None = None
 
 
 AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened | RoomBroadcast | BroadcastChunk

@@ -54,8 +54,11 @@ class Presence:
                 exclude=task.connection_id,
             )
 
-    def disconnect(self, connection_id: str, now: datetime) -> None:
-        self._announce_offline([self._store.close(connection_id, now)])
+    def disconnect(self, connection_id: str, now: datetime) -> Closed | None:
+        """Forget the connection; returns what was closed (None: nothing was recorded)."""
+        closed = self._store.close(connection_id, now)
+        self._announce_offline([closed])
+        return closed
 
     def forget_gone(self, recipients: Iterable[GoneRecipient], now: datetime) -> int:
         """Forget connections `@connections` answered 410 for, but not one whose $connect may still have been

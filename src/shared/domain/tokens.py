@@ -31,7 +31,9 @@ def verify_token(token: str, secret: str, leeway_seconds: int) -> Identity:
             options={"require": list(REQUIRED_CLAIMS)},
         )
         # How the connection speaks is the handshake's to say (SPEC 10), whatever the token claims.
-        return Identity.model_validate({name: value for name, value in claims.items() if name != "codec"})
+        return Identity.model_validate(
+            {name: value for name, value in claims.items() if name not in ("codec", "recovery")}
+        )
     except (jwt.InvalidTokenError, ValidationError) as error:
         raise InvalidToken(type(error).__name__) from error
 

@@ -21,6 +21,8 @@ class Identity(BaseModel):
     exp: int | None = None
     codec: Codec = Codec.NATIVE
     """How the connection speaks (SPEC 10), chosen at the handshake: never a token's claim."""
+    recovery: bool = False
+    """The connection asked for sessions (`recovery=1` in its query, decision 0065): chosen at the handshake."""
 
     @field_validator("user_id", "company_id", mode="before")
     @classmethod
@@ -29,6 +31,12 @@ class Identity(BaseModel):
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
+
+    @field_validator("recovery", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        """API Gateway passes context values to routes as strings: `"1"`."""
+        return value in (1, "1", True, "true")
 
     @field_validator("exp", mode="before")
     @classmethod
@@ -53,6 +61,8 @@ class Identity(BaseModel):
             context["exp"] = self.exp
         if self.codec is not Codec.NATIVE:
             context["codec"] = str(self.codec)
+        if self.recovery:
+            context["recovery"] = 1
         return context
 
 

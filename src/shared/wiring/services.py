@@ -5,6 +5,7 @@ bench alike; an entry point fetches them with `services()` and passes them on (d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -16,13 +17,17 @@ from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.analytics import Analytics
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
+from shared.domain.sessions import RecoveryPolicy, Sessions
 from shared.protocol.clock import Clock, SystemClock
+from shared.protocol.recovery import MAX_CONNECTION_LIFE
 from shared.stores.analytics import AnalyticsStore
 from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
+from shared.stores.journal import Journal
 from shared.stores.notifications import NotificationStore
 from shared.stores.ratelimit import RateLimiter
+from shared.stores.sessions import SessionStore
 from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
@@ -43,6 +48,7 @@ class Services:
     analytics: Analytics
     messages: Messages
     limiter: RateLimiter
+    sessions: Sessions
     session: boto3.session.Session
     config: Settings
     _lazy: dict[str, Any] = field(default_factory=dict)
@@ -70,7 +76,18 @@ def build_services(
     session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
     connections_table = dynamodb.Table(config.connections_table)
-    connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
+    recovery_table = dynamodb.Table(config.recovery_table)
+    window = timedelta(seconds=config.recovery_window_seconds)
+    # A journal entry must outlive any session that may still replay it: its last connection's life, then the window.
+    retention = window + MAX_CONNECTION_LIFE
+    journal = Journal(recovery_table, retention)
+    connections = ConnectionStore(
+        connections_table,
+        config.connection_ttl_seconds,
+        config.max_rooms_per_connection,
+        journal=journal,
+        tombstone_life=retention,
+    )
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
         credentials = session.get_credentials()
@@ -92,7 +109,9 @@ def build_services(
         budget=PostBudget(connections_table, config.posts_per_second),
         clock=clock or SystemClock(),
     )
-    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
+    hub = Hub(
+        connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms, journal=journal, clock=clock
+    )
     conversations = ConversationStore(dynamodb.Table(config.conversations_table))
     analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
 
@@ -105,6 +124,8 @@ def build_services(
             member_reads.Table(config.connections_table),
             config.connection_ttl_seconds,
             config.max_rooms_per_connection,
+            journal=journal,
+            tombstone_life=retention,
         )
         return Readers(
             seq=ConversationStore(seq_reads.Table(config.conversations_table)),
@@ -123,6 +144,13 @@ def build_services(
         analytics=analytics,
         messages=Messages(conversations, hub, analytics, readers),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
+        sessions=Sessions(
+            SessionStore(recovery_table, retention),
+            journal,
+            connections,
+            hub,
+            RecoveryPolicy(window=window, max_events=config.recovery_max_events),
+        ),
         session=session,
         config=config,
     )
