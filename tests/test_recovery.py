@@ -30,6 +30,7 @@ from shared.stores.connections import ConnectionStore
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
+from tests.conftest import CallCounter
 
 CONVERSATIONS = "/conversations"
 
@@ -41,6 +42,10 @@ class RecoveringPeer(SocketIoPeer):
         event = super()._socketio(event)
         event["requestContext"]["authorizer"]["recovery"] = "1"
         return event
+
+    def connect(self) -> RecoveringPeer:
+        super().connect()
+        return self
 
     def drop(self, code: int = 1006) -> None:
         """The network took the connection: API Gateway's $disconnect, with the close code it saw."""
@@ -212,9 +217,7 @@ def test_a_late_disconnect_of_the_old_connection_leaves_the_recovered_session_al
     assert contents(again) == []  # nothing was missed
 
 
-def replaced_settings(
-    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, **changes: Any
-) -> Services:
+def replaced_settings(gateway: RecordingGateway, deferred: QueuedDeferrer, **changes: Any) -> Services:
     built = build_services(
         dataclasses.replace(settings(), **changes), gateway=gateway, session=boto3.session.Session(), deferrer=deferred
     )
@@ -225,7 +228,7 @@ def replaced_settings(
 def test_past_the_window_or_past_the_most_events_a_reconnection_is_a_new_session(
     services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, conversation: str
 ) -> None:
-    replaced_settings(services, gateway, deferred, recovery_max_events=2)
+    replaced_settings(gateway, deferred, recovery_max_events=2)
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
@@ -266,10 +269,24 @@ def test_a_connection_without_recovery_gets_no_pid_and_no_offsets(
     assert len(packet.data) == 2  # a handler of fixed arity gets what it always got
 
 
+def test_recording_an_event_costs_the_same_whatever_the_rooms_size(
+    services: Services, gateway: RecordingGateway, calls: CallCounter
+) -> None:
+    frame = event_frame("campaign:started", {"id": "k"}, CONVERSATIONS)
+    costs = []
+    for members in (1, 40):
+        for index in range(members):
+            RecoveringPeer(gateway, f"m{members}-{index}", f"u{index}", f"co{members}").connect().open()
+        calls.reset()
+        services.hub.record(f"co{members}", company_room(f"co{members}"), frame)
+        costs.append(dict(calls.calls))
+    assert costs[0] == costs[1] == {"dynamodb.Query": 1, "dynamodb.PutItem": 1}
+
+
 # ---- interleavings of the hand-over, each played deterministically ----
 
 
-def hooked_attach(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None]) -> None:
+def hooked_attach(monkeypatch: pytest.MonkeyPatch, before: Callable[[], object]) -> None:
     """Run `before` once, just before a session's memberships are first written."""
     real = ConnectionStore.attach
     calls = [0]
