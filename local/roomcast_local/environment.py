@@ -19,6 +19,10 @@ _SUB = re.compile(r"\$\{([^}]+)\}")
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT", "TMPDIR")
 
 
+# Template settings the stack's own environment overrides, for every function that has them (docs/local-stack.md).
+DEVELOPER_SETTINGS = ("RECOVERY_WINDOW_SECONDS", "RECOVERY_MAX_EVENTS")
+
+
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
@@ -174,6 +178,10 @@ def worker_environment(
         POWERTOOLS_LOG_LEVEL="INFO" if verbose else "WARNING",
         PYTHONUNBUFFERED="1",
     )
+    # A developer may shorten what the template sets for every function: `RECOVERY_WINDOW_SECONDS=30 make run`.
+    for name in DEVELOPER_SETTINGS:
+        if name in environment and os.environ.get(name):
+            environment[name] = os.environ[name]
     # The secret's ARN is a condition of the template; locally the secret comes from JWT_SECRET_KEY_CALL.
     environment.pop("JWT_SECRET_ARN", None)
     if function_uses_origins(template, function):

@@ -60,11 +60,15 @@ class RunningStack:
         return "".join(self.output)
 
 
-def start_stack(*arguments: str, dynamodb: str | None = None) -> RunningStack:
+def start_stack(
+    *arguments: str, dynamodb: str | None = None, environment: dict[str, str] | None = None
+) -> RunningStack:
     """`roomcast serve --port 0 *arguments`, once it says it is ready. Its DynamoDB is its own (moto), or
     `dynamodb`, an endpoint that outlives the stack (a restart keeps the data); the caller's AWS endpoints
-    are not passed on."""
+    are not passed on. `environment`: settings a developer would export (`RECOVERY_WINDOW_SECONDS=...`)."""
+    given = environment or {}
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT_URL")}
+    environment.update(given)
     environment.pop("DYNAMODB_ENDPOINT", None)
     if dynamodb is not None:
         environment["DYNAMODB_ENDPOINT"] = dynamodb
