@@ -13,7 +13,15 @@ from typing import Any
 import boto3
 import pytest
 
-from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway, SocketIoPeer, deliver, lifecycle_event
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    RecordingGateway,
+    SocketIoPeer,
+    deliver,
+    lifecycle_event,
+    message_event,
+)
 from shared.domain.messages import agent_draft
 from shared.protocol import socketio
 from shared.protocol.frames import event_frame
@@ -393,6 +401,106 @@ def test_company_presence_events_are_replayed_to_the_company_room_and_typing_is_
     names = [name for name, _, _ in back.events()]
     assert "campaign:started" in names
     assert "conversation:typing" not in names
+
+
+# ---- native frames ----
+
+
+class NativeSession(Peer):
+    """A native connection with `?recovery=1` (and, to recover, `&session=...&offset=...`) in its query."""
+
+    def connect_with(self, query: dict[str, str] | None = None) -> NativeSession:
+        event = lifecycle_event("connect", self.connection_id, self.user_id, self.company_id)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        event["queryStringParameters"] = {"token": "t", "recovery": "1", **(query or {})}
+        deliver(event)
+        return self
+
+    def act(self, action: str, data: dict[str, Any] | None = None, ack_id: str | None = "1") -> dict[str, Any]:
+        frame: dict[str, Any] = {"action": action, "data": data or {}, "ackId": ack_id}
+        event = message_event(self.connection_id, self.user_id, self.company_id, frame)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        reply = deliver(event)
+        assert reply is not None
+        return reply
+
+    def drop(self, code: int) -> None:
+        event = lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        event["requestContext"]["disconnectStatusCode"] = code
+        deliver(event)
+
+    def session(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.received("session")[-1]
+        return data
+
+    def last_offset(self) -> str:
+        offset: str = [frame for frame in self.received() if "offset" in frame][-1]["offset"]
+        return offset
+
+
+def test_a_native_session_recovers_with_its_session_id_and_offset_in_the_query(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    first = ana.session()
+    assert first["data"]["recovered"] is False
+    assert first["offset"].isdigit()
+    session_id = first["data"]["sessionId"]
+    assert ana.ok("join:conversation", {"conversationId": conversation})
+    send(ben, conversation, "before")
+    assert ana.received("message:new")[-1]["offset"] == ana.last_offset()
+    offset = ana.last_offset()
+    ana.drop(1006)
+    send(ben, conversation, "gap")
+
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    frames = back.received()
+    names = [frame["event"] for frame in frames]
+    assert names.index("message:new") < names.index("session")
+    assert [frame["data"]["content"] for frame in back.received("message:new")] == ["gap"]
+    assert back.session()["data"] == {"sessionId": session_id, "recovered": True}
+    send(ben, conversation, "after")
+    assert [frame["data"]["content"] for frame in back.received("message:new")] == ["gap", "after"]
+    # A plain native connection's frames are as they were: no offset.
+    plain = Peer(gateway, "cid-1", "cid", "acme").connect()
+    plain.ok("join:conversation", {"conversationId": conversation})
+    send(ben, conversation, "plain")
+    assert "offset" not in plain.received("message:new")[-1]
+
+
+def test_a_native_close_with_1000_ends_the_session_and_any_other_keeps_it(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    kept = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id, offset = kept.session()["data"]["sessionId"], kept.last_offset()
+    kept.drop(1001)
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    assert back.session()["data"] == {"sessionId": session_id, "recovered": True}
+    back.drop(1000)
+    again = NativeSession(gateway, "ana-3", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    assert again.session()["data"]["recovered"] is False
+    assert again.session()["data"]["sessionId"] != session_id
+
+
+def test_a_session_started_before_a_kick_never_recovers(services: Services, gateway: RecordingGateway) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    kicked_at = "2099-01-01T00:00:00.000Z"  # the authorizer's sessionsEndedAt, later than the session's start
+
+    class Kicked(RecoveringPeer):
+        def _socketio(self, event: dict[str, Any]) -> dict[str, Any]:
+            event = super()._socketio(event)
+            event["requestContext"]["authorizer"]["sessionsEndedAt"] = kicked_at
+            return event
+
+    back = Kicked(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] != pid
+    assert back.events()[-1][:2] == ("session", {"recovered": False})
 
 
 # ---- the decision, a plain function ----

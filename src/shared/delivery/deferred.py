@@ -70,6 +70,18 @@ class SessionOpened(_Task):
     connection_id: str = Field(alias="connectionId")
 
 
+class NativeSessionOpened(_Task):
+    """A native connection with `recovery=1`: once its $connect has returned, recover the session its query
+    named (`session`, `offset`) or start one, and join its rooms (decision 0066)."""
+
+    kind: Literal["native-session"] = "native-session"
+    connection_id: str = Field(alias="connectionId")
+    identity: dict[str, Any]
+    """The authorizer's context, as $connect got it."""
+    session: str | None = None
+    offset: str | None = None
+
+
 class Recipient(_Task):
     connection_id: str = Field(alias="connectionId")
     codec: Codec = Codec.NATIVE
@@ -101,7 +113,9 @@ class BroadcastChunk(_Task):
     position: int | None = None
 
 
-AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened | RoomBroadcast | BroadcastChunk
+AnyTask = (
+    ConnectionsGone | UserOnline | MetricsDue | SessionOpened | NativeSessionOpened | RoomBroadcast | BroadcastChunk
+)
 Task = Annotated[AnyTask, Field(discriminator="kind")]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
+from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, NativeSessionOpened, SessionOpened, UserOnline
 from shared.delivery.hub import Hub
 from shared.protocol.codec import Codec
 from shared.protocol.identity import Identity
@@ -15,12 +15,17 @@ from shared.protocol.rooms import company_room
 from shared.stores.connections import Closed, ConnectionStore, Opened
 
 
-def connect_tasks(connection_id: str, identity: Identity, first: bool) -> list[AnyTask]:
-    """What a $connect hands off: a Socket.IO connection's open packet, and a user's first connection's
-    `status:online` (only the connection that made the user online announces it)."""
+def connect_tasks(
+    connection_id: str, identity: Identity, first: bool, native_session: NativeSessionOpened | None = None
+) -> list[AnyTask]:
+    """What a $connect hands off: a Socket.IO connection's open packet, a native session's (re)connection,
+    and a user's first connection's `status:online` (only the connection that made the user online
+    announces it)."""
     tasks: list[AnyTask] = []
     if identity.codec is Codec.SOCKETIO:
         tasks.append(SessionOpened(connectionId=connection_id))
+    elif identity.recovery and native_session is not None:
+        tasks.append(native_session)
     if first:
         tasks.append(UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id))
     return tasks
@@ -32,13 +37,16 @@ class Presence:
         self._hub = hub
         self._deferrer = deferrer
 
-    def connect(self, connection_id: str, identity: Identity, now: datetime) -> None:
+    def connect(
+        self, connection_id: str, identity: Identity, now: datetime, native_session: NativeSessionOpened | None = None
+    ) -> None:
         """Record the connection (raises ConnectionRefused if it closed meanwhile). A user's first
         connection is announced after $connect returns: the company may be large. A Socket.IO connection's
-        open packet can only be posted after $connect returns, so it is handed off too."""
+        open packet, and a native session's replay, can only be posted after $connect returns, so they are
+        handed off too."""
         first = self._store.open(connection_id, identity, now)
         try:
-            for task in connect_tasks(connection_id, identity, first):
+            for task in connect_tasks(connection_id, identity, first, native_session):
                 self._deferrer.defer(task)
         except Exception:
             self._store.close(connection_id, now)  # the handshake fails: nothing of it stays recorded

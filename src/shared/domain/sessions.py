@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, logger, metrics
+from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.codec import Codec, encode_event
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
@@ -62,6 +63,15 @@ class Greeting:
 
     connected: Callable[[str, str], str] | None
     """(sid, pid) to the CONNECT reply's text."""
+    connecting: bool = False
+    """The connection's $connect may not have returned yet (a native session, run by the deferred function):
+    API Gateway answers 410 until it has, so the first post is retried meanwhile."""
+
+
+# As the open packet's (decision 0038): a client waits about as long for its first frame.
+FIRST_POST_WAIT_SECONDS = 20.0
+_FIRST_RETRY_SECONDS = 0.005
+_LONGEST_RETRY_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -91,12 +101,15 @@ class Sessions:
         connections: ConnectionStore,
         hub: Hub,
         policy: RecoveryPolicy,
+        *,
+        clock: Clock | None = None,
     ) -> None:
         self._store = store
         self._journal = journal
         self._connections = connections
         self._hub = hub
         self._policy = policy
+        self._clock = clock or SystemClock()
 
     def open(
         self,
@@ -136,7 +149,9 @@ class Sessions:
             texts.append(greeting.connected(state.sid, state.pid))
         hello = session_frame(claim.namespace, state.pid, recovered)
         texts.append(encode_event(hello, codec, offset_text(cut)).decode("utf-8"))
-        if not self._post(connection_id, texts):
+        if greeting.connecting and not self._first_post(connection_id, texts[0]):
+            return Opened(state.pid, state.sid, recovered, len(replay), reason)
+        if not self._post(connection_id, texts[1:] if greeting.connecting else texts):
             return Opened(state.pid, state.sid, recovered, len(replay), reason)
         self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=rooms, cut=cut)
         if recovered:
@@ -218,6 +233,24 @@ class Sessions:
             if not pending:
                 return
         raise RoomcastError(ErrorCode.INTERNAL, "could not join the session's rooms")
+
+    def _first_post(self, connection_id: str, text: str) -> bool:
+        """Post once $connect has returned: a 410 is retried, backing off from 5 ms to 100 ms, for as long as
+        a client waits, or until the connection's record says it closed (checked about once a second)."""
+        data = text.encode("utf-8")
+        clock = self._clock
+        deadline = clock.now() + timedelta(seconds=FIRST_POST_WAIT_SECONDS)
+        pause = _FIRST_RETRY_SECONDS
+        attempts = 0
+        while (delivery := self._hub.offer(connection_id, data)) is Delivery.GONE:
+            attempts += 1
+            if clock.now() + timedelta(seconds=pause) > deadline:
+                return False
+            if pause == _LONGEST_RETRY_SECONDS and attempts % 10 == 0 and self._connections.get(connection_id) is None:
+                return False
+            clock.sleep(pause)
+            pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
+        return delivery is Delivery.DELIVERED
 
     def _post(self, connection_id: str, texts: list[str]) -> bool:
         """Post in order, each after the last was accepted; False when the connection is gone."""

@@ -200,8 +200,9 @@ class ConnectionStore:
                 raise ConnectionRefused(connection_id) from error
         try:
             with self._table.batch_writer() as batch:
-                # A Socket.IO client must hear its open packet first: it joins its rooms once that is sent.
-                for key in keys if identity.codec is Codec.NATIVE else ():
+                # A Socket.IO client must hear its open packet first: it joins its rooms once that is sent. A
+                # native session joins them at a cut of the journal, after $connect returns (`attach`).
+                for key in keys if identity.codec is Codec.NATIVE and not identity.recovery else ():
                     batch.put_item(Item=self._membership(key, connection_id, identity, expires))
                 batch.put_item(
                     Item={

@@ -150,6 +150,7 @@ def build_services(
             connections,
             hub,
             RecoveryPolicy(window=window, max_events=config.recovery_max_events),
+            clock=clock,
         ),
         session=session,
         config=config,
