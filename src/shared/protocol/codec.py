@@ -32,7 +32,7 @@ def encode_event(frame: Frame, codec: Codec, offset: str | None = None) -> bytes
         return encode(frame if offset is None else {**frame, "offset": offset}).encode("utf-8")
     from shared.protocol.socketio import server_event
 
-    return server_event(frame, offset).encode("utf-8")
+    return (server_event(frame) if offset is None else server_event(frame, offset)).encode("utf-8")
 
 
 def encodings(frame: Frame, codecs: Iterable[Codec]) -> dict[Codec, bytes]:
