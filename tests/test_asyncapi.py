@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,10 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from roomcast_local.asyncapi import document, namespaces, render
-from roomcast_local.testing import Peer, RecordingGateway, publish
+from roomcast_local.asyncapi import OFFSET, document, namespaces, render
+from roomcast_local.testing import Peer, RecordingGateway, deliver, lifecycle_event, publish
 from shared.protocol.outbound import EVENTS, REPLIES, ErrorDetail, check_event
+from shared.protocol.recovery import VOLATILE_EVENTS
 from shared.wiring.services import Services
 from tests.conftest import make_token
 
@@ -93,8 +95,12 @@ def _check(frame: dict[str, Any], action: str | None, seen: set[str]) -> None:
         seen.add(f"reply {action}")
         return
     check_event(frame["event"], frame["data"])
+    if "offset" in frame:  # a session's event: only the recoverable ones carry one (documented as OFFSET)
+        assert frame["event"] not in VOLATILE_EVENTS, frame
+        assert re.fullmatch(OFFSET["pattern"], frame["offset"]), frame
+        seen.add("offset")
     if frame["event"] in EVENTS:
-        assert frame["namespace"] == EVENTS[frame["event"]].namespace, frame
+        assert frame.get("namespace") == EVENTS[frame["event"]].namespace, frame
         seen.add(f"event {frame['event']}")
 
 
@@ -105,6 +111,12 @@ def test_every_frame_a_session_of_every_action_sends_is_as_documented(
     ana = Peer(gateway, "ana-1", "ana", "acme").connect()
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     cleo = Peer(gateway, "cleo-1", "cleo", "acme").connect()
+    # A native session (recovery=1) hears everything with offsets, and its own `session` event.
+    opening = lifecycle_event("connect", "dora-1", "dora", "acme")
+    opening["requestContext"]["authorizer"]["recovery"] = "1"
+    opening["queryStringParameters"] = {"token": "t", "recovery": "1"}
+    deliver(opening)
+    dora = Peer(gateway, "dora-1", "dora", "acme")
 
     def both(peer: Peer, action: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         """The action with an ackId, then without: the ack's data and the reply event."""
@@ -153,11 +165,11 @@ def test_every_frame_a_session_of_every_action_sends_is_as_documented(
     both(ana, "leave:conversation", {"conversationId": conversation})
     cleo.disconnect()
 
-    for peer in (ana, ben):
+    for peer in (ana, ben, dora):
         for frame in peer.received():
             _check(frame, None, seen)
     documented = {f"reply {action}" for action in REPLIES}
-    documented |= {f"event {name}" for name in EVENTS}
+    documented |= {f"event {name}" for name in EVENTS} | {"offset"}
     assert documented - seen == set()
 
 
