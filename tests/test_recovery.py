@@ -359,6 +359,28 @@ def test_a_send_that_read_its_room_before_the_memberships_still_reaches_the_sess
     assert contents(back) == ["raced"]
 
 
+def test_a_connection_that_drops_during_its_hand_over_leaves_the_session_whole(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    short = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    # Its replay and greeting were posted, then it dropped before its memberships were written; its client
+    # never got the replay (the posts went nowhere), so it comes back with the same offset.
+    hooked_attach(monkeypatch, short.drop)
+    short.open(auth={"pid": pid, "offset": offset})
+    send(ben, conversation, "while away again")
+    back = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+    assert contents(back) == ["missed", "while away again"]
+    send(ben, conversation, "live")
+    assert contents(back) == ["missed", "while away again", "live"]
+
+
 def test_two_reconnections_with_one_pid_at_once_recover_one_and_start_a_new_session_for_the_other(
     services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,6 +68,8 @@ def scenario(stack: RunningStack, name: str) -> None:
         check=False,
         cwd=ROOT,
     )
+    if "RECOVERY_STACK_LOG" in os.environ:  # the whole log, for a failure's post-mortem
+        Path(os.environ["RECOVERY_STACK_LOG"]).write_text(stack.log() + finished.stdout + finished.stderr)
     assert finished.returncode == 0, finished.stdout + finished.stderr + "\n--- stack log ---\n" + stack.log()[-4000:]
     assert "all passed" in finished.stdout
 

@@ -41,7 +41,7 @@ from shared.protocol.recovery import (
     valid_pid,
 )
 from shared.protocol.rooms import Room, company_room, parse_room, user_room
-from shared.stores.connections import TRANSACTION_ROOMS, ConnectionStore, JournalMoved
+from shared.stores.connections import TRANSACTION_ROOMS, ConnectionGone, ConnectionStore, JournalMoved
 from shared.stores.journal import Journal
 from shared.stores.sessions import SessionStore
 
@@ -91,6 +91,11 @@ def home_rooms_of(namespace: str, identity: Identity) -> tuple[Room, ...]:
 
 def _room_name(company_id: str, key: str) -> str:
     return key.removeprefix(f"room#{company_id}#")
+
+
+def _keys(company_id: str, names: list[str]) -> list[tuple[str, str]]:
+    """(name, storage key) of each room name (the names a record's keys gave back)."""
+    return [(name, room.key(company_id)) for name in names if (room := parse_room(name)) is not None]
 
 
 class Sessions:
@@ -149,15 +154,23 @@ class Sessions:
             texts.append(greeting.connected(state.sid, state.pid))
         hello = session_frame(claim.namespace, state.pid, recovered)
         texts.append(encode_event(hello, codec, offset_text(cut)).decode("utf-8"))
+        # Since when the session is in each room: a restored room since it joined it, a new one from now (not
+        # this hand-over's cut: should this connection drop before the replay reached its client, the next
+        # recovery must still replay everything after the offset the client holds). Named on the record first,
+        # so that whatever happens to this connection from here on, its session's next recovery finds them.
+        joined = {name: cut + 1 if since is None else since for name, since in rooms.items()}
+        keyed = {key: joined[name] for name, key in _keys(company_id, sorted(joined))}
+        self._connections.remember(connection_id, keyed, (claim.namespace, state.pid))
+        opened = Opened(state.pid, state.sid, recovered, len(replay), reason)
         if greeting.connecting and not self._first_post(connection_id, texts[0]):
-            return Opened(state.pid, state.sid, recovered, len(replay), reason)
+            return opened
         if not self._post(connection_id, texts[1:] if greeting.connecting else texts):
-            return Opened(state.pid, state.sid, recovered, len(replay), reason)
-        self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=rooms, cut=cut)
+            return opened
+        self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut)
         if recovered:
             metrics.add_metric(name="SessionsRecovered", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="EventsReplayed", unit=MetricUnit.Count, value=len(replay))
-        return Opened(state.pid, state.sid, recovered, len(replay), reason)
+        return opened
 
     def _plan(
         self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
@@ -206,28 +219,38 @@ class Sessions:
         *,
         namespace: str,
         state: SessionState,
-        rooms: Mapping[str, int | None],
+        rooms: Mapping[str, int],
         cut: int,
     ) -> None:
+        """Step 3: the memberships at a cut, with a catch-up each time an event took the cut's position."""
         company_id = identity.company_id
         pending = dict(rooms)
         holders = {state.connection_id, connection_id}
+        session = (namespace, state.pid)
         for _ in range(HAND_OVER_ATTEMPTS):
             batch = sorted(pending)[:TRANSACTION_ROOMS]
-            keys = [room.key(company_id) for room in map(parse_room, batch) if room is not None]
             try:
-                self._connections.attach(connection_id, identity, keys, cut, (namespace, state.pid))
+                self._connections.attach(
+                    connection_id,
+                    identity,
+                    {key: pending[name] for name, key in _keys(company_id, batch)},
+                    cut,
+                    session,
+                )
             except JournalMoved:
                 span = self._journal.read_after(company_id, cut, self._policy.max_events * SCAN_PER_EVENT)
                 if span is None or not span.complete:
                     raise RuntimeError("the journal moved too far during a hand-over") from None
-                texts = [
-                    self._text(entry, identity.codec) for entry in missed(span.entries, pending, namespace, holders)
-                ]
-                if not self._post(connection_id, texts):
+                catch_up = missed(span.entries, dict(pending), namespace, holders)
+                if not self._post(connection_id, [self._text(entry, identity.codec) for entry in catch_up]):
                     return
                 cut = span.head
                 continue
+            except ConnectionGone:
+                # Gone before its memberships were written: its record names the rooms (`remember`), and the
+                # window starts now.
+                self._store.disconnected(state.pid, connection_id, self._clock.now())
+                return
             for name in batch:
                 del pending[name]
             if not pending:

@@ -18,7 +18,7 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,14 @@ from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import Room, home_rooms
-from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
+from shared.stores.dynamo import (
+    CONDITION_FAILED,
+    TransactionCancelled,
+    conditional_check_failed,
+    query_pages,
+    transact,
+    update_if,
+)
 from shared.stores.journal import Journal
 
 if TYPE_CHECKING:
@@ -134,6 +141,10 @@ class Opened:
     connection_id: str
     identity: Identity
     bucket: str
+
+
+class ConnectionGone(Exception):
+    """The connection closed before a session's rooms were written on it."""
 
 
 class JournalMoved(Exception):
@@ -524,20 +535,20 @@ class ConnectionStore:
         return {str(key): int(str(since)) for key, since in item.get("joined", {}).items()}
 
     def attach(
-        self, connection_id: str, identity: Identity, room_keys: Iterable[str], cut: int, session: tuple[str, str]
+        self, connection_id: str, identity: Identity, rooms: Mapping[str, int], cut: int, session: tuple[str, str]
     ) -> None:
-        """Write a session's memberships, each hearing its room from `cut + 1`, on the condition that no
-        event is at `cut + 1` yet; and name the session (namespace, pid) on the record. Raises JournalMoved
-        when one is (nothing written), `conflict` when the connection is closed. Up to 98 rooms at once."""
+        """Write a session's memberships (`rooms`: room key to the position the session has been in it since),
+        each hearing its room live from `cut + 1`, on the condition that no event is at `cut + 1` yet; and
+        name the session (namespace, pid) and its rooms on the record. Raises JournalMoved when one is
+        (nothing written), ConnectionGone when the connection closed (nothing written: `remember`). Up to 98
+        rooms at once."""
         if self._journal is None:
             raise RuntimeError("sessions need the journal")
-        keys = sorted(set(room_keys))
+        keys = sorted(rooms)
         if len(keys) > TRANSACTION_ROOMS:
             raise ValueError(f"at most {TRANSACTION_ROOMS} rooms in one attach")
         since = cut + 1
-        names = {"#ns": session[0]} | {f"#r{index}": key for index, key in enumerate(keys)}
-        values: dict[str, Any] = {":pid": session[1], ":since": since}
-        expression = "SET sessions.#ns = :pid" + "".join(f", joined.#r{index} = :since" for index in range(len(keys)))
+        expression, names, values = _session_update(rooms, session)
         if keys:
             expression += " ADD rooms :rooms"
             values[":rooms"] = set(keys)
@@ -570,8 +581,21 @@ class ConnectionStore:
         if reasons[1].get("Code") == CONDITION_FAILED:
             raise JournalMoved
         if reasons[0].get("Code") == CONDITION_FAILED:
-            raise _closed()
+            raise ConnectionGone(connection_id)
         raise TransactionCancelled([str(reason.get("Code")) for reason in reasons])
+
+    def remember(self, connection_id: str, rooms: Mapping[str, int], session: tuple[str, str]) -> None:
+        """A session's connection closed before its rooms were written: name them on its tombstone all the
+        same, since the session's next recovery reads its rooms there."""
+        expression, names, values = _session_update(rooms, session)
+        update_if(
+            self._table,
+            Key=connection_key(connection_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk) AND attribute_exists(joined)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     @staticmethod
     def _membership(
@@ -584,6 +608,15 @@ class ConnectionStore:
         if since is not None:
             item["since"] = since
         return item
+
+
+def _session_update(rooms: Mapping[str, int], session: tuple[str, str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The record's update naming a session and its rooms (with the position it has been in each since)."""
+    keys = sorted(rooms)
+    names = {"#ns": session[0]} | {f"#r{index}": key for index, key in enumerate(keys)}
+    values: dict[str, Any] = {":pid": session[1]} | {f":s{index}": rooms[key] for index, key in enumerate(keys)}
+    expression = "SET sessions.#ns = :pid" + "".join(f", joined.#r{index} = :s{index}" for index in range(len(keys)))
+    return expression, names, values
 
 
 def _closed() -> RoomcastError:
