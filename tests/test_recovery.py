@@ -425,6 +425,42 @@ def test_company_presence_events_are_replayed_to_the_company_room_and_typing_is_
     assert "conversation:typing" not in names
 
 
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"pid": 12, "offset": "1"},
+        {"pid": "p" * 22, "offset": "1"},  # well formed, unknown
+        {"pid": None, "offset": None},
+        {"pid": "x" * 5000, "offset": "9" * 400},
+        {"pid": ["a"], "offset": {"b": 1}},
+        {"offset": "-1"},
+    ],
+)
+def test_a_malformed_or_unknown_claim_is_a_new_session_never_an_error(
+    services: Services, gateway: RecordingGateway, auth: dict[str, Any]
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open(auth=auth)
+    assert ana.connect_reply()["sid"] == "ana-1/conversations"
+    assert ana.events() == [("session", {"recovered": False}, ana.last_offset())]
+
+
+def test_a_real_pid_with_a_bad_offset_is_a_new_session_and_the_session_stays(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    for bad in ("nope", str(int(offset) + 1000), "0"):
+        probe = RecoveringPeer(gateway, f"ana-{bad}", "ana", "acme").connect()
+        probe.open(auth={"pid": pid, "offset": bad})
+        assert probe.connect_reply()["pid"] != pid
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+
+
 # ---- native frames ----
 
 
@@ -490,6 +526,11 @@ def test_a_native_session_recovers_with_its_session_id_and_offset_in_the_query(
     plain.ok("join:conversation", {"conversationId": conversation})
     send(ben, conversation, "plain")
     assert "offset" not in plain.received("message:new")[-1]
+
+
+def test_a_native_session_id_that_is_not_one_is_a_new_session(services: Services, gateway: RecordingGateway) -> None:
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with({"session": "x" * 300, "offset": "abc"})
+    assert ana.session()["data"]["recovered"] is False
 
 
 def test_a_native_close_with_1000_ends_the_session_and_any_other_keeps_it(
