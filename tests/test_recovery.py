@@ -461,6 +461,25 @@ def test_a_real_pid_with_a_bad_offset_is_a_new_session_and_the_session_stays(
     assert back.connect_reply()["pid"] == pid
 
 
+def test_a_recovered_analytics_session_gets_todays_figures_instead_of_the_missed_updates(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    boss = RecoveringPeer(gateway, "boss-1", "boss", "acme").connect()
+    boss.open("/analytics")
+    assert '"ok":true' in str(boss.send('42/analytics,1["analytics:subscribe"]'))
+    pid, offset = boss.connect_reply()["pid"], boss.last_offset()
+    boss.drop()
+    send(ben, conversation, "counted")
+    back = RecoveringPeer(gateway, "boss-2", "boss", "acme").connect()
+    back.open("/analytics", auth={"pid": pid, "offset": offset})
+    names = [name for name, _, _ in back.events()]
+    assert names[-2:] == ["session", "metrics:update"]
+    figures = back.events()[-1]
+    assert figures[1]["totalMessages"] >= 1
+    assert figures[2] is None  # volatile: no offset
+
+
 # ---- native frames ----
 
 

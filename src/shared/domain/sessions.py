@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
@@ -26,7 +27,9 @@ from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.codec import Codec, encode_event
 from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.frames import event_frame
 from shared.protocol.identity import Identity
+from shared.protocol.namespaces import ANALYTICS
 from shared.protocol.recovery import (
     Claim,
     Entry,
@@ -40,7 +43,7 @@ from shared.protocol.recovery import (
     session_frame,
     valid_pid,
 )
-from shared.protocol.rooms import Room, company_room, parse_room, user_room
+from shared.protocol.rooms import Room, analytics_room, company_room, parse_room, user_room
 from shared.stores.connections import TRANSACTION_ROOMS, ConnectionGone, ConnectionStore, JournalMoved
 from shared.stores.journal import Journal
 from shared.stores.sessions import SessionStore
@@ -108,13 +111,17 @@ class Sessions:
         policy: RecoveryPolicy,
         *,
         clock: Clock | None = None,
+        metrics_now: Callable[[str, datetime], dict[str, Any]] | None = None,
     ) -> None:
+        """`metrics_now`: today's figures of a company, sent to a recovered session in its analytics room in
+        place of the `metrics:update` events it missed (volatile, so not replayed)."""
         self._store = store
         self._journal = journal
         self._connections = connections
         self._hub = hub
         self._policy = policy
         self._clock = clock or SystemClock()
+        self._metrics_now = metrics_now
 
     def open(
         self,
@@ -167,6 +174,9 @@ class Sessions:
         if not self._post(connection_id, texts[1:] if greeting.connecting else texts):
             return opened
         self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut)
+        if recovered and self._metrics_now is not None and analytics_room(company_id).name in rooms:
+            latest = event_frame("metrics:update", self._metrics_now(company_id, now), ANALYTICS)
+            self._post(connection_id, [encode_event(latest, codec).decode("utf-8")])
         if recovered:
             metrics.add_metric(name="SessionsRecovered", unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="EventsReplayed", unit=MetricUnit.Count, value=len(replay))

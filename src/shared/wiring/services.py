@@ -18,6 +18,7 @@ from shared.domain.analytics import Analytics
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
 from shared.domain.sessions import RecoveryPolicy, Sessions
+from shared.protocol.actions import Period
 from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.recovery import MAX_CONNECTION_LIFE
 from shared.stores.analytics import AnalyticsStore
@@ -151,6 +152,7 @@ def build_services(
             hub,
             RecoveryPolicy(window=window, max_events=config.recovery_max_events),
             clock=clock,
+            metrics_now=lambda company_id, now: analytics.report(company_id, Period.TODAY, now),
         ),
         session=session,
         config=config,
