@@ -29,7 +29,7 @@ import boto3
 from moto import mock_aws
 
 from roomcast_local.template import create_tables, load_template
-from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway
+from roomcast_local.testing import Peer, QueuedDeferrer, QueuedDelayer, RecordingGateway
 from shared.protocol.rooms import conversation_room
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
@@ -84,7 +84,11 @@ def bench_world(
         # What a request hands off runs in another function after its reply: counted apart, not here.
         deferrer = QueuedDeferrer()
         deferrer.auto = False
-        runtime.install(build_services(settings(), gateway=gateway, session=session, deferrer=deferrer))
+        # A grace's end is sent to the delay queue and runs in another function: counted apart, like the above.
+        delayer = QueuedDelayer()
+        runtime.install(
+            build_services(settings(), gateway=gateway, session=session, deferrer=deferrer, delayer=delayer)
+        )
         try:
             yield counting, gateway
         finally:

@@ -96,8 +96,12 @@ def send_usd(calls: dict[str, int], send_seconds: float) -> float:
 
 def connection_hour_usd(results: dict[str, Any], socketio: bool) -> float:
     calls = results["calls"]
+    # The authorizer's one read (the user's access item, kick and revoke) beside $connect's and $disconnect's calls.
     lifecycle = (
-        3 * invocation_usd(OTHER_DURATION_S) + dynamodb_usd(calls["connect"]) + dynamodb_usd(calls["disconnect"])
+        3 * invocation_usd(OTHER_DURATION_S)
+        + dynamodb_usd({"dynamodb.GetItem": 1})
+        + dynamodb_usd(calls["connect"])
+        + dynamodb_usd(calls["disconnect"])
     )
     hour = 60 * _price("websocket_connection_minute") + lifecycle / 2
     if socketio:

@@ -32,13 +32,16 @@ os.environ.update(
     POWERTOOLS_TRACE_DISABLED="true",
     POWERTOOLS_METRICS_NAMESPACE="roomcast-tests",
     POWERTOOLS_LOG_LEVEL="WARNING",
+    # Most tests expect status:offline at once; the grace's own tests set it (tests/test_presence_grace.py).
+    PRESENCE_GRACE_SECONDS="0",
+    DELAY_QUEUE_URL="https://sqs.us-east-1.amazonaws.com/123456789012/test-delay",
 )
 # Only moto or the local stack may answer: a real endpoint must never be reached.
 for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
     os.environ.pop(variable, None)
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
-from roomcast_local.testing import QueuedDeferrer, RecordingGateway  # noqa: E402
+from roomcast_local.testing import QueuedDeferrer, QueuedDelayer, RecordingGateway  # noqa: E402
 from shared.stores.connections import CONNECT_GRACE  # noqa: E402
 from shared.wiring import services as runtime  # noqa: E402
 from shared.wiring.services import Services, build_services  # noqa: E402
@@ -89,6 +92,11 @@ def deferred(monkeypatch: pytest.MonkeyPatch) -> QueuedDeferrer:
 
 
 @pytest.fixture
+def delayed() -> QueuedDelayer:
+    return QueuedDelayer()
+
+
+@pytest.fixture
 def settled(monkeypatch: pytest.MonkeyPatch) -> None:
     """410s are met later than the grace a young connection gets (a 410 during its $connect is no proof it
     is gone), so connections the test just opened can be found gone."""
@@ -107,10 +115,16 @@ def calls(session: boto3.session.Session) -> CallCounter:
 
 @pytest.fixture
 def services(
-    aws: None, gateway: RecordingGateway, deferred: QueuedDeferrer, session: boto3.session.Session, calls: CallCounter
+    aws: None,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    session: boto3.session.Session,
+    calls: CallCounter,
 ) -> Iterator[Services]:
-    """The handlers' services, with @connections recorded, handed-off work queued and every AWS call counted."""
-    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred)
+    """The handlers' services, with @connections recorded, handed-off and delayed work queued and every AWS call
+    counted."""
+    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
     runtime.install(built)
     yield built
     runtime.install(None)

@@ -164,8 +164,10 @@ def test_every_frame_a_session_of_every_action_sends_is_as_documented(
     both(ana, "analytics:unsubscribe")
     both(ana, "leave:conversation", {"conversationId": conversation})
     cleo.disconnect()
+    dan = Peer(gateway, "dan-1", "dan", "acme").connect()
+    assert publish("Disconnect", {"companyId": "acme", "userId": "dan", "reason": "bye"})["status"] == "applied"
 
-    for peer in (ana, ben, dora):
+    for peer in (ana, ben, dan, dora):
         for frame in peer.received():
             _check(frame, None, seen)
     documented = {f"reply {action}" for action in REPLIES}

@@ -19,6 +19,11 @@ from tests.conftest import SECRET, make_token
 HANDLER = "handlers.authorizer.handler"
 
 
+@pytest.fixture(autouse=True)
+def tables(aws: None) -> None:
+    """The authorizer reads the user's access item (kick and revoke): moto's tables answer."""
+
+
 def handshake(token: str | None = None, header: str | None = None) -> dict[str, Any]:
     event = copy.deepcopy(load_event("authorizer"))
     event.pop("queryStringParameters")

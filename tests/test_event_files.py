@@ -26,7 +26,8 @@ EXPECTED_REPLY: dict[str, tuple[str, bool] | None] = {
 FILES = sorted(path.stem for path in EVENTS.glob("*.json"))
 BUS_FILES = [name for name in FILES if name.startswith("bus-")]
 SCHEDULE_FILES = [name for name in FILES if name.startswith("schedule-")]
-ROUTE_FILES = [name for name in FILES if name not in {*BUS_FILES, *SCHEDULE_FILES, "authorizer"}]
+QUEUE_FILES = [name for name in FILES if name.startswith("queue-")]
+ROUTE_FILES = [name for name in FILES if name not in {*BUS_FILES, *SCHEDULE_FILES, *QUEUE_FILES, "authorizer"}]
 
 
 @pytest.fixture
@@ -62,7 +63,7 @@ def test_there_is_an_event_for_every_route_and_the_authorizer() -> None:
     assert "authorizer" in FILES
 
 
-def test_the_authorizer_event_is_allowed() -> None:
+def test_the_authorizer_event_is_allowed(aws: None) -> None:
     policy = invoke(api().handlers[str(api().authorizer_function)], load_event("authorizer"))
     assert policy["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     assert policy["context"]["companyId"] == "acme"
@@ -115,6 +116,26 @@ def test_there_is_an_event_for_every_scheduled_function() -> None:
 def test_each_scheduled_event_runs_its_function(seeded: Services, name: str) -> None:
     result = invoke(SCHEDULED[_function_of_schedule_file(name)], load_event(name))
     assert result in ({"companies": 0}, {"swept": 0}, {"pinged": 0})
+
+
+QUEUED = {
+    logical: body["Properties"]["Handler"]
+    for logical, body in resources(load_template(), "AWS::Serverless::Function").items()
+    if any(event["Type"] == "SQS" for event in body["Properties"].get("Events", {}).values())
+}
+
+
+def test_there_is_an_event_for_every_function_a_queue_feeds() -> None:
+    """queue-delayed -> DelayedFunction"""
+    assert {name.removeprefix("queue-").title() + "Function" for name in QUEUE_FILES} == set(QUEUED)
+
+
+def test_the_delayed_event_ends_a_grace_that_is_not_running_without_an_announcement(
+    seeded: Services, gateway: RecordingGateway
+) -> None:
+    before = gateway.calls
+    assert invoke(QUEUED["DelayedFunction"], load_event("queue-delayed")) == {"batchItemFailures": []}
+    assert gateway.calls == before
 
 
 def test_events_are_shaped_as_api_gateway_sends_them() -> None:

@@ -13,8 +13,18 @@ import pytest
 
 from roomcast_local import testing
 from roomcast_local.template import load_template, resources
-from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway, SocketIoPeer, invoke, publish
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    QueuedDelayer,
+    RecordingGateway,
+    SocketIoPeer,
+    invoke,
+    publish,
+    run_delayed,
+)
 from shared.delivery.deferred import AnyTask
+from shared.delivery.delayed import DelayedTask
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
 from shared.wiring.settings import settings
@@ -49,6 +59,16 @@ class RecordingDeferrer(QueuedDeferrer):
         super().defer(task)
 
 
+class RecordingDelayer(QueuedDelayer):
+    def __init__(self, recorder: ActionRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def delay(self, task: DelayedTask, seconds: int) -> None:
+        self.recorder.record("sqs:SendMessage", "DelayQueue")
+        super().delay(task, seconds)
+
+
 class ActionRecorder:
     """(IAM action, resource) per function, from boto3's parameters and the @connections stand-in."""
 
@@ -57,6 +77,7 @@ class ActionRecorder:
         self.used: dict[str, set[tuple[str, str]]] = defaultdict(set)
         self.gateway = RecordingGatewayWithActions(self)
         self.deferrer = RecordingDeferrer(self)
+        self.delayer = RecordingDelayer(self)
 
     def record(self, action: str, resource: str) -> None:
         self.used[self.current].add((action, resource))
@@ -111,7 +132,18 @@ def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Ite
     recorder = ActionRecorder()
     session = boto3.session.Session()
     session.events.register("before-parameter-build", recorder.boto)
-    runtime.install(build_services(settings(), gateway=recorder.gateway, session=session, deferrer=recorder.deferrer))
+    # With a presence grace, every close that leaves a user without a connection sends its end to the queue.
+    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", "30")
+    settings.cache_clear()
+    runtime.install(
+        build_services(
+            settings(),
+            gateway=recorder.gateway,
+            session=session,
+            deferrer=recorder.deferrer,
+            delayer=recorder.delayer,
+        )
+    )
 
     real_deliver = testing.deliver
 
@@ -127,6 +159,7 @@ def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setattr(testing, "invoke", invoke_as)
     yield recorder
     runtime.install(None)
+    settings.cache_clear()
 
 
 def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder) -> None:
@@ -180,6 +213,12 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     socketio_scenario(recorder)
     recovery_scenario(recorder, conversation)
     ana.disconnect()
+    run_delayed()
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    SocketIoPeer(gateway, "dan-2", "dan", "acme").connect().send("40/conversations,")
+    publish("Disconnect", {"companyId": "acme", "userId": "dan", "reason": "r"})
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    publish("RevokeTokens", {"companyId": "acme", "userId": "eve", "issuedBefore": "2026-11-26T03:44:21Z"})
 
     assert set(recorder.used) >= {
         "HeartbeatFunction",
@@ -193,6 +232,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
         "BackendEventsFunction",
         "SweepFunction",
         "DeferredFunction",
+        "DelayedFunction",
     }
     missing = {
         function: sorted(used - granted(function))

@@ -358,3 +358,15 @@ def test_a_stopping_stack_refuses_new_upgrades_so_reconnecting_clients_cannot_ho
             assert not stack.websocket.connections
 
     asyncio.run(scenario())
+
+
+def test_a_variable_set_from_a_parameter_takes_the_developers_value() -> None:
+    """`PRESENCE_GRACE_SECONDS=2 make run`: the template sets it from PresenceGraceSeconds, as a deploy would."""
+    template = load_template()
+    developer = {"PRESENCE_GRACE_SECONDS": "2", "DELAY_QUEUE_URL": "elsewhere", "CONNECTIONS_TABLE": "other"}
+    environment = function_environment(template, "DisconnectFunction", "local", developer=developer)
+    assert environment["PRESENCE_GRACE_SECONDS"] == "2"
+    # What is not a parameter stays the template's: a queue and a table are the stack's own.
+    assert environment["DELAY_QUEUE_URL"].endswith("/000000000000/DelayQueue")
+    assert environment["CONNECTIONS_TABLE"] == "ConnectionsTable"
+    assert function_environment(template, "DisconnectFunction", "local")["PRESENCE_GRACE_SECONDS"] == "30"

@@ -25,13 +25,12 @@ from roomcast_local.testing import (
 from shared.domain.messages import agent_draft
 from shared.protocol import socketio
 from shared.protocol.frames import event_frame
-from shared.protocol.identity import Identity
+from shared.protocol.identity import Identity, identity_from_authorizer
 from shared.protocol.recovery import (
     Claim,
     Refusal,
     SessionState,
     refusal,
-    sessions_ended_at,
 )
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.connections import ConnectionStore
@@ -637,10 +636,14 @@ def test_the_recovery_decision(session: SessionState | None, claim: Claim, expec
 
 
 def test_sessions_ended_at_is_read_from_the_authorizer_context_and_tolerates_its_absence() -> None:
-    assert sessions_ended_at(None, NOW) is None
-    assert sessions_ended_at({"userId": "ana"}, NOW) is None
-    assert sessions_ended_at({"sessionsEndedAt": "2026-12-01T11:00:00.000Z"}, NOW) == NOW - timedelta(hours=1)
-    assert sessions_ended_at({"sessionsEndedAt": "not a time"}, NOW) == NOW  # on a doubt, ended
+    assert identity_from_authorizer({"userId": "ana", "companyId": "acme"}).sessions_ended_at is None
+    kicked = identity_from_authorizer(
+        {"userId": "ana", "companyId": "acme", "sessionsEndedAt": "2026-12-01T11:00:00.000Z"}
+    )
+    assert kicked.sessions_ended_at == NOW - timedelta(hours=1)
+    session = state(created_at=NOW - timedelta(hours=2))
+    claim = Claim(kicked, CONVERSATIONS, 12, kicked.sessions_ended_at)
+    assert refusal(session, claim, head=20, now=NOW, window=timedelta(hours=2)) is Refusal.ENDED_BY_KICK
 
 
 @pytest.fixture(autouse=True)

@@ -82,7 +82,28 @@ def test_functions_have_least_privilege() -> None:
             if "execute-api:ManageConnections" in actions:
                 targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 assert all("${WebSocketApi}/${StageName}/" in target["Fn::Sub"] for target in targets)
-    assert all("dynamodb" not in str(statement) for statement in statements("AuthorizerFunction"))
+    # The authorizer reads one item per handshake, the user's access item (kick and revoke), and nothing else.
+    reads = [statement for statement in statements("AuthorizerFunction") if "dynamodb" in str(statement)]
+    assert reads == [
+        {
+            "Effect": "Allow",
+            "Action": "dynamodb:GetItem",
+            "Resource": {"Fn::GetAtt": ["ConnectionsTable", "Arn"]},
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["access#*"]}},
+        }
+    ]
+
+
+def test_a_delay_queue_holds_no_longer_than_sqs_can_and_its_failures_are_kept() -> None:
+    grace = TEMPLATE["Parameters"]["PresenceGraceSeconds"]
+    assert (grace["Default"], grace["MinValue"], grace["MaxValue"]) == (30, 0, 900)
+    queue = resources(TEMPLATE, "AWS::SQS::Queue")["DelayQueue"]["Properties"]
+    (due,) = FUNCTIONS["DelayedFunction"]["Properties"]["Events"].values()
+    assert due["Properties"]["Queue"] == {"Fn::GetAtt": ["DelayQueue", "Arn"]}
+    assert due["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # Lambda asks for a visibility timeout of at least six times the function's timeout.
+    assert queue["VisibilityTimeout"] >= 6 * FUNCTIONS["DelayedFunction"]["Properties"]["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["DelayDeadLetterQueue", "Arn"]}
 
 
 def test_api_gateway_may_invoke_only_from_this_api() -> None:

@@ -19,12 +19,12 @@ _SUB = re.compile(r"\$\{([^}]+)\}")
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "SYSTEMROOT", "TMPDIR")
 
 
-# Template settings the stack's own environment overrides, for every function that has them (docs/local-stack.md).
-DEVELOPER_SETTINGS = ("RECOVERY_WINDOW_SECONDS", "RECOVERY_MAX_EVENTS")
-
-
 def function_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def queue_arn(name: str) -> str:
+    return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
 
 
 def references(template: dict[str, Any], stage: str | None = None) -> dict[str, str]:
@@ -55,6 +55,11 @@ def references(template: dict[str, Any], stage: str | None = None) -> dict[str, 
         deployed = resolve(body["Properties"].get("FunctionName"), refs) or name
         refs[name] = deployed
         refs[f"{name}.Arn"] = function_arn(deployed)
+    for name in resources(template, "AWS::SQS::Queue"):
+        # A queue's Ref is its URL; the local SQS finds the queue by the URL's last part, whatever its host.
+        refs[name] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+        refs[f"{name}.Arn"] = queue_arn(name)
+        refs[f"{name}.QueueName"] = name
     for name, bus in resources(template, "AWS::Events::EventBus").items():
         bus_name = resolve(bus["Properties"]["Name"], refs) or name
         refs[name] = bus_name
@@ -109,15 +114,22 @@ _INTRINSICS: dict[str, Callable[[Any, dict[str, str]], str | None]] = {
 }
 
 
-def function_environment(template: dict[str, Any], function: str, stage: str | None = None) -> dict[str, str]:
-    """Globals' variables overlaid with the function's own, as Lambda merges them."""
+def function_environment(
+    template: dict[str, Any], function: str, stage: str | None = None, developer: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Globals' variables overlaid with the function's own, as Lambda merges them. A variable the template
+    sets from a parameter (`!Ref PresenceGraceSeconds`) takes the value of the same-named variable in
+    `developer` (the environment `make run` was started in) when set there, as a deploy's parameter would."""
     refs = references(template, stage)
+    parameters = template.get("Parameters", {})
     globals_ = template.get("Globals", {}).get("Function", {})
     own = template["Resources"][function]["Properties"]
     environment: dict[str, str] = {}
     for source in (globals_, own):
         for name, value in source.get("Environment", {}).get("Variables", {}).items():
-            resolved = resolve(value, refs)
+            from_parameter = isinstance(value, dict) and value.get("Ref") in parameters
+            resolved = (developer or {}).get(name) if from_parameter and name in (developer or {}) else None
+            resolved = resolved if resolved is not None else resolve(value, refs)
             if resolved is None:
                 environment.pop(name, None)
             else:
@@ -156,7 +168,7 @@ def worker_environment(
 ) -> dict[str, str]:
     """The whole environment of one function's workers: nothing leaks from the stack's own but what starts Python."""
     environment = {name: os.environ[name] for name in _INHERITED if name in os.environ}
-    environment.update(function_environment(template, function, endpoints.stage))
+    environment.update(function_environment(template, function, endpoints.stage, developer=dict(os.environ)))
     environment.update(
         AWS_LAMBDA_FUNCTION_NAME=function,
         AWS_REGION=REGION,
@@ -172,16 +184,13 @@ def worker_environment(
         AWS_ENDPOINT_URL_DYNAMODB=endpoints.dynamodb,
         AWS_ENDPOINT_URL_LAMBDA=endpoints.stack_url,
         AWS_ENDPOINT_URL_EVENTBRIDGE=endpoints.stack_url,
+        AWS_ENDPOINT_URL_SQS=endpoints.stack_url,
         JWT_SECRET_KEY_CALL=secret,
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_DISABLED="false" if verbose else "true",
         POWERTOOLS_LOG_LEVEL="INFO" if verbose else "WARNING",
         PYTHONUNBUFFERED="1",
     )
-    # A developer may shorten what the template sets for every function: `RECOVERY_WINDOW_SECONDS=30 make run`.
-    for name in DEVELOPER_SETTINGS:
-        if name in environment and os.environ.get(name):
-            environment[name] = os.environ[name]
     # The secret's ARN is a condition of the template; locally the secret comes from JWT_SECRET_KEY_CALL.
     environment.pop("JWT_SECRET_ARN", None)
     if function_uses_origins(template, function):

@@ -126,10 +126,7 @@ class EventBridgeApi:
         self.functions = functions
         self.spawn = spawn
 
-    def routes(self, app: web.Application) -> None:
-        app.router.add_post("/", self._put_events)
-
-    async def _put_events(self, request: web.Request) -> web.Response:
+    async def put_events(self, request: web.Request) -> web.Response:
         target = request.headers.get("X-Amz-Target", "")
         json_type = "application/x-amz-json-1.1"
         if target != "AWSEvents.PutEvents":

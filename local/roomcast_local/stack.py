@@ -1,6 +1,7 @@
-"""The local stack: API Gateway's WebSocket API and @connections, Lambda's Invoke API and EventBridge PutEvents
-on one port, running the functions template.yaml names in worker processes of their own, with DynamoDB in a
-process of its own (moto) or at DYNAMODB_ENDPOINT. Each part lives in its own module."""
+"""The local stack: API Gateway's WebSocket API and @connections, Lambda's Invoke API, EventBridge PutEvents and
+SQS (the template's queues and their event sources) on one port, running the functions template.yaml names in
+worker processes of their own, with DynamoDB in a process of its own (moto) or at DYNAMODB_ENDPOINT. Each part
+lives in its own module."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from roomcast_local.eventbridge import EventBridgeApi, rules
 from roomcast_local.frames import MAX_MESSAGE_BYTES
 from roomcast_local.lambda_api import LambdaApi
 from roomcast_local.schedules import Scheduler, schedules
+from roomcast_local.sqs import TARGET_PREFIX, SqsApi, event_sources, queue_definitions
 from roomcast_local.storage import Storage
 from roomcast_local.template import (
     create_tables,
@@ -74,6 +76,7 @@ class LocalStack:
         self._runner: web.AppRunner | None = None
         self._background: set[asyncio.Future[Any]] = set()
         self._scheduler: Scheduler | None = None
+        self.sqs: SqsApi | None = None
         self.functions: Lambda | None = None
         self.websocket: WebSocketEndpoint | None = None
         self.url = ""
@@ -114,6 +117,8 @@ class LocalStack:
         pinging = {name: float(self.config.ping_interval) for name, env in environments.items() if PING_INTERVAL in env}
         self._scheduler = Scheduler(schedules(self.template), self.functions, self.config.schedule_every, pinging)
         self._scheduler.start()
+        if self.sqs is not None:
+            self.sqs.start()
 
     def build_app(self, functions: Lambda) -> web.Application:
         self.websocket = WebSocketEndpoint(
@@ -126,7 +131,25 @@ class LocalStack:
         app = web.Application(client_max_size=MAX_MESSAGE_BYTES * 2)
         ConnectionsApi(self.websocket, self.callers, self.config.stage, self.spawn).routes(app)
         LambdaApi(functions, deployed_names(self.template), self.callers, self.spawn).routes(app)
-        EventBridgeApi(rules(self.template), functions, self.spawn).routes(app)
+        eventbridge = EventBridgeApi(rules(self.template), functions, self.spawn)
+        sqs = SqsApi(
+            queue_definitions(self.template),
+            event_sources(self.template),
+            functions,
+            self.callers,
+            self.spawn,
+            base_url=self.url,
+        )
+        self.sqs = sqs
+
+        async def amazon_json(request: web.Request) -> web.Response:
+            # EventBridge and SQS both speak AWS's JSON protocol on `POST /`; the target names the service.
+            target = request.headers.get("X-Amz-Target", "")
+            if target.startswith(TARGET_PREFIX):
+                return await sqs.handle(request, target[len(TARGET_PREFIX) :])
+            return await eventbridge.put_events(request)
+
+        app.router.add_post("/", amazon_json)
         # Any other path upgrades: `/`, the stage, and Socket.IO clients' default `/socket.io/` (SPEC 10); a plain
         # GET of `/` or a console file is the console's.
         Console(self.config.secret).routes(app, self.websocket.handle)
@@ -149,6 +172,8 @@ class LocalStack:
         """Close every connection as API Gateway does on shutdown; their $disconnect events run."""
         if self._scheduler is not None:
             self._scheduler.stop()
+        if self.sqs is not None:
+            self.sqs.stop()
         if self.websocket is not None:
             await self.websocket.close_all()
             while self.websocket.connections or self._background:

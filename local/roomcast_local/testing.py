@@ -28,6 +28,7 @@ from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import LocalContext, load_handler
 from roomcast_local.template import WebSocketApi, load_template, resources, websocket_api
 from shared.delivery.deferred import AnyTask
+from shared.delivery.delayed import DelayedTask
 from shared.delivery.management_api import Delivery
 from shared.wiring import services as runtime
 
@@ -35,6 +36,7 @@ __all__ = ["DEVELOPMENT_SECRET"]
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 DEFERRED_HANDLER = "handlers.deferred.handler"
+DELAYED_HANDLER = "handlers.delayed.handler"
 
 # ---- the local stack, as a developer runs it: `roomcast serve` in its own process, on a free port ----
 
@@ -65,10 +67,11 @@ def start_stack(
 ) -> RunningStack:
     """`roomcast serve --port 0 *arguments`, once it says it is ready. Its DynamoDB is its own (moto), or
     `dynamodb`, an endpoint that outlives the stack (a restart keeps the data); the caller's AWS endpoints
-    are not passed on. `environment`: settings a developer would export (`RECOVERY_WINDOW_SECONDS=...`)."""
-    given = environment or {}
+    are not passed on. `environment`: variables set for it as a developer would before `make run`
+    (PRESENCE_GRACE_SECONDS=2)."""
+    overrides = environment or {}
     environment = {key: value for key, value in os.environ.items() if not key.startswith("AWS_ENDPOINT_URL")}
-    environment.update(given)
+    environment.update(overrides)
     environment.pop("DYNAMODB_ENDPOINT", None)
     if dynamodb is not None:
         environment["DYNAMODB_ENDPOINT"] = dynamodb
@@ -158,6 +161,31 @@ class QueuedDeferrer:
         with self._lock:
             taken, self.tasks = self.tasks, []
         return taken
+
+
+class QueuedDelayer:
+    """Keeps delayed tasks, with their delays, until a test says their time has come (`run_delayed`)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[tuple[DelayedTask, int]] = []
+        self._lock = threading.Lock()
+
+    def delay(self, task: DelayedTask, seconds: int) -> None:
+        with self._lock:
+            self.tasks.append((task, seconds))
+
+    def take(self) -> list[tuple[DelayedTask, int]]:
+        with self._lock:
+            taken, self.tasks = self.tasks, []
+        return taken
+
+
+def sqs_event(bodies: Sequence[str]) -> dict[str, Any]:
+    """Messages of a queue as Lambda's SQS event source hands them to a function (events/queue-delayed.json)."""
+    event = copy.deepcopy(load_event("queue-delayed"))
+    (template,) = event["Records"]
+    event["Records"] = [{**template, "messageId": str(uuid.uuid4()), "body": body} for body in bodies]
+    return event
 
 
 # ---- events, shaped as API Gateway and EventBridge give them to Lambda (events/*.json) ----
@@ -260,6 +288,22 @@ def run_deferred() -> int:
             invoke(DEFERRED_HANDLER, task.model_dump(by_alias=True, mode="json"))
             ran += 1
     return ran
+
+
+def delayer() -> QueuedDelayer:
+    queued = runtime.services().delayer
+    assert isinstance(queued, QueuedDelayer)
+    return queued
+
+
+def run_delayed() -> dict[str, Any]:
+    """Receive every delayed task now, as the delay queue does once their delays are over, in one batch; then
+    what they handed off. Returns the delayed function's answer."""
+    bodies = [json.dumps(task.model_dump(by_alias=True, mode="json")) for task, _seconds in delayer().take()]
+    result: dict[str, Any] = invoke(DELAYED_HANDLER, sqs_event(bodies))
+    if deferrer().auto:
+        run_deferred()
+    return result
 
 
 def deliver(event: dict[str, Any]) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -15,6 +16,7 @@ from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.codec import codec_of
 from shared.protocol.identity import origin_allowed
 from shared.protocol.recovery import recovery_asked
+from shared.stores.access import AccessStore
 from shared.wiring.settings import settings
 
 BEARER = "bearer "
@@ -46,9 +48,16 @@ def _deny(request: APIGatewayAuthorizerRequestEvent) -> dict[str, Any]:
     return policy.asdict()
 
 
+@cache
+def access_store() -> AccessStore:
+    """The one store the authorizer reads (kick and revoke), built on first use; no other store or client."""
+    import boto3
+
+    return AccessStore(boto3.resource("dynamodb").Table(settings().connections_table))
+
+
 @instrumented(correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
-    # The authorizer's configuration only: it builds no stores and no clients.
     config = settings()
     request = APIGatewayAuthorizerRequestEvent(event)
     origin = request.headers.get("Origin")
@@ -67,9 +76,23 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
         logger.info("handshake with invalid token", extra={"reason": str(error)})
         return _deny(request)
-    # The codec rides in the context to every route, so $default knows how to read a frame without a lookup.
+    # One read, the handshake's only one: whether the user's tokens were revoked or sessions ended since.
+    access = access_store().read(identity.company_id, identity.user_id)
+    if access.refuses(identity.issued_at):
+        metrics.add_metric(name="HandshakesRefused", unit=MetricUnit.Count, value=1)
+        logger.info("handshake with a revoked token", extra={"user_id": identity.user_id})
+        return _deny(request)
+    # The codec rides in the context to every route, so $default knows how to read a frame without a lookup;
+    # the access marker too, so $connect and a recovery can tell a kick that came after this handshake; and
+    # whether the connection asked for sessions (decision 0065).
     query = event.get("queryStringParameters")
-    identity = identity.model_copy(update={"codec": codec_of(query), "recovery": recovery_asked(query)})
+    identity = identity.model_copy(
+        update={
+            "codec": codec_of(query),
+            "recovery": recovery_asked(query),
+            "sessions_ended_at": access.sessions_ended_at,
+        }
+    )
     logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
     metrics.add_metric(name="HandshakesAccepted", unit=MetricUnit.Count, value=1)
     policy = APIGatewayAuthorizerResponseWebSocket.from_route_arn(

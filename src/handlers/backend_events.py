@@ -1,5 +1,6 @@
 """EventBridge target: what backend services publish (Emit, Notify, MessageReceived, CampaignStarted,
-ContactTagged, LeadAssigned), validated, checked against the event's company, and applied once per event id."""
+ContactTagged, LeadAssigned, Disconnect, RevokeTokens), validated, checked against the event's company, and
+applied once per event id."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idemp
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from shared.domain.access import KICKED, REVOKED
 from shared.domain.authorization import publishable_room
 from shared.domain.messages import contact_draft
 from shared.observability import MetricUnit, instrumented, logger, metrics
@@ -24,10 +26,12 @@ from shared.protocol.publishing import (
     CampaignStarted,
     ContactTagged,
     Detail,
+    Disconnect,
     Emit,
     LeadAssigned,
     MessageReceived,
     Notify,
+    RevokeTokens,
 )
 from shared.protocol.rooms import RoomKind, company_room, conversation_room, user_room
 from shared.wiring.services import Services, services
@@ -148,6 +152,14 @@ def lead_assigned(runtime: Services, detail: LeadAssigned, event_id: str) -> Non
     notify(runtime, assignment, event_id)
 
 
+def disconnect(runtime: Services, detail: Disconnect, _event_id: str) -> None:
+    runtime.kicks.end_access(detail.company_id, detail.user_id, detail.reason or KICKED, utc_now())
+
+
+def revoke_tokens(runtime: Services, detail: RevokeTokens, _event_id: str) -> None:
+    runtime.kicks.end_access(detail.company_id, detail.user_id, REVOKED, utc_now(), detail.issued_before)
+
+
 APPLY: dict[type[Detail], Callable[[Services, Any, str], None]] = {
     Emit: emit,
     Notify: notify,
@@ -155,4 +167,6 @@ APPLY: dict[type[Detail], Callable[[Services, Any, str], None]] = {
     CampaignStarted: campaign_started,
     ContactTagged: contact_tagged,
     LeadAssigned: lead_assigned,
+    Disconnect: disconnect,
+    RevokeTokens: revoke_tokens,
 }

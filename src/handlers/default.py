@@ -44,6 +44,8 @@ def refresh(request: Request, data: RefreshToken) -> Outcome:
         raise RoomcastError(ErrorCode.UNAUTHORIZED, "token is not valid") from error
     if (renewed.user_id, renewed.company_id) != (request.identity.user_id, request.identity.company_id):
         raise RoomcastError(ErrorCode.FORBIDDEN, "token is for another user")
+    if request.services.access.read(renewed.company_id, renewed.user_id).refuses(renewed.issued_at):
+        raise RoomcastError(ErrorCode.UNAUTHORIZED, "token is not valid")
     request.services.connections.extend(request.connection_id, renewed.exp)
     return Outcome({"exp": renewed.exp})
 

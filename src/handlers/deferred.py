@@ -25,7 +25,7 @@ from shared.domain.sessions import Greeting
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.clock import utc_now
 from shared.protocol.identity import identity_from_authorizer
-from shared.protocol.recovery import NATIVE_SESSION, Claim, parse_offset, sessions_ended_at
+from shared.protocol.recovery import NATIVE_SESSION, Claim, parse_offset
 from shared.stores.analytics import PUSH_INTERVAL_MS
 from shared.wiring.services import Services, services
 
@@ -76,7 +76,7 @@ def _open_session(runtime: Services, connection_id: str) -> None:
 def _open_native_session(runtime: Services, task: NativeSessionOpened) -> None:
     identity = identity_from_authorizer(task.identity)
     now = utc_now()
-    claim = Claim(identity, NATIVE_SESSION, parse_offset(task.offset), sessions_ended_at(task.identity, now))
+    claim = Claim(identity, NATIVE_SESSION, parse_offset(task.offset), identity.sessions_ended_at)
     runtime.sessions.open(
         task.connection_id,
         claim,

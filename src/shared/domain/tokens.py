@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 from pydantic import ValidationError
 
-from shared.protocol.identity import Identity
+from shared.protocol.identity import SESSIONS_ENDED_AT, Identity
 
 ALGORITHM = "HS256"
 SECRET_MAX_AGE_SECONDS = 300
@@ -30,10 +30,10 @@ def verify_token(token: str, secret: str, leeway_seconds: int) -> Identity:
             leeway=leeway_seconds,
             options={"require": list(REQUIRED_CLAIMS)},
         )
-        # How the connection speaks is the handshake's to say (SPEC 10), whatever the token claims.
-        return Identity.model_validate(
-            {name: value for name, value in claims.items() if name not in ("codec", "recovery")}
-        )
+        # How the connection speaks, whether it has sessions and when its user was last kicked are the
+        # handshake's to say, whatever the token claims.
+        handshake_only = ("codec", "recovery", SESSIONS_ENDED_AT)
+        return Identity.model_validate({name: value for name, value in claims.items() if name not in handshake_only})
     except (jwt.InvalidTokenError, ValidationError) as error:
         raise InvalidToken(type(error).__name__) from error
 

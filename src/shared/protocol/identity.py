@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.ids import ID_PATTERN
+
+# The authorizer context key every route of a connection reads the user's access marker from.
+SESSIONS_ENDED_AT = "sessionsEndedAt"
 
 
 class Identity(BaseModel):
@@ -20,7 +25,12 @@ class Identity(BaseModel):
     email: str | None = Field(default=None, max_length=320)
     exp: int | None = None
     codec: Codec = Codec.NATIVE
-    """How the connection speaks (SPEC 10), chosen at the handshake: never a token's claim."""
+    """How the connection speaks (docs/protocol.md), chosen at the handshake: never a token's claim."""
+    issued_at: int | None = Field(default=None, alias="iat")
+    """The token's `iat`, which a revocation is judged by; the authorizer does not pass it on."""
+    sessions_ended_at: datetime | None = Field(default=None, alias="sessionsEndedAt")
+    """The user's last kick or revocation as the authorizer read it at the handshake (absent: none). A
+    connection or session that started before a later one is over (docs/protocol.md, kick and revoke)."""
     recovery: bool = False
     """The connection asked for sessions (`recovery=1` in its query, decision 0065): chosen at the handshake."""
 
@@ -38,7 +48,7 @@ class Identity(BaseModel):
         """API Gateway passes context values to routes as strings: `"1"`."""
         return value in (1, "1", True, "true")
 
-    @field_validator("exp", mode="before")
+    @field_validator("exp", "issued_at", mode="before")
     @classmethod
     def _whole_seconds(cls, value: Any) -> Any:
         """RFC 7519 allows a fractional NumericDate; the whole second before it never outlives the token.
@@ -63,6 +73,8 @@ class Identity(BaseModel):
             context["codec"] = str(self.codec)
         if self.recovery:
             context["recovery"] = 1
+        if self.sessions_ended_at is not None:
+            context[SESSIONS_ENDED_AT] = iso(self.sessions_ended_at)
         return context
 
 

@@ -78,7 +78,9 @@ class ConversationState(Outbound):
 
 class OnlineUser(Outbound):
     user_id: str = Field(alias="userId")
-    connections: int
+    connections: int = Field(
+        ge=0, description="The user's open connections; 0 within the presence grace after their last one closed"
+    )
 
 
 class PresencePage(Outbound):
@@ -141,6 +143,12 @@ class ErrorDetail(Outbound):
     action: str | None = None
 
 
+class Disconnected(Outbound):
+    """Why the server is about to close this connection (a backend service's `Disconnect` or `RevokeTokens`)."""
+
+    reason: str = Field(description="The Disconnect event's reason, `kicked` when it gave none, or `revoked`")
+
+
 class ServerData(Outbound):
     """Whatever a backend service's `Emit` carries: roomcast passes it through."""
 
@@ -149,7 +157,8 @@ class ServerData(Outbound):
 
 @dataclass(frozen=True)
 class Event:
-    """An event the server pushes to the rooms it concerns, in `namespace` (None: the session's own)."""
+    """An event the server pushes to the rooms it concerns, in `namespace` (None: to a connection itself, in
+    none of them, or for a session in its own namespace)."""
 
     namespace: str | None
     data: type[BaseModel]
@@ -174,6 +183,12 @@ EVENTS: dict[str, Event] = {
         None,
         SessionStatus,
         "A session (recovery=1) was started or recovered; in Socket.IO, in each namespace, after the CONNECT reply",
+    ),
+    "disconnect": Event(
+        None,
+        Disconnected,
+        "The user's access was ended (kick or revoke): the server closes this connection next. Native frames only;"
+        " a Socket.IO connection gets a DISCONNECT packet per open namespace instead",
     ),
 }
 

@@ -5,9 +5,10 @@ Backend services import `Publisher`; roomcast's event handler validates with the
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from shared.protocol.actions import Content, Id, Text
 from shared.protocol.frames import LIST_ENVELOPE_BYTES, encoded_size, event_frame
@@ -116,8 +117,49 @@ class LeadAssigned(Detail):
     conversation_id: Id | None = Field(default=None, alias="conversationId")
 
 
+class Disconnect(Detail):
+    """End every connection of the user in the company now (a kick); their sessions are not recovered."""
+
+    detail_type: ClassVar[str] = "Disconnect"
+    user_id: Id = Field(alias="userId")
+    reason: Text | None = Field(default=None, min_length=1, max_length=256)
+    """Given to native connections in the `disconnect` event; `kicked` when absent."""
+
+
+class RevokeTokens(Detail):
+    """As `Disconnect`, and from now on the user's tokens issued before `issuedBefore` (or with no `iat`)
+    are refused at the handshake and by `auth:refresh`."""
+
+    detail_type: ClassVar[str] = "RevokeTokens"
+    user_id: Id = Field(alias="userId")
+    issued_before: AwareDatetime = Field(alias="issuedBefore")
+    """ISO 8601 with a time zone (`Z` for UTC)."""
+
+    @field_validator("issued_before", mode="before")
+    @classmethod
+    def _iso_text(cls, value: Any) -> Any:
+        # pydantic would also read a number as seconds since the epoch: the contract is ISO 8601 text.
+        if not isinstance(value, str):
+            raise ValueError("issuedBefore must be ISO 8601 text, e.g. 2026-11-26T03:44:21Z")
+        return value
+
+    @field_serializer("issued_before")
+    def _utc(self, moment: datetime) -> str:
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 DETAIL_TYPES: dict[str, type[Detail]] = {
-    model.detail_type: model for model in (Emit, Notify, MessageReceived, CampaignStarted, ContactTagged, LeadAssigned)
+    model.detail_type: model
+    for model in (
+        Emit,
+        Notify,
+        MessageReceived,
+        CampaignStarted,
+        ContactTagged,
+        LeadAssigned,
+        Disconnect,
+        RevokeTokens,
+    )
 }
 
 

@@ -189,27 +189,3 @@ def session_frame(namespace: str, pid: str, recovered: bool) -> Frame:
     if namespace == NATIVE_SESSION:
         return {"event": SESSION_EVENT, "data": {"sessionId": pid, "recovered": recovered}}
     return {"event": SESSION_EVENT, "namespace": namespace, "data": {"recovered": recovered}}
-
-
-def parse_instant(text: object) -> datetime | None:
-    """An ISO 8601 instant from a context value (the authorizer passes strings), or None if there is none."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-SESSIONS_ENDED_AT: Final = "sessionsEndedAt"
-"""The authorizer context's key for the moment a kick or a revocation ended every session of its user."""
-
-
-def sessions_ended_at(context: Mapping[str, object] | None, now: datetime) -> datetime | None:
-    """When the connection's user had every session ended (a kick or a revocation; absent: never). A value
-    that is not an ISO 8601 instant ends them all now: a session is never recovered on a doubt."""
-    value = (context or {}).get(SESSIONS_ENDED_AT)
-    if value is None or value == "":
-        return None
-    return parse_instant(value) or now

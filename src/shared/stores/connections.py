@@ -4,7 +4,8 @@ One table, four item types (see docs/data-model.md):
   conn#{connectionId} / conn          the connection, with the set of room keys it is in; once closed, a
                                       tombstone (`closedAt`) until its TTL, so a late $connect is refused
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out
-  presence#{companyId} / {userId}     the set of a user's open connections
+  presence#{companyId} / {userId}     the set of a user's open connections, and `offlinePending` while the
+                                      user has none but is within the presence grace
   opened#{YYYY-MM-DDTHH} / {connId}   connections by the hour they opened, for the sweep of stale ones
   heartbeat#{YYYY-MM-DDTHH} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
 
@@ -18,9 +19,11 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Key
@@ -58,8 +61,33 @@ OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
 TRANSACTION_ROOMS = 98
 
 
+class Departure(Enum):
+    """What a close means for the user's presence when it removes their last connection."""
+
+    GRACE = "grace"
+    """The user stays present, `offlinePending` names the grace begun; the caller schedules its end."""
+    NOW = "now"
+    """The user is absent at once (a kick, a revocation, or a grace of 0 seconds): the caller announces it."""
+    UNDO = "undo"
+    """Undoes a first connection refused at $connect: its user was never announced, so nothing is."""
+
+
+class ConnectionFailed(Exception):
+    """Recording the connection failed (raised from the failure, named in the message): nothing of it is left
+    recorded. `closed`: what undoing it did to its user's presence, for the caller to settle."""
+
+    def __init__(self, connection_id: str, failure: Exception, closed: Closed | None = None) -> None:
+        super().__init__(f"recording {connection_id} failed: {failure}")
+        self.closed = closed
+
+
 class ConnectionRefused(Exception):
-    """The connection closed while $connect was recording it: nothing of it is left recorded."""
+    """The connection closed while $connect was recording it: nothing of it is left recorded. `closed`: what
+    undoing it did to its user's presence, for the caller to settle."""
+
+    def __init__(self, connection_id: str, closed: Closed | None = None) -> None:
+        super().__init__(connection_id)
+        self.closed = closed
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,8 @@ class Connection:
     connection_id: str
     identity: Identity
     room_keys: frozenset[str]
+    namespaces: frozenset[str] = frozenset()
+    """The Socket.IO namespaces it has opened."""
     sessions: tuple[tuple[str, str], ...] = ()
     """The sessions it held: (namespace, pid) pairs (decision 0065)."""
 
@@ -83,6 +113,9 @@ class Member:
 class Closed:
     connection: Connection
     went_offline: bool
+    """The user has no open connection left: announce it now, or, with `offline_pending`, after the grace."""
+    offline_pending: str | None = None
+    """The grace the user is in, whose end (`end_grace`) is the caller's to schedule."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +167,24 @@ def is_open(item: dict[str, Any] | None) -> bool:
     return item is not None and "closedAt" not in item
 
 
+def is_present(presence: dict[str, Any] | None) -> bool:
+    """A user's presence item says they are present: an open connection, or a grace running."""
+    return bool((presence or {}).get("connections")) or "offlinePending" in (presence or {})
+
+
+def makes_present(before: dict[str, Any] | None) -> bool:
+    """Whether adding a connection to the presence item `before` makes its user present (to be announced)."""
+    return not is_present(before)
+
+
+def _plain(value: Any) -> str | None:
+    """A string attribute as a condition failure returns it (DynamoDB's `{"S": ...}` form), or as it is."""
+    if isinstance(value, dict):
+        found = value.get("S")
+        return None if found is None else str(found)
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class Opened:
     """A connection as the hourly index remembers it, even after its own record expired."""
@@ -171,10 +222,16 @@ class ConnectionStore:
     def _expiry(self, now: datetime) -> int:
         return int(now.timestamp()) + self._ttl_seconds
 
-    def open(self, connection_id: str, identity: Identity, now: datetime) -> bool:
-        """Record a connection in its home rooms. Returns True when it is the user's first connection.
-        Raises ConnectionRefused when the connection closed meanwhile; then nothing of it stays recorded."""
+    def open(
+        self, connection_id: str, identity: Identity, now: datetime, departure: Departure = Departure.GRACE
+    ) -> bool:
+        """Record a connection in its home rooms. Returns True when it makes its user present: no other
+        connection, no grace running (a reconnect within the grace is not a first connection). Raises
+        ConnectionRefused when the connection closed meanwhile, ConnectionFailed when a write failed; then
+        nothing of it stays recorded, and its undoing leaves the user as a close by `departure` would (a first
+        connection's, as if never made)."""
         expires = self._expiry(now)
+        first: bool | None = None
         keys = {room.key(identity.company_id) for room in home_rooms(identity.company_id, identity.user_id)}
         record: dict[str, Any] = {
             **connection_key(connection_id),
@@ -224,22 +281,25 @@ class ConnectionStore:
                         "ttl": int((now + timedelta(hours=SWEEP_LOOKBACK_HOURS + 2)).timestamp()),
                     }
                 )
+            # A grace running (`offlinePending`) is left for its end to find this connection: should this one
+            # be refused, the grace still ends in the one announcement it owes.
             previous = self._table.update_item(
                 Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
                 UpdateExpression="ADD connections :c SET #ttl = :ttl",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
-                ReturnValues="UPDATED_OLD",
+                ReturnValues="ALL_OLD",
             )
+            first = makes_present(previous.get("Attributes"))
             # A close that ran while we wrote may have missed what we wrote after it: look once more.
             still_open = is_open(self._record(connection_id))
-        except Exception:
-            self.close(connection_id, now)
-            raise
+        except Exception as error:
+            closed = self.close(connection_id, now, departure=Departure.UNDO if first else departure)
+            raise ConnectionFailed(connection_id, error, closed) from error
         if not still_open:
-            self.close(connection_id, now)
-            raise ConnectionRefused(connection_id)
-        return "connections" not in previous.get("Attributes", {})
+            closed = self.close(connection_id, now, departure=Departure.UNDO if first else departure)
+            raise ConnectionRefused(connection_id, closed)
+        return first
 
     def _record(self, connection_id: str) -> dict[str, Any] | None:
         return self._table.get_item(Key=connection_key(connection_id), ConsistentRead=True).get("Item")
@@ -255,12 +315,14 @@ class ConnectionStore:
         remembered: Opened | None = None,
         found_in: str | None = None,
         settled_before: datetime | None = None,
+        *,
+        departure: Departure = Departure.GRACE,
     ) -> Closed | None:
         """Mark a connection closed and remove its presence and memberships. Idempotent; safe beside a
         $connect still running (which then refuses the connection). `found_in`: a membership to remove
         even when no record lists it. `settled_before`: when a 410 came; a connection that was younger
-        than CONNECT_GRACE then is left alone (the 410 is no proof it is gone). Returns None when there
-        was nothing to close."""
+        than CONNECT_GRACE then is left alone (the 410 is no proof it is gone). `departure`: what removing
+        the user's last connection means (Departure). Returns None when there was nothing to close."""
         update: dict[str, Any] = {
             "Key": connection_key(connection_id),
             "UpdateExpression": "SET closedAt = if_not_exists(closedAt, :closed), #ttl = :ttl",
@@ -287,29 +349,101 @@ class ConnectionStore:
             opened = remembered.bucket
         else:
             connection, opened = None, None
-        went_offline = False
+        closed = None
         if connection is not None:
             # Presence first: should what follows fail, the hourly index still leads the sweep back here.
-            identity = connection.identity
-            left = self._table.update_item(
-                Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
-                UpdateExpression="DELETE connections :c",
-                ExpressionAttributeValues={":c": {connection_id}},
-                ReturnValues="UPDATED_OLD",
-            )
-            went_offline = left.get("Attributes", {}).get("connections", set()) == {connection_id}
+            closed = self._leave_presence(connection, departure, now)
         rooms = connection.room_keys if connection is not None else frozenset()
         with self._table.batch_writer() as batch:
             for key in leftovers(connection_id, rooms, found_in, (opened, heartbeat)):
                 batch.delete_item(Key=key)
-        return None if connection is None else Closed(connection, went_offline)
+        return closed
 
-    def is_online(self, company_id: str, user_id: str) -> bool:
-        """Whether the user has any open connection."""
+    def _leave_presence(self, connection: Connection, departure: Departure, now: datetime) -> Closed:
+        """Remove the connection from its user's presence, in one conditional write, so that of two closes, a
+        kick and a grace's end, exactly one sees the user's last connection go."""
+        identity = connection.identity
+        values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
+        if departure is Departure.GRACE:
+            # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
+            # newer one and announces nothing.
+            values |= {":grace": secrets.token_hex(8), ":ttl": self._expiry(now)}
+            expression = "DELETE connections :c SET offlinePending = :grace, #ttl = :ttl"
+        else:
+            expression = "DELETE connections :c REMOVE offlinePending"
+        update: dict[str, Any] = {
+            "Key": {"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+            "UpdateExpression": expression,
+            "ConditionExpression": "contains(connections, :id)",
+            "ExpressionAttributeValues": values,
+            "ReturnValues": "ALL_NEW",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if departure is Departure.GRACE:
+            update["ExpressionAttributeNames"] = {"#ttl": "ttl"}
+        try:
+            after: dict[str, Any] = self._table.update_item(**update).get("Attributes", {})
+        except ClientError as error:
+            if not conditional_check_failed(error):
+                raise
+            # Closed before (a retried clean-up, a $disconnect after a kick): a grace it may have begun is
+            # scheduled again, since the first schedule may be what failed; its end is announced once anyway.
+            seen: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+            pending = _plain(seen.get("offlinePending"))
+            resume = departure is Departure.GRACE and pending is not None and not seen.get("connections")
+            return Closed(connection, went_offline=resume, offline_pending=pending if resume else None)
+        if after.get("connections") or departure is Departure.UNDO:
+            return Closed(connection, went_offline=False)
+        return Closed(connection, went_offline=True, offline_pending=after.get("offlinePending"))
+
+    def end_grace(self, company_id: str, user_id: str, grace: str) -> bool:
+        """The end of the grace `grace`: True when the user is still without a connection, then absent, to be
+        announced; False when they reconnected, or another grace or a kick took over."""
+        try:
+            before = self._table.update_item(
+                Key={"pk": _presence_pk(company_id), "sk": user_id},
+                UpdateExpression="REMOVE offlinePending",
+                ConditionExpression="offlinePending = :grace",
+                ExpressionAttributeValues={":grace": grace},
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return False
+            raise
+        return not before.get("Attributes", {}).get("connections")
+
+    def cut_grace(self, company_id: str, user_id: str) -> bool:
+        """End a grace now, whichever it is (a kick): True when the user was within one, now absent."""
+        try:
+            self._table.update_item(
+                Key={"pk": _presence_pk(company_id), "sk": user_id},
+                UpdateExpression="REMOVE offlinePending",
+                ConditionExpression="attribute_exists(offlinePending) AND attribute_not_exists(connections)",
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return False
+            raise
+        return True
+
+    def of_user(self, company_id: str, user_id: str) -> list[Connection]:
+        """The user's open connections in the company, read consistently: one GetItem, then one per connection."""
         item = self._table.get_item(
             Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
         ).get("Item")
-        return bool((item or {}).get("connections"))
+        listed: set[str] = (item or {}).get("connections", set())  # type: ignore[assignment]
+        found = (self.get(str(connection_id)) for connection_id in sorted(listed))
+        return [connection for connection in found if connection is not None]
+
+    def is_online(self, company_id: str, user_id: str) -> bool:
+        """Whether the user is present: an open connection, or within the grace after their last one."""
+        item = self._table.get_item(
+            Key={"pk": _presence_pk(company_id), "sk": user_id},
+            ConsistentRead=True,
+            ProjectionExpression="connections, offlinePending",
+        ).get("Item")
+        return is_present(item)
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
@@ -500,9 +634,9 @@ class ConnectionStore:
         size = 0
         for items in query_pages(self._table, **query):
             for item in items:
-                if not item.get("connections"):
+                if not is_present(item):
                     continue
-                user = {"userId": str(item["sk"]), "connections": len(item["connections"])}
+                user = {"userId": str(item["sk"]), "connections": len(item.get("connections", ()))}
                 entry = len(json.dumps(user)) + 1
                 if len(users) == limit or size + entry > max_bytes:
                     return OnlinePage(users, users[-1]["userId"])
@@ -636,5 +770,6 @@ def _connection(item: dict[str, Any]) -> Connection:
         connection_id=item["connectionId"],
         identity=identity,
         room_keys=frozenset(item.get("rooms", set())),
+        namespaces=frozenset(str(namespace) for namespace in item.get("namespaces", set())),
         sessions=tuple(sorted((str(ns), str(pid)) for ns, pid in item.get("sessions", {}).items())),
     )

@@ -12,8 +12,10 @@ import boto3
 from botocore.config import Config
 
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
+from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
 from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
+from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
@@ -21,6 +23,7 @@ from shared.domain.sessions import RecoveryPolicy, Sessions
 from shared.protocol.actions import Period
 from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.recovery import MAX_CONNECTION_LIFE
+from shared.stores.access import AccessStore
 from shared.stores.analytics import AnalyticsStore
 from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
@@ -38,14 +41,33 @@ if TYPE_CHECKING:
 _RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5)
 
 
+class QueueDelayer:
+    """The delay queue's client, made by the first delayed task: most containers never delay one."""
+
+    def __init__(self, session: boto3.session.Session, queue_url: str) -> None:
+        self._session = session
+        self._queue_url = queue_url
+        self._delayer: SqsDelayer | None = None
+
+    def delay(self, task: DelayedTask, seconds: int) -> None:
+        if self._delayer is None:
+            if not self._queue_url:
+                raise RuntimeError("set DELAY_QUEUE_URL to delay work (the presence grace)")
+            self._delayer = SqsDelayer(self._session.client("sqs", config=_RETRIES), self._queue_url)
+        self._delayer.delay(task, seconds)
+
+
 @dataclass(frozen=True)
 class Services:
     connections: ConnectionStore
+    access: AccessStore
     conversations: ConversationStore
     notifications: NotificationStore
     hub: Hub
     deferrer: Deferrer
+    delayer: Delayer
     presence: Presence
+    kicks: Kicks
     analytics: Analytics
     messages: Messages
     limiter: RateLimiter
@@ -73,6 +95,8 @@ def build_services(
     session: boto3.session.Session | None = None,
     deferrer: Deferrer | None = None,
     clock: Clock | None = None,
+    *,
+    delayer: Delayer | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
     dynamodb = session.resource("dynamodb", config=_RETRIES)
@@ -113,6 +137,9 @@ def build_services(
     hub = Hub(
         connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms, journal=journal, clock=clock
     )
+    access = AccessStore(connections_table)
+    delayer = delayer or QueueDelayer(session, config.delay_queue_url)
+    presence = Presence(connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds)
     conversations = ConversationStore(dynamodb.Table(config.conversations_table))
     analytics = Analytics(AnalyticsStore(dynamodb.Table(config.analytics_table)), hub, deferrer)
 
@@ -137,11 +164,14 @@ def build_services(
 
     return Services(
         connections=connections,
+        access=access,
         conversations=conversations,
         notifications=NotificationStore(dynamodb.Table(config.notifications_table)),
         hub=hub,
         deferrer=deferrer,
-        presence=Presence(connections, hub, deferrer),
+        delayer=delayer,
+        presence=presence,
+        kicks=Kicks(access, connections, hub, presence),
         analytics=analytics,
         messages=Messages(conversations, hub, analytics, readers),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),

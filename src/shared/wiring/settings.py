@@ -38,6 +38,8 @@ class Settings:
     socketio_ping_timeout_seconds: int
     recovery_window_seconds: int
     recovery_max_events: int
+    presence_grace_seconds: int
+    delay_queue_url: str
 
 
 def _int(name: str, default: int) -> int:
@@ -83,4 +85,7 @@ def settings() -> Settings:
         # How long a session outlives its connection, and the most a recovery replays (decision 0065).
         recovery_window_seconds=_int("RECOVERY_WINDOW_SECONDS", 7200),
         recovery_max_events=_int("RECOVERY_MAX_EVENTS", 1000),
+        # How long a user whose last connection closed stays present (decision 0060); 0 announces at once.
+        presence_grace_seconds=max(0, _int("PRESENCE_GRACE_SECONDS", 30)),
+        delay_queue_url=os.environ.get("DELAY_QUEUE_URL", ""),
     )

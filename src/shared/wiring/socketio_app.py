@@ -20,7 +20,7 @@ from shared.protocol.clock import utc_now
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
-from shared.protocol.recovery import Claim, parse_offset, sessions_ended_at
+from shared.protocol.recovery import Claim, parse_offset
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionStore
 from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
@@ -144,7 +144,7 @@ class SocketIoApp:
         identity = identity_from_authorizer(authorizer)
         if not identity.recovery:
             return socketio.connected(namespace, sid)
-        claim = Claim(identity, namespace, parse_offset(message.offset), sessions_ended_at(authorizer, now))
+        claim = Claim(identity, namespace, parse_offset(message.offset), identity.sessions_ended_at)
         # The replay, the CONNECT reply and the `session` event are posted, in that order (decision 0065).
         runtime.sessions.open(
             connection_id,

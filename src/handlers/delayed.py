@@ -1,0 +1,35 @@
+"""Work due later (shared.delivery.delayed): the delay queue's messages, in batches, each received once its
+delay is over. A message that fails is reported alone (ReportBatchItemFailures) and received again; one that
+can never be a task is dropped, loudly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from shared.delivery.delayed import parse_delayed
+from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.wiring.services import services
+
+
+@instrumented()
+def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, list[dict[str, str]]]:
+    runtime = services()
+    failures: list[dict[str, str]] = []
+    announced = 0
+    for record in event.get("Records", []):
+        message_id = str(record.get("messageId", ""))
+        try:
+            task = parse_delayed(str(record.get("body", "")))
+        except ValidationError:
+            logger.error("not a delayed task", extra={"message_id": message_id})
+            continue
+        try:
+            announced += runtime.presence.end_grace(task)
+        except Exception:
+            logger.exception("delayed task failed", extra={"message_id": message_id, "task": task.kind})
+            failures.append({"itemIdentifier": message_id})
+    metrics.add_metric(name="OfflineAfterGrace", unit=MetricUnit.Count, value=announced)
+    return {"batchItemFailures": failures}

@@ -1,0 +1,65 @@
+"""Ending a user's access now (the `Disconnect` and `RevokeTokens` backend events, decisions 0061 and 0062):
+the access marker first, then every connection of the user in the company told why and closed, and the user
+announced offline at once, without the grace."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from shared.delivery.hub import Hub
+from shared.domain.presence import Presence
+from shared.observability import logger
+from shared.protocol.codec import Codec
+from shared.protocol.frames import encode, event_frame
+from shared.protocol.outbound import Disconnected
+from shared.stores.access import AccessStore
+from shared.stores.connections import Connection, ConnectionStore
+
+KICKED = "kicked"
+REVOKED = "revoked"
+
+
+def farewell(codec: Codec, namespaces: Iterable[str], reason: str) -> list[str]:
+    """What a connection is sent before the server closes it: a native one the `disconnect` event with the
+    reason; a Socket.IO one a DISCONNECT packet per namespace it opened, after which socket.io-client reports
+    `io server disconnect` and does not reconnect by itself."""
+    if codec is Codec.SOCKETIO:
+        from shared.protocol import socketio  # the codec only where a Socket.IO connection is kicked
+
+        return [socketio.disconnect(namespace) for namespace in sorted(namespaces)]
+    return [encode(event_frame("disconnect", Disconnected(reason=reason).model_dump()))]
+
+
+class Kicks:
+    def __init__(self, store: AccessStore, connections: ConnectionStore, hub: Hub, presence: Presence) -> None:
+        self._store = store
+        self._connections = connections
+        self._hub = hub
+        self._presence = presence
+
+    def end_access(
+        self, company_id: str, user_id: str, reason: str, now: datetime, issued_before: datetime | None = None
+    ) -> int:
+        """End every connection of the user in the company; with `issued_before`, revoke older tokens too.
+        Returns how many connections were ended.
+
+        The marker is written before the connections are listed: a connection whose $connect was running
+        meanwhile is either listed here or reads the marker once recorded and refuses itself (Presence.connect)."""
+        if issued_before is not None:
+            self._store.revoke(company_id, user_id, issued_before)
+        self._store.end_sessions(company_id, user_id, now)
+        ended = self._connections.of_user(company_id, user_id)
+        for connection in ended:
+            self._end(connection, reason, now)
+        # Within the grace after a last connection, the user is still present: absent now, announced once.
+        self._presence.cut_grace(company_id, user_id)
+        logger.info("access ended", extra={"ended": len(ended), "revoked": issued_before is not None})
+        return len(ended)
+
+    def _end(self, connection: Connection, reason: str, now: datetime) -> None:
+        for text in farewell(connection.identity.codec, connection.namespaces, reason):
+            # A 410 here is a connection already gone: closed below all the same.
+            self._hub.offer(connection.connection_id, text.encode("utf-8"))
+        self._hub.close(connection.connection_id)
+        self._presence.end_now(connection.connection_id, now)

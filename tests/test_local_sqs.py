@@ -1,0 +1,87 @@
+"""The local stack's SQS (roomcast_local.sqs): delays, visibility, batches, redrive, and what it reads from
+template.yaml. Its JSON API and poller run end to end in tests/e2e/test_presence_and_kick.py."""
+
+from __future__ import annotations
+
+from roomcast_local.sqs import EventSource, Queue, QueueDefinition, event_sources, queue_definitions
+from roomcast_local.template import load_template
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_message_is_received_only_once_its_delay_is_over() -> None:
+    clock = FakeClock()
+    queue = Queue(QueueDefinition("q"), clock)
+    queue.send("later", 30)
+    queue.send("now", 0)
+    (now,) = queue.receive(10)
+    assert now.body == "now"
+    queue.delete(now.receipt_handle)
+    clock.now += 29.9
+    assert queue.receive(10) == []
+    clock.now += 0.1
+    assert [m.body for m in queue.receive(10)] == ["later"]
+
+
+def test_the_queues_own_delay_applies_when_a_message_names_none() -> None:
+    clock = FakeClock()
+    queue = Queue(QueueDefinition("q", delay_seconds=5), clock)
+    queue.send("m", None)
+    assert queue.receive(1) == []
+    clock.now += 5
+    assert len(queue.receive(1)) == 1
+
+
+def test_a_received_message_is_hidden_until_deleted_or_its_visibility_timeout_is_over() -> None:
+    clock = FakeClock()
+    queue = Queue(QueueDefinition("q", visibility_timeout=10), clock)
+    queue.send("a", 0)
+    (first,) = queue.receive(10)
+    stale = first.receipt_handle
+    assert queue.receive(10) == []
+    clock.now += 10
+    (again,) = queue.receive(10)
+    assert (again.message_id, again.receive_count) == (first.message_id, 2)
+    queue.delete(stale)  # the receipt of an earlier receive deletes nothing
+    assert len(queue) == 1
+    queue.delete(again.receipt_handle)
+    assert len(queue) == 0
+
+
+def test_batches_are_at_most_the_limit_oldest_first() -> None:
+    clock = FakeClock()
+    queue = Queue(QueueDefinition("q"), clock)
+    for index in range(12):
+        clock.now += 0.001
+        queue.send(str(index), 0)
+    assert [m.body for m in queue.receive(10)] == [str(index) for index in range(10)]
+    assert [m.body for m in queue.receive(10)] == ["10", "11"]
+
+
+def test_a_message_received_max_receive_count_times_leaves_the_queue() -> None:
+    clock = FakeClock()
+    queue = Queue(QueueDefinition("q", visibility_timeout=1, max_receive_count=2), clock)
+    queue.send("poison", 0)
+    queue.receive(1)
+    clock.now += 1
+    assert queue.exhausted() == []
+    queue.receive(1)
+    clock.now += 1
+    assert [m.body for m in queue.exhausted()] == ["poison"]
+    assert len(queue) == 0
+
+
+def test_the_templates_delay_queue_feeds_the_delayed_function_and_redrives_to_its_dead_letters() -> None:
+    template = load_template()
+    definitions = {definition.name: definition for definition in queue_definitions(template)}
+    delay = definitions["DelayQueue"]
+    assert (delay.dead_letter, delay.max_receive_count, delay.visibility_timeout) == ("DelayDeadLetterQueue", 5, 180)
+    assert event_sources(template) == [
+        EventSource("DelayedFunction.Due", "DelayedFunction", "DelayQueue", batch_size=10, report_failures=True)
+    ]

@@ -1,0 +1,299 @@
+"""The presence grace (docs/protocol.md, decision 0060): a user whose last connection closed stays present for
+PRESENCE_GRACE_SECONDS; a reconnect within it announces nothing, and its end announces `status:offline` once,
+whatever closed the connection ($disconnect, a 410's clean-up, the sweep) and whatever ran beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    QueuedDelayer,
+    RecordingGateway,
+    deliver,
+    invoke,
+    lifecycle_event,
+    run_deferred,
+    run_delayed,
+)
+from shared.delivery.delayed import OfflineDue
+from shared.domain.presence import departure_after
+from shared.protocol.identity import Identity
+from shared.stores.connections import ConnectionFailed, Departure, is_present, makes_present
+from shared.wiring import services as runtime
+from shared.wiring.services import Services, build_services
+from shared.wiring.settings import settings
+from tests.test_lifecycle import Interleaver
+
+GRACE = 30
+
+
+@pytest.fixture
+def interleaver(session: boto3.session.Session) -> Interleaver:
+    return Interleaver(session)
+
+
+@pytest.fixture
+def graced(
+    aws: None,
+    interleaver: Interleaver,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    session: boto3.session.Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Services]:
+    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(GRACE))
+    settings.cache_clear()
+    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+    settings.cache_clear()
+
+
+def listed(services: Services) -> set[str]:
+    return {user["userId"] for user in services.connections.online_users("acme", None, 1000, 100_000).users}
+
+
+def statuses(peer: Peer) -> list[tuple[str, str]]:
+    return [
+        (frame["event"], frame["data"]["userId"]) for frame in peer.received() if frame["event"].startswith("status:")
+    ]
+
+
+# ---- pure decisions ----
+
+
+def test_an_ordinary_close_keeps_the_user_present_only_with_a_grace() -> None:
+    assert departure_after(30) is Departure.GRACE
+    assert departure_after(0) is Departure.NOW
+
+
+def test_a_user_is_present_with_a_connection_or_within_a_grace() -> None:
+    assert not is_present(None)
+    assert not is_present({"pk": "presence#acme", "sk": "ana"})
+    assert is_present({"connections": {"c-1"}})
+    assert is_present({"offlinePending": "g"})
+    assert makes_present({"ttl": 1})
+    assert not makes_present({"offlinePending": "g"})  # a reconnect within the grace announces nothing
+
+
+# ---- the grace ----
+
+
+def test_the_last_close_announces_nothing_until_the_grace_is_over_then_offline_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ana.disconnect()
+    assert statuses(ben) == [("status:online", "ana")]
+    assert "ana" in listed(graced)  # presence:list lists her meanwhile
+    assert [(type(task), seconds) for task, seconds in delayed.tasks] == [(OfflineDue, GRACE)]
+    assert run_delayed() == {"batchItemFailures": []}
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
+
+
+def test_a_reconnect_within_the_grace_announces_neither_offline_nor_online(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana")]
+    assert "ana" in listed(graced)
+    # She is still a user who came: her next last close is graced and announced once.
+    Peer(gateway, "ana-2", "ana", "acme").disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+def test_an_older_grace_cut_short_by_a_reconnect_never_ends_a_newer_one(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+    ((first, _),) = delayed.take()
+    Peer(gateway, "ana-2", "ana", "acme").connect().disconnect()
+    # The first grace's end comes while the second grace runs: it finds another grace and says nothing.
+    assert graced.presence.end_grace(first) is False
+    assert statuses(ben) == [("status:online", "ana")]
+    assert "ana" in listed(graced)
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+def test_of_two_connections_only_the_last_close_begins_a_grace(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").disconnect()
+    assert delayed.tasks == []
+    Peer(gateway, "ana-2", "ana", "acme").disconnect()
+    assert len(delayed.tasks) == 1
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+def test_a_close_seen_twice_schedules_the_same_grace_again_and_it_ends_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """A retried clean-up, or a $disconnect after a 410's clean-up: the first schedule may be what failed."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ana.disconnect()
+    ana.disconnect()
+    (first, _), (second, _) = delayed.tasks
+    assert first == second
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_410s_clean_up_begins_the_grace_too(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    gateway.gone.add("ana-1")
+    ben.ok("conversation:create", {})  # meets ana's 410: forgotten after the reply
+    assert graced.connections.get("ana-1") is None
+    assert statuses(ben) == [("status:online", "ana")]
+    assert len(delayed.tasks) == 1
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+def test_the_sweep_begins_the_grace_too(graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    graced.connections.open("stale", Identity(userId="ghost", companyId="acme"), datetime.now(UTC) - timedelta(hours=5))
+    assert invoke("handlers.sweep.handler", {}) == {"swept": 1}
+    assert statuses(ben) == []
+    run_delayed()
+    assert statuses(ben) == [("status:offline", "ghost")]
+
+
+def test_a_grace_ending_just_before_a_connect_records_it_is_offline_then_online(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+
+    @interleaver.before("UpdateItem", "presence#acme", "ana-2")
+    def the_grace_ends() -> None:
+        run_delayed()
+
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert interleaver.fired == ["UpdateItem"]
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana"), ("status:online", "ana")]
+
+
+def test_a_grace_ending_just_after_a_connect_recorded_it_announces_nothing(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+
+    @interleaver.before("GetItem", "conn#ana-2")
+    def the_grace_ends() -> None:
+        run_delayed()
+
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert interleaver.fired == ["GetItem"]
+    assert statuses(ben) == [("status:online", "ana")]
+    assert "ana" in listed(graced)
+
+
+def test_a_reconnect_refused_within_the_grace_leaves_its_end_to_announce(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """ana reconnects within the grace, but that connection's $disconnect came first: refused, and the grace
+    still ends in its one announcement."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+    deliver(lifecycle_event("disconnect", "ana-2", "ana", "acme"))
+    response = invoke("handlers.connect.handler", lifecycle_event("connect", "ana-2", "ana", "acme"))
+    run_deferred()
+    assert response["statusCode"] == 410
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
+
+
+@pytest.mark.parametrize("operation", ["UpdateItem", "GetItem"])
+def test_a_first_connection_refused_leaves_its_user_absent_and_never_online(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver, operation: str
+) -> None:
+    """ana's $disconnect lands before her $connect adds her presence (UpdateItem) or before its final check
+    (GetItem). Either way she is never announced online nor left present. In the second case the $disconnect
+    removed the presence the $connect had added, so it begins a grace whose end repeats an offline her
+    colleagues already see: the same as without a grace, where that close announced it at once."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    needle = "presence#acme" if operation == "UpdateItem" else "conn#ana-1"
+
+    @interleaver.before(operation, needle, "ana-1")
+    def ana_disconnects() -> None:
+        deliver(lifecycle_event("disconnect", "ana-1", "ana", "acme"))
+
+    response = invoke("handlers.connect.handler", lifecycle_event("connect", "ana-1", "ana", "acme"))
+    run_deferred()
+    assert response["statusCode"] == 410
+    assert interleaver.fired == [operation]
+    run_delayed()
+    assert statuses(ben) == ([] if operation == "UpdateItem" else [("status:offline", "ana")])
+    assert "ana" not in listed(graced)
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert statuses(ben)[-1] == ("status:online", "ana")
+
+
+def test_a_failed_grace_end_is_reported_for_that_message_alone(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+    Peer(gateway, "cat-1", "cat", "acme").connect().disconnect()
+    real = graced.presence.end_grace
+
+    def failing_for_ana(task: OfflineDue) -> bool:
+        if task.user_id == "ana":
+            raise RuntimeError("DynamoDB is throttling")
+        return real(task)
+
+    monkeypatch.setattr(graced.presence, "end_grace", failing_for_ana)
+    result = run_delayed()
+    assert len(result["batchItemFailures"]) == 1
+    assert listed(graced) == {"ana"}
+
+
+def test_a_message_that_is_no_task_is_dropped_not_retried(graced: Services) -> None:
+    from roomcast_local.testing import sqs_event
+
+    assert invoke("handlers.delayed.handler", sqs_event(["not json", '{"kind": "other"}'])) == {"batchItemFailures": []}
+
+
+def test_a_reconnect_that_fails_half_way_within_the_grace_leaves_its_end_to_announce(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+
+    @interleaver.before("GetItem", "conn#ana-2")
+    def throttled() -> None:
+        raise RuntimeError("throttled, three times over")
+
+    with pytest.raises(ConnectionFailed, match="throttled"):
+        invoke("handlers.connect.handler", lifecycle_event("connect", "ana-2", "ana", "acme"))
+    # Its undoing began a grace of its own, whose end is queued: the user is announced once.
+    assert len(delayed.tasks) == 2
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
