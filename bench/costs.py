@@ -68,6 +68,12 @@ ASSUMPTIONS = {
     "over them",
     "company": "500 agents, one connection each, 8 hours a day, 22 days a month, 200 message:send a day each to "
     "rooms of 10",
+    "recording": "a recoverable event recorded for sessions (decision 0065): one PutItem of the event (under 1 KB) "
+    "and a Query of the journal's last position; a message:send also reads its room again once recorded",
+    "recovery": "a recovery of 100 missed events (1 KB each, 25 per 4 KB read unit) in 3 rooms: the session's "
+    "GetItem and UpdateItem, the old record's GetItem, the journal's last position, the pages after the offset, "
+    "one transaction (2 WRU per item: the record, the condition check, each membership), a post per event and "
+    "the CONNECT reply and session event, one 20 ms invocation",
     "excluded": "data transfer out, CloudWatch Logs and metrics, storage, free tiers, and the deferred function's "
     "work after the reply (presence announcements, trailing metrics pushes)",
     "memory": "with `python -m bench cpu` figures, a send is billed for its CPU measured here (one core of this "
@@ -166,6 +172,26 @@ def connection_hour_usd(results: dict[str, Any], socketio: bool) -> float:
     return hour
 
 
+def recording_usd() -> float:
+    """What recording one event costs, whatever the room's size: its journal put and the last position's read
+    (and for a message, the second read of its room)."""
+    return _price("dynamodb_write_request_unit") + 2 * _price("dynamodb_read_request_unit")
+
+
+def recovery_usd(events: int, rooms: int, event_kb: float = 1.0) -> float:
+    """One recovery that replays `events` into `rooms` rooms (decision 0065's steps 1 to 3)."""
+    journal_units = max(1, math.ceil(events * event_kb / 4))
+    reads = 3 + 1 + journal_units  # session, old record, journal head, journal pages
+    writes = 1 + 2 * (2 + rooms)  # take-over, then one transaction: record, condition check, memberships
+    posts = events + 2
+    return (
+        reads * _price("dynamodb_read_request_unit")
+        + writes * _price("dynamodb_write_request_unit")
+        + posts * _price("websocket_message")
+        + invocation_usd(OTHER_DURATION_S)
+    )
+
+
 def model(results: dict[str, Any]) -> dict[str, float]:
     memory = memory_model(results) if "cpu" in results else {}
     if memory:
@@ -187,4 +213,6 @@ def model(results: dict[str, Any]) -> dict[str, float]:
         "company_500_agents_month_native_usd": round(company_native, 2),
         "company_500_agents_month_socketio_usd": round(company_socketio, 2),
         **memory,
+        "million_messages_recorded_for_sessions_usd": round(recording_usd() * 1e6, 2),
+        "recovery_of_100_events_in_3_rooms_usd": round(recovery_usd(100, 3), 6),
     }

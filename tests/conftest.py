@@ -26,6 +26,7 @@ os.environ.update(
     NOTIFICATIONS_TABLE="test-notifications",
     IDEMPOTENCY_TABLE="test-idempotency",
     ANALYTICS_TABLE="test-analytics",
+    RECOVERY_TABLE="test-recovery",
     MANAGEMENT_API_URL="https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com/prod",
     JWT_SECRET_KEY_CALL=DEVELOPMENT_SECRET,
     POWERTOOLS_TRACE_DISABLED="true",
@@ -53,6 +54,7 @@ TABLE_NAMES = {
     "NotificationsTable": "test-notifications",
     "IdempotencyTable": "test-idempotency",
     "AnalyticsTable": "test-analytics",
+    "RecoveryTable": "test-recovery",
 }
 
 

@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import functools
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 
-from roomcast_local.testing import Peer, RecordingGateway, SocketIoPeer, publish
+from roomcast_local.asyncapi import OFFSET
+from roomcast_local.testing import Peer, RecordingGateway, SocketIoPeer, deliver, lifecycle_event, publish
 from shared.protocol import socketio
 from shared.protocol.outbound import EVENTS, REPLIES
+from shared.protocol.recovery import recoverable
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -30,6 +33,15 @@ from tests.conftest import make_token
 
 COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
 CONVERSATIONS, NOTIFICATIONS, ANALYTICS = "/conversations", "/notifications", "/analytics"
+
+
+class SessionPeer(SocketIoPeer):
+    """A Socket.IO connection whose handshake asked for sessions (`recovery=1`)."""
+
+    def _socketio(self, event: dict[str, Any]) -> dict[str, Any]:
+        event = super()._socketio(event)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        return event
 
 
 def _key(name: str) -> str:
@@ -124,9 +136,13 @@ class Contract:
         packet = socketio.parse(text, 1 << 20)
         if not isinstance(packet, socketio.Packet) or packet.type is not socketio.PacketType.EVENT:
             return  # Engine.IO's open packet and pings: not the document's
-        name, data = packet.data
+        name, data, *offset = packet.data
+        if offset:  # a session's recoverable event: its offset is the last argument
+            assert re.fullmatch(OFFSET["pattern"], offset[0]), text
+            self.seen.add("socket.io offset")
         if name in EVENTS:
-            assert packet.namespace == EVENTS[name].namespace, text
+            # An event of no namespace (`session`) arrives in each namespace a Socket.IO client opened.
+            assert EVENTS[name].namespace in (None, packet.namespace), text
             self._valid(f"{_key(name)}.event", data, "data")
             self.seen.add(f"socket.io {name}")
         else:
@@ -180,6 +196,14 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
     for namespace in (CONVERSATIONS, NOTIFICATIONS, ANALYTICS):
         assert dora.send(f"40{namespace},") is not None
     cleo = Peer(gateway, "cleo-1", "cleo", "acme").connect()  # status:online reaches both codecs
+    # A native session (recovery=1): its `session` event, and an offset on every recoverable event it hears.
+    opening = lifecycle_event("connect", "fay-1", "fay", "acme")
+    opening["requestContext"]["authorizer"]["recovery"] = "1"
+    opening["queryStringParameters"] = {"token": "t", "recovery": "1"}
+    deliver(opening)
+    fay = Peer(gateway, "fay-1", "fay", "acme")
+    gus = SessionPeer(gateway, "gus-1", "gus", "acme").connect()
+    assert gus.send(f"40{CONVERSATIONS},") is None  # the CONNECT reply is posted, then `session`
 
     def both(peer: Peer, action: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
         """The action with an ackId, then without: the ack's data (the reply event, if any, is checked too)."""
@@ -229,9 +253,9 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
     assert [m["seq"] for page in forwards for m in page] == [1, 2, 3, 4, 5, 6]
     both(ana, "conversation:history", {"conversationId": conversation, "limit": 2})
 
-    # Four users online in acme: pages of one.
+    # Six users online in acme: pages of one.
     listed = _pages(ana, contract, "presence:list", {"limit": 1}, "cursor")
-    assert [user["userId"] for page in listed for user in page] == ["ana", "ben", "cleo", "dora"]
+    assert [user["userId"] for page in listed for user in page] == ["ana", "ben", "cleo", "dora", "fay", "gus"]
     both(ana, "presence:list", {"limit": 1})
 
     both(ana, "analytics:request", {"period": "week"})
@@ -323,11 +347,21 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
     assert [frame["event"] for frame in dan.received()][-1:] == ["disconnect"]
     assert eli.pushed()[-1] == f"41{CONVERSATIONS},"
 
-    for peer in (ana, ben, outsider, dan):
+    for peer in (ana, ben, outsider, dan, fay):
         for frame in peer.received():
             contract.native(frame)
-    for text in dora.pushed():
+    offsets = 0
+    for frame in fay.received():
+        if frame["event"] == "session":
+            continue
+        assert ("offset" in frame) == recoverable(frame), frame
+        if "offset" in frame:
+            assert re.fullmatch(OFFSET["pattern"], frame["offset"]), frame
+            offsets += 1
+    assert offsets > 0, "the session heard recoverable events"
+    for text in dora.pushed() + gus.pushed():
         contract.socketio(text)
+    assert "socket.io offset" in contract.seen, "the Socket.IO session heard recoverable events"
     assert outsider.received() == [], "nothing crosses companies"
 
     assert contract.refusals == [], "\n".join(contract.refusals)

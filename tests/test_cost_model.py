@@ -42,3 +42,14 @@ def test_every_price_names_its_source_and_the_figures_follow_from_the_counts() -
     # A Socket.IO connection answers a ping a minute through an invocation; a native one pings every 5 minutes.
     assert model["connection_hour_socketio_usd"] > model["connection_hour_native_usd"] > 0
     assert model["company_500_agents_month_socketio_usd"] > model["company_500_agents_month_native_usd"]
+
+
+def test_recording_for_sessions_costs_one_write_and_two_reads_and_a_recovery_grows_with_what_it_replays() -> None:
+    price = {name: float(entry["usd"]) for name, entry in costs.PRICES.items()}
+    assert costs.recording_usd() == pytest.approx(
+        price["dynamodb_write_request_unit"] + 2 * price["dynamodb_read_request_unit"]
+    )
+    small, large = costs.recovery_usd(1, 3), costs.recovery_usd(101, 3)
+    # 100 more events: 100 more posts and 25 more 4 KB read units of the journal.
+    assert large - small == pytest.approx(100 * price["websocket_message"] + 25 * price["dynamodb_read_request_unit"])
+    assert costs.recovery_usd(1, 4) - small == pytest.approx(2 * price["dynamodb_write_request_unit"])

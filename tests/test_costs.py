@@ -92,10 +92,18 @@ def test_send_to_a_room_of_ten_reads_the_last_seq_writes_once_and_posts_ten_time
     if with_client_id:
         data["clientMessageId"] = "m-1"
     sender.ok("message:send", data)
-    # Query: the last seq, then the room. UpdateItem: the rate limiter's admission, the message's count claim,
-    # the analytics counter and, as figures were pushed less than a second ago, the claim of the trailing
-    # push that is handed off.
-    assert calls.calls == {"dynamodb.GetItem": 1, f"dynamodb.{write}": 1, "dynamodb.Query": 2, "dynamodb.UpdateItem": 4}
+    # Query: the last seq, then the room; for sessions (decision 0065) the journal's last position and the room
+    # again, once the event is in the journal (its PutItem). UpdateItem: the rate limiter's admission, the
+    # message's count claim, the analytics counter and, as figures were pushed less than a second ago, the
+    # claim of the trailing push that is handed off.
+    journal = {"dynamodb.PutItem": 1} if write == "TransactWriteItems" else {"dynamodb.PutItem": 2}
+    assert calls.calls == {
+        "dynamodb.GetItem": 1,
+        f"dynamodb.{write}": 1,
+        **journal,
+        "dynamodb.Query": 4,
+        "dynamodb.UpdateItem": 4,
+    }
     assert gateway.calls == 10
     assert [task.kind for task in deferred.tasks] == ["metrics"]
 
@@ -114,7 +122,10 @@ def test_all_read_costs_one_index_query_and_an_update_per_unread_notification(
     assert peer.ok("notification:all_read") == {"count": unread}
     assert calls.calls == {
         "dynamodb.UpdateItem": 1 + unread,  # the rate limiter's admission, then one per unread notification
-        "dynamodb.Query": 2,  # the unread index (one page up to 1 MB), then the user's room for the receipt
+        # The unread index (one page up to 1 MB), then the user's room for the receipt, which is first put in
+        # the company journal for sessions (its last position's Query and its PutItem, decision 0065).
+        "dynamodb.Query": 3,
+        "dynamodb.PutItem": 1,
     }
 
 
@@ -142,6 +153,7 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
     # Admission, count claim, counter and push claim UpdateItems; the last seq's, the room's and the analytics
-    # room's Query; 10 + 1 posts.
-    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 1, "dynamodb.Query": 3, "dynamodb.UpdateItem": 4}
+    # room's Query, and the journal's last position and the room again for sessions (with the journal's
+    # PutItem; metrics:update is volatile, not journaled); 10 + 1 posts.
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 2, "dynamodb.Query": 5, "dynamodb.UpdateItem": 4}
     assert gateway.calls == 11

@@ -211,6 +211,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     recorder.current = "SweepFunction"
     assert invoke("handlers.sweep.handler", {}) == {"swept": 1}
     socketio_scenario(recorder)
+    recovery_scenario(recorder, conversation)
     ana.disconnect()
     run_delayed()
     Peer(gateway, "dan-1", "dan", "acme").connect()
@@ -281,3 +282,49 @@ def socketio_scenario(recorder: ActionRecorder) -> None:
     invoke("handlers.heartbeat.handler", {})
     cat.send("1")
     cat.disconnect()
+
+
+def recovery_scenario(recorder: ActionRecorder, conversation: str) -> None:
+    """Sessions (recovery=1): Socket.IO ones opened, dropped, recovered and ended; a native one joining
+    rooms through the namespace functions, dropped, recovered and closed with 1000."""
+
+    def recovering(event: dict[str, Any]) -> dict[str, Any]:
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        return event
+
+    class Recovering(SocketIoPeer):
+        def _socketio(self, event: dict[str, Any]) -> dict[str, Any]:
+            return recovering(super()._socketio(event))
+
+    first = Recovering(recorder.gateway, "rec-1", "rex", "acme").connect()
+    first.send("40/conversations,")
+    first.send(f'42/conversations,1["join:conversation","{conversation}"]')
+    pid = json.loads(next(text for text in first.pushed() if text.startswith("40/conversations,"))[17:])["pid"]
+    first.disconnect()
+    publish("Emit", {"companyId": "acme", "room": f"conversation:{conversation}", "event": "a:b", "data": {}})
+    second = Recovering(recorder.gateway, "rec-2", "rex", "acme").connect()
+    second.send(f'40/conversations,{{"pid":"{pid}","offset":"1"}}')
+    second.send("41/conversations,")
+    second.disconnect()
+
+    def native(kind: str, connection_id: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        event = recovering(testing.lifecycle_event(kind, connection_id, "nia", "acme"))
+        if query is not None:
+            event["queryStringParameters"] = {"token": "t", "recovery": "1", **query}
+        return event
+
+    testing.deliver(native("connect", "nat-1", {}))
+    frames = recorder.gateway.events("nat-1", "session")
+    for action, data in (("join:conversation", {"conversationId": conversation}), ("analytics:subscribe", {})):
+        event = recovering(
+            testing.message_event("nat-1", "nia", "acme", {"action": action, "data": data, "ackId": "1"})
+        )
+        testing.deliver(event)
+    closing = native("disconnect", "nat-1")
+    closing["requestContext"]["disconnectStatusCode"] = 1001
+    testing.deliver(closing)
+    session = {"session": frames[0]["data"]["sessionId"], "offset": frames[0]["offset"]}
+    testing.deliver(native("connect", "nat-2", session))
+    closing = native("disconnect", "nat-2")
+    closing["requestContext"]["disconnectStatusCode"] = 1000
+    testing.deliver(closing)

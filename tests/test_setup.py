@@ -97,8 +97,10 @@ def test_too_old_a_python_is_refused_by_name_before_anything_is_created(tmp_path
     for name in ("Makefile", "pyproject.toml", "requirements-dev.txt"):
         shutil.copy(ROOT / name, checkout / name)
     shutil.copytree(ROOT / "tools", checkout / "tools")
-    (checkout / "layer").mkdir()
-    shutil.copy(ROOT / "layer" / "requirements.txt", checkout / "layer" / "requirements.txt")
+    # The venv's prerequisites (the Makefile's $(STAMP) rule), so make gets as far as choosing a Python.
+    for prerequisite in ("layer/requirements.txt", "emitters/python/pyproject.toml"):
+        (checkout / prerequisite).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / prerequisite, checkout / prerequisite)
     bin_dir = machine(tmp_path, {"python3": too_old})
     assert make(bin_dir, "print-python", cwd=checkout).stdout.strip() == ""
     refused = make(bin_dir, ".venv/.installed", cwd=checkout)

@@ -25,6 +25,7 @@ const state = {
   notificationsCursor: null,
   period: "today",
   typingSentAt: 0,
+  heardSinceLost: 0, // messages heard since the connection was lost: a recovery replays them before `connect`
 };
 
 class ServerError extends Error {
@@ -105,9 +106,14 @@ async function attempt(work, action) {
   }
 }
 
+// The handshake's query: the token, and `recovery=1` when sessions are on (docs/socketio.md).
+function handshakeQuery(token) {
+  return state.me.recovery ? { token, recovery: "1" } : { token };
+}
+
 async function connect() {
   const token = await mintToken();
-  const options = { transports: ["websocket"], query: { token }, reconnectionDelayMax: 2000 };
+  const options = { transports: ["websocket"], query: handshakeQuery(token), reconnectionDelayMax: 2000 };
   const conversations = io(`${location.origin}/conversations`, options);
   const manager = conversations.io; // one WebSocket for the three namespaces
   state.sockets = {
@@ -119,12 +125,13 @@ async function connect() {
   // refused attempt), before the Manager's next attempt reads `opts.query`.
   const refresh = async () => {
     try {
-      manager.opts.query = { token: await mintToken() };
+      manager.opts.query = handshakeQuery(await mintToken());
     } catch {
       // The stack is down: the next refused attempt tries again.
     }
   };
   manager.on("close", (reason) => {
+    state.heardSinceLost = 0;
     setStatus("reconnecting", "reconnecting…");
     note(`connection lost (${reason})`);
     refresh();
@@ -146,8 +153,15 @@ async function connect() {
 
 function wireConversations(socket) {
   socket.on("connect", async () => {
-    setStatus("connected", "connected");
     for (const button of document.querySelectorAll("#create button, #open-by-id button")) button.disabled = false;
+    if (socket.recovered) {
+      // The session came back: what was missed was replayed before this, and the rooms are restored.
+      setStatus("connected", "connected · recovered");
+      note(`session recovered: ${state.heardSinceLost} missed message(s) replayed, rooms restored`);
+      await attempt(loadPresence, "presence:list");
+      return;
+    }
+    setStatus("connected", "connected");
     await attempt(loadPresence, "presence:list");
     if (state.openId) await attempt(() => rejoin(state.openId), "join:conversation");
   });
@@ -156,6 +170,7 @@ function wireConversations(socket) {
     note(`connect error: ${error.message}`);
   });
   socket.on("message:new", (message) => {
+    state.heardSinceLost += 1;
     if (message.conversationId !== state.openId) return;
     if (state.loaded && message.seq > state.lastSeq + 1) {
       // Something came in between that this connection did not hear: history has it (docs/protocol.md).
@@ -550,6 +565,7 @@ $("#sign-in").addEventListener("submit", async (event) => {
     companyId: form.company.value.trim(),
     userId: form.user.value.trim(),
     lifetime: Number(form.lifetime.value),
+    recovery: form.recovery.checked,
   };
   try {
     await connect();

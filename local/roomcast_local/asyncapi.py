@@ -16,6 +16,7 @@ from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
 from shared.protocol.outbound import EVENTS, REPLIES, RESERVED_EVENT_NAMES, ErrorDetail, ServerData
 from shared.protocol.publishing import DEFAULT_BUS, DETAIL_TYPES, EVENT_NAME_PATTERN
+from shared.protocol.recovery import SESSION_EVENT, recoverable
 from shared.wiring.namespace import Namespace
 
 SCHEMAS = "#/components/schemas/"
@@ -58,6 +59,19 @@ def _envelope(event: str, data: dict[str, Any], namespace: str | None) -> dict[s
     if namespace:
         properties["namespace"] = {"const": namespace}
     return {"type": "object", "required": ["event", "data"], "properties": properties}
+
+
+OFFSET = {
+    "type": "string",
+    "pattern": "^[0-9]{1,15}$",
+    "description": "Sessions only (recovery=1): the event's place in what the session was sent, opaque; send the "
+    "last one back to recover (Socket.IO: the event's last argument, kept by socket.io-client)",
+}
+
+
+def _recoverable(envelope: dict[str, Any]) -> dict[str, Any]:
+    envelope["properties"]["offset"] = OFFSET
+    return envelope
 
 
 def _ack(ack_id: dict[str, Any], ok: bool, field: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +139,8 @@ def document() -> dict[str, Any]:
             "summary": event.summary,
             "payload": _envelope(name, schemas.ref(event.data), event.namespace),
         }
+        if recoverable({"event": name}) or name == SESSION_EVENT:
+            _recoverable(messages[f"{key}.event"]["payload"])
         operations[f"receive.{key}"] = {
             "action": "receive",
             "channel": {"$ref": CHANNEL},
@@ -141,7 +157,7 @@ def document() -> dict[str, Any]:
     messages["emitted.event"] = {
         "name": "emitted",
         "summary": "An event a backend service sent with `Emit`: its name and data are the service's",
-        "payload": backend,
+        "payload": _recoverable(backend),
     }
     operations["receive.emitted"] = {
         "action": "receive",
@@ -199,7 +215,15 @@ def document() -> dict[str, Any]:
                         "query": {
                             "type": "object",
                             "required": ["token"],
-                            "properties": {"token": {"type": "string", "description": "HS256 JWT"}},
+                            "properties": {
+                                "token": {"type": "string", "description": "HS256 JWT"},
+                                "recovery": {"const": "1", "description": "Sessions that outlive the connection"},
+                                "session": {
+                                    "type": "string",
+                                    "description": "Native, recovering: the `session` event's sessionId",
+                                },
+                                "offset": {"type": "string", "description": "Native, recovering: the last offset"},
+                            },
                         }
                     }
                 },

@@ -15,6 +15,7 @@ from shared.domain.tokens import InvalidToken, jwt_secret, verify_token
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.codec import codec_of
 from shared.protocol.identity import origin_allowed
+from shared.protocol.recovery import recovery_asked
 from shared.stores.access import AccessStore
 from shared.wiring.settings import settings
 
@@ -84,9 +85,15 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         logger.info("handshake with a revoked token", extra={"user_id": identity.user_id})
         return _deny(request)
     # The codec rides in the context to every route, so $default knows how to read a frame without a lookup;
-    # the access marker too, so $connect and a recovery can tell a kick that came after this handshake.
+    # the access marker too, so $connect and a recovery can tell a kick that came after this handshake; and
+    # whether the connection asked for sessions (decision 0065).
+    query = event.get("queryStringParameters")
     identity = identity.model_copy(
-        update={"codec": codec_of(event.get("queryStringParameters")), "sessions_ended_at": access.sessions_ended_at}
+        update={
+            "codec": codec_of(query),
+            "recovery": recovery_asked(query),
+            "sessions_ended_at": access.sessions_ended_at,
+        }
     )
     logger.append_keys(user_id=identity.user_id, company_id=identity.company_id)
     metrics.add_metric(name="HandshakesAccepted", unit=MetricUnit.Count, value=1)

@@ -14,14 +14,18 @@ from shared.delivery.deferred import (
     BroadcastChunk,
     ConnectionsGone,
     MetricsDue,
+    NativeSessionOpened,
     RoomBroadcast,
     SessionOpened,
     UserOnline,
     parse_task,
 )
 from shared.delivery.management_api import Delivery
+from shared.domain.sessions import Greeting
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.clock import utc_now
+from shared.protocol.identity import identity_from_authorizer
+from shared.protocol.recovery import NATIVE_SESSION, Claim, parse_offset
 from shared.stores.analytics import PUSH_INTERVAL_MS
 from shared.wiring.services import Services, services
 
@@ -41,6 +45,8 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(task=task.kind)
     if isinstance(task, SessionOpened):
         _open_session(runtime, task.connection_id)
+    elif isinstance(task, NativeSessionOpened):
+        _open_native_session(runtime, task)
     elif isinstance(task, ConnectionsGone):
         forgotten = runtime.presence.forget_gone(task.recipients, utc_now())
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
@@ -65,6 +71,20 @@ def _open_session(runtime: Services, connection_id: str) -> None:
 
     if post_open_packet(runtime.hub, connection_id, runtime.config, closed) is Delivery.DELIVERED:
         runtime.connections.start_session(connection_id, utc_now())
+
+
+def _open_native_session(runtime: Services, task: NativeSessionOpened) -> None:
+    identity = identity_from_authorizer(task.identity)
+    now = utc_now()
+    claim = Claim(identity, NATIVE_SESSION, parse_offset(task.offset), identity.sessions_ended_at)
+    runtime.sessions.open(
+        task.connection_id,
+        claim,
+        pid_text=task.session,
+        fresh_sid=task.connection_id,
+        greeting=Greeting(connected=None, connecting=True),
+        now=now,
+    )
 
 
 def _push_trailing(runtime: Services, task: MetricsDue) -> None:

@@ -1,4 +1,5 @@
-"""$disconnect: forget the connection and its memberships; announce the user's last connection closing."""
+"""$disconnect: forget the connection and its memberships; announce the user's last connection closing; end its
+sessions if the client closed cleanly, else start their recovery window (decision 0065)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import utc_now
+from shared.protocol.recovery import session_ended_by
 from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
@@ -15,10 +17,16 @@ from shared.wiring.services import services
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
-    request_context = WebSocketEvent.of(event).request_context
-    services().presence.disconnect(request_context.connection_id, utc_now())
+    runtime = services()
+    context = WebSocketEvent.of(event).request_context
+    now = utc_now()
+    closed = runtime.presence.disconnect(context.connection_id, now)
+    if closed is not None and closed.connection.sessions:
+        connection = closed.connection
+        ended = session_ended_by(connection.identity.codec, context.raw_event.get("disconnectStatusCode"))
+        runtime.sessions.closed(connection.connection_id, connection.sessions, ended, now)
     metrics.add_metric(name="Disconnections", unit=MetricUnit.Count, value=1)
-    raw = request_context.raw_event
+    raw = context.raw_event
     logger.info(
         "disconnected", extra={"status": raw.get("disconnectStatusCode"), "reason": raw.get("disconnectReason")}
     )

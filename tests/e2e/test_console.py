@@ -81,11 +81,12 @@ class Agent:
     company: str
     signed_in_at: float = 0.0
 
-    def sign_in(self, lifetime: int = 3600) -> None:
+    def sign_in(self, lifetime: int = 3600, recovery: bool = False) -> None:
         self.signed_in_at = time.time()
         self.page.fill("#sign-in [name=company]", self.company)
         self.page.fill("#sign-in [name=user]", self.user)
         self.page.fill("#sign-in [name=lifetime]", str(lifetime))
+        self.page.set_checked("#sign-in [name=recovery]", recovery)
         self.page.click("#sign-in button")
         expect(self.page.locator("#status")).to_have_text("connected", timeout=FIRST_CONNECTION_MS)
 
@@ -339,6 +340,31 @@ def test_bad_input_shows_the_servers_error(people: dict[str, Agent]) -> None:
     expect(stale.error("token_expired").first).to_contain_text("connection: token_expired", timeout=within * 1000)
     expect(stale.page.locator("#activity")).to_contain_text("reconnected")
     expect(stale.page.locator("#status")).to_have_text("connected")
+
+
+def test_with_sessions_on_the_console_recovers_after_a_drop_and_says_so(stack: Stack, browser: Browser) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    page = context.new_page()
+    page.goto(stack.url)
+    dee = Agent(context, page, "dee", "acme")
+    dee.sign_in(recovery=True)
+    conversation_id = dee.create("Recovered")
+    with native(stack, "bot", "acme") as bot:
+        bot.ok("message:send", {"conversationId": conversation_id, "content": "while here"})
+        expect(dee.message("while here")).to_be_visible()
+        context.set_offline(True)
+        expect(page.locator("#status")).not_to_have_text(re.compile("^connected"))
+        for content in ("missed one", "missed two"):
+            bot.ok("message:send", {"conversationId": conversation_id, "content": content})
+        context.set_offline(False)
+        expect(page.locator("#status")).to_have_text("connected · recovered", timeout=FIRST_CONNECTION_MS)
+        expect(page.locator("#activity")).to_contain_text("session recovered: 2 missed message(s) replayed")
+        expect(page.locator("#messages li .content")).to_have_text(["while here", "missed one", "missed two"])
+        # The room came back without a join: a later message arrives live.
+        bot.ok("message:send", {"conversationId": conversation_id, "content": "later"})
+        expect(dee.message("later")).to_be_visible()
+    assert "rejoined" not in page.locator("#activity").inner_text()
+    context.close()
 
 
 def test_after_a_stack_restart_the_console_reconnects_and_fills_the_gap(stack: Stack, people: dict[str, Agent]) -> None:

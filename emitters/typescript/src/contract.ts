@@ -144,6 +144,7 @@ export const SCHEMAS: Record<DetailType, Record<string, unknown>> = {
             "notification:read",
             "pong",
             "presence:list",
+            "session",
             "status:offline",
             "status:online"
           ]

@@ -70,9 +70,23 @@ class SessionOpened(_Task):
     connection_id: str = Field(alias="connectionId")
 
 
+class NativeSessionOpened(_Task):
+    """A native connection with `recovery=1`: once its $connect has returned, recover the session its query
+    named (`session`, `offset`) or start one, and join its rooms (decision 0066)."""
+
+    kind: Literal["native-session"] = "native-session"
+    connection_id: str = Field(alias="connectionId")
+    identity: dict[str, Any]
+    """The authorizer's context, as $connect got it."""
+    session: str | None = None
+    offset: str | None = None
+
+
 class Recipient(_Task):
     connection_id: str = Field(alias="connectionId")
     codec: Codec = Codec.NATIVE
+    since: int | None = None
+    """A session's membership: the journal position from which it hears this room (decision 0065)."""
 
 
 class RoomBroadcast(_Task):
@@ -84,6 +98,8 @@ class RoomBroadcast(_Task):
     """The room's name (`conversation:c-1`); its members are read under the company's key."""
     frame: dict[str, Any]
     exclude: str | None = None
+    position: int | None = None
+    """The event's journal position, when it is recoverable."""
 
 
 class BroadcastChunk(_Task):
@@ -94,9 +110,12 @@ class BroadcastChunk(_Task):
     room: str
     frame: dict[str, Any]
     recipients: tuple[Recipient, ...]
+    position: int | None = None
 
 
-AnyTask = ConnectionsGone | UserOnline | MetricsDue | SessionOpened | RoomBroadcast | BroadcastChunk
+AnyTask = (
+    ConnectionsGone | UserOnline | MetricsDue | SessionOpened | NativeSessionOpened | RoomBroadcast | BroadcastChunk
+)
 Task = Annotated[AnyTask, Field(discriminator="kind")]
 
 

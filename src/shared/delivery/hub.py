@@ -12,12 +12,14 @@ from shared.delivery.deferred import BroadcastChunk, Deferrer, GoneRecipient, Re
 from shared.delivery.management_api import Delivery, Gateway
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import Clock, utc_now
-from shared.protocol.codec import Codec, encodings
+from shared.protocol.codec import Codec, encode_event, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, encode
+from shared.protocol.recovery import offset_text, recoverable
 from shared.protocol.rooms import Room, parse_room
 from shared.stores.budget import PostBudget
-from shared.stores.connections import ConnectionStore
+from shared.stores.connections import ConnectionStore, Member
+from shared.stores.journal import Journal
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,16 @@ class Recipients:
     exclude: str | None = None
     large: bool = False
     """Past the large-room threshold: `by_codec` holds the first page only, and the room is handed off whole."""
+    sessions: tuple[Member, ...] = ()
+    """Members that are sessions (decision 0065): each hears an event from its `since` position on, with its
+    offset. Not in `by_codec`."""
+
+    def plain(self) -> Recipients:
+        """Only the members that are not sessions: those an event reaches without its journal position."""
+        return Recipients(self.company_id, self.room, self.by_codec, self.exclude, self.large)
+
+    def only_sessions(self) -> Recipients:
+        return Recipients(self.company_id, self.room, {}, self.exclude, False, self.sessions)
 
 
 @dataclass(frozen=True)
@@ -62,13 +74,28 @@ class Hub:
         deferrer: Deferrer,
         max_outbound_bytes: int,
         large_rooms: LargeRooms | None = None,
+        *,
+        journal: Journal | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        """Without `large_rooms`, every room is posted to inside the request, whatever its size."""
+        """Without `large_rooms`, every room is posted to inside the request, whatever its size. Without
+        `journal`, nothing is recorded for sessions to replay."""
         self._store = store
         self._gateway = gateway
         self._deferrer = deferrer
         self._max_outbound_bytes = max_outbound_bytes
         self._large_rooms = large_rooms
+        self._journal = journal
+        self._now = clock.now if clock is not None else utc_now
+
+    def record(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> int | None:
+        """Put a recoverable event in the company's journal (one write, whatever the room's size) and return
+        its position; None for a volatile event, or without a journal. Called before the room's members are
+        read, so that a session that joins meanwhile either is read or replays it (decision 0065)."""
+        if self._journal is None or not recoverable(frame):
+            return None
+        self.encode(frame)  # an event too large to send is not recorded either
+        return self._journal.append(company_id, room.name, frame, exclude, self._now())
 
     def encode(self, frame: Frame) -> bytes:
         """The native encoding; a Socket.IO one is at most two bytes longer (decision 0035), within the same check."""
@@ -78,38 +105,49 @@ class Hub:
         return data
 
     def emit(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> FanoutReport:
-        """Send `frame` to every connection in the room; connections found gone are handed off."""
-        return self.deliver(self.recipients(company_id, room, exclude), frame)
+        """Send `frame` to every connection in the room; connections found gone are handed off. A recoverable
+        event is recorded first, then the members are read."""
+        position = self.record(company_id, room, frame, exclude)
+        return self.deliver(self.recipients(company_id, room, exclude), frame, position)
 
-    def recipients(self, company_id: str, room: Room, exclude: str | None = None) -> Recipients:
+    def recipients(self, company_id: str, room: Room, exclude: str | None = None, whole: bool = False) -> Recipients:
         """Who is in the room now: a caller may read this alongside its other reads, before its write. Past the
-        large-room threshold, one page says so and the rest is left to the workers."""
-        threshold = None if self._large_rooms is None else self._large_rooms.threshold
+        large-room threshold, one page says so and the rest is left to the workers, unless `whole` is asked."""
+        threshold = None if self._large_rooms is None or whole else self._large_rooms.threshold
         # One page decides a large room: the excluded member and one past the threshold.
         page_size = None if threshold is None else threshold + 2
         by_codec: dict[Codec, list[str]] = {}
+        sessions: list[Member] = []
         found = 0
         for page in self._store.members(company_id, room, page_size):
             for member in page:
                 if member.connection_id != exclude:
-                    by_codec.setdefault(member.codec, []).append(member.connection_id)
+                    if member.since is None:
+                        by_codec.setdefault(member.codec, []).append(member.connection_id)
+                    else:
+                        sessions.append(member)
                     found += 1
             if threshold is not None and found > threshold:
-                return Recipients(company_id, room, by_codec, exclude, large=True)
-        return Recipients(company_id, room, by_codec, exclude)
+                return Recipients(company_id, room, by_codec, exclude, True, tuple(sessions))
+        return Recipients(company_id, room, by_codec, exclude, False, tuple(sessions))
 
-    def deliver(self, recipients: Recipients, frame: Frame) -> FanoutReport:
+    def deliver(self, recipients: Recipients, frame: Frame, position: int | None = None) -> FanoutReport:
         """Post `frame` to the recipients read before; those found gone are handed off. A large room is handed
-        off whole: the reply does not wait for it."""
+        off whole: the reply does not wait for it. `position`: the event's journal position (`record`), which
+        sessions hear as its offset; a session member whose `since` is later replays it instead."""
         self.encode(frame)
         if recipients.large:
             broadcast = RoomBroadcast(
-                companyId=recipients.company_id, room=recipients.room.name, frame=frame, exclude=recipients.exclude
+                companyId=recipients.company_id,
+                room=recipients.room.name,
+                frame=frame,
+                exclude=recipients.exclude,
+                position=position,
             )
             self._deferrer.defer(broadcast)
             metrics.add_metric(name="LargeRoomsHandedOff", unit=MetricUnit.Count, value=1)
             return FanoutReport(handed_off=True)
-        report = self._post(recipients, frame)
+        report = self._post(recipients, frame, position)
         self._hand_off(report.gone)
         return report
 
@@ -120,7 +158,7 @@ class Hub:
         if room is None or self._large_rooms is None:
             raise ValueError(f"no large-room broadcast to {task.room!r}")
         members = [
-            Recipient(connectionId=member.connection_id, codec=member.codec)
+            Recipient(connectionId=member.connection_id, codec=member.codec, since=member.since)
             for page in self._store.members(task.company_id, room)
             for member in page
             if member.connection_id != task.exclude
@@ -130,7 +168,11 @@ class Hub:
         for start in range(0, len(members), size):
             chunk = members[start : start + size]
             task_of_chunk = BroadcastChunk(
-                companyId=task.company_id, room=task.room, frame=task.frame, recipients=tuple(chunk)
+                companyId=task.company_id,
+                room=task.room,
+                frame=task.frame,
+                recipients=tuple(chunk),
+                position=task.position,
             )
             try:
                 self._deferrer.defer(task_of_chunk)
@@ -157,9 +199,15 @@ class Hub:
                 continue
             batch, remaining = remaining[:granted], remaining[granted:]
             by_codec: dict[Codec, list[str]] = {}
+            sessions: list[Member] = []
             for recipient in batch:
-                by_codec.setdefault(recipient.codec, []).append(recipient.connection_id)
-            part = self._post(Recipients(chunk.company_id, room, by_codec), chunk.frame)
+                if recipient.since is None:
+                    by_codec.setdefault(recipient.codec, []).append(recipient.connection_id)
+                else:
+                    sessions.append(Member(recipient.connection_id, recipient.codec, recipient.since))
+            part = self._post(
+                Recipients(chunk.company_id, room, by_codec, sessions=tuple(sessions)), chunk.frame, chunk.position
+            )
             report.delivered += part.delivered
             report.failed += part.failed
             report.gone.extend(part.gone)
@@ -204,12 +252,25 @@ class Hub:
                 logger.exception("could not hand off gone connections", extra={"gone": len(task.recipients)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
 
-    def _post(self, recipients: Recipients, frame: Frame) -> FanoutReport:
+    def _post(self, recipients: Recipients, frame: Frame, position: int | None = None) -> FanoutReport:
         by_codec = recipients.by_codec
         room_key = recipients.room.key(recipients.company_id)
-        report = FanoutReport(recipients=sum(len(group) for group in by_codec.values()))
-        for codec, data in encodings(frame, by_codec).items():
-            group = by_codec[codec]
+        groups: list[tuple[list[str], bytes]] = [
+            (by_codec[codec], data) for codec, data in encodings(frame, by_codec).items()
+        ]
+        hearing = [
+            member
+            for member in recipients.sessions
+            if position is None or (member.since is not None and member.since <= position)
+        ]
+        if hearing:
+            offset = None if position is None else offset_text(position)
+            by_session_codec: dict[Codec, list[str]] = {}
+            for member in hearing:
+                by_session_codec.setdefault(member.codec, []).append(member.connection_id)
+            groups += [(group, encode_event(frame, codec, offset)) for codec, group in by_session_codec.items()]
+        report = FanoutReport(recipients=sum(len(group) for group, _ in groups))
+        for group, data in groups:
             deliveries = self._gateway.post_many(group, data)
             answered = utc_now()
             for connection_id, delivery in zip(group, deliveries, strict=True):

@@ -128,11 +128,20 @@ class Messages:
         return self._conversations.add_message(company_id, draft.conversation_id, draft.at, draft.sender_key, last_seq)
 
     def announce(self, company_id: str, message: Message, recipients: Recipients | None = None) -> None:
-        """A newly stored message to its conversation's room: to the members read ahead, else to those now."""
+        """A newly stored message to its conversation's room: to the members read ahead, else to those now.
+        Sessions hear it only once it is in the journal, from members read after that (decision 0065): a
+        session that joined after the read ahead is among them, and one that joins later replays it."""
         metrics.add_metric(name="Messages", unit=MetricUnit.Count, value=1)
-        if recipients is None:
-            recipients = self._hub.recipients(company_id, conversation_room(message.conversation_id))
-        self._hub.deliver(recipients, server_event("message:new", message))
+        frame = server_event("message:new", message)
+        room = conversation_room(message.conversation_id)
+        if recipients is None or recipients.large:
+            position = self._hub.record(company_id, room, frame)
+            self._hub.deliver(self._hub.recipients(company_id, room), frame, position)
+            return
+        self._hub.deliver(recipients.plain(), frame)
+        position = self._hub.record(company_id, room, frame)
+        members = self._hub.recipients(company_id, room, whole=True)
+        self._hub.deliver(members.only_sessions(), frame, position)
 
     def announce_conversation(self, company_id: str, conversation: Conversation) -> None:
         frame = server_event("conversation:updated", ConversationState(conversation=conversation))

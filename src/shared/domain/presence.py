@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
+from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, NativeSessionOpened, SessionOpened, UserOnline
 from shared.delivery.delayed import Delayer, OfflineDue
 from shared.delivery.hub import Hub
 from shared.protocol.codec import Codec
@@ -26,12 +26,17 @@ from shared.stores.connections import (
 )
 
 
-def connect_tasks(connection_id: str, identity: Identity, first: bool) -> list[AnyTask]:
-    """What a $connect hands off: a Socket.IO connection's open packet, and a user's first connection's
-    `status:online` (only the connection that made the user online announces it)."""
+def connect_tasks(
+    connection_id: str, identity: Identity, first: bool, native_session: NativeSessionOpened | None = None
+) -> list[AnyTask]:
+    """What a $connect hands off: a Socket.IO connection's open packet, a native session's (re)connection,
+    and a user's first connection's `status:online` (only the connection that made the user online
+    announces it)."""
     tasks: list[AnyTask] = []
     if identity.codec is Codec.SOCKETIO:
         tasks.append(SessionOpened(connectionId=connection_id))
+    elif identity.recovery and native_session is not None:
+        tasks.append(native_session)
     if first:
         tasks.append(UserOnline(companyId=identity.company_id, userId=identity.user_id, connectionId=connection_id))
     return tasks
@@ -67,11 +72,13 @@ class Presence:
         self._grace_seconds = grace_seconds
         self._departure = departure_after(grace_seconds)
 
-    def connect(self, connection_id: str, identity: Identity, now: datetime) -> None:
+    def connect(
+        self, connection_id: str, identity: Identity, now: datetime, native_session: NativeSessionOpened | None = None
+    ) -> None:
         """Record the connection (raises ConnectionRefused if it closed meanwhile, or if its user was kicked
         after its handshake). A user's first connection is announced after $connect returns: the company may
-        be large. A Socket.IO connection's open packet can only be posted after $connect returns, so it is
-        handed off too."""
+        be large. A Socket.IO connection's open packet, and a native session's replay, can only be posted
+        after $connect returns, so they are handed off too."""
         try:
             first = self._store.open(connection_id, identity, now, self._departure)
         except (ConnectionRefused, ConnectionFailed) as refused:
@@ -85,7 +92,7 @@ class Presence:
             self._undo(connection_id, now, Departure.UNDO if first else Departure.NOW)
             raise ConnectionRefused(connection_id)
         try:
-            for task in connect_tasks(connection_id, identity, first):
+            for task in connect_tasks(connection_id, identity, first, native_session):
                 self._deferrer.defer(task)
         except Exception:
             # The handshake fails: nothing of it stays recorded.
@@ -105,8 +112,11 @@ class Presence:
                 exclude=task.connection_id,
             )
 
-    def disconnect(self, connection_id: str, now: datetime) -> None:
-        self._settle([self._store.close(connection_id, now, departure=self._departure)])
+    def disconnect(self, connection_id: str, now: datetime) -> Closed | None:
+        """Forget the connection; returns what was closed (None: nothing was recorded)."""
+        closed = self._store.close(connection_id, now, departure=self._departure)
+        self._settle([closed])
+        return closed
 
     def forget_gone(self, recipients: Iterable[GoneRecipient], now: datetime) -> int:
         """Forget connections `@connections` answered 410 for, but not one whose $connect may still have been

@@ -30,9 +30,9 @@ def verify_token(token: str, secret: str, leeway_seconds: int) -> Identity:
             leeway=leeway_seconds,
             options={"require": list(REQUIRED_CLAIMS)},
         )
-        # How the connection speaks and when its user was last kicked are the handshake's to say, whatever the
-        # token claims.
-        handshake_only = ("codec", SESSIONS_ENDED_AT)
+        # How the connection speaks, whether it has sessions and when its user was last kicked are the
+        # handshake's to say, whatever the token claims.
+        handshake_only = ("codec", "recovery", SESSIONS_ENDED_AT)
         return Identity.model_validate({name: value for name, value in claims.items() if name not in handshake_only})
     except (jwt.InvalidTokenError, ValidationError) as error:
         raise InvalidToken(type(error).__name__) from error

@@ -25,12 +25,14 @@ def codec_of(query: Mapping[str, str] | None) -> Codec:
     return Codec.SOCKETIO if query is not None and query.get("EIO") == ENGINE_IO_VERSION else Codec.NATIVE
 
 
-def encode_event(frame: Frame, codec: Codec) -> bytes:
+def encode_event(frame: Frame, codec: Codec, offset: str | None = None) -> bytes:
+    """With `offset`, for a session (decision 0065): the native frame's top-level `offset`, or Socket.IO's
+    last argument; without one, exactly the frame as every other connection gets it."""
     if codec is Codec.NATIVE:
-        return encode(frame).encode("utf-8")
+        return encode(frame if offset is None else {**frame, "offset": offset}).encode("utf-8")
     from shared.protocol.socketio import server_event
 
-    return server_event(frame).encode("utf-8")
+    return (server_event(frame) if offset is None else server_event(frame, offset)).encode("utf-8")
 
 
 def encodings(frame: Frame, codecs: Iterable[Codec]) -> dict[Codec, bytes]:

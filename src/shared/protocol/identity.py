@@ -31,6 +31,8 @@ class Identity(BaseModel):
     sessions_ended_at: datetime | None = Field(default=None, alias="sessionsEndedAt")
     """The user's last kick or revocation as the authorizer read it at the handshake (absent: none). A
     connection or session that started before a later one is over (docs/protocol.md, kick and revoke)."""
+    recovery: bool = False
+    """The connection asked for sessions (`recovery=1` in its query, decision 0065): chosen at the handshake."""
 
     @field_validator("user_id", "company_id", mode="before")
     @classmethod
@@ -39,6 +41,12 @@ class Identity(BaseModel):
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         return value
+
+    @field_validator("recovery", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        """API Gateway passes context values to routes as strings: `"1"`."""
+        return value in (1, "1", True, "true")
 
     @field_validator("exp", "issued_at", mode="before")
     @classmethod
@@ -63,6 +71,8 @@ class Identity(BaseModel):
             context["exp"] = self.exp
         if self.codec is not Codec.NATIVE:
             context["codec"] = str(self.codec)
+        if self.recovery:
+            context["recovery"] = 1
         if self.sessions_ended_at is not None:
             context[SESSIONS_ENDED_AT] = iso(self.sessions_ended_at)
         return context

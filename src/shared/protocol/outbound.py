@@ -127,6 +127,21 @@ class TaggedContact(Outbound):
     tag: str
 
 
+class SessionStatus(Outbound):
+    """Right after a session's connection opens (`recovery=1`): whether it took its session back."""
+
+    session_id: str | None = Field(
+        default=None,
+        alias="sessionId",
+        description="A native session's id, to send back as `session` in the query when reconnecting (Socket.IO "
+        "clients get theirs as the CONNECT reply's `pid`); absent for Socket.IO",
+    )
+    recovered: bool = Field(
+        description="True: every event missed since the offset sent back came before this, the rooms are "
+        "restored. False: a new session; refetch state (history by seq, notification:list, presence:list)"
+    )
+
+
 class ErrorDetail(Outbound):
     code: ErrorCode
     message: str
@@ -148,7 +163,7 @@ class ServerData(Outbound):
 @dataclass(frozen=True)
 class Event:
     """An event the server pushes to the rooms it concerns, in `namespace` (None: to a connection itself, in
-    none of them)."""
+    none of them, or for a session in its own namespace)."""
 
     namespace: str | None
     data: type[BaseModel]
@@ -169,6 +184,11 @@ EVENTS: dict[str, Event] = {
     "notification:read": Event(NOTIFICATIONS, ReadReceipt, "One of the user's notifications was read"),
     "notification:all_read": Event(NOTIFICATIONS, AllRead, "The user's notifications were all read"),
     "metrics:update": Event(ANALYTICS, Figures, "Today's figures changed (at most once a second)"),
+    "session": Event(
+        None,
+        SessionStatus,
+        "A session (recovery=1) was started or recovered; in Socket.IO, in each namespace, after the CONNECT reply",
+    ),
     "disconnect": Event(
         None,
         Disconnected,

@@ -128,9 +128,12 @@ class Ignored:
 
 @dataclass(frozen=True)
 class Connect:
-    """The client opens a namespace that is served; answer `connected(namespace, sid)`."""
+    """The client opens a namespace that is served; answer `connected(namespace, sid)`. `pid` and `offset`:
+    what a reconnecting socket.io-client adds to its `auth` to recover its session (as sent, unchecked)."""
 
     namespace: str
+    pid: object = None
+    offset: object = None
 
 
 @dataclass(frozen=True)
@@ -316,7 +319,10 @@ def _meaning(packet: EnginePacket | Packet) -> ClientMessage:
     namespace = packet.namespace
     served = namespace in NAMESPACES
     if packet.type is PacketType.CONNECT:
-        return Connect(namespace) if served else UnknownNamespace(namespace)
+        if not served:
+            return UnknownNamespace(namespace)
+        auth = packet.data if isinstance(packet.data, dict) else {}
+        return Connect(namespace, auth.get("pid"), auth.get("offset"))
     if packet.type is PacketType.ACK:
         return Ignored("the server asks clients for no acknowledgement")
     request = _request_ack_id(packet.type, packet.ack_id)
@@ -418,8 +424,10 @@ def pong(data: str = "") -> str:
     return encode_engine(EnginePacket(EngineType.PONG, data))
 
 
-def connected(namespace: str, sid: str) -> str:
-    return encode_packet(Packet(PacketType.CONNECT, namespace, {"sid": sid}))
+def connected(namespace: str, sid: str, pid: str | None = None) -> str:
+    """The CONNECT reply; with `pid`, the private session id of connection state recovery (decision 0065)."""
+    data = {"sid": sid} if pid is None else {"sid": sid, "pid": pid}
+    return encode_packet(Packet(PacketType.CONNECT, namespace, data))
 
 
 def connect_error(namespace: str) -> str:
@@ -456,6 +464,10 @@ def refusal(refused: Refused) -> str:
     return answer(refused.namespace, error_frame(error, refused.ack_id, refused.action))
 
 
-def server_event(frame: Frame) -> str:
-    """A native server event (`event_frame`) in the namespace that docs/protocol.md gives it."""
-    return event(frame.get("namespace") or DEFAULT_NAMESPACE, frame["event"], frame["data"])
+def server_event(frame: Frame, offset: str | None = None) -> str:
+    """A native server event (`event_frame`) in the namespace that docs/protocol.md gives it; with `offset` (a session's
+    event, decision 0065) that offset is its last argument, as Socket.IO's connection state recovery has it."""
+    namespace = frame.get("namespace") or DEFAULT_NAMESPACE
+    if offset is None:
+        return event(namespace, frame["event"], frame["data"])
+    return encode_packet(Packet(PacketType.EVENT, namespace, [frame["event"], frame["data"], offset]))

@@ -19,7 +19,7 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -28,13 +28,21 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from shared.protocol.clock import iso
+from shared.protocol.clock import iso, utc_now
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import ListRoom
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import Room, home_rooms
-from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
+from shared.stores.dynamo import (
+    CONDITION_FAILED,
+    TransactionCancelled,
+    conditional_check_failed,
+    query_pages,
+    transact,
+    update_if,
+)
+from shared.stores.journal import Journal
 
 if TYPE_CHECKING:
     from shared.stores.dynamo import Table
@@ -49,6 +57,8 @@ CONNECT_GRACE = timedelta(seconds=30)
 # A tombstone only has to outlive a $connect still in flight.
 TOMBSTONE_LIFE = timedelta(hours=1)
 OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
+# DynamoDB's 100 items a transaction, less the record's update and the journal's condition check.
+TRANSACTION_ROOMS = 98
 
 
 class Departure(Enum):
@@ -87,12 +97,16 @@ class Connection:
     room_keys: frozenset[str]
     namespaces: frozenset[str] = frozenset()
     """The Socket.IO namespaces it has opened."""
+    sessions: tuple[tuple[str, str], ...] = ()
+    """The sessions it held: (namespace, pid) pairs (decision 0065)."""
 
 
 @dataclass(frozen=True)
 class Member:
     connection_id: str
     codec: Codec
+    since: int | None = None
+    """Set on a session's membership: the first journal position it hears live (decision 0065)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,10 @@ def _heartbeat_pk(moment: datetime) -> str:
 
 def _codec(item: dict[str, Any]) -> Codec:
     return Codec(item["codec"]) if "codec" in item else Codec.NATIVE
+
+
+def _since(item: dict[str, Any]) -> int | None:
+    return int(str(item["since"])) if "since" in item else None
 
 
 def leftovers(
@@ -176,11 +194,30 @@ class Opened:
     bucket: str
 
 
+class ConnectionGone(Exception):
+    """The connection closed before a session's rooms were written on it."""
+
+
+class JournalMoved(Exception):
+    """An event was committed at the cut a session's rooms were being written at: read on from there."""
+
+
 class ConnectionStore:
-    def __init__(self, table: Table, ttl_seconds: int, max_rooms: int) -> None:
+    def __init__(
+        self,
+        table: Table,
+        ttl_seconds: int,
+        max_rooms: int,
+        journal: Journal | None = None,
+        tombstone_life: timedelta = TOMBSTONE_LIFE,
+    ) -> None:
+        """`journal`: where sessions' joins take their cut (decision 0065). `tombstone_life`: a session's
+        rooms are read from its last connection's tombstone, so it lives as long as the recovery window."""
         self._table = table
         self._ttl_seconds = ttl_seconds
         self._max_rooms = max_rooms
+        self._journal = journal
+        self._tombstone_life = max(tombstone_life, TOMBSTONE_LIFE)
 
     def _expiry(self, now: datetime) -> int:
         return int(now.timestamp()) + self._ttl_seconds
@@ -205,11 +242,16 @@ class ConnectionStore:
             "exp": identity.exp,
             "connectedAt": iso(now),
             "rooms": keys,
+            # A session's rooms and the journal position each was joined at (decision 0065); leave removes one.
+            "joined": {},
             "opened": _opened_pk(now),
             "ttl": expires,
         }
         if identity.codec is not Codec.NATIVE:
             record["codec"] = str(identity.codec)
+        if identity.recovery:
+            # Its sessions, by namespace; their rooms are joined at a cut of the journal (`attach`).
+            record.update(recovery=True, sessions={})
         try:
             self._table.put_item(
                 Item=record,
@@ -226,8 +268,9 @@ class ConnectionStore:
                 raise ConnectionRefused(connection_id) from error
         try:
             with self._table.batch_writer() as batch:
-                # A Socket.IO client must hear its open packet first: it joins its rooms once that is sent.
-                for key in keys if identity.codec is Codec.NATIVE else ():
+                # A Socket.IO client must hear its open packet first: it joins its rooms once that is sent. A
+                # native session joins them at a cut of the journal, after $connect returns (`attach`).
+                for key in keys if identity.codec is Codec.NATIVE and not identity.recovery else ():
                     batch.put_item(Item=self._membership(key, connection_id, identity, expires))
                 batch.put_item(
                     Item={
@@ -284,7 +327,7 @@ class ConnectionStore:
             "Key": connection_key(connection_id),
             "UpdateExpression": "SET closedAt = if_not_exists(closedAt, :closed), #ttl = :ttl",
             "ExpressionAttributeNames": {"#ttl": "ttl"},
-            "ExpressionAttributeValues": {":closed": iso(now), ":ttl": int((now + TOMBSTONE_LIFE).timestamp())},
+            "ExpressionAttributeValues": {":closed": iso(now), ":ttl": int((now + self._tombstone_life).timestamp())},
             "ReturnValues": "ALL_OLD",
         }
         if settled_before is not None:
@@ -436,31 +479,41 @@ class ConnectionStore:
 
     def join(self, connection_id: str, identity: Identity, room: Room, now: datetime) -> None:
         """Add a membership, both on the connection's record and as the item fan-out queries, atomically.
-        Refused (`conflict`) when the connection is closed or already in `max_rooms` rooms."""
+        Refused (`conflict`) when the connection is closed or already in `max_rooms` rooms. A session's
+        membership is written at a cut of the journal (decision 0065): it hears the room's events from there."""
         key = room.key(identity.company_id)
-        reasons = transact(
-            self._table,
-            [
-                {
-                    "Update": {
-                        "TableName": self._table.name,
-                        "Key": connection_key(connection_id),
-                        "UpdateExpression": "ADD rooms :r",
-                        "ConditionExpression": f"{OPEN} AND size(rooms) < :max",
-                        "ExpressionAttributeValues": {":r": {key}, ":max": self._max_rooms},
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-                {
-                    "Put": {
-                        "TableName": self._table.name,
-                        "Item": self._membership(key, connection_id, identity, self._expiry(now)),
-                    }
-                },
-            ],
-        )
+        while True:
+            try:
+                self._join(connection_id, identity, key, now)
+                return
+            except JournalMoved:
+                continue  # an event was committed meanwhile: take the cut after it
+
+    def _join(self, connection_id: str, identity: Identity, key: str, now: datetime) -> None:
+        update: dict[str, Any] = {
+            "TableName": self._table.name,
+            "Key": connection_key(connection_id),
+            "UpdateExpression": "ADD rooms :r",
+            "ConditionExpression": f"{OPEN} AND size(rooms) < :max",
+            "ExpressionAttributeValues": {":r": {key}, ":max": self._max_rooms},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        items: list[Any] = [{"Update": update}]
+        since = None
+        if identity.recovery and self._journal is not None:
+            cut = self._journal.head(identity.company_id)
+            since = cut + 1
+            update["UpdateExpression"] += " SET joined.#room = :since"
+            update["ExpressionAttributeNames"] = {"#room": key}
+            update["ExpressionAttributeValues"][":since"] = since
+            items.append({"ConditionCheck": self._journal.free_check(identity.company_id, since)})
+        membership = self._membership(key, connection_id, identity, self._expiry(now), since)
+        items.insert(1, {"Put": {"TableName": self._table.name, "Item": membership}})
+        reasons = transact(self._table, items)
         if reasons is None:
             return
+        if len(reasons) == 3 and reasons[2].get("Code") == CONDITION_FAILED:
+            raise JournalMoved
         if reasons[0].get("Code") != CONDITION_FAILED:
             raise TransactionCancelled([str(reason.get("Code")) for reason in reasons])
         # The record as the condition saw it, in DynamoDB's attribute-value form: only its names matter here.
@@ -483,9 +536,10 @@ class ConnectionStore:
                     "Update": {
                         "TableName": self._table.name,
                         "Key": connection_key(connection_id),
-                        "UpdateExpression": "DELETE rooms :r",
+                        "UpdateExpression": "DELETE rooms :r REMOVE joined.#room",
                         # Never recreate the record of a connection that closed meanwhile.
                         "ConditionExpression": OPEN,
+                        "ExpressionAttributeNames": {"#room": key},
                         "ExpressionAttributeValues": {":r": {key}},
                     }
                 },
@@ -505,11 +559,11 @@ class ConnectionStore:
         for items in query_pages(
             self._table,
             KeyConditionExpression=Key("pk").eq(room.key(company_id)),
-            ProjectionExpression="sk, codec",
+            ProjectionExpression="sk, codec, since",
             ConsistentRead=True,
             **query,
         ):
-            yield [Member(str(item["sk"]), _codec(item)) for item in items]
+            yield [Member(str(item["sk"]), _codec(item), _since(item)) for item in items]
 
     def heartbeat_due(self, now: datetime) -> Iterator[list[str]]:
         """Every Socket.IO connection that may still be open: those opened in the hours API Gateway lets live."""
@@ -541,8 +595,10 @@ class ConnectionStore:
             raise
         identity = _connection(record).identity
         expires = int(str(record["ttl"]))
+        # A session's rooms are joined when its namespace connects, at a cut of the journal (`attach`).
+        homes = () if identity.recovery else home_rooms(identity.company_id, identity.user_id)
         with self._table.batch_writer() as batch:
-            for room in home_rooms(identity.company_id, identity.user_id):
+            for room in homes:
                 batch.put_item(Item=self._membership(room.key(identity.company_id), connection_id, identity, expires))
             # API Gateway closes it within 2 hours; a missed close leaves the item that long at most.
             last_ping = int((now + MAX_CONNECTION_LIFE).timestamp())
@@ -586,13 +642,113 @@ class ConnectionStore:
                 users.append(user)
         return OnlinePage(users, None)
 
+    def close_session(self, connection_id: str, namespace: str) -> str | None:
+        """The client left a namespace: forget its session there; returns the session's pid, if it had one."""
+        try:
+            previous = self._table.update_item(
+                Key=connection_key(connection_id),
+                UpdateExpression="REMOVE sessions.#ns",
+                ConditionExpression=f"{OPEN} AND attribute_exists(sessions)",
+                ExpressionAttributeNames={"#ns": namespace},
+                ReturnValues="UPDATED_OLD",
+            )
+        except ClientError as error:
+            if conditional_check_failed(error):
+                return None
+            raise
+        sessions: dict[str, Any] = previous.get("Attributes", {}).get("sessions", {})
+        pid = sessions.get(namespace)
+        return None if pid is None else str(pid)
+
+    def session_rooms(self, connection_id: str) -> dict[str, int]:
+        """The rooms a session's connection was in, each with the position it heard it from, open or closed
+        (its tombstone keeps them for the recovery window)."""
+        item = self._record(connection_id) or {}
+        return {str(key): int(str(since)) for key, since in item.get("joined", {}).items()}
+
+    def attach(
+        self, connection_id: str, identity: Identity, rooms: Mapping[str, int], cut: int, session: tuple[str, str]
+    ) -> None:
+        """Write a session's memberships (`rooms`: room key to the position the session has been in it since),
+        each hearing its room live from `cut + 1`, on the condition that no event is at `cut + 1` yet; and
+        name the session (namespace, pid) and its rooms on the record. Raises JournalMoved when one is
+        (nothing written), ConnectionGone when the connection closed (nothing written: `remember`). Up to 98
+        rooms at once."""
+        if self._journal is None:
+            raise RuntimeError("sessions need the journal")
+        keys = sorted(rooms)
+        if len(keys) > TRANSACTION_ROOMS:
+            raise ValueError(f"at most {TRANSACTION_ROOMS} rooms in one attach")
+        since = cut + 1
+        expression, names, values = _session_update(rooms, session)
+        if keys:
+            expression += " ADD rooms :rooms"
+            values[":rooms"] = set(keys)
+        expires = self._expiry(utc_now())
+        items: list[Any] = [
+            {
+                "Update": {
+                    "TableName": self._table.name,
+                    "Key": connection_key(connection_id),
+                    "UpdateExpression": expression,
+                    "ConditionExpression": OPEN,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {"ConditionCheck": self._journal.free_check(identity.company_id, since)},
+            *(
+                {
+                    "Put": {
+                        "TableName": self._table.name,
+                        "Item": self._membership(key, connection_id, identity, expires, since),
+                    }
+                }
+                for key in keys
+            ),
+        ]
+        reasons = transact(self._table, items)
+        if reasons is None:
+            return
+        if reasons[1].get("Code") == CONDITION_FAILED:
+            raise JournalMoved
+        if reasons[0].get("Code") == CONDITION_FAILED:
+            raise ConnectionGone(connection_id)
+        raise TransactionCancelled([str(reason.get("Code")) for reason in reasons])
+
+    def remember(self, connection_id: str, rooms: Mapping[str, int], session: tuple[str, str]) -> None:
+        """A session's connection closed before its rooms were written: name them on its tombstone all the
+        same, since the session's next recovery reads its rooms there."""
+        expression, names, values = _session_update(rooms, session)
+        update_if(
+            self._table,
+            Key=connection_key(connection_id),
+            UpdateExpression=expression,
+            ConditionExpression="attribute_exists(pk) AND attribute_exists(joined)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
     @staticmethod
-    def _membership(key: str, connection_id: str, identity: Identity, expires: int) -> dict[str, Any]:
+    def _membership(
+        key: str, connection_id: str, identity: Identity, expires: int, since: int | None = None
+    ) -> dict[str, Any]:
         item: dict[str, Any] = {"pk": key, "sk": connection_id, "userId": identity.user_id, "ttl": expires}
         # Absent for native connections: memberships written before codecs existed read as native.
         if identity.codec is not Codec.NATIVE:
             item["codec"] = str(identity.codec)
+        if since is not None:
+            item["since"] = since
         return item
+
+
+def _session_update(rooms: Mapping[str, int], session: tuple[str, str]) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The record's update naming a session and its rooms (with the position it has been in each since)."""
+    keys = sorted(rooms)
+    names = {"#ns": session[0]} | {f"#r{index}": key for index, key in enumerate(keys)}
+    values: dict[str, Any] = {":pid": session[1]} | {f":s{index}": rooms[key] for index, key in enumerate(keys)}
+    expression = "SET sessions.#ns = :pid" + "".join(f", joined.#r{index} = :s{index}" for index in range(len(keys)))
+    return expression, names, values
 
 
 def _closed() -> RoomcastError:
@@ -606,10 +762,12 @@ def _connection(item: dict[str, Any]) -> Connection:
         email=item.get("email"),
         exp=None if item.get("exp") is None else int(item["exp"]),
         codec=_codec(item),
+        recovery=bool(item.get("recovery", False)),
     )
     return Connection(
         connection_id=item["connectionId"],
         identity=identity,
         room_keys=frozenset(item.get("rooms", set())),
         namespaces=frozenset(str(namespace) for namespace in item.get("namespaces", set())),
+        sessions=tuple(sorted((str(ns), str(pid)) for ns, pid in item.get("sessions", {}).items())),
     )

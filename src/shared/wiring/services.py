@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -20,15 +21,20 @@ from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
+from shared.domain.sessions import RecoveryPolicy, Sessions
+from shared.protocol.actions import Period
 from shared.protocol.clock import Clock, SystemClock
+from shared.protocol.recovery import MAX_CONNECTION_LIFE
 from shared.stores.access import AccessStore
 from shared.stores.analytics import AnalyticsStore
 from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
 from shared.stores.dynamo import Table
+from shared.stores.journal import Journal
 from shared.stores.notifications import NotificationStore
 from shared.stores.ratelimit import RateLimiter
+from shared.stores.sessions import SessionStore
 from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
@@ -73,6 +79,7 @@ class Services:
     analytics: Analytics
     messages: Messages
     limiter: RateLimiter
+    sessions: Sessions
     session: boto3.session.Session
     config: Settings
     _lazy: dict[str, Any] = field(default_factory=dict)
@@ -103,7 +110,18 @@ def build_services(
     # Low-level clients under the stores' tables (decision 0076): boto3's resource layer cost a quarter again.
     dynamodb = session.client("dynamodb", config=_RETRIES)
     connections_table = Table(dynamodb, config.connections_table)
-    connections = ConnectionStore(connections_table, config.connection_ttl_seconds, config.max_rooms_per_connection)
+    recovery_table = Table(dynamodb, config.recovery_table)
+    window = timedelta(seconds=config.recovery_window_seconds)
+    # A journal entry must outlive any session that may still replay it: its last connection's life, then the window.
+    retention = window + MAX_CONNECTION_LIFE
+    journal = Journal(recovery_table, retention)
+    connections = ConnectionStore(
+        connections_table,
+        config.connection_ttl_seconds,
+        config.max_rooms_per_connection,
+        journal=journal,
+        tombstone_life=retention,
+    )
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
         credentials = session.get_credentials()
@@ -125,7 +143,9 @@ def build_services(
         budget=PostBudget(connections_table, config.posts_per_second),
         clock=clock or SystemClock(),
     )
-    hub = Hub(connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms)
+    hub = Hub(
+        connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms, journal=journal, clock=clock
+    )
     access = AccessStore(connections_table)
     delayer = delayer or QueueDelayer(session, config.delay_queue_url)
     presence = Presence(connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds)
@@ -140,6 +160,8 @@ def build_services(
             Table(member_reads, config.connections_table),
             config.connection_ttl_seconds,
             config.max_rooms_per_connection,
+            journal=journal,
+            tombstone_life=retention,
         )
         return Readers(
             seq=ConversationStore(Table(seq_reads, config.conversations_table)),
@@ -161,6 +183,15 @@ def build_services(
         analytics=analytics,
         messages=Messages(conversations, hub, analytics, readers),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
+        sessions=Sessions(
+            SessionStore(recovery_table, retention),
+            journal,
+            connections,
+            hub,
+            RecoveryPolicy(window=window, max_events=config.recovery_max_events),
+            clock=clock,
+            metrics_now=lambda company_id, now: analytics.report(company_id, Period.TODAY, now),
+        ),
         session=session,
         config=config,
     )

@@ -16,6 +16,7 @@ class Settings:
     notifications_table: str
     idempotency_table: str
     analytics_table: str
+    recovery_table: str
     management_api_url: str
     deferred_function: str
     jwt_secret_arn: str | None
@@ -35,6 +36,8 @@ class Settings:
     allowed_origins: tuple[str, ...]
     socketio_ping_interval_seconds: int
     socketio_ping_timeout_seconds: int
+    recovery_window_seconds: int
+    recovery_max_events: int
     presence_grace_seconds: int
     delay_queue_url: str
 
@@ -51,6 +54,7 @@ def settings() -> Settings:
         notifications_table=os.environ.get("NOTIFICATIONS_TABLE", "roomcast-notifications"),
         idempotency_table=os.environ.get("IDEMPOTENCY_TABLE", "roomcast-idempotency"),
         analytics_table=os.environ.get("ANALYTICS_TABLE", "roomcast-analytics"),
+        recovery_table=os.environ.get("RECOVERY_TABLE", "roomcast-recovery"),
         management_api_url=os.environ.get("MANAGEMENT_API_URL", ""),
         deferred_function=os.environ.get("DEFERRED_FUNCTION", "roomcast-deferred"),
         jwt_secret_arn=os.environ.get("JWT_SECRET_ARN") or None,
@@ -78,6 +82,9 @@ def settings() -> Settings:
         # What the Engine.IO open packet announces; the heartbeat schedule must ping at least this often.
         socketio_ping_interval_seconds=_int("SOCKETIO_PING_INTERVAL", 60),
         socketio_ping_timeout_seconds=_int("SOCKETIO_PING_TIMEOUT", 60),
+        # How long a session outlives its connection, and the most a recovery replays (decision 0065).
+        recovery_window_seconds=_int("RECOVERY_WINDOW_SECONDS", 7200),
+        recovery_max_events=_int("RECOVERY_MAX_EVENTS", 1000),
         # How long a user whose last connection closed stays present (decision 0060); 0 announces at once.
         presence_grace_seconds=max(0, _int("PRESENCE_GRACE_SECONDS", 30)),
         delay_queue_url=os.environ.get("DELAY_QUEUE_URL", ""),

@@ -13,12 +13,14 @@ from typing import Any
 
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
+from shared.domain.sessions import Greeting
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol import socketio
 from shared.protocol.clock import utc_now
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
+from shared.protocol.recovery import Claim, parse_offset
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionStore
 from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
@@ -88,7 +90,7 @@ class SocketIoApp:
         namespace = getattr(message, "namespace", socketio.DEFAULT_NAMESPACE)
         try:
             admit(runtime, connection_id, None, now, encoder=lambda frame: socketio.answer(namespace, frame))
-            return self._session(runtime, connection_id, message)
+            return self._session(runtime, connection_id, authorizer, message, now)
         except Closing:
             return None
         except RoomcastError as error:
@@ -99,7 +101,14 @@ class SocketIoApp:
             internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
             return socketio.answer(namespace, failed(internal, None, None))
 
-    def _session(self, runtime: Services, connection_id: str, message: socketio.ClientMessage) -> str | None:
+    def _session(
+        self,
+        runtime: Services,
+        connection_id: str,
+        authorizer: dict[str, Any] | None,
+        message: socketio.ClientMessage,
+        now: datetime,
+    ) -> str | None:
         """Engine.IO and namespace packets: everything but an event."""
         if isinstance(message, socketio.Refused):
             logger.info("Socket.IO message refused", extra={"code": str(message.code), "reason": message.message})
@@ -112,12 +121,40 @@ class SocketIoApp:
         if isinstance(message, socketio.UnknownNamespace):
             return socketio.connect_error(message.namespace)
         if isinstance(message, socketio.Connect):
-            runtime.connections.open_namespace(connection_id, message.namespace)
-            return socketio.connected(message.namespace, session_id(connection_id, message.namespace))
+            return self._connect(runtime, connection_id, authorizer, message, now)
         if isinstance(message, socketio.Disconnect):
             runtime.connections.close_namespace(connection_id, message.namespace)
+            pid = runtime.connections.close_session(connection_id, message.namespace)
+            if pid is not None:
+                runtime.sessions.end(connection_id, pid)  # socket.disconnect(): this session never recovers
             return None
         raise AssertionError(f"unhandled Socket.IO message {message!r}")  # pragma: no cover
+
+    @staticmethod
+    def _connect(
+        runtime: Services,
+        connection_id: str,
+        authorizer: dict[str, Any] | None,
+        message: socketio.Connect,
+        now: datetime,
+    ) -> str | None:
+        namespace = message.namespace
+        runtime.connections.open_namespace(connection_id, namespace)
+        sid = session_id(connection_id, namespace)
+        identity = identity_from_authorizer(authorizer)
+        if not identity.recovery:
+            return socketio.connected(namespace, sid)
+        claim = Claim(identity, namespace, parse_offset(message.offset), identity.sessions_ended_at)
+        # The replay, the CONNECT reply and the `session` event are posted, in that order (decision 0065).
+        runtime.sessions.open(
+            connection_id,
+            claim,
+            pid_text=message.pid,
+            fresh_sid=sid,
+            greeting=Greeting(connected=functools.partial(socketio.connected, namespace)),
+            now=now,
+        )
+        return None
 
 
 def open_packet(connection_id: str, config: Settings) -> str:

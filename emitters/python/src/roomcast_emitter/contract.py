@@ -154,6 +154,7 @@ SCHEMAS: dict[str, dict[str, Any]] = json.loads(
                         "notification:read",
                         "pong",
                         "presence:list",
+                        "session",
                         "status:offline",
                         "status:online"
                     ]

@@ -1,0 +1,305 @@
+"""A session's (re)connection: take it back or start a new one, replay what it missed, and hand over to live
+delivery so that every event of its rooms reaches it exactly once (decision 0065).
+
+The hand-over, in order, on the connection `C` that (re)connects:
+1. read the journal after the client's offset (complete, at most RECOVERY_MAX_EVENTS of the session's) and
+   take the session over (a conditional write: one connection wins it);
+2. post the missed events, then the greeting (Socket.IO's CONNECT reply, the `session` event), all with
+   their offsets, the greeting's being the last position read, the cut;
+3. write C's memberships hearing their rooms from cut + 1, in one transaction with the condition that no event
+   is at cut + 1 yet. If one is, post what the journal holds after the cut for the rooms not yet written,
+   move the cut, and write again.
+An event at a position up to the cut reached C in step 2 (or 3's catch-up) and never live: its broadcast reads
+C's membership, if at all, with `since` past it. An event after the cut is committed after the memberships
+(the condition saw its position free), and every broadcast reads its members after its journal write: it
+finds C and posts it live. Live posts come after step 2's, which had returned."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from shared.delivery.hub import Hub
+from shared.delivery.management_api import Delivery
+from shared.observability import MetricUnit, logger, metrics
+from shared.protocol.clock import Clock, SystemClock
+from shared.protocol.codec import Codec, encode_event
+from shared.protocol.errors import ErrorCode, RoomcastError
+from shared.protocol.identity import Identity
+from shared.protocol.outbound import Figures, server_event
+from shared.protocol.recovery import (
+    Claim,
+    Entry,
+    Refusal,
+    SessionState,
+    missed,
+    new_pid,
+    offset_text,
+    refusal,
+    room_in_session,
+    session_frame,
+    valid_pid,
+)
+from shared.protocol.rooms import Room, analytics_room, company_room, parse_room, user_room
+from shared.stores.connections import TRANSACTION_ROOMS, ConnectionGone, ConnectionStore, JournalMoved
+from shared.stores.journal import Journal
+from shared.stores.sessions import SessionStore
+
+# Reading the journal costs the company's events, the session's or not: past this many per event the
+# session may replay, a recovery is not worth proving and starts a new session.
+SCAN_PER_EVENT = 10
+HAND_OVER_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    window: timedelta
+    max_events: int
+
+
+@dataclass(frozen=True)
+class Greeting:
+    """How a session is told who it is: Socket.IO's CONNECT reply (None for a native session)."""
+
+    connected: Callable[[str, str], str] | None
+    """(sid, pid) to the CONNECT reply's text."""
+    connecting: bool = False
+    """The connection's $connect may not have returned yet (a native session, run by the deferred function):
+    API Gateway answers 410 until it has, so the first post is retried meanwhile."""
+
+
+# As the open packet's (decision 0038): a client waits about as long for its first frame.
+FIRST_POST_WAIT_SECONDS = 20.0
+_FIRST_RETRY_SECONDS = 0.005
+_LONGEST_RETRY_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class Opened:
+    pid: str
+    sid: str
+    recovered: bool
+    replayed: int
+    refusal: Refusal | None
+
+
+def home_rooms_of(namespace: str, identity: Identity) -> tuple[Room, ...]:
+    """The rooms a new session is in from its start: its namespace's share of the connection's home rooms."""
+    homes = (company_room(identity.company_id), user_room(identity.user_id))
+    return tuple(room for room in homes if room_in_session(room.name, namespace))
+
+
+def _room_name(company_id: str, key: str) -> str:
+    return key.removeprefix(f"room#{company_id}#")
+
+
+def _keys(company_id: str, names: list[str]) -> list[tuple[str, str]]:
+    """(name, storage key) of each room name (the names a record's keys gave back)."""
+    return [(name, room.key(company_id)) for name in names if (room := parse_room(name)) is not None]
+
+
+class Sessions:
+    def __init__(
+        self,
+        store: SessionStore,
+        journal: Journal,
+        connections: ConnectionStore,
+        hub: Hub,
+        policy: RecoveryPolicy,
+        *,
+        clock: Clock | None = None,
+        metrics_now: Callable[[str, datetime], Figures] | None = None,
+    ) -> None:
+        """`metrics_now`: today's figures of a company, sent to a recovered session in its analytics room in
+        place of the `metrics:update` events it missed (volatile, so not replayed)."""
+        self._store = store
+        self._journal = journal
+        self._connections = connections
+        self._hub = hub
+        self._policy = policy
+        self._clock = clock or SystemClock()
+        self._metrics_now = metrics_now
+
+    def open(
+        self,
+        connection_id: str,
+        claim: Claim,
+        *,
+        pid_text: object,
+        fresh_sid: str,
+        greeting: Greeting,
+        now: datetime,
+    ) -> Opened:
+        """Recover the session `pid_text` names for this connection, or start a new one; post the replay and
+        the greeting, then join the session's rooms live (the hand-over above)."""
+        identity = claim.identity
+        company_id = identity.company_id
+        head = self._journal.head(company_id)
+        pid = valid_pid(pid_text)
+        session = None if pid is None else self._store.get(pid)
+        reason = refusal(session, claim, head=head, now=now, window=self._policy.window)
+        plan: tuple[SessionState, dict[str, int | None], list[Entry], int] | None = None
+        if reason is None and session is not None and claim.offset is not None:
+            plan, reason = self._plan(session, connection_id, claim, claim.offset, now)
+        if plan is None:
+            state = self._start(connection_id, claim, fresh_sid, head, now)
+            rooms: dict[str, int | None] = {room.name: None for room in home_rooms_of(claim.namespace, identity)}
+            replay: list[Entry] = []
+            cut = head
+        else:
+            state, rooms, replay, cut = plan
+        if reason is not None and pid is not None:
+            logger.info("session not recovered", extra={"reason": str(reason)})
+            metrics.add_metric(name="SessionsNotRecovered", unit=MetricUnit.Count, value=1)
+        recovered = plan is not None
+        codec = identity.codec
+        texts = [self._text(entry, codec) for entry in replay]
+        if greeting.connected is not None:
+            texts.append(greeting.connected(state.sid, state.pid))
+        hello = session_frame(claim.namespace, state.pid, recovered)
+        texts.append(encode_event(hello, codec, offset_text(cut)).decode("utf-8"))
+        # Since when the session is in each room: a restored room since it joined it, a new one from now (not
+        # this hand-over's cut: should this connection drop before the replay reached its client, the next
+        # recovery must still replay everything after the offset the client holds). Named on the record first,
+        # so that whatever happens to this connection from here on, its session's next recovery finds them.
+        joined = {name: cut + 1 if since is None else since for name, since in rooms.items()}
+        keyed = {key: joined[name] for name, key in _keys(company_id, sorted(joined))}
+        self._connections.remember(connection_id, keyed, (claim.namespace, state.pid))
+        opened = Opened(state.pid, state.sid, recovered, len(replay), reason)
+        if greeting.connecting and not self._first_post(connection_id, texts[0]):
+            return opened
+        if not self._post(connection_id, texts[1:] if greeting.connecting else texts):
+            return opened
+        self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut)
+        if recovered and self._metrics_now is not None and analytics_room(company_id).name in rooms:
+            latest = server_event("metrics:update", self._metrics_now(company_id, now))
+            self._post(connection_id, [encode_event(latest, codec).decode("utf-8")])
+        if recovered:
+            metrics.add_metric(name="SessionsRecovered", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="EventsReplayed", unit=MetricUnit.Count, value=len(replay))
+        return opened
+
+    def _plan(
+        self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
+    ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Refusal | None]:
+        company_id = claim.identity.company_id
+        rooms: dict[str, int | None] = {
+            _room_name(company_id, key): since
+            for key, since in self._connections.session_rooms(session.connection_id).items()
+            if room_in_session(_room_name(company_id, key), claim.namespace)
+        }
+        limit = self._policy.max_events
+        span = self._journal.read_after(company_id, offset, limit * SCAN_PER_EVENT)
+        if span is None:
+            return None, Refusal.TOO_MANY_EVENTS
+        if not span.complete:
+            return None, Refusal.INCOMPLETE
+        replay = missed(span.entries, rooms, claim.namespace, {session.connection_id, connection_id})
+        if len(replay) > limit:
+            return None, Refusal.TOO_MANY_EVENTS
+        if not self._store.take_over(session, connection_id, offset, now):
+            return None, Refusal.TAKEN
+        return (session, rooms, replay, span.head), None
+
+    def _start(self, connection_id: str, claim: Claim, sid: str, head: int, now: datetime) -> SessionState:
+        identity = claim.identity
+        while True:
+            state = SessionState(
+                pid=new_pid(),
+                sid=sid,
+                namespace=claim.namespace,
+                user_id=identity.user_id,
+                company_id=identity.company_id,
+                created_at=now,
+                connection_id=connection_id,
+                attached_at=now,
+                floor=head,
+                generation=0,
+            )
+            if self._store.create(state):
+                return state
+
+    def _hand_over(
+        self,
+        connection_id: str,
+        identity: Identity,
+        *,
+        namespace: str,
+        state: SessionState,
+        rooms: Mapping[str, int],
+        cut: int,
+    ) -> None:
+        """Step 3: the memberships at a cut, with a catch-up each time an event took the cut's position."""
+        company_id = identity.company_id
+        pending = dict(rooms)
+        holders = {state.connection_id, connection_id}
+        session = (namespace, state.pid)
+        for _ in range(HAND_OVER_ATTEMPTS):
+            batch = sorted(pending)[:TRANSACTION_ROOMS]
+            try:
+                self._connections.attach(
+                    connection_id,
+                    identity,
+                    {key: pending[name] for name, key in _keys(company_id, batch)},
+                    cut,
+                    session,
+                )
+            except JournalMoved:
+                span = self._journal.read_after(company_id, cut, self._policy.max_events * SCAN_PER_EVENT)
+                if span is None or not span.complete:
+                    raise RuntimeError("the journal moved too far during a hand-over") from None
+                catch_up = missed(span.entries, dict(pending), namespace, holders)
+                if not self._post(connection_id, [self._text(entry, identity.codec) for entry in catch_up]):
+                    return
+                cut = span.head
+                continue
+            except ConnectionGone:
+                # Gone before its memberships were written: its record names the rooms (`remember`), and the
+                # window starts now.
+                self._store.disconnected(state.pid, connection_id, self._clock.now())
+                return
+            for name in batch:
+                del pending[name]
+            if not pending:
+                return
+        raise RoomcastError(ErrorCode.INTERNAL, "could not join the session's rooms")
+
+    def _first_post(self, connection_id: str, text: str) -> bool:
+        """Post once $connect has returned: a 410 is retried, backing off from 5 ms to 100 ms, for as long as
+        a client waits, or until the connection's record says it closed (checked about once a second)."""
+        data = text.encode("utf-8")
+        clock = self._clock
+        deadline = clock.now() + timedelta(seconds=FIRST_POST_WAIT_SECONDS)
+        pause = _FIRST_RETRY_SECONDS
+        attempts = 0
+        while (delivery := self._hub.offer(connection_id, data)) is Delivery.GONE:
+            attempts += 1
+            if clock.now() + timedelta(seconds=pause) > deadline:
+                return False
+            if pause == _LONGEST_RETRY_SECONDS and attempts % 10 == 0 and self._connections.get(connection_id) is None:
+                return False
+            clock.sleep(pause)
+            pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
+        return delivery is Delivery.DELIVERED
+
+    def _post(self, connection_id: str, texts: list[str]) -> bool:
+        """Post in order, each after the last was accepted; False when the connection is gone."""
+        return all(self._hub.send(connection_id, text) is not Delivery.GONE for text in texts)
+
+    @staticmethod
+    def _text(entry: Entry, codec: Codec) -> str:
+        return encode_event(entry.frame, codec, offset_text(entry.position)).decode("utf-8")
+
+    def closed(self, connection_id: str, sessions: tuple[tuple[str, str], ...], ended: bool, now: datetime) -> None:
+        """The connection that held these sessions closed: they end (a clean close), else their window starts.
+        A session another connection holds already is left alone."""
+        for _namespace, pid in sessions:
+            if ended:
+                self._store.end(pid, connection_id)
+            else:
+                self._store.disconnected(pid, connection_id, now)
+
+    def end(self, connection_id: str, pid: str) -> None:
+        """The client ended the session (Socket.IO's `socket.disconnect()`)."""
+        self._store.end(pid, connection_id)

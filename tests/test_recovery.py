@@ -1,0 +1,652 @@
+"""Sessions that outlive connections (docs/protocol.md, "Sessions"; decision 0065), through the handlers
+against moto: Socket.IO connection state recovery, what ends a session, and the interleavings of the
+hand-over between replay and live delivery, each played step by step."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    RecordingGateway,
+    SocketIoPeer,
+    deliver,
+    lifecycle_event,
+    message_event,
+)
+from shared.domain.messages import agent_draft
+from shared.protocol import socketio
+from shared.protocol.frames import event_frame
+from shared.protocol.identity import Identity, identity_from_authorizer
+from shared.protocol.recovery import (
+    Claim,
+    Refusal,
+    SessionState,
+    refusal,
+)
+from shared.protocol.rooms import company_room, conversation_room
+from shared.stores.connections import ConnectionStore
+from shared.wiring import services as runtime
+from shared.wiring.services import Services, build_services
+from shared.wiring.settings import settings
+from tests.conftest import CallCounter
+
+CONVERSATIONS = "/conversations"
+
+
+class RecoveringPeer(SocketIoPeer):
+    """A Socket.IO connection whose handshake query carried `recovery=1` (the authorizer says so)."""
+
+    def _socketio(self, event: dict[str, Any]) -> dict[str, Any]:
+        event = super()._socketio(event)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        return event
+
+    def connect(self) -> RecoveringPeer:
+        super().connect()
+        return self
+
+    def drop(self, code: int = 1006) -> None:
+        """The network took the connection: API Gateway's $disconnect, with the close code it saw."""
+        event = self._socketio(lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id))
+        event["requestContext"]["disconnectStatusCode"] = code
+        deliver(event)
+
+    def open(self, namespace: str = CONVERSATIONS, auth: dict[str, Any] | None = None) -> None:
+        """The namespace's CONNECT packet; a recovering client's carries pid and offset in its auth."""
+        payload = "" if auth is None else json.dumps(auth)
+        assert self.send(f"40{namespace},{payload}") is None  # the answer is posted, after any replay
+
+    def packets(self) -> list[socketio.Packet]:
+        found = []
+        for text in self.pushed():
+            packet = socketio.parse(text, 1 << 20)
+            if isinstance(packet, socketio.Packet):
+                found.append(packet)
+        return found
+
+    def events(self) -> list[tuple[str, Any, str | None]]:
+        """(event, data, offset) of each EVENT received, in order."""
+        return [
+            (packet.data[0], packet.data[1], packet.data[2] if len(packet.data) > 2 else None)
+            for packet in self.packets()
+            if packet.type is socketio.PacketType.EVENT
+        ]
+
+    def connect_reply(self) -> dict[str, Any]:
+        (reply,) = [packet.data for packet in self.packets() if packet.type is socketio.PacketType.CONNECT]
+        assert isinstance(reply, dict)
+        return reply
+
+    def last_offset(self) -> str:
+        """What socket.io-client sends back: the last argument of the last event, when it is a string."""
+        offsets = [offset for _, _, offset in self.events() if offset is not None]
+        return offsets[-1]
+
+
+@pytest.fixture
+def conversation(services: Services, gateway: RecordingGateway) -> str:
+    owner = Peer(gateway, "owner-1", "ben", "acme").connect()
+    created: str = owner.ok("conversation:create", {})["conversation"]["id"]
+    return created
+
+
+def joined(peer: RecoveringPeer, conversation: str) -> RecoveringPeer:
+    peer.open()
+    ack = peer.send(f'42{CONVERSATIONS},1["join:conversation","{conversation}"]')
+    assert ack is not None
+    assert '"ok":true' in ack
+    return peer
+
+
+def send(peer: Peer, conversation: str, content: str) -> int:
+    seq: int = peer.ok("message:send", {"conversationId": conversation, "content": content})["seq"]
+    return seq
+
+
+def contents(peer: RecoveringPeer) -> list[str]:
+    return [data["content"] for name, data, _ in peer.events() if name == "message:new"]
+
+
+def test_a_new_session_gets_a_pid_and_a_session_event_with_its_offset(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    reply = ana.connect_reply()
+    assert reply["sid"] == f"ana-1{CONVERSATIONS}"
+    assert len(reply["pid"]) == 22  # 128 random bits, URL-safe base64
+    assert ana.events() == [("session", {"recovered": False}, ana.last_offset())]
+    # The CONNECT reply comes before the session event.
+    assert [packet.type for packet in ana.packets()] == [socketio.PacketType.CONNECT, socketio.PacketType.EVENT]
+
+
+def test_a_dropped_connection_recovers_its_session_rooms_and_missed_messages_exactly_once(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    send(ben, conversation, "before")
+    assert contents(ana) == ["before"]
+    pid, sid, offset = ana.connect_reply()["pid"], ana.connect_reply()["sid"], ana.last_offset()
+    ana.drop()
+    missed = [send(ben, conversation, text) for text in ("gap-1", "gap-2")]
+
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"token": "ignored", "pid": pid, "offset": offset})
+    assert contents(back) == ["gap-1", "gap-2"]
+    assert [data["seq"] for name, data, _ in back.events() if name == "message:new"] == missed
+    # Replayed before the CONNECT reply, which has the same sid and pid; then the session event. (The
+    # company room's presence events are replayed too: ana's own going offline among them.)
+    kinds = ["CONNECT" if packet.type is socketio.PacketType.CONNECT else packet.data[0] for packet in back.packets()]
+    connect = kinds.index("CONNECT")
+    assert kinds[connect + 1] == "session"
+    assert kinds.index("message:new") < connect
+    assert back.connect_reply() == {"sid": sid, "pid": pid}
+    assert back.events()[-1][:2] == ("session", {"recovered": True})
+
+    # The room is restored without a new join, and a later message arrives once, live.
+    send(ben, conversation, "after")
+    assert contents(back) == ["gap-1", "gap-2", "after"]
+    offsets = [int(offset) for _, _, offset in back.events() if offset is not None]
+    assert offsets == sorted(offsets)
+
+
+def test_a_session_with_no_event_yet_recovers_from_its_session_events_offset(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply() == {"sid": "ana-1/conversations", "pid": pid}
+    assert back.events()[-1][:2] == ("session", {"recovered": True})
+
+
+def test_another_users_pid_is_a_new_session_with_nothing_replayed_and_the_owners_stays(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "secret")
+
+    for thief in (RecoveringPeer(gateway, "eve-1", "eve", "acme"), RecoveringPeer(gateway, "eve-2", "ana", "other")):
+        thief.connect().open(auth={"pid": pid, "offset": offset})
+        assert thief.connect_reply()["pid"] != pid
+        assert thief.events() == [("session", {"recovered": False}, thief.last_offset())]
+
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert contents(back) == ["secret"]
+    assert back.connect_reply()["pid"] == pid
+
+
+def test_a_client_that_disconnects_its_socket_ends_the_session(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    assert ana.send(f"41{CONVERSATIONS},") is None  # socket.disconnect()
+    ana.drop(1000)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] != pid
+    assert back.events()[-1][:2] == ("session", {"recovered": False})
+
+
+def test_a_late_disconnect_of_the_old_connection_leaves_the_recovered_session_alone(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})  # the old connection's $disconnect has not come yet
+    ana.drop()  # now it does, after the new connection took the session
+    send(ben, conversation, "still here")
+    assert contents(back) == ["still here"]
+    back.drop()
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    again.open(auth={"pid": pid, "offset": back.last_offset()})
+    assert again.connect_reply()["pid"] == pid
+    assert contents(again) == []  # nothing was missed
+
+
+def replaced_settings(gateway: RecordingGateway, deferred: QueuedDeferrer, **changes: Any) -> Services:
+    built = build_services(
+        dataclasses.replace(settings(), **changes), gateway=gateway, session=boto3.session.Session(), deferrer=deferred
+    )
+    runtime.install(built)
+    return built
+
+
+def test_past_the_window_or_past_the_most_events_a_reconnection_is_a_new_session(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, conversation: str
+) -> None:
+    replaced_settings(gateway, deferred, recovery_max_events=2)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    for text in ("one", "two", "three"):
+        send(ben, conversation, text)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] != pid
+    assert back.events() == [("session", {"recovered": False}, back.last_offset())]  # nothing replayed
+
+
+def test_a_recovery_past_the_window_is_a_new_session(
+    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    later = datetime.now(UTC) + timedelta(seconds=settings().recovery_window_seconds + 5)
+    monkeypatch.setattr("shared.wiring.socketio_app.utc_now", lambda: later)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] != pid
+
+
+def test_a_connection_without_recovery_gets_no_pid_and_no_offsets(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    plain = SocketIoPeer(gateway, "cid-1", "cid", "acme").connect()
+    assert plain.send(f"40{CONVERSATIONS},") == socketio.connected(CONVERSATIONS, f"cid-1{CONVERSATIONS}")
+    plain.send(f'42{CONVERSATIONS},1["join:conversation","{conversation}"]')
+    send(ben, conversation, "hi")
+    (text,) = [text for text in plain.pushed() if "message:new" in text]
+    packet = socketio.parse(text, 1 << 20)
+    assert isinstance(packet, socketio.Packet)
+    assert len(packet.data) == 2  # a handler of fixed arity gets what it always got
+
+
+def test_recording_an_event_costs_the_same_whatever_the_rooms_size(
+    services: Services, gateway: RecordingGateway, calls: CallCounter
+) -> None:
+    frame = event_frame("campaign:started", {"id": "k"}, CONVERSATIONS)
+    costs = []
+    for members in (1, 40):
+        for index in range(members):
+            RecoveringPeer(gateway, f"m{members}-{index}", f"u{index}", f"co{members}").connect().open()
+        calls.reset()
+        services.hub.record(f"co{members}", company_room(f"co{members}"), frame)
+        costs.append(dict(calls.calls))
+    assert costs[0] == costs[1] == {"dynamodb.Query": 1, "dynamodb.PutItem": 1}
+
+
+# ---- interleavings of the hand-over, each played deterministically ----
+
+
+def hooked_attach(monkeypatch: pytest.MonkeyPatch, before: Callable[[], object]) -> None:
+    """Run `before` once, just before a session's memberships are first written."""
+    real = ConnectionStore.attach
+    calls = [0]
+
+    def attach(self: ConnectionStore, *args: Any, **kwargs: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            before()
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConnectionStore, "attach", attach)
+
+
+def test_a_broadcast_committed_while_the_recovering_connection_is_set_up_arrives_once(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    # After the replay was read and posted, before the memberships: a message is stored and broadcast.
+    hooked_attach(monkeypatch, lambda: send(ben, conversation, "during"))
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    send(ben, conversation, "after")
+    assert contents(back) == ["missed", "during", "after"]
+
+
+def test_a_broadcast_recorded_before_the_memberships_and_read_after_them_arrives_once(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
+    room = conversation_room(conversation)
+    positions: list[int | None] = []
+    # The event is in the journal before the memberships are written; its members are read after them.
+    hooked_attach(monkeypatch, lambda: positions.append(services.hub.record("acme", room, frame)))
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    services.hub.deliver(services.hub.recipients("acme", room), frame, positions[0])
+    assert [name for name, _, _ in back.events()].count("conversation:updated") == 1
+
+
+def test_a_send_that_read_its_room_before_the_memberships_still_reaches_the_session(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    messages = services.messages
+    ahead: list[Any] = []
+    # The send's read-ahead runs before the memberships are written; its write and broadcast after them.
+    hooked_attach(monkeypatch, lambda: ahead.append(messages.read_ahead("acme", conversation)))
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert ahead[0].recipients.sessions == ()  # it did not see the new connection
+    stored = messages.store("acme", agent_draft(conversation, "raced", "ben", None, datetime.now(UTC)))
+    messages.announce("acme", stored.message, ahead[0].recipients)
+    assert contents(back) == ["raced"]
+
+
+def test_a_connection_that_drops_during_its_hand_over_leaves_the_session_whole(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    short = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    # Its replay and greeting were posted, then it dropped before its memberships were written; its client
+    # never got the replay (the posts went nowhere), so it comes back with the same offset.
+    hooked_attach(monkeypatch, short.drop)
+    short.open(auth={"pid": pid, "offset": offset})
+    send(ben, conversation, "while away again")
+    back = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+    assert contents(back) == ["missed", "while away again"]
+    send(ben, conversation, "live")
+    assert contents(back) == ["missed", "while away again", "live"]
+
+
+def test_two_reconnections_with_one_pid_at_once_recover_one_and_start_a_new_session_for_the_other(
+    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    first = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    second = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    store_type = type(services.sessions._store)
+    real = store_type.take_over
+    calls = [0]
+
+    def take_over(self: Any, *args: Any, **kwargs: Any) -> bool:
+        calls[0] += 1
+        if calls[0] == 1:  # both have read the session; the second one writes first
+            second.open(auth={"pid": pid, "offset": offset})
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(store_type, "take_over", take_over)
+    first.open(auth={"pid": pid, "offset": offset})
+    assert second.connect_reply()["pid"] == pid
+    assert second.events()[-1][:2] == ("session", {"recovered": True})
+    assert first.connect_reply()["pid"] != pid
+    assert first.events()[-1][:2] == ("session", {"recovered": False})
+
+
+def test_company_presence_events_are_replayed_to_the_company_room_and_typing_is_not(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    services.hub.emit("acme", company_room("acme"), event_frame("campaign:started", {"id": "k"}, CONVERSATIONS))
+    ben = RecoveringPeer(gateway, "ben-9", "ben", "acme").connect()
+    joined(ben, conversation)
+    assert ben.send(f'42{CONVERSATIONS},["conversation:typing","{conversation}"]') is None
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    names = [name for name, _, _ in back.events()]
+    assert "campaign:started" in names
+    assert "conversation:typing" not in names
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"pid": 12, "offset": "1"},
+        {"pid": "p" * 22, "offset": "1"},  # well formed, unknown
+        {"pid": None, "offset": None},
+        {"pid": "x" * 5000, "offset": "9" * 400},
+        {"pid": ["a"], "offset": {"b": 1}},
+        {"offset": "-1"},
+    ],
+)
+def test_a_malformed_or_unknown_claim_is_a_new_session_never_an_error(
+    services: Services, gateway: RecordingGateway, auth: dict[str, Any]
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open(auth=auth)
+    assert ana.connect_reply()["sid"] == "ana-1/conversations"
+    assert ana.events() == [("session", {"recovered": False}, ana.last_offset())]
+
+
+def test_a_real_pid_with_a_bad_offset_is_a_new_session_and_the_session_stays(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    for bad in ("nope", str(int(offset) + 1000), "0"):
+        probe = RecoveringPeer(gateway, f"ana-{bad}", "ana", "acme").connect()
+        probe.open(auth={"pid": pid, "offset": bad})
+        assert probe.connect_reply()["pid"] != pid
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+
+
+def test_a_recovered_analytics_session_gets_todays_figures_instead_of_the_missed_updates(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    boss = RecoveringPeer(gateway, "boss-1", "boss", "acme").connect()
+    boss.open("/analytics")
+    assert '"ok":true' in str(boss.send('42/analytics,1["analytics:subscribe"]'))
+    pid, offset = boss.connect_reply()["pid"], boss.last_offset()
+    boss.drop()
+    send(ben, conversation, "counted")
+    back = RecoveringPeer(gateway, "boss-2", "boss", "acme").connect()
+    back.open("/analytics", auth={"pid": pid, "offset": offset})
+    names = [name for name, _, _ in back.events()]
+    assert names[-2:] == ["session", "metrics:update"]
+    figures = back.events()[-1]
+    assert figures[1]["totalMessages"] >= 1
+    assert figures[2] is None  # volatile: no offset
+
+
+# ---- native frames ----
+
+
+class NativeSession(Peer):
+    """A native connection with `?recovery=1` (and, to recover, `&session=...&offset=...`) in its query."""
+
+    def connect_with(self, query: dict[str, str] | None = None) -> NativeSession:
+        event = lifecycle_event("connect", self.connection_id, self.user_id, self.company_id)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        event["queryStringParameters"] = {"token": "t", "recovery": "1", **(query or {})}
+        deliver(event)
+        return self
+
+    def act(self, action: str, data: dict[str, Any] | None = None, ack_id: str | None = "1") -> dict[str, Any]:
+        frame: dict[str, Any] = {"action": action, "data": data or {}, "ackId": ack_id}
+        event = message_event(self.connection_id, self.user_id, self.company_id, frame)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        reply = deliver(event)
+        assert reply is not None
+        return reply
+
+    def drop(self, code: int) -> None:
+        event = lifecycle_event("disconnect", self.connection_id, self.user_id, self.company_id)
+        event["requestContext"]["authorizer"]["recovery"] = "1"
+        event["requestContext"]["disconnectStatusCode"] = code
+        deliver(event)
+
+    def session(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.received("session")[-1]
+        return data
+
+    def last_offset(self) -> str:
+        offset: str = [frame for frame in self.received() if "offset" in frame][-1]["offset"]
+        return offset
+
+
+def test_a_native_session_recovers_with_its_session_id_and_offset_in_the_query(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    first = ana.session()
+    assert first["data"]["recovered"] is False
+    assert first["offset"].isdigit()
+    session_id = first["data"]["sessionId"]
+    assert ana.ok("join:conversation", {"conversationId": conversation})
+    send(ben, conversation, "before")
+    assert ana.received("message:new")[-1]["offset"] == ana.last_offset()
+    offset = ana.last_offset()
+    ana.drop(1006)
+    send(ben, conversation, "gap")
+
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    frames = back.received()
+    names = [frame["event"] for frame in frames]
+    assert names.index("message:new") < names.index("session")
+    assert [frame["data"]["content"] for frame in back.received("message:new")] == ["gap"]
+    assert back.session()["data"] == {"sessionId": session_id, "recovered": True}
+    send(ben, conversation, "after")
+    assert [frame["data"]["content"] for frame in back.received("message:new")] == ["gap", "after"]
+    # A plain native connection's frames are as they were: no offset.
+    plain = Peer(gateway, "cid-1", "cid", "acme").connect()
+    plain.ok("join:conversation", {"conversationId": conversation})
+    send(ben, conversation, "plain")
+    assert "offset" not in plain.received("message:new")[-1]
+
+
+def test_a_native_session_id_that_is_not_one_is_a_new_session(services: Services, gateway: RecordingGateway) -> None:
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with({"session": "x" * 300, "offset": "abc"})
+    assert ana.session()["data"]["recovered"] is False
+
+
+def test_a_native_close_with_1000_ends_the_session_and_any_other_keeps_it(
+    services: Services, gateway: RecordingGateway
+) -> None:
+    kept = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id, offset = kept.session()["data"]["sessionId"], kept.last_offset()
+    kept.drop(1001)
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    assert back.session()["data"] == {"sessionId": session_id, "recovered": True}
+    back.drop(1000)
+    again = NativeSession(gateway, "ana-3", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    assert again.session()["data"]["recovered"] is False
+    assert again.session()["data"]["sessionId"] != session_id
+
+
+def test_a_session_started_before_a_kick_never_recovers(services: Services, gateway: RecordingGateway) -> None:
+    ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
+    ana.open()
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    kicked_at = "2099-01-01T00:00:00.000Z"  # the authorizer's sessionsEndedAt, later than the session's start
+
+    class Kicked(RecoveringPeer):
+        def _socketio(self, event: dict[str, Any]) -> dict[str, Any]:
+            event = super()._socketio(event)
+            event["requestContext"]["authorizer"]["sessionsEndedAt"] = kicked_at
+            return event
+
+    back = Kicked(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] != pid
+    assert back.events()[-1][:2] == ("session", {"recovered": False})
+
+
+# ---- the decision, a plain function ----
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+ANA = Identity(userId="ana", companyId="acme")
+
+
+def state(**changes: Any) -> SessionState:
+    base = SessionState(
+        pid="p" * 22,
+        sid="s",
+        namespace=CONVERSATIONS,
+        user_id="ana",
+        company_id="acme",
+        created_at=NOW - timedelta(hours=1),
+        connection_id="c",
+        attached_at=NOW - timedelta(minutes=30),
+        floor=10,
+        generation=1,
+        disconnected_at=NOW - timedelta(minutes=1),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.mark.parametrize(
+    ("session", "claim", "expected"),
+    [
+        (state(), Claim(ANA, CONVERSATIONS, 12), None),
+        (None, Claim(ANA, CONVERSATIONS, 12), Refusal.UNKNOWN),
+        (state(user_id="ben"), Claim(ANA, CONVERSATIONS, 12), Refusal.OTHER_IDENTITY),
+        (state(company_id="other"), Claim(ANA, CONVERSATIONS, 12), Refusal.OTHER_IDENTITY),
+        (state(), Claim(ANA, "/notifications", 12), Refusal.OTHER_NAMESPACE),
+        (state(ended=True), Claim(ANA, CONVERSATIONS, 12), Refusal.ENDED),
+        (state(), Claim(ANA, CONVERSATIONS, 12, NOW - timedelta(minutes=5)), Refusal.ENDED_BY_KICK),
+        (state(), Claim(ANA, CONVERSATIONS, 12, NOW - timedelta(hours=2)), None),
+        (state(disconnected_at=NOW - timedelta(hours=3)), Claim(ANA, CONVERSATIONS, 12), Refusal.WINDOW_PASSED),
+        # No $disconnect came: the connection is taken as lost when API Gateway would have closed it.
+        (
+            state(disconnected_at=None, attached_at=NOW - timedelta(hours=5)),
+            Claim(ANA, CONVERSATIONS, 12),
+            Refusal.WINDOW_PASSED,
+        ),
+        (state(disconnected_at=None), Claim(ANA, CONVERSATIONS, 12), None),
+        (state(), Claim(ANA, CONVERSATIONS, None), Refusal.BAD_OFFSET),
+        (state(), Claim(ANA, CONVERSATIONS, 9), Refusal.BAD_OFFSET),
+        (state(), Claim(ANA, CONVERSATIONS, 21), Refusal.BAD_OFFSET),
+    ],
+)
+def test_the_recovery_decision(session: SessionState | None, claim: Claim, expected: Refusal | None) -> None:
+    assert refusal(session, claim, head=20, now=NOW, window=timedelta(hours=2)) == expected
+
+
+def test_sessions_ended_at_is_read_from_the_authorizer_context_and_tolerates_its_absence() -> None:
+    assert identity_from_authorizer({"userId": "ana", "companyId": "acme"}).sessions_ended_at is None
+    kicked = identity_from_authorizer(
+        {"userId": "ana", "companyId": "acme", "sessionsEndedAt": "2026-12-01T11:00:00.000Z"}
+    )
+    assert kicked.sessions_ended_at == NOW - timedelta(hours=1)
+    session = state(created_at=NOW - timedelta(hours=2))
+    claim = Claim(kicked, CONVERSATIONS, 12, kicked.sessions_ended_at)
+    assert refusal(session, claim, head=20, now=NOW, window=timedelta(hours=2)) is Refusal.ENDED_BY_KICK
+
+
+@pytest.fixture(autouse=True)
+def _restore_services() -> Iterator[None]:
+    yield
+    runtime.install(None)
