@@ -4,8 +4,10 @@ whatever closed the connection ($disconnect, a 410's clean-up, the sweep) and wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -295,5 +297,34 @@ def test_a_reconnect_that_fails_half_way_within_the_grace_leaves_its_end_to_anno
     # Its undoing began a grace of its own, whose end is queued: the user is announced once.
     assert len(delayed.tasks) == 2
     run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
+
+
+def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redelivery(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end's conditional write lands, then its announcement fails (the company room's query throttled):
+    the message is reported failed and SQS delivers it again. That second delivery must still announce the one
+    status:offline owed, not find the grace gone and say nothing."""
+    from roomcast_local.testing import sqs_event
+
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+    ((task, _),) = delayed.take()
+    body = json.dumps(task.model_dump(by_alias=True, mode="json"))
+
+    real = graced.connections.members
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(graced.connections, "members", throttled)
+    assert len(invoke("handlers.delayed.handler", sqs_event([body]))["batchItemFailures"]) == 1
+    monkeypatch.setattr(graced.connections, "members", real)
+    assert statuses(ben) == [("status:online", "ana")]
+    # Redelivered after the visibility timeout, and once more (at-least-once): one offline in all.
+    assert invoke("handlers.delayed.handler", sqs_event([body])) == {"batchItemFailures": []}
+    assert invoke("handlers.delayed.handler", sqs_event([body])) == {"batchItemFailures": []}
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
     assert "ana" not in listed(graced)

@@ -136,6 +136,7 @@ class Presence:
         if not self._store.end_grace(task.company_id, task.user_id, task.grace):
             return False
         self._announce_offline(task.company_id, task.user_id)
+        self._store.grace_announced(task.company_id, task.user_id, task.grace)
         return True
 
     def end_now(self, connection_id: str, now: datetime) -> None:

@@ -34,7 +34,14 @@ from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import Room, home_rooms
-from shared.stores.dynamo import CONDITION_FAILED, TransactionCancelled, conditional_check_failed, query_pages, transact
+from shared.stores.dynamo import (
+    CONDITION_FAILED,
+    TransactionCancelled,
+    conditional_check_failed,
+    query_pages,
+    transact,
+    update_if,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -242,7 +249,7 @@ class ConnectionStore:
             # be refused, the grace still ends in the one announcement it owes.
             previous = self._table.update_item(
                 Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
-                UpdateExpression="ADD connections :c SET #ttl = :ttl",
+                UpdateExpression="ADD connections :c SET #ttl = :ttl REMOVE offlineEnded",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
                 ReturnValues="ALL_OLD",
@@ -359,16 +366,35 @@ class ConnectionStore:
         try:
             before = self._table.update_item(
                 Key={"pk": _presence_pk(company_id), "sk": user_id},
-                UpdateExpression="REMOVE offlinePending",
+                # `offlineEnded` remembers which grace ended here until its announcement is made (or a reconnect):
+                # should the announcement fail, the message's redelivery still owes it.
+                UpdateExpression="REMOVE offlinePending SET offlineEnded = :grace",
                 ConditionExpression="offlinePending = :grace",
                 ExpressionAttributeValues={":grace": grace},
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
+            if not conditional_check_failed(error):
+                raise
+            seen: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+            # This very grace ended before, its announcement not made, and no connection or newer grace since.
+            return (
+                _plain(seen.get("offlineEnded")) == grace
+                and not seen.get("connections")
+                and "offlinePending" not in seen
+            )
         return not before.get("Attributes", {}).get("connections")
+
+    def grace_announced(self, company_id: str, user_id: str, grace: str) -> None:
+        """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
+        update_if(
+            self._table,
+            Key={"pk": _presence_pk(company_id), "sk": user_id},
+            UpdateExpression="REMOVE offlineEnded",
+            ConditionExpression="offlineEnded = :grace",
+            ExpressionAttributeValues={":grace": grace},
+        )
 
     def cut_grace(self, company_id: str, user_id: str) -> bool:
         """End a grace now, whichever it is (a kick): True when the user was within one, now absent."""
