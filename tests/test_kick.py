@@ -359,3 +359,25 @@ def test_a_socketio_connection_with_no_namespace_open_is_closed_without_a_packet
     publish("Disconnect", {"companyId": "acme", "userId": "ana"})
     assert ana.pushed() == []
     assert gateway.closed == ["ana-1"]
+
+
+@pytest.mark.parametrize(
+    "issued_before",
+    [
+        "0999-01-01T00:00:00Z",  # stored as "999-...": unreadable, and lexically after every later instant
+        "0001-01-01T00:00:00+01:00",  # before year 1 once in UTC
+        "9999-12-31T23:30:00-01:00",  # after year 9999 once in UTC
+    ],
+)
+def test_a_revocation_outside_the_years_a_token_can_carry_is_dropped_and_leaves_the_user_usable(
+    graced: Services, issued_before: str
+) -> None:
+    result = publish("RevokeTokens", {"companyId": "acme", "userId": "ana", "issuedBefore": issued_before})
+    assert result == {"status": "dropped"}
+    assert graced.access.read("acme", "ana") == Access()
+    now = int(time.time())
+    assert allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now})))
+    # A sound revocation after it still applies.
+    later = iso(datetime.fromtimestamp(now - 10, UTC))
+    publish("RevokeTokens", {"companyId": "acme", "userId": "ana", "issuedBefore": later})
+    assert not allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now - 60})))
