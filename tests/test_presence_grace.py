@@ -22,6 +22,7 @@ from roomcast_local.testing import (
     lifecycle_event,
     run_deferred,
     run_delayed,
+    sqs_event,
 )
 from shared.delivery.delayed import OfflineDue
 from shared.domain.presence import departure_after
@@ -307,8 +308,6 @@ def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redeli
     """The end's conditional write lands, then its announcement fails (the company room's query throttled):
     the message is reported failed and SQS delivers it again. That second delivery must still announce the one
     status:offline owed, not find the grace gone and say nothing."""
-    from roomcast_local.testing import sqs_event
-
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
     ((task, _),) = delayed.take()
@@ -328,3 +327,51 @@ def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redeli
     assert invoke("handlers.delayed.handler", sqs_event([body])) == {"batchItemFailures": []}
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
     assert "ana" not in listed(graced)
+
+
+class FailingDelayer(QueuedDelayer):
+    """The delay queue refuses the first `failures` messages (SQS unavailable past botocore's retries)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def delay(self, task: OfflineDue, seconds: int) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("SQS is unavailable")
+        super().delay(task, seconds)
+
+
+def test_a_grace_that_cannot_be_queued_ends_at_once_rather_than_never(
+    graced: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$disconnect is never retried, and the sweep does not find a connection it closed again: a grace whose end
+    could not be queued would keep its user present, and unannounced, for ever."""
+    failing = FailingDelayer(failures=1)
+    monkeypatch.setattr(graced.presence, "_delayer", failing)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    invoke("handlers.disconnect.handler", lifecycle_event("disconnect", "ana-1", "ana", "acme"))
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
+    # A reconnect after it is a first connection again, announced.
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert statuses(ben)[-1] == ("status:online", "ana")
+
+
+def test_a_sweep_whose_first_grace_cannot_be_queued_still_queues_the_others(
+    graced: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = FailingDelayer(failures=1)
+    monkeypatch.setattr(graced.presence, "_delayer", failing)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    hours_ago = datetime.now(UTC) - timedelta(hours=5)
+    for user in ("ghost", "wraith"):
+        graced.connections.open(f"{user}-1", Identity(userId=user, companyId="acme"), hours_ago)
+    invoke("handlers.sweep.handler", {})
+    assert len(failing.tasks) == 1  # one queued, the other announced at once
+    assert len(statuses(ben)) == 1
+    invoke("handlers.delayed.handler", sqs_event([json.dumps(t.model_dump(by_alias=True)) for t, _ in failing.take()]))
+    assert sorted(statuses(ben)) == [("status:offline", "ghost"), ("status:offline", "wraith")]
+    assert listed(graced) == {"ben"}

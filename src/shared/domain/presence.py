@@ -11,6 +11,7 @@ from datetime import datetime
 from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, SessionOpened, UserOnline
 from shared.delivery.delayed import Delayer, OfflineDue
 from shared.delivery.hub import Hub
+from shared.observability import logger
 from shared.protocol.codec import Codec
 from shared.protocol.identity import Identity
 from shared.protocol.namespaces import presence_event
@@ -159,7 +160,13 @@ class Presence:
                 self._announce_offline(identity.company_id, identity.user_id)
             else:
                 due = OfflineDue(companyId=identity.company_id, userId=identity.user_id, grace=entry.offline_pending)
-                self._delayer.delay(due, self._grace_seconds)
+                try:
+                    self._delayer.delay(due, self._grace_seconds)
+                except Exception:
+                    # Nothing would end a grace whose end is not queued ($disconnect is never retried, the sweep
+                    # does not come back): end it now, unless a reconnect came; then settle the others.
+                    logger.exception("grace not queued, ended at once", extra={"user_id": identity.user_id})
+                    self.end_grace(due)
 
     def _announce_offline(self, company_id: str, user_id: str) -> None:
         self._hub.emit(company_id, company_room(company_id), presence_event(user_id, online=False))
