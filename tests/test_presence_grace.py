@@ -266,10 +266,10 @@ def test_a_failed_grace_end_is_reported_for_that_message_alone(
     Peer(gateway, "cat-1", "cat", "acme").connect().disconnect()
     real = graced.presence.end_grace
 
-    def failing_for_ana(task: OfflineDue) -> bool:
+    def failing_for_ana(task: OfflineDue, delivery: str = "") -> bool:
         if task.user_id == "ana":
             raise RuntimeError("DynamoDB is throttling")
-        return real(task)
+        return real(task, delivery)
 
     monkeypatch.setattr(graced.presence, "end_grace", failing_for_ana)
     result = run_delayed()
@@ -311,7 +311,7 @@ def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redeli
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
     ((task, _),) = delayed.take()
-    body = json.dumps(task.model_dump(by_alias=True, mode="json"))
+    message = sqs_event([json.dumps(task.model_dump(by_alias=True, mode="json"))])  # the same message each time
 
     real = graced.connections.members
 
@@ -319,12 +319,12 @@ def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redeli
         raise RuntimeError("throttled")
 
     monkeypatch.setattr(graced.connections, "members", throttled)
-    assert len(invoke("handlers.delayed.handler", sqs_event([body]))["batchItemFailures"]) == 1
+    assert len(invoke("handlers.delayed.handler", message)["batchItemFailures"]) == 1
     monkeypatch.setattr(graced.connections, "members", real)
     assert statuses(ben) == [("status:online", "ana")]
     # Redelivered after the visibility timeout, and once more (at-least-once): one offline in all.
-    assert invoke("handlers.delayed.handler", sqs_event([body])) == {"batchItemFailures": []}
-    assert invoke("handlers.delayed.handler", sqs_event([body])) == {"batchItemFailures": []}
+    assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
+    assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
     assert "ana" not in listed(graced)
 
@@ -375,3 +375,32 @@ def test_a_sweep_whose_first_grace_cannot_be_queued_still_queues_the_others(
     invoke("handlers.delayed.handler", sqs_event([json.dumps(t.model_dump(by_alias=True)) for t, _ in failing.take()]))
     assert sorted(statuses(ben)) == [("status:offline", "ghost"), ("status:offline", "wraith")]
     assert listed(graced) == {"ben"}
+
+
+def test_two_copies_of_a_grace_end_delivered_side_by_side_announce_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close seen twice queues its grace's end twice (two messages); SQS may hand them to two batches at
+    once. The second, running while the first announces, is no redelivery of the first: it says nothing."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ana.disconnect()
+    ana.disconnect()
+    (first, _), (second, _) = delayed.take()
+    assert first == second
+    real = graced.connections.members
+    ran: list[dict[str, Any]] = []
+    started: list[bool] = []
+
+    def the_other_copy_runs_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not started:
+            started.append(True)
+            ran.append(invoke("handlers.delayed.handler", sqs_event([json.dumps(second.model_dump(by_alias=True))])))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graced.connections, "members", the_other_copy_runs_meanwhile)
+    assert invoke("handlers.delayed.handler", sqs_event([json.dumps(first.model_dump(by_alias=True))])) == {
+        "batchItemFailures": []
+    }
+    assert ran == [{"batchItemFailures": []}]
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]

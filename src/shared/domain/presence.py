@@ -132,12 +132,13 @@ class Presence:
         )
         return len(stale)
 
-    def end_grace(self, task: OfflineDue) -> bool:
-        """A grace is over: announce the user offline if it is still theirs and they did not come back."""
-        if not self._store.end_grace(task.company_id, task.user_id, task.grace):
+    def end_grace(self, task: OfflineDue, delivery: str = "") -> bool:
+        """A grace is over: announce the user offline if it is still theirs and they did not come back.
+        `delivery`: the message that carried the task, so that its redelivery makes an announcement that failed."""
+        if not self._store.end_grace(task.company_id, task.user_id, task.grace, delivery):
             return False
         self._announce_offline(task.company_id, task.user_id)
-        self._store.grace_announced(task.company_id, task.user_id, task.grace)
+        self._store.grace_announced(task.company_id, task.user_id, task.grace, delivery)
         return True
 
     def end_now(self, connection_id: str, now: datetime) -> None:

@@ -174,6 +174,11 @@ def _plain(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _ended(grace: str, delivery: str) -> str:
+    """What `offlineEnded` holds: the grace, and the message that ended it (another copy is not a redelivery)."""
+    return f"{grace}/{delivery}"
+
+
 @dataclass(frozen=True)
 class Opened:
     """A connection as the hourly index remembers it, even after its own record expired."""
@@ -360,17 +365,19 @@ class ConnectionStore:
             return Closed(connection, went_offline=False)
         return Closed(connection, went_offline=True, offline_pending=after.get("offlinePending"))
 
-    def end_grace(self, company_id: str, user_id: str, grace: str) -> bool:
-        """The end of the grace `grace`: True when the user is still without a connection, then absent, to be
-        announced; False when they reconnected, or another grace or a kick took over."""
+    def end_grace(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> bool:
+        """The end of the grace `grace`, carried by the message `delivery`: True when the user is still without a
+        connection, then absent, to be announced; False when they reconnected, or another grace or a kick took
+        over, or another message ended this grace. True again for a redelivery of the message that ended it,
+        while its announcement is not made (`grace_announced`)."""
         try:
             before = self._table.update_item(
                 Key={"pk": _presence_pk(company_id), "sk": user_id},
                 # `offlineEnded` remembers which grace ended here until its announcement is made (or a reconnect):
                 # should the announcement fail, the message's redelivery still owes it.
-                UpdateExpression="REMOVE offlinePending SET offlineEnded = :grace",
+                UpdateExpression="REMOVE offlinePending SET offlineEnded = :ended",
                 ConditionExpression="offlinePending = :grace",
-                ExpressionAttributeValues={":grace": grace},
+                ExpressionAttributeValues={":grace": grace, ":ended": _ended(grace, delivery)},
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -378,22 +385,22 @@ class ConnectionStore:
             if not conditional_check_failed(error):
                 raise
             seen: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
-            # This very grace ended before, its announcement not made, and no connection or newer grace since.
+            # This very message ended the grace before, its announcement not made, no connection or grace since.
             return (
-                _plain(seen.get("offlineEnded")) == grace
+                _plain(seen.get("offlineEnded")) == _ended(grace, delivery)
                 and not seen.get("connections")
                 and "offlinePending" not in seen
             )
         return not before.get("Attributes", {}).get("connections")
 
-    def grace_announced(self, company_id: str, user_id: str, grace: str) -> None:
+    def grace_announced(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> None:
         """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
         update_if(
             self._table,
             Key={"pk": _presence_pk(company_id), "sk": user_id},
             UpdateExpression="REMOVE offlineEnded",
-            ConditionExpression="offlineEnded = :grace",
-            ExpressionAttributeValues={":grace": grace},
+            ConditionExpression="offlineEnded = :ended",
+            ExpressionAttributeValues={":ended": _ended(grace, delivery)},
         )
 
     def cut_grace(self, company_id: str, user_id: str) -> bool:
