@@ -381,3 +381,36 @@ def test_a_revocation_outside_the_years_a_token_can_carry_is_dropped_and_leaves_
     later = iso(datetime.fromtimestamp(now - 10, UTC))
     publish("RevokeTokens", {"companyId": "acme", "userId": "ana", "issuedBefore": later})
     assert not allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now - 60})))
+
+
+def test_a_kick_meeting_a_disconnect_half_way_still_announces_offline_at_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """ana's $disconnect has marked her connection closed but not yet left her presence when the kick lists
+    her: the kick must still leave her absent and announced at once, not behind the grace that close begins."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+
+    @interleaver.before("UpdateItem", "presence#acme", "ana-1")
+    def the_kick_comes() -> None:
+        publish("Disconnect", {"companyId": "acme", "userId": "ana"})
+
+    invoke("handlers.disconnect.handler", lifecycle_event("disconnect", "ana-1", "ana", "acme"))
+    assert interleaver.fired == ["UpdateItem"]
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert [user["userId"] for user in ben.ok("presence:list")["users"]] == ["ben"]
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+def test_a_kick_leaves_absent_a_user_whose_listed_connection_has_no_record_left(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    """A connection whose $disconnect never came and whose record expired is still listed in its user's
+    presence until the sweep: a kick must not leave that user present."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    graced.connections._table.delete_item(Key={"pk": "conn#ana-1", "sk": "conn"})  # expired by TTL
+    publish("Disconnect", {"companyId": "acme", "userId": "ana"})
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert [user["userId"] for user in ben.ok("presence:list")["users"]] == ["ben"]

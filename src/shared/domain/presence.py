@@ -141,9 +141,11 @@ class Presence:
         self._store.grace_announced(task.company_id, task.user_id, task.grace, delivery)
         return True
 
-    def end_now(self, connection_id: str, now: datetime) -> None:
-        """Forget a connection the server ended (a kick): a user left without one is announced at once."""
-        self._settle([self._store.close(connection_id, now, departure=Departure.NOW)])
+    def end_now(self, connection_id: str, now: datetime, identity: Identity | None = None) -> None:
+        """Forget a connection the server ended (a kick): a user left without one is announced at once.
+        `identity`: whose presence lists it, should its record be gone."""
+        remembered = None if identity is None else Opened(connection_id, identity, bucket="")
+        self._settle([self._store.close(connection_id, now, remembered=remembered, departure=Departure.NOW)])
 
     def cut_grace(self, company_id: str, user_id: str) -> None:
         """A user within their grace is announced offline now (a kick), and the grace's end finds nothing."""

@@ -417,14 +417,18 @@ class ConnectionStore:
             raise
         return True
 
-    def of_user(self, company_id: str, user_id: str) -> list[Connection]:
-        """The user's open connections in the company, read consistently: one GetItem, then one per connection."""
+    def of_user(self, company_id: str, user_id: str) -> tuple[list[Connection], list[str]]:
+        """The user's open connections in the company, read consistently: one GetItem, then one per connection;
+        and the ids their presence lists without an open record (a close half-way, a record expired)."""
         item = self._table.get_item(
             Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
         ).get("Item")
         listed: set[str] = (item or {}).get("connections", set())  # type: ignore[assignment]
-        found = (self.get(str(connection_id)) for connection_id in sorted(listed))
-        return [connection for connection in found if connection is not None]
+        found = {str(connection_id): self.get(str(connection_id)) for connection_id in sorted(listed)}
+        return (
+            [connection for connection in found.values() if connection is not None],
+            [connection_id for connection_id, connection in found.items() if connection is None],
+        )
 
     def is_online(self, company_id: str, user_id: str) -> bool:
         """Whether the user is present: an open connection, or within the grace after their last one."""
