@@ -414,3 +414,17 @@ def test_a_kick_leaves_absent_a_user_whose_listed_connection_has_no_record_left(
     publish("Disconnect", {"companyId": "acme", "userId": "ana"})
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
     assert [user["userId"] for user in ben.ok("presence:list")["users"]] == ["ben"]
+
+
+@pytest.mark.usefixtures("graced")
+def test_a_token_without_iat_is_refused_after_a_revocation_whatever_other_claims_it_has() -> None:
+    """Only `iat` says when a token was issued: a claim named as the identity's field (`issued_at`) is not it."""
+    now = int(time.time())
+    publish(
+        "RevokeTokens",
+        {"companyId": "acme", "userId": "ana", "issuedBefore": iso(datetime.fromtimestamp(now - 10, UTC))},
+    )
+    assert not allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "issued_at": now + 3600})))
+    assert not allowed(
+        handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now - 60, "issued_at": now + 3600}))
+    )
