@@ -210,6 +210,12 @@ def test_a_redelivered_kick_has_no_second_effect(graced: Services, gateway: Reco
         {"companyId": "acme", "userId": "bad id"},
         {"companyId": "acme", "userId": "ana", "reason": ""},
         {"companyId": "acme", "userId": "ana", "surprise": 1},
+        {"companyId": "acme", "userId": "ana", "reason": "x" * 257},
+        {"companyId": "acme", "userId": "ana", "reason": "bell\x07"},
+        {"companyId": "ac#me", "userId": "ana"},
+        {"companyId": "acme", "userId": "an#a"},
+        {"companyId": "acme", "userId": 7},
+        {"userId": "ana"},
     ],
 )
 def test_a_malformed_disconnect_is_dropped(graced: Services, gateway: RecordingGateway, detail: dict[str, Any]) -> None:
@@ -428,3 +434,23 @@ def test_a_token_without_iat_is_refused_after_a_revocation_whatever_other_claims
     assert not allowed(
         handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now - 60, "issued_at": now + 3600}))
     )
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"companyId": "acme", "userId": "ana"},
+        {"userId": "ana", "issuedBefore": "2026-11-26T03:44:21Z"},
+        {"companyId": "acme", "issuedBefore": "2026-11-26T03:44:21Z"},
+        {"companyId": "acme", "userId": "an a", "issuedBefore": "2026-11-26T03:44:21Z"},
+        {"companyId": "acme", "userId": "ana", "issuedBefore": None},
+    ],
+)
+def test_a_malformed_revocation_is_dropped_and_ends_nothing(
+    graced: Services, gateway: RecordingGateway, detail: dict[str, Any]
+) -> None:
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    assert publish("RevokeTokens", detail) == {"status": "dropped"}
+    assert ana.received("disconnect") == []
+    assert graced.connections.get("ana-1") is not None
+    assert graced.access.read("acme", "ana") == Access()
