@@ -211,6 +211,12 @@ def test_a_redelivered_kick_has_no_second_effect(graced: Services, gateway: Reco
         {"companyId": "acme", "userId": "bad id"},
         {"companyId": "acme", "userId": "ana", "reason": ""},
         {"companyId": "acme", "userId": "ana", "surprise": 1},
+        {"companyId": "acme", "userId": "ana", "reason": "x" * 257},
+        {"companyId": "acme", "userId": "ana", "reason": "bell\x07"},
+        {"companyId": "ac#me", "userId": "ana"},
+        {"companyId": "acme", "userId": "an#a"},
+        {"companyId": "acme", "userId": 7},
+        {"userId": "ana"},
     ],
 )
 def test_a_malformed_disconnect_is_dropped(graced: Services, gateway: RecordingGateway, detail: dict[str, Any]) -> None:
@@ -360,3 +366,92 @@ def test_a_socketio_connection_with_no_namespace_open_is_closed_without_a_packet
     publish("Disconnect", {"companyId": "acme", "userId": "ana"})
     assert ana.pushed() == []
     assert gateway.closed == ["ana-1"]
+
+
+@pytest.mark.parametrize(
+    "issued_before",
+    [
+        "0999-01-01T00:00:00Z",  # stored as "999-...": unreadable, and lexically after every later instant
+        "0001-01-01T00:00:00+01:00",  # before year 1 once in UTC
+        "9999-12-31T23:30:00-01:00",  # after year 9999 once in UTC
+    ],
+)
+def test_a_revocation_outside_the_years_a_token_can_carry_is_dropped_and_leaves_the_user_usable(
+    graced: Services, issued_before: str
+) -> None:
+    result = publish("RevokeTokens", {"companyId": "acme", "userId": "ana", "issuedBefore": issued_before})
+    assert result == {"status": "dropped"}
+    assert graced.access.read("acme", "ana") == Access()
+    now = int(time.time())
+    assert allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now})))
+    # A sound revocation after it still applies.
+    later = iso(datetime.fromtimestamp(now - 10, UTC))
+    publish("RevokeTokens", {"companyId": "acme", "userId": "ana", "issuedBefore": later})
+    assert not allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now - 60})))
+
+
+def test_a_kick_meeting_a_disconnect_half_way_still_announces_offline_at_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """ana's $disconnect has marked her connection closed but not yet left her presence when the kick lists
+    her: the kick must still leave her absent and announced at once, not behind the grace that close begins."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+
+    @interleaver.before("UpdateItem", "presence#acme", "ana-1")
+    def the_kick_comes() -> None:
+        publish("Disconnect", {"companyId": "acme", "userId": "ana"})
+
+    invoke("handlers.disconnect.handler", lifecycle_event("disconnect", "ana-1", "ana", "acme"))
+    assert interleaver.fired == ["UpdateItem"]
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert [user["userId"] for user in ben.ok("presence:list")["users"]] == ["ben"]
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+def test_a_kick_leaves_absent_a_user_whose_listed_connection_has_no_record_left(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    """A connection whose $disconnect never came and whose record expired is still listed in its user's
+    presence until the sweep: a kick must not leave that user present."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    graced.connections._table.delete_item(Key={"pk": "conn#ana-1", "sk": "conn"})  # expired by TTL
+    publish("Disconnect", {"companyId": "acme", "userId": "ana"})
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert [user["userId"] for user in ben.ok("presence:list")["users"]] == ["ben"]
+
+
+@pytest.mark.usefixtures("graced")
+def test_a_token_without_iat_is_refused_after_a_revocation_whatever_other_claims_it_has() -> None:
+    """Only `iat` says when a token was issued: a claim named as the identity's field (`issued_at`) is not it."""
+    now = int(time.time())
+    publish(
+        "RevokeTokens",
+        {"companyId": "acme", "userId": "ana", "issuedBefore": iso(datetime.fromtimestamp(now - 10, UTC))},
+    )
+    assert not allowed(handshake(make_token({"userId": "ana", "companyId": "acme", "issued_at": now + 3600})))
+    assert not allowed(
+        handshake(make_token({"userId": "ana", "companyId": "acme", "iat": now - 60, "issued_at": now + 3600}))
+    )
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"companyId": "acme", "userId": "ana"},
+        {"userId": "ana", "issuedBefore": "2026-11-26T03:44:21Z"},
+        {"companyId": "acme", "issuedBefore": "2026-11-26T03:44:21Z"},
+        {"companyId": "acme", "userId": "an a", "issuedBefore": "2026-11-26T03:44:21Z"},
+        {"companyId": "acme", "userId": "ana", "issuedBefore": None},
+    ],
+)
+def test_a_malformed_revocation_is_dropped_and_ends_nothing(
+    graced: Services, gateway: RecordingGateway, detail: dict[str, Any]
+) -> None:
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    assert publish("RevokeTokens", detail) == {"status": "dropped"}
+    assert ana.received("disconnect") == []
+    assert graced.connections.get("ana-1") is not None
+    assert graced.access.read("acme", "ana") == Access()

@@ -3,8 +3,14 @@ template.yaml. Its JSON API and poller run end to end in tests/e2e/test_presence
 
 from __future__ import annotations
 
-from roomcast_local.sqs import EventSource, Queue, QueueDefinition, event_sources, queue_definitions
+import asyncio
+from typing import Any
+
+import pytest
+
+from roomcast_local.sqs import EventSource, Queue, QueueDefinition, SqsApi, event_sources, queue_definitions
 from roomcast_local.template import load_template
+from roomcast_local.workers import Outcome
 
 
 class FakeClock:
@@ -85,3 +91,48 @@ def test_the_templates_delay_queue_feeds_the_delayed_function_and_redrives_to_it
     assert event_sources(template) == [
         EventSource("DelayedFunction.Due", "DelayedFunction", "DelayQueue", batch_size=10, report_failures=True)
     ]
+
+
+class AnsweringLambda:
+    """A function that answers every batch with `result`, as Lambda hands it back to the event source."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+
+    async def invoke(self, _function: str, event: Any, *_args: Any, **_kwargs: Any) -> Outcome:
+        return Outcome(result=self.result(event) if callable(self.result) else self.result)
+
+
+def deliver_batch(result: Any) -> Queue:
+    """Two messages handed to a function that answers `result`; returns the queue, holding what is kept."""
+    source = EventSource("F.Due", "F", "q", report_failures=True)
+    api = SqsApi([QueueDefinition("q")], [source], AnsweringLambda(result), None, lambda _: None, base_url="http://x")  # type: ignore[arg-type]
+    queue = api.queues["q"]
+    queue.send("a", 0)
+    queue.send("b", 0)
+    asyncio.run(api._deliver(source, queue, queue.receive(10)))
+    return queue
+
+
+def test_a_reported_failure_keeps_that_message_alone() -> None:
+    queue = deliver_batch(lambda event: {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]})
+    assert len(queue) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"batchItemFailures": [{"itemIdentifier": ""}]},
+        {"batchItemFailures": [{"itemIdentifier": None}]},
+        {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]},
+        {"batchItemFailures": [{"id": "a bad key"}]},
+    ],
+)
+def test_a_failure_naming_no_message_of_the_batch_fails_the_whole_batch(answer: dict[str, Any]) -> None:
+    """As Lambda does: an empty, null or unknown itemIdentifier is a failure of the whole batch."""
+    assert len(deliver_batch(answer)) == 2
+
+
+@pytest.mark.parametrize("answer", [None, {}, {"batchItemFailures": []}, {"batchItemFailures": None}])
+def test_an_answer_reporting_nothing_is_the_whole_batchs_success(answer: Any) -> None:
+    assert len(deliver_batch(answer)) == 0

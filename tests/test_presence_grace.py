@@ -4,8 +4,10 @@ whatever closed the connection ($disconnect, a 410's clean-up, the sweep) and wh
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -20,6 +22,7 @@ from roomcast_local.testing import (
     lifecycle_event,
     run_deferred,
     run_delayed,
+    sqs_event,
 )
 from shared.delivery.delayed import OfflineDue
 from shared.domain.presence import departure_after
@@ -263,10 +266,10 @@ def test_a_failed_grace_end_is_reported_for_that_message_alone(
     Peer(gateway, "cat-1", "cat", "acme").connect().disconnect()
     real = graced.presence.end_grace
 
-    def failing_for_ana(task: OfflineDue) -> bool:
+    def failing_for_ana(task: OfflineDue, delivery: str = "") -> bool:
         if task.user_id == "ana":
             raise RuntimeError("DynamoDB is throttling")
-        return real(task)
+        return real(task, delivery)
 
     monkeypatch.setattr(graced.presence, "end_grace", failing_for_ana)
     result = run_delayed()
@@ -297,3 +300,107 @@ def test_a_reconnect_that_fails_half_way_within_the_grace_leaves_its_end_to_anno
     run_delayed()
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
     assert "ana" not in listed(graced)
+
+
+def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redelivery(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end's conditional write lands, then its announcement fails (the company room's query throttled):
+    the message is reported failed and SQS delivers it again. That second delivery must still announce the one
+    status:offline owed, not find the grace gone and say nothing."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
+    ((task, _),) = delayed.take()
+    message = sqs_event([json.dumps(task.model_dump(by_alias=True, mode="json"))])  # the same message each time
+
+    real = graced.connections.members
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(graced.connections, "members", throttled)
+    assert len(invoke("handlers.delayed.handler", message)["batchItemFailures"]) == 1
+    monkeypatch.setattr(graced.connections, "members", real)
+    assert statuses(ben) == [("status:online", "ana")]
+    # Redelivered after the visibility timeout, and once more (at-least-once): one offline in all.
+    assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
+    assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
+
+
+class FailingDelayer(QueuedDelayer):
+    """The delay queue refuses the first `failures` messages (SQS unavailable past botocore's retries)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def delay(self, task: OfflineDue, seconds: int) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("SQS is unavailable")
+        super().delay(task, seconds)
+
+
+def test_a_grace_that_cannot_be_queued_ends_at_once_rather_than_never(
+    graced: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$disconnect is never retried, and the sweep does not find a connection it closed again: a grace whose end
+    could not be queued would keep its user present, and unannounced, for ever."""
+    failing = FailingDelayer(failures=1)
+    monkeypatch.setattr(graced.presence, "_delayer", failing)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    invoke("handlers.disconnect.handler", lifecycle_event("disconnect", "ana-1", "ana", "acme"))
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert "ana" not in listed(graced)
+    # A reconnect after it is a first connection again, announced.
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert statuses(ben)[-1] == ("status:online", "ana")
+
+
+def test_a_sweep_whose_first_grace_cannot_be_queued_still_queues_the_others(
+    graced: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = FailingDelayer(failures=1)
+    monkeypatch.setattr(graced.presence, "_delayer", failing)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    hours_ago = datetime.now(UTC) - timedelta(hours=5)
+    for user in ("ghost", "wraith"):
+        graced.connections.open(f"{user}-1", Identity(userId=user, companyId="acme"), hours_ago)
+    invoke("handlers.sweep.handler", {})
+    assert len(failing.tasks) == 1  # one queued, the other announced at once
+    assert len(statuses(ben)) == 1
+    invoke("handlers.delayed.handler", sqs_event([json.dumps(t.model_dump(by_alias=True)) for t, _ in failing.take()]))
+    assert sorted(statuses(ben)) == [("status:offline", "ghost"), ("status:offline", "wraith")]
+    assert listed(graced) == {"ben"}
+
+
+def test_two_copies_of_a_grace_end_delivered_side_by_side_announce_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A close seen twice queues its grace's end twice (two messages); SQS may hand them to two batches at
+    once. The second, running while the first announces, is no redelivery of the first: it says nothing."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    ana.disconnect()
+    ana.disconnect()
+    (first, _), (second, _) = delayed.take()
+    assert first == second
+    real = graced.connections.members
+    ran: list[dict[str, Any]] = []
+    started: list[bool] = []
+
+    def the_other_copy_runs_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if not started:
+            started.append(True)
+            ran.append(invoke("handlers.delayed.handler", sqs_event([json.dumps(second.model_dump(by_alias=True))])))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(graced.connections, "members", the_other_copy_runs_meanwhile)
+    assert invoke("handlers.delayed.handler", sqs_event([json.dumps(first.model_dump(by_alias=True))])) == {
+        "batchItemFailures": []
+    }
+    assert ran == [{"batchItemFailures": []}]
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]

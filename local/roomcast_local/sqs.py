@@ -308,7 +308,19 @@ class SqsApi:
             return
         failed: set[str] = set()
         if source.report_failures and isinstance(outcome.result, dict):
-            failed = {str(item.get("itemIdentifier")) for item in outcome.result.get("batchItemFailures") or []}
+            reported = outcome.result.get("batchItemFailures") or []
+            named = [item.get("itemIdentifier") if isinstance(item, dict) else None for item in reported]
+            batch_ids = {message.message_id for message in batch}
+            # As Lambda does: a failure naming no message of the batch (empty, null, a bad key, an unknown id)
+            # fails the whole batch.
+            if not all(isinstance(name, str) and name in batch_ids for name in named):
+                log.warning(
+                    "%s reported a failure naming no message of its batch; all %d are received again",
+                    source.function,
+                    len(batch),
+                )
+                return
+            failed = {str(name) for name in named}
         for message in batch:
             if message.message_id not in failed:
                 queue.delete(message.receipt_handle)

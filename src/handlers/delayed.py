@@ -27,7 +27,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, list[di
             logger.error("not a delayed task", extra={"message_id": message_id})
             continue
         try:
-            announced += runtime.presence.end_grace(task)
+            announced += runtime.presence.end_grace(task, message_id)
         except Exception:
             logger.exception("delayed task failed", extra={"message_id": message_id, "task": task.kind})
             failures.append({"itemIdentifier": message_id})

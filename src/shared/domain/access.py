@@ -12,6 +12,7 @@ from shared.domain.presence import Presence
 from shared.observability import logger
 from shared.protocol.codec import Codec
 from shared.protocol.frames import encode
+from shared.protocol.identity import Identity
 from shared.protocol.outbound import Disconnected, server_event
 from shared.stores.access import AccessStore
 from shared.stores.connections import Connection, ConnectionStore
@@ -49,9 +50,12 @@ class Kicks:
         if issued_before is not None:
             self._store.revoke(company_id, user_id, issued_before)
         self._store.end_sessions(company_id, user_id, now)
-        ended = self._connections.of_user(company_id, user_id)
+        ended, closing = self._connections.of_user(company_id, user_id)
         for connection in ended:
             self._end(connection, reason, now)
+        # Listed without an open record: a close half-way (its own would begin a grace) or a record expired.
+        for connection_id in closing:
+            self._presence.end_now(connection_id, now, Identity(userId=user_id, companyId=company_id))
         # Within the grace after a last connection, the user is still present: absent now, announced once.
         self._presence.cut_grace(company_id, user_id)
         logger.info("access ended", extra={"ended": len(ended), "revoked": issued_before is not None})

@@ -11,6 +11,7 @@ from datetime import datetime
 from shared.delivery.deferred import AnyTask, Deferrer, GoneRecipient, NativeSessionOpened, SessionOpened, UserOnline
 from shared.delivery.delayed import Delayer, OfflineDue
 from shared.delivery.hub import Hub
+from shared.observability import logger
 from shared.protocol.codec import Codec
 from shared.protocol.identity import Identity
 from shared.protocol.namespaces import presence_event
@@ -141,16 +142,20 @@ class Presence:
         )
         return len(stale)
 
-    def end_grace(self, task: OfflineDue) -> bool:
-        """A grace is over: announce the user offline if it is still theirs and they did not come back."""
-        if not self._store.end_grace(task.company_id, task.user_id, task.grace):
+    def end_grace(self, task: OfflineDue, delivery: str = "") -> bool:
+        """A grace is over: announce the user offline if it is still theirs and they did not come back.
+        `delivery`: the message that carried the task, so that its redelivery makes an announcement that failed."""
+        if not self._store.end_grace(task.company_id, task.user_id, task.grace, delivery):
             return False
         self._announce_offline(task.company_id, task.user_id)
+        self._store.grace_announced(task.company_id, task.user_id, task.grace, delivery)
         return True
 
-    def end_now(self, connection_id: str, now: datetime) -> None:
-        """Forget a connection the server ended (a kick): a user left without one is announced at once."""
-        self._settle([self._store.close(connection_id, now, departure=Departure.NOW)])
+    def end_now(self, connection_id: str, now: datetime, identity: Identity | None = None) -> None:
+        """Forget a connection the server ended (a kick): a user left without one is announced at once.
+        `identity`: whose presence lists it, should its record be gone."""
+        remembered = None if identity is None else Opened(connection_id, identity, bucket="")
+        self._settle([self._store.close(connection_id, now, remembered=remembered, departure=Departure.NOW)])
 
     def cut_grace(self, company_id: str, user_id: str) -> None:
         """A user within their grace is announced offline now (a kick), and the grace's end finds nothing."""
@@ -168,7 +173,13 @@ class Presence:
                 self._announce_offline(identity.company_id, identity.user_id)
             else:
                 due = OfflineDue(companyId=identity.company_id, userId=identity.user_id, grace=entry.offline_pending)
-                self._delayer.delay(due, self._grace_seconds)
+                try:
+                    self._delayer.delay(due, self._grace_seconds)
+                except Exception:
+                    # Nothing would end a grace whose end is not queued ($disconnect is never retried, the sweep
+                    # does not come back): end it now, unless a reconnect came; then settle the others.
+                    logger.exception("grace not queued, ended at once", extra={"user_id": identity.user_id})
+                    self.end_grace(due)
 
     def _announce_offline(self, company_id: str, user_id: str) -> None:
         self._hub.emit(company_id, company_room(company_id), presence_event(user_id, online=False))

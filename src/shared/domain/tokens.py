@@ -17,6 +17,11 @@ REQUIRED_CLAIMS = ("userId", "companyId")
 SECRET_KEY_NAME = "JWT_SECRET_KEY_CALL"
 
 
+_FIELD_NAMES_BESIDE_ALIASES = frozenset(
+    name for name, field in Identity.model_fields.items() if field.alias is not None and field.alias != name
+)
+
+
 class InvalidToken(Exception):
     """The token cannot be trusted; the reason is for logs, never for the client."""
 
@@ -31,9 +36,10 @@ def verify_token(token: str, secret: str, leeway_seconds: int) -> Identity:
             options={"require": list(REQUIRED_CLAIMS)},
         )
         # How the connection speaks, whether it has sessions and when its user was last kicked are the
-        # handshake's to say, whatever the token claims.
-        handshake_only = ("codec", "recovery", SESSIONS_ENDED_AT)
-        return Identity.model_validate({name: value for name, value in claims.items() if name not in handshake_only})
+        # handshake's to say, whatever the token claims; and a claim is read by its name in the token (`iat`),
+        # never by the model's field name (`issued_at`), which would let a token without `iat` pass a revocation.
+        not_claims = {"codec", "recovery", SESSIONS_ENDED_AT} | _FIELD_NAMES_BESIDE_ALIASES
+        return Identity.model_validate({name: value for name, value in claims.items() if name not in not_claims})
     except (jwt.InvalidTokenError, ValidationError) as error:
         raise InvalidToken(type(error).__name__) from error
 

@@ -213,6 +213,19 @@ class RevokeTokens(Detail):
             raise ValueError("issuedBefore must be ISO 8601 text, e.g. 2026-11-26T03:44:21Z")
         return value
 
+    @field_validator("issued_before", mode="after")
+    @classmethod
+    def _a_token_instant(cls, moment: datetime) -> datetime:
+        # Stored in UTC at a fixed width and compared as text: an instant outside the years a token's `iat`
+        # (seconds since 1970) can name would not survive that, or not convert at all.
+        try:
+            in_utc = moment.astimezone(UTC)
+        except OverflowError:
+            in_utc = None
+        if in_utc is None or in_utc.year < 1970:
+            raise ValueError("issuedBefore must be an instant between 1970 and 9999 (UTC)")
+        return moment
+
     @field_serializer("issued_before")
     def _utc(self, moment: datetime) -> str:
         return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -185,6 +185,11 @@ def _plain(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _ended(grace: str, delivery: str) -> str:
+    """What `offlineEnded` holds: the grace, and the message that ended it (another copy is not a redelivery)."""
+    return f"{grace}/{delivery}"
+
+
 @dataclass(frozen=True)
 class Opened:
     """A connection as the hourly index remembers it, even after its own record expired."""
@@ -285,7 +290,7 @@ class ConnectionStore:
             # be refused, the grace still ends in the one announcement it owes.
             previous = self._table.update_item(
                 Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
-                UpdateExpression="ADD connections :c SET #ttl = :ttl",
+                UpdateExpression="ADD connections :c SET #ttl = :ttl REMOVE offlineEnded",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
                 ReturnValues="ALL_OLD",
@@ -396,22 +401,43 @@ class ConnectionStore:
             return Closed(connection, went_offline=False)
         return Closed(connection, went_offline=True, offline_pending=after.get("offlinePending"))
 
-    def end_grace(self, company_id: str, user_id: str, grace: str) -> bool:
-        """The end of the grace `grace`: True when the user is still without a connection, then absent, to be
-        announced; False when they reconnected, or another grace or a kick took over."""
+    def end_grace(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> bool:
+        """The end of the grace `grace`, carried by the message `delivery`: True when the user is still without a
+        connection, then absent, to be announced; False when they reconnected, or another grace or a kick took
+        over, or another message ended this grace. True again for a redelivery of the message that ended it,
+        while its announcement is not made (`grace_announced`)."""
         try:
             before = self._table.update_item(
                 Key={"pk": _presence_pk(company_id), "sk": user_id},
-                UpdateExpression="REMOVE offlinePending",
+                # `offlineEnded` remembers which grace ended here until its announcement is made (or a reconnect):
+                # should the announcement fail, the message's redelivery still owes it.
+                UpdateExpression="REMOVE offlinePending SET offlineEnded = :ended",
                 ConditionExpression="offlinePending = :grace",
-                ExpressionAttributeValues={":grace": grace},
+                ExpressionAttributeValues={":grace": grace, ":ended": _ended(grace, delivery)},
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
+            if not conditional_check_failed(error):
+                raise
+            seen: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+            # This very message ended the grace before, its announcement not made, no connection or grace since.
+            return (
+                _plain(seen.get("offlineEnded")) == _ended(grace, delivery)
+                and not seen.get("connections")
+                and "offlinePending" not in seen
+            )
         return not before.get("Attributes", {}).get("connections")
+
+    def grace_announced(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> None:
+        """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
+        update_if(
+            self._table,
+            Key={"pk": _presence_pk(company_id), "sk": user_id},
+            UpdateExpression="REMOVE offlineEnded",
+            ConditionExpression="offlineEnded = :ended",
+            ExpressionAttributeValues={":ended": _ended(grace, delivery)},
+        )
 
     def cut_grace(self, company_id: str, user_id: str) -> bool:
         """End a grace now, whichever it is (a kick): True when the user was within one, now absent."""
@@ -427,14 +453,18 @@ class ConnectionStore:
             raise
         return True
 
-    def of_user(self, company_id: str, user_id: str) -> list[Connection]:
-        """The user's open connections in the company, read consistently: one GetItem, then one per connection."""
+    def of_user(self, company_id: str, user_id: str) -> tuple[list[Connection], list[str]]:
+        """The user's open connections in the company, read consistently: one GetItem, then one per connection;
+        and the ids their presence lists without an open record (a close half-way, a record expired)."""
         item = self._table.get_item(
             Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
         ).get("Item")
         listed: set[str] = (item or {}).get("connections", set())
-        found = (self.get(str(connection_id)) for connection_id in sorted(listed))
-        return [connection for connection in found if connection is not None]
+        found = {str(connection_id): self.get(str(connection_id)) for connection_id in sorted(listed)}
+        return (
+            [connection for connection in found.values() if connection is not None],
+            [connection_id for connection_id, connection in found.items() if connection is None],
+        )
 
     def is_online(self, company_id: str, user_id: str) -> bool:
         """Whether the user is present: an open connection, or within the grace after their last one."""
