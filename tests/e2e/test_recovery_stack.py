@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -91,6 +92,17 @@ async def native(stack: RunningStack, user: str, company_id: str, **query: str) 
     return Client(await connect(f"{stack.ws_url}?token={token}&recovery=1{extra}"))
 
 
+# The stack's line for each $disconnect invocation that has returned.
+DISCONNECTED = re.compile(r"\$disconnect +\S+ +DisconnectFunction +200 ")
+
+
+async def until_logged(stack: RunningStack, line: re.Pattern[str], times: int, timeout: float = 20.0) -> None:
+    """Until the stack's log has `times` lines matching `line`."""
+    async with asyncio.timeout(timeout):
+        while len(line.findall(stack.log())) < times:
+            await asyncio.sleep(0.05)
+
+
 async def everything(client: Client, until: str, timeout: float = 10.0) -> list[dict[str, Any]]:
     """Every frame up to and including the first `until` event, in order."""
     frames: list[dict[str, Any]] = []
@@ -154,7 +166,10 @@ def test_a_native_close_with_1000_ends_the_session(blip_stack: RunningStack) -> 
         acme = company()
         ana = await native(blip_stack, "ana", acme)
         hello = await everything(ana, "session")
+        closes = len(DISCONNECTED.findall(blip_stack.log()))
         await ana.close()  # code 1000
+        # The session ends in $disconnect, which API Gateway runs after the close: reconnect once it has run.
+        await until_logged(blip_stack, DISCONNECTED, closes + 1)
         back = await native(blip_stack, "ana", acme, session=hello[-1]["data"]["sessionId"], offset=hello[-1]["offset"])
         again = await everything(back, "session")
         assert again[-1]["data"]["recovered"] is False
