@@ -21,6 +21,8 @@ from roomcast_local.testing import (
     deliver,
     lifecycle_event,
     message_event,
+    publish,
+    run_deferred,
 )
 from shared.domain.messages import agent_draft
 from shared.protocol import socketio
@@ -34,6 +36,7 @@ from shared.protocol.recovery import (
 )
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.connections import ConnectionStore
+from shared.stores.sessions import SessionStore
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -582,6 +585,93 @@ def test_a_session_started_before_a_kick_never_recovers(services: Services, gate
     back.open(auth={"pid": pid, "offset": offset})
     assert back.connect_reply()["pid"] != pid
     assert back.events()[-1][:2] == ("session", {"recovered": False})
+
+
+# ---- a kick during a recovery (decision 0062's re-check, on the recovery path) ----
+
+
+def kick_ana() -> None:
+    assert publish("Disconnect", {"companyId": "acme", "userId": "ana"}) == {"status": "applied"}
+
+
+def kick_after_take_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kick applied once the session is taken over, before the connection's rooms are named."""
+    real = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        taken = real(self, *args, **kwargs)
+        kick_ana()
+        return taken
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+
+
+def session_ended(services: Services, pid: str) -> bool:
+    stored = services.sessions._store.get(pid)
+    return stored is not None and stored.ended
+
+
+@pytest.mark.parametrize("kick_during", [True, False], ids=["kick-during-recovery", "kick-before-recovery"])
+def test_a_socketio_session_kicked_after_the_handshake_never_recovers(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch, kick_during: bool
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    # The handshake ran before the kick: its context carries no sessionsEndedAt.
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    gateway.clear()
+    if kick_during:
+        kick_after_take_over(monkeypatch)
+    else:
+        kick_ana()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    # Nothing of the session is posted; the kick listed the connection and closed it.
+    assert contents(back) == []
+    assert "ana-2" in gateway.closed
+    if kick_during:
+        # Told once, by the kick (the namespace was open by then), and the session is over.
+        assert [packet.type for packet in back.packets()] == [socketio.PacketType.DISCONNECT]
+        assert answer is None
+        assert session_ended(services, pid)
+    else:
+        # The kick found no namespace open and forgot the connection before its CONNECT came: answered as a
+        # closed connection is, no recovery begun.
+        assert back.packets() == []
+        assert answer is not None
+        assert '"code":"conflict"' in answer
+
+
+@pytest.mark.parametrize("kick_during", [True, False], ids=["kick-during-recovery", "kick-before-recovery"])
+def test_a_native_session_kicked_after_the_handshake_never_recovers(
+    services: Services,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    kick_during: bool,
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id = ana.session()["data"]["sessionId"]
+    assert ana.ok("join:conversation", {"conversationId": conversation})
+    offset = ana.last_offset()
+    ana.drop(1006)
+    send(ben, conversation, "missed")
+    gateway.clear()
+    deferred.auto = False  # the deferred open runs after $connect returned, the kick in between or during it
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    deferred.auto = True
+    if kick_during:
+        kick_after_take_over(monkeypatch)
+    else:
+        kick_ana()
+    run_deferred()
+    assert back.received() == [{"event": "disconnect", "data": {"reason": "kicked"}}]
+    assert "ana-2" in gateway.closed
+    assert session_ended(services, session_id)
 
 
 # ---- the decision, a plain function ----
