@@ -251,6 +251,62 @@ def test_past_the_window_or_past_the_most_events_a_reconnection_is_a_new_session
     assert back.events() == [("session", {"recovered": False}, back.last_offset())]  # nothing replayed
 
 
+def test_exactly_the_most_events_still_recovers_and_one_more_does_not(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, conversation: str
+) -> None:
+    replaced_settings(gateway, deferred, recovery_max_events=3)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "one")
+    send(ben, conversation, "two")
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+    # Three to replay (with no grace here, ana's own offline announcement is one): exactly the most.
+    assert [name for name, _, _ in back.events()] == ["status:offline", "message:new", "message:new", "session"]
+    assert contents(back) == ["one", "two"]
+    offset = back.last_offset()
+    back.drop()
+    for text in ("three", "four", "five", "six"):
+        send(ben, conversation, text)
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    again.open(auth={"pid": pid, "offset": offset})
+    assert again.connect_reply()["pid"] != pid
+    assert contents(again) == []
+
+
+@pytest.mark.parametrize("bad", ["-1", "9" * 15, "9" * 16, "1.5", " 1", "", "\u0663", 3, "1" * 10_000])
+def test_a_real_pid_with_a_forged_offset_is_a_new_session_never_an_error(
+    services: Services, gateway: RecordingGateway, conversation: str, bad: object
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid = ana.connect_reply()["pid"]
+    ana.drop()
+    send(ben, conversation, "missed")
+    probe = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    probe.open(auth={"pid": pid, "offset": bad})
+    assert probe.connect_reply()["pid"] != pid
+    assert probe.events() == [("session", {"recovered": False}, probe.last_offset())]
+
+
+@pytest.mark.parametrize("bad", ["-1", "9" * 15, "9" * 16, "1.5", "", "\u0663", "1" * 10_000])
+def test_a_native_session_with_a_forged_offset_is_a_new_session_never_an_error(
+    services: Services, gateway: RecordingGateway, bad: str
+) -> None:
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id = ana.session()["data"]["sessionId"]
+    ana.drop(1006)
+    probe = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": bad})
+    assert [frame["event"] for frame in probe.received()] == ["session"]
+    assert probe.session()["data"]["recovered"] is False
+    assert probe.session()["data"]["sessionId"] != session_id
+    probe = NativeSession(gateway, "ana-3", "ana", "acme").connect_with({"session": "s" * 10_000, "offset": bad})
+    assert probe.session()["data"]["recovered"] is False
+
+
 def test_a_recovery_past_the_window_is_a_new_session(
     services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
