@@ -643,6 +643,40 @@ def test_a_session_started_before_a_kick_never_recovers(services: Services, gate
     assert back.events()[-1][:2] == ("session", {"recovered": False})
 
 
+def test_a_reconnection_taking_the_session_from_one_still_setting_up_is_a_new_session_not_one_without_rooms(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's first reconnection takes the session, then drops before its CONNECT reply; the client
+    retries with the same pid and offset while the first is still setting up: its rooms are not yet named on
+    its record, so the second cannot prove what the session is in and must not claim a recovery."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    retry = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    real = SessionStore.take_over
+    calls = [0]
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        calls[0] += 1
+        taken = real(self, *args, **kwargs)
+        if calls[0] == 1:
+            retry.open(auth={"pid": pid, "offset": offset})
+        return taken
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    first = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    first.open(auth={"pid": pid, "offset": offset})
+    assert retry.connect_reply()["pid"] != pid
+    assert retry.events()[-1][:2] == ("session", {"recovered": False})
+    assert contents(retry) == []
+    # The first, which named its rooms, recovered whole.
+    assert first.connect_reply()["pid"] == pid
+    send(ben, conversation, "after")
+    assert contents(first) == ["missed", "after"]
+
+
 # ---- a kick during a recovery (decision 0062's re-check, on the recovery path) ----
 
 

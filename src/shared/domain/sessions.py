@@ -189,9 +189,13 @@ class Sessions:
         self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
     ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Refusal | None]:
         company_id = claim.identity.company_id
+        held = self._connections.session_rooms(session.connection_id, (session.namespace, session.pid))
+        if held is None:
+            # Its holder has not named the session's rooms yet: what it is in cannot be proved.
+            return None, Refusal.INCOMPLETE
         rooms: dict[str, int | None] = {
             _room_name(company_id, key): since
-            for key, since in self._connections.session_rooms(session.connection_id).items()
+            for key, since in held.items()
             if room_in_session(_room_name(company_id, key), claim.namespace)
         }
         limit = self._policy.max_events
