@@ -677,6 +677,33 @@ def test_a_reconnection_taking_the_session_from_one_still_setting_up_is_a_new_se
     assert contents(first) == ["missed", "after"]
 
 
+def test_a_broadcast_and_the_old_connections_late_disconnect_during_the_take_over_leave_one_copy_each(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    send(ben, conversation, "missed")  # the old connection is half-open: API Gateway has not reported its close
+    real = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        taken = real(self, *args, **kwargs)
+        send(ben, conversation, "during")  # after the journal was read, before the memberships
+        ana.drop()  # and the old connection's $disconnect, late
+        return taken
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    send(ben, conversation, "after")
+    assert back.connect_reply()["pid"] == pid
+    assert contents(back) == ["missed", "during", "after"]
+    back.drop()
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    again.open(auth={"pid": pid, "offset": back.last_offset()})
+    assert again.connect_reply()["pid"] == pid  # the late $disconnect did not end or move the session
+
+
 # ---- a kick during a recovery (decision 0062's re-check, on the recovery path) ----
 
 
