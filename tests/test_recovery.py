@@ -335,6 +335,29 @@ def test_a_connection_without_recovery_gets_no_pid_and_no_offsets(
     assert len(packet.data) == 2  # a handler of fixed arity gets what it always got
 
 
+def plain_packets(peer: SocketIoPeer) -> list[socketio.Packet]:
+    parsed = [socketio.parse(text, 1 << 20) for text in peer.pushed()]
+    return [packet for packet in parsed if isinstance(packet, socketio.Packet)]
+
+
+def test_a_plain_client_beside_a_session_in_one_room_gets_no_offset_even_with_a_pid_in_its_auth(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    plain = SocketIoPeer(gateway, "cid-1", "cid", "acme").connect()
+    pid = ana.connect_reply()["pid"]
+    auth = json.dumps({"pid": pid, "offset": ana.last_offset()})
+    assert plain.send(f"40{CONVERSATIONS},{auth}") == socketio.connected(CONVERSATIONS, f"cid-1{CONVERSATIONS}")
+    plain.send(f'42{CONVERSATIONS},1["join:conversation","{conversation}"]')
+    send(ben, conversation, "hi")
+    events = [packet for packet in plain_packets(plain) if packet.type is socketio.PacketType.EVENT]
+    assert any(packet.data[0] == "message:new" for packet in events)
+    assert all(len(packet.data) == 2 for packet in events)  # a handler of fixed arity gets what it always got
+    assert contents(ana) == ["hi"]
+    assert ana.events()[-1][2] is not None
+
+
 def test_recording_an_event_costs_the_same_whatever_the_rooms_size(
     services: Services, gateway: RecordingGateway, calls: CallCounter
 ) -> None:
@@ -603,6 +626,26 @@ def test_a_native_session_recovers_with_its_session_id_and_offset_in_the_query(
     plain.ok("join:conversation", {"conversationId": conversation})
     send(ben, conversation, "plain")
     assert "offset" not in plain.received("message:new")[-1]
+
+
+def test_a_native_session_id_presented_by_another_user_or_company_is_a_new_session_and_the_owners_stays(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id = ana.session()["data"]["sessionId"]
+    assert ana.ok("join:conversation", {"conversationId": conversation})
+    offset = ana.last_offset()
+    ana.drop(1006)
+    send(ben, conversation, "secret")
+    for thief in (NativeSession(gateway, "eve-1", "eve", "acme"), NativeSession(gateway, "eve-2", "ana", "globex")):
+        thief.connect_with({"session": session_id, "offset": offset})
+        assert [frame["event"] for frame in thief.received()] == ["session"]
+        assert thief.session()["data"]["recovered"] is False
+        assert thief.session()["data"]["sessionId"] != session_id
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    assert back.session()["data"] == {"sessionId": session_id, "recovered": True}
+    assert [frame["data"]["content"] for frame in back.received("message:new")] == ["secret"]
 
 
 def test_a_native_session_id_that_is_not_one_is_a_new_session(services: Services, gateway: RecordingGateway) -> None:
