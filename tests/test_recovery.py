@@ -21,6 +21,8 @@ from roomcast_local.testing import (
     deliver,
     lifecycle_event,
     message_event,
+    publish,
+    run_deferred,
 )
 from shared.domain.messages import agent_draft
 from shared.protocol import socketio
@@ -34,6 +36,7 @@ from shared.protocol.recovery import (
 )
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.connections import ConnectionStore
+from shared.stores.sessions import SessionStore
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -248,6 +251,62 @@ def test_past_the_window_or_past_the_most_events_a_reconnection_is_a_new_session
     assert back.events() == [("session", {"recovered": False}, back.last_offset())]  # nothing replayed
 
 
+def test_exactly_the_most_events_still_recovers_and_one_more_does_not(
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, conversation: str
+) -> None:
+    replaced_settings(gateway, deferred, recovery_max_events=3)
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "one")
+    send(ben, conversation, "two")
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+    # Three to replay (with no grace here, ana's own offline announcement is one): exactly the most.
+    assert [name for name, _, _ in back.events()] == ["status:offline", "message:new", "message:new", "session"]
+    assert contents(back) == ["one", "two"]
+    offset = back.last_offset()
+    back.drop()
+    for text in ("three", "four", "five", "six"):
+        send(ben, conversation, text)
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    again.open(auth={"pid": pid, "offset": offset})
+    assert again.connect_reply()["pid"] != pid
+    assert contents(again) == []
+
+
+@pytest.mark.parametrize("bad", ["-1", "9" * 15, "9" * 16, "1.5", " 1", "", "\u0663", 3, "1" * 10_000])
+def test_a_real_pid_with_a_forged_offset_is_a_new_session_never_an_error(
+    services: Services, gateway: RecordingGateway, conversation: str, bad: object
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid = ana.connect_reply()["pid"]
+    ana.drop()
+    send(ben, conversation, "missed")
+    probe = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    probe.open(auth={"pid": pid, "offset": bad})
+    assert probe.connect_reply()["pid"] != pid
+    assert probe.events() == [("session", {"recovered": False}, probe.last_offset())]
+
+
+@pytest.mark.parametrize("bad", ["-1", "9" * 15, "9" * 16, "1.5", "", "\u0663", "1" * 10_000])
+def test_a_native_session_with_a_forged_offset_is_a_new_session_never_an_error(
+    services: Services, gateway: RecordingGateway, bad: str
+) -> None:
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id = ana.session()["data"]["sessionId"]
+    ana.drop(1006)
+    probe = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": bad})
+    assert [frame["event"] for frame in probe.received()] == ["session"]
+    assert probe.session()["data"]["recovered"] is False
+    assert probe.session()["data"]["sessionId"] != session_id
+    probe = NativeSession(gateway, "ana-3", "ana", "acme").connect_with({"session": "s" * 10_000, "offset": bad})
+    assert probe.session()["data"]["recovered"] is False
+
+
 def test_a_recovery_past_the_window_is_a_new_session(
     services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -274,6 +333,29 @@ def test_a_connection_without_recovery_gets_no_pid_and_no_offsets(
     packet = socketio.parse(text, 1 << 20)
     assert isinstance(packet, socketio.Packet)
     assert len(packet.data) == 2  # a handler of fixed arity gets what it always got
+
+
+def plain_packets(peer: SocketIoPeer) -> list[socketio.Packet]:
+    parsed = [socketio.parse(text, 1 << 20) for text in peer.pushed()]
+    return [packet for packet in parsed if isinstance(packet, socketio.Packet)]
+
+
+def test_a_plain_client_beside_a_session_in_one_room_gets_no_offset_even_with_a_pid_in_its_auth(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    plain = SocketIoPeer(gateway, "cid-1", "cid", "acme").connect()
+    pid = ana.connect_reply()["pid"]
+    auth = json.dumps({"pid": pid, "offset": ana.last_offset()})
+    assert plain.send(f"40{CONVERSATIONS},{auth}") == socketio.connected(CONVERSATIONS, f"cid-1{CONVERSATIONS}")
+    plain.send(f'42{CONVERSATIONS},1["join:conversation","{conversation}"]')
+    send(ben, conversation, "hi")
+    events = [packet for packet in plain_packets(plain) if packet.type is socketio.PacketType.EVENT]
+    assert any(packet.data[0] == "message:new" for packet in events)
+    assert all(len(packet.data) == 2 for packet in events)  # a handler of fixed arity gets what it always got
+    assert contents(ana) == ["hi"]
+    assert ana.events()[-1][2] is not None
 
 
 def test_recording_an_event_costs_the_same_whatever_the_rooms_size(
@@ -546,6 +628,26 @@ def test_a_native_session_recovers_with_its_session_id_and_offset_in_the_query(
     assert "offset" not in plain.received("message:new")[-1]
 
 
+def test_a_native_session_id_presented_by_another_user_or_company_is_a_new_session_and_the_owners_stays(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id = ana.session()["data"]["sessionId"]
+    assert ana.ok("join:conversation", {"conversationId": conversation})
+    offset = ana.last_offset()
+    ana.drop(1006)
+    send(ben, conversation, "secret")
+    for thief in (NativeSession(gateway, "eve-1", "eve", "acme"), NativeSession(gateway, "eve-2", "ana", "globex")):
+        thief.connect_with({"session": session_id, "offset": offset})
+        assert [frame["event"] for frame in thief.received()] == ["session"]
+        assert thief.session()["data"]["recovered"] is False
+        assert thief.session()["data"]["sessionId"] != session_id
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    assert back.session()["data"] == {"sessionId": session_id, "recovered": True}
+    assert [frame["data"]["content"] for frame in back.received("message:new")] == ["secret"]
+
+
 def test_a_native_session_id_that_is_not_one_is_a_new_session(services: Services, gateway: RecordingGateway) -> None:
     ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with({"session": "x" * 300, "offset": "abc"})
     assert ana.session()["data"]["recovered"] is False
@@ -582,6 +684,154 @@ def test_a_session_started_before_a_kick_never_recovers(services: Services, gate
     back.open(auth={"pid": pid, "offset": offset})
     assert back.connect_reply()["pid"] != pid
     assert back.events()[-1][:2] == ("session", {"recovered": False})
+
+
+def test_a_reconnection_taking_the_session_from_one_still_setting_up_is_a_new_session_not_one_without_rooms(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client's first reconnection takes the session, then drops before its CONNECT reply; the client
+    retries with the same pid and offset while the first is still setting up: its rooms are not yet named on
+    its record, so the second cannot prove what the session is in and must not claim a recovery."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    retry = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    real = SessionStore.take_over
+    calls = [0]
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        calls[0] += 1
+        taken = real(self, *args, **kwargs)
+        if calls[0] == 1:
+            retry.open(auth={"pid": pid, "offset": offset})
+        return taken
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    first = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    first.open(auth={"pid": pid, "offset": offset})
+    assert retry.connect_reply()["pid"] != pid
+    assert retry.events()[-1][:2] == ("session", {"recovered": False})
+    assert contents(retry) == []
+    # The first, which named its rooms, recovered whole.
+    assert first.connect_reply()["pid"] == pid
+    send(ben, conversation, "after")
+    assert contents(first) == ["missed", "after"]
+
+
+def test_a_broadcast_and_the_old_connections_late_disconnect_during_the_take_over_leave_one_copy_each(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    send(ben, conversation, "missed")  # the old connection is half-open: API Gateway has not reported its close
+    real = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        taken = real(self, *args, **kwargs)
+        send(ben, conversation, "during")  # after the journal was read, before the memberships
+        ana.drop()  # and the old connection's $disconnect, late
+        return taken
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    send(ben, conversation, "after")
+    assert back.connect_reply()["pid"] == pid
+    assert contents(back) == ["missed", "during", "after"]
+    back.drop()
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    again.open(auth={"pid": pid, "offset": back.last_offset()})
+    assert again.connect_reply()["pid"] == pid  # the late $disconnect did not end or move the session
+
+
+# ---- a kick during a recovery (decision 0062's re-check, on the recovery path) ----
+
+
+def kick_ana() -> None:
+    assert publish("Disconnect", {"companyId": "acme", "userId": "ana"}) == {"status": "applied"}
+
+
+def kick_after_take_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kick applied once the session is taken over, before the connection's rooms are named."""
+    real = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        taken = real(self, *args, **kwargs)
+        kick_ana()
+        return taken
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+
+
+def session_ended(services: Services, pid: str) -> bool:
+    stored = services.sessions._store.get(pid)
+    return stored is not None and stored.ended
+
+
+@pytest.mark.parametrize("kick_during", [True, False], ids=["kick-during-recovery", "kick-before-recovery"])
+def test_a_socketio_session_kicked_after_the_handshake_never_recovers(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch, kick_during: bool
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    # The handshake ran before the kick: its context carries no sessionsEndedAt.
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    gateway.clear()
+    if kick_during:
+        kick_after_take_over(monkeypatch)
+    else:
+        kick_ana()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    # Nothing of the session is posted; the kick listed the connection and closed it.
+    assert contents(back) == []
+    assert "ana-2" in gateway.closed
+    if kick_during:
+        # Told once, by the kick (the namespace was open by then), and the session is over.
+        assert [packet.type for packet in back.packets()] == [socketio.PacketType.DISCONNECT]
+        assert answer is None
+        assert session_ended(services, pid)
+    else:
+        # The kick found no namespace open and forgot the connection before its CONNECT came: answered as a
+        # closed connection is, no recovery begun.
+        assert back.packets() == []
+        assert answer is not None
+        assert '"code":"conflict"' in answer
+
+
+@pytest.mark.parametrize("kick_during", [True, False], ids=["kick-during-recovery", "kick-before-recovery"])
+def test_a_native_session_kicked_after_the_handshake_never_recovers(
+    services: Services,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    kick_during: bool,
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = NativeSession(gateway, "ana-1", "ana", "acme").connect_with()
+    session_id = ana.session()["data"]["sessionId"]
+    assert ana.ok("join:conversation", {"conversationId": conversation})
+    offset = ana.last_offset()
+    ana.drop(1006)
+    send(ben, conversation, "missed")
+    gateway.clear()
+    deferred.auto = False  # the deferred open runs after $connect returned, the kick in between or during it
+    back = NativeSession(gateway, "ana-2", "ana", "acme").connect_with({"session": session_id, "offset": offset})
+    deferred.auto = True
+    if kick_during:
+        kick_after_take_over(monkeypatch)
+    else:
+        kick_ana()
+    run_deferred()
+    assert back.received() == [{"event": "disconnect", "data": {"reason": "kicked"}}]
+    assert "ana-2" in gateway.closed
+    assert session_ended(services, session_id)
 
 
 # ---- the decision, a plain function ----

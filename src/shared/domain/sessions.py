@@ -42,6 +42,7 @@ from shared.protocol.recovery import (
     valid_pid,
 )
 from shared.protocol.rooms import Room, analytics_room, company_room, parse_room, user_room
+from shared.stores.access import AccessStore
 from shared.stores.connections import TRANSACTION_ROOMS, ConnectionGone, ConnectionStore, JournalMoved
 from shared.stores.journal import Journal
 from shared.stores.sessions import SessionStore
@@ -108,6 +109,7 @@ class Sessions:
         hub: Hub,
         policy: RecoveryPolicy,
         *,
+        access: AccessStore,
         clock: Clock | None = None,
         metrics_now: Callable[[str, datetime], Figures] | None = None,
     ) -> None:
@@ -118,6 +120,7 @@ class Sessions:
         self._connections = connections
         self._hub = hub
         self._policy = policy
+        self._access = access
         self._clock = clock or SystemClock()
         self._metrics_now = metrics_now
 
@@ -166,6 +169,8 @@ class Sessions:
         joined = {name: cut + 1 if since is None else since for name, since in rooms.items()}
         keyed = {key: joined[name] for name, key in _keys(company_id, sorted(joined))}
         self._connections.remember(connection_id, keyed, (claim.namespace, state.pid))
+        if recovered and self._kicked_since(claim, state):
+            return self._refuse_kicked(connection_id, state)
         opened = Opened(state.pid, state.sid, recovered, len(replay), reason)
         if greeting.connecting and not self._first_post(connection_id, texts[0]):
             return opened
@@ -184,9 +189,13 @@ class Sessions:
         self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
     ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Refusal | None]:
         company_id = claim.identity.company_id
+        held = self._connections.session_rooms(session.connection_id, (session.namespace, session.pid))
+        if held is None:
+            # Its holder has not named the session's rooms yet: what it is in cannot be proved.
+            return None, Refusal.INCOMPLETE
         rooms: dict[str, int | None] = {
             _room_name(company_id, key): since
-            for key, since in self._connections.session_rooms(session.connection_id).items()
+            for key, since in held.items()
             if room_in_session(_room_name(company_id, key), claim.namespace)
         }
         limit = self._policy.max_events
@@ -201,6 +210,24 @@ class Sessions:
         if not self._store.take_over(session, connection_id, offset, now):
             return None, Refusal.TAKEN
         return (session, rooms, replay, span.head), None
+
+    def _kicked_since(self, claim: Claim, state: SessionState) -> bool:
+        """Whether a kick or a revocation applied after the handshake (whose `sessionsEndedAt` the claim carries)
+        ended the session just taken over. Read once the session is held and its rooms named: a kick that wrote
+        its marker later lists this connection (recorded at $connect) and ends it, and its session, started
+        before that marker, never recovers."""
+        identity = claim.identity
+        ended_at = self._access.read(identity.company_id, identity.user_id).sessions_ended_at
+        return ended_at is not None and state.created_at <= ended_at
+
+    def _refuse_kicked(self, connection_id: str, state: SessionState) -> Opened:
+        """End the session, post nothing of it, and close the connection. The kick listed this connection (recorded
+        at $connect, before any recovery starts) and told it why already: it is not told twice."""
+        self._store.end(state.pid, connection_id)
+        logger.info("session not recovered", extra={"reason": str(Refusal.ENDED_BY_KICK)})
+        metrics.add_metric(name="SessionsNotRecovered", unit=MetricUnit.Count, value=1)
+        self._hub.close(connection_id)
+        return Opened(state.pid, state.sid, False, 0, Refusal.ENDED_BY_KICK)
 
     def _start(self, connection_id: str, claim: Claim, sid: str, head: int, now: datetime) -> SessionState:
         identity = claim.identity

@@ -690,10 +690,13 @@ class ConnectionStore:
         pid = sessions.get(namespace)
         return None if pid is None else str(pid)
 
-    def session_rooms(self, connection_id: str) -> dict[str, int]:
+    def session_rooms(self, connection_id: str, session: tuple[str, str]) -> dict[str, int] | None:
         """The rooms a session's connection was in, each with the position it heard it from, open or closed
-        (its tombstone keeps them for the recovery window)."""
+        (its tombstone keeps them for the recovery window); None while its record does not name the session
+        (namespace, pid) yet: a connection that took the session over and has not named its rooms."""
         item = self._record(connection_id) or {}
+        if item.get("sessions", {}).get(session[0]) != session[1]:
+            return None
         return {str(key): int(str(since)) for key, since in item.get("joined", {}).items()}
 
     def attach(

@@ -189,6 +189,7 @@ def build_services(
             connections,
             hub,
             RecoveryPolicy(window=window, max_events=config.recovery_max_events),
+            access=access,
             clock=clock,
             metrics_now=lambda company_id, now: analytics.report(company_id, Period.TODAY, now),
         ),
