@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 from roomcast_local.testing import Peer, RecordingGateway, publish
 from shared.stores.conversations import ConversationStore
 from shared.wiring.services import Services
-from tests.conftest import CallCounter
 from tests.faults import FaultInjector
 
 
@@ -89,11 +87,32 @@ def test_seq_is_in_message_new_message_sent_the_ack_and_history(
 
 
 def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exactly_the_later_ones(
-    room: tuple[list[Peer], Peer, str], gateway: RecordingGateway, calls: CallCounter
+    room: tuple[list[Peer], Peer, str], gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     senders, carl, conversation = room
-    calls.reset()
     per_sender = 8
+    # Seqs reserved and not yet filled, at most at once: above one, senders raced between their two calls.
+    unfilled, most_unfilled, counting = 0, 0, threading.Lock()
+    real_reserve, real_fill = ConversationStore._reserve, ConversationStore._fill
+
+    def reserve(store: ConversationStore, counter: dict[str, str]) -> tuple[int, int]:
+        nonlocal unfilled, most_unfilled
+        reserved = real_reserve(store, counter)
+        with counting:
+            unfilled += 1
+            most_unfilled = max(most_unfilled, unfilled)
+        return reserved
+
+    def fill(store: ConversationStore, pk: str, message: Any, sender_key: str | None) -> Any:
+        nonlocal unfilled
+        try:
+            return real_fill(store, pk, message, sender_key)
+        finally:
+            with counting:
+                unfilled -= 1
+
+    monkeypatch.setattr(ConversationStore, "_reserve", reserve)
+    monkeypatch.setattr(ConversationStore, "_fill", fill)
 
     def send_all(peer: Peer) -> list[dict[str, Any]]:
         return [
@@ -107,8 +126,8 @@ def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exact
 
     with ThreadPoolExecutor(max_workers=len(senders)) as pool:
         acks = [ack for acked in pool.map(send_all, senders) for ack in acked]
-    # Senders did race for the same seqs: some writes lost and were retried at the next one.
-    assert calls.calls["dynamodb.PutItem"] + calls.calls["dynamodb.TransactWriteItems"] > len(senders) * per_sender
+    # Senders did race: a seq was reserved while another's write was still to come.
+    assert most_unfilled > 1
 
     total = len(senders) * per_sender
     assert sorted(ack["seq"] for ack in acks) == list(range(1, total + 1))
@@ -126,40 +145,46 @@ def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exact
     assert heard == {m["id"]: m["seq"] for m in stored}
 
 
-def test_a_send_that_read_its_seq_before_another_was_stored_takes_the_next_one(
+def test_a_message_stored_while_a_lower_seq_is_unfilled_is_not_readable_until_that_seq_is(
     room: tuple[list[Peer], Peer, str], gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The issue's Y/X interleaving: Y starts first, X is stored and broadcast, then Y is written.
-    carl, who saw X, fills his gap from X's seq and gets Y."""
+    """The issue's Y/X interleaving: Y reserves its seq first, X is stored and broadcast, then Y is written.
+    Meanwhile history holds X back (Y's lower seq is unfilled); carl, who saw X, fills his gap and gets both."""
     (ana, ben, *_), carl, conversation = room
-    y_has_read = threading.Event()
+    y_has_reserved = threading.Event()
     x_is_done = threading.Event()
-    real_last_seq: Callable[[ConversationStore, str], int] = ConversationStore._last_seq
+    real_fill = ConversationStore._fill
 
-    def last_seq(store: ConversationStore, pk: str) -> int:
-        seq = real_last_seq(store, pk)
-        if threading.current_thread().name == "Y" and not y_has_read.is_set():
-            y_has_read.set()
+    def fill(store: ConversationStore, pk: str, message: Any, sender_key: str | None) -> Any:
+        if threading.current_thread().name == "Y" and not y_has_reserved.is_set():
+            y_has_reserved.set()
             assert x_is_done.wait(10)
-        return seq
+        return real_fill(store, pk, message, sender_key)
 
-    monkeypatch.setattr(ConversationStore, "_last_seq", last_seq)
+    monkeypatch.setattr(ConversationStore, "_fill", fill)
     y_ack: dict[str, Any] = {}
     y = threading.Thread(
         name="Y", target=lambda: y_ack.update(ana.ok("message:send", {"conversationId": conversation, "content": "Y"}))
     )
     y.start()
-    assert y_has_read.wait(10)
+    assert y_has_reserved.wait(10)
     x_ack = ben.ok("message:send", {"conversationId": conversation, "content": "X"})
     [x_new] = carl.received("message:new")
-    assert (x_new["data"]["content"], x_new["data"]["seq"]) == ("X", 1)
-    assert history_after(carl, conversation, x_ack["seq"]) == []  # Y is not stored yet
+    assert (x_new["data"]["content"], x_new["data"]["seq"]) == ("X", 2)
+    # Seq 1 is reserved, not filled: X is not readable yet, from any cursor or as the newest page.
+    assert history_after(carl, conversation, 0) == []
+    assert history_after(carl, conversation, x_ack["seq"]) == []
+    assert carl.ok("conversation:history", {"conversationId": conversation})["messages"] == []
     x_is_done.set()
     y.join(10)
 
-    assert y_ack["seq"] == 2
-    assert [m["content"] for m in history_after(carl, conversation, x_new["data"]["seq"])] == ["Y"]
-    assert [m["data"]["seq"] for m in carl.received("message:new")] == [1, 2]
+    assert y_ack["seq"] == 1
+    assert [m["content"] for m in history_after(carl, conversation, 0)] == ["Y", "X"]
+    assert [m["content"] for m in carl.ok("conversation:history", {"conversationId": conversation})["messages"]] == [
+        "Y",
+        "X",
+    ]
+    assert [m["data"]["seq"] for m in carl.received("message:new")] == [2, 1]
 
 
 def test_a_retry_that_meets_a_transaction_conflict_answers_the_stored_message(

@@ -105,7 +105,7 @@ def send(request: Request, data: SendMessage, ahead: SendReads) -> Outcome:
     identity = request.identity
     draft = agent_draft(data.conversation_id, data.content, identity.user_id, data.client_message_id, request.now)
     # Durable before anyone hears of it: the write comes first, the broadcast and the reply after.
-    stored = messages.store(identity.company_id, draft, ahead.last_seq)
+    stored = messages.store(identity.company_id, draft)
     message = stored.message
     # Stored means sent: nothing after the write may turn the sender's answer into a failure.
     if stored.created:

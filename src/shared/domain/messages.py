@@ -80,7 +80,6 @@ class SendReads:
     """What a send reads before its write, all at once: none of it depends on another."""
 
     conversation: Conversation
-    last_seq: int
     recipients: Recipients
 
 
@@ -90,7 +89,6 @@ class Readers:
     boto3 resource can garble each other's expressions, and the rate limit runs meanwhile through the
     services' own (`build_services`)."""
 
-    seq: ConversationStore
     conversations: ConversationStore
     members: Hub
 
@@ -114,18 +112,17 @@ class Messages:
             return self._readers
 
     def read_ahead(self, company_id: str, conversation_id: str) -> SendReads:
-        """The conversation (tenancy: another company's is `not_found`), its last seq and its room's members,
-        read concurrently. They only read, so a refused request that ran them has changed nothing."""
+        """The conversation (tenancy: another company's is `not_found`) and its room's members, read
+        concurrently. They only read, so a refused request that ran them has changed nothing."""
         readers = self.readers()
-        last_seq, conversation, recipients = together(
-            lambda: readers.seq.last_seq(company_id, conversation_id),
+        conversation, recipients = together(
             lambda: readers.conversations.require(company_id, conversation_id),
             lambda: readers.members.recipients(company_id, conversation_room(conversation_id)),
         )
-        return SendReads(conversation, last_seq, recipients)
+        return SendReads(conversation, recipients)
 
-    def store(self, company_id: str, draft: Draft, last_seq: int | None = None) -> Stored:
-        return self._conversations.add_message(company_id, draft.conversation_id, draft.at, draft.sender_key, last_seq)
+    def store(self, company_id: str, draft: Draft) -> Stored:
+        return self._conversations.add_message(company_id, draft.conversation_id, draft.at, draft.sender_key)
 
     def announce(self, company_id: str, message: Message, recipients: Recipients | None = None) -> None:
         """A newly stored message to its conversation's room: to the members read ahead, else to those now.

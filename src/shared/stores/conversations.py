@@ -1,36 +1,47 @@
-"""Conversations and their messages in DynamoDB (see docs/data-model.md and decision 20).
+"""Conversations and their messages in DynamoDB (see docs/data-model.md, decisions 20 and 0087).
 
-Each conversation is one item collection, keyed under its company:
+Each conversation is one item collection, keyed under its company, and its seq counter another:
   conv#{companyId}#{conversationId} / #conversation          the conversation
   conv#{companyId}#{conversationId} / #client#{sender}#{id}   a sender's clientMessageId, for idempotent sends
-  conv#{companyId}#{conversationId} / msg#{seq:012d}          a message, keyed by its seq in the conversation
+  conv#{companyId}#{conversationId} / msg#{seq:012d}          a message, or a skipped seq, keyed by its seq
+  seq#{companyId}#{conversationId}  / #seq                    the last seq reserved, and a committed hint
 Every non-message sort key starts with '#', which sorts below 'msg#', so message ranges never meet them.
 
-A message takes seq k = the last stored seq + 1 (a consistent read) and is put on the condition that k is
-free; on conflict it reads again. So seq k is written only once k - 1 is readable, and a failed write
-consumes no seq. Items written with `uncounted` are not yet in the analytics counters: whoever removes the
-flag (a conditional update) counts them, so a retry or redelivery counts what a failure left uncounted, once.
+A writer reserves its seq with one atomic ADD on the counter (no two writers share one, none waits for
+another), then puts the message on the condition that the seq is unfilled. Readers return nothing above the
+first unfilled seq, so k + 1 is never readable before k. A writer that will not fill its seq (a retry found its
+first message, a write failed) skips it at once; a seq whose writer died is skipped by the first reader that
+meets it once a later item is older than any writer lives (RESERVATION_LIFE_MS), and a late put then fails on
+the skip and its writer reserves again. So a seq is filled once, by a message or a skip, and never reused.
+Items written with `uncounted` are not yet in the analytics counters: whoever removes the flag (a conditional
+update) counts them, so a retry or redelivery counts what a failure left uncounted, once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.errors import ErrorCode, RoomcastError, not_found
 from shared.protocol.ids import SEQ_DIGITS, seq_of
 from shared.protocol.records import Conversation, Message
 from shared.stores.dynamo import (
     CONDITION_FAILED,
+    CONFLICT_ATTEMPTS,
     TRANSACTION_CONFLICT,
     TransactionCancelled,
     conditional_check_failed,
     conflict_pause,
+    deserialize,
     put_all,
+    query_pages,
     update_if,
 )
 
@@ -40,9 +51,23 @@ if TYPE_CHECKING:
 CONVERSATION_SK = "#conversation"
 MESSAGE_PREFIX = "msg#"
 UNCOUNTED = "uncounted"
-# Each lost race means another sender's message was stored: this many in a row is contention beyond any
-# conversation's real traffic.
-SEQ_ATTEMPTS = 25
+MAX_SEQ = 10**SEQ_DIGITS - 1
+# The counter's attributes: the last seq reserved, and a seq at and below which every seq is filled.
+COUNTER_SK = "#seq"
+LAST, COMMITTED = "last", "committed"
+# A message's or a skip's writer's clock (epoch ms), read after its reservation: later than the reservation of any seq below.
+STORED_AT = "storedAt"
+SKIPPED = "skipped"
+# Longer than any writer lives: the functions that store messages time out at 29 s (template.yaml), and a
+# request in flight when one does arrives within seconds; the rest is margin for clocks apart.
+RESERVATION_LIFE_MS = 60_000
+# A reservation is taken again only when its writer was presumed dead, or the counter lagged the messages.
+SEQ_ATTEMPTS = 5
+# Without history reads, every this many seqs a writer raises the committed hint, so that the next reader's
+# walk from it stays short; a walk reads at most WATERMARK_SCAN items, WATERMARK_PAGE a query.
+ADVANCE_EVERY = 256
+WATERMARK_PAGE = 100
+WATERMARK_SCAN = 1000
 
 
 def _pk(company_id: str, conversation_id: str) -> str:
@@ -51,6 +76,15 @@ def _pk(company_id: str, conversation_id: str) -> str:
 
 def _message_sk(seq: int) -> str:
     return f"{MESSAGE_PREFIX}{seq:0{SEQ_DIGITS}d}"
+
+
+def _counter_key(company_id: str, conversation_id: str) -> dict[str, str]:
+    # A partition key of its own: the counter's write units do not share the messages' 1,000 a second.
+    return {"pk": f"seq#{company_id}#{conversation_id}", "sk": COUNTER_SK}
+
+
+def _seq_of_item(item: dict[str, Any]) -> int:
+    return int(str(item["sk"])[len(MESSAGE_PREFIX) :])
 
 
 @dataclass(frozen=True)
@@ -69,9 +103,17 @@ class Stored:
     created: bool
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """The reserved seq was filled by another: a skip (this writer was presumed dead), else a message."""
+
+    skipped: bool
+
+
 class ConversationStore:
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, clock: Clock | None = None) -> None:
         self._table = table
+        self._clock = clock or SystemClock()
 
     def create(self, conversation: Conversation) -> None:
         try:
@@ -185,51 +227,115 @@ class ConversationStore:
         return True
 
     def add_message(
-        self,
-        company_id: str,
-        conversation_id: str,
-        compose: Callable[[int], Message],
-        sender_key: str | None,
-        last_seq: int | None = None,
+        self, company_id: str, conversation_id: str, compose: Callable[[int], Message], sender_key: str | None
     ) -> Stored:
-        """Store the message `compose(seq)` builds, at the conversation's next seq, flagged uncounted.
-        With a sender key (sender and clientMessageId), a retry returns the first message instead.
-        `last_seq`, read ahead by the caller, saves the first attempt its read: a stale one only loses the
-        conditional write, and the next attempt reads again."""
+        """Store the message `compose(seq)` builds at a seq reserved for it, flagged uncounted. With a sender key
+        (sender and clientMessageId), a retry returns the first message instead, and skips the seq it reserved."""
         pk = _pk(company_id, conversation_id)
-        for attempt in range(SEQ_ATTEMPTS):
-            known = last_seq if attempt == 0 and last_seq is not None else self._last_seq(pk)
-            message = compose(known + 1)
-            item = {"pk": pk, "sk": _message_sk(message.seq), **message.public(), UNCOUNTED: True}
-            free = "attribute_not_exists(pk)"
-            if sender_key is None:
-                try:
-                    self._table.put_item(
-                        Item=item, ConditionExpression=free, ReturnValuesOnConditionCheckFailure="ALL_OLD"
-                    )
-                except ClientError as error:
-                    if not conditional_check_failed(error):
-                        raise
-                    # A retried request whose first attempt was written (its answer lost) finds itself.
-                    found: dict[str, Any] = cast(dict[str, Any], error.response).get("Item", {})
-                    if found.get("id") != {"S": message.id}:
-                        continue  # another message took this seq: read again
-                return Stored(message.model_copy(update={"uncounted": True}), created=True)
-            marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
-            codes = put_all(self._table, [(marker, free), (item, free)])
-            if codes is None:
-                return Stored(message.model_copy(update={"uncounted": True}), created=True)
-            if codes[0] == CONDITION_FAILED:
-                return Stored(self._first_message(pk, sender_key), created=False)
-            if TRANSACTION_CONFLICT in codes:
-                conflict_pause(attempt)  # a concurrent send, or the same one retried: read again
-            elif codes[1] != CONDITION_FAILED:
-                raise TransactionCancelled(codes)
-        raise RuntimeError(f"no free seq after {SEQ_ATTEMPTS} attempts")
+        counter = _counter_key(company_id, conversation_id)
+        for _ in range(SEQ_ATTEMPTS):
+            seq, committed = self._reserve(counter)
+            try:
+                outcome = self._fill(pk, compose(seq), sender_key)
+            except Exception:
+                # A live writer skips its own seq at once, so that history does not wait out the reservation.
+                self._skip_quietly(pk, seq)
+                raise
+            if isinstance(outcome, Stored):
+                if seq % ADVANCE_EVERY == 0 and seq - committed > ADVANCE_EVERY:
+                    self._watermark(pk, counter, seq)  # no history read has moved the hint along lately
+                return outcome
+            if not outcome.skipped:
+                self._catch_up(pk, counter)  # a message is stored at the seq: the counter lags the messages
+            # Else this writer was presumed dead and its seq skipped: it takes another.
+        raise RuntimeError(f"no seq after {SEQ_ATTEMPTS} reservations")
 
-    def last_seq(self, company_id: str, conversation_id: str) -> int:
-        """The conversation's last stored seq (0 before its first message), read consistently."""
-        return self._last_seq(_pk(company_id, conversation_id))
+    def _now_ms(self) -> int:
+        return int(self._clock.now().timestamp() * 1000)
+
+    def _reserve(self, counter: dict[str, str]) -> tuple[int, int]:
+        """The next seq (one atomic ADD, so no two writers share one), and the committed hint as it stood."""
+        result = self._table.update_item(
+            Key=counter,
+            UpdateExpression="ADD #last :one",
+            ExpressionAttributeNames={"#last": LAST},
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="ALL_NEW",
+        )
+        reserved = result["Attributes"]
+        return int(reserved[LAST]), int(reserved.get(COMMITTED, 0))
+
+    def _fill(self, pk: str, message: Message, sender_key: str | None) -> Stored | _Taken:
+        """Put the message at its reserved seq, on the condition that the seq is still unfilled."""
+        item = {
+            "pk": pk,
+            "sk": _message_sk(message.seq),
+            **message.public(),
+            UNCOUNTED: True,
+            STORED_AT: self._now_ms(),
+        }
+        stored = Stored(message.model_copy(update={"uncounted": True}), created=True)
+        free = "attribute_not_exists(pk)"
+        if sender_key is None:
+            try:
+                self._table.put_item(Item=item, ConditionExpression=free, ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            except ClientError as error:
+                if not conditional_check_failed(error):
+                    raise
+                found: dict[str, Any] = cast(dict[str, Any], error.response).get("Item", {})
+                # A retried request whose first attempt was written (its answer lost) finds itself.
+                if found.get("id") == {"S": message.id}:
+                    return stored
+                return _Taken(skipped=SKIPPED in found)
+            return stored
+        marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
+        codes: list[str] = []
+        for attempt in range(CONFLICT_ATTEMPTS):
+            codes = put_all(self._table, [(marker, free), (item, free)]) or []
+            if not codes:
+                return stored
+            if codes[0] == CONDITION_FAILED:  # a retry: the first message stands, the seq reserved now is skipped
+                self._skip_quietly(pk, message.seq)
+                return Stored(self._first_message(pk, sender_key), created=False)
+            if codes[1] == CONDITION_FAILED:
+                taken = self._table.get_item(Key={"pk": pk, "sk": _message_sk(message.seq)}, ConsistentRead=True)
+                return _Taken(skipped=SKIPPED in taken.get("Item", {}))
+            if TRANSACTION_CONFLICT not in codes:
+                break
+            conflict_pause(attempt)  # the same send retried at once, or a reader skipping this seq: again
+        raise TransactionCancelled(codes)
+
+    def _skip(self, pk: str, seq: int) -> dict[str, Any]:
+        """Fill `seq` with a skipped-seq item unless it is filled: what fills it now, either way."""
+        item = {"pk": pk, "sk": _message_sk(seq), "seq": seq, SKIPPED: True, STORED_AT: self._now_ms()}
+        try:
+            self._table.put_item(
+                Item=item, ConditionExpression="attribute_not_exists(pk)", ReturnValuesOnConditionCheckFailure="ALL_OLD"
+            )
+        except ClientError as error:
+            if not conditional_check_failed(error):
+                raise
+            return deserialize(cast(dict[str, Any], error.response)["Item"])
+        return item
+
+    def _skip_quietly(self, pk: str, seq: int) -> None:
+        """Skip a seq this writer will not fill; if even that fails, readers skip it once its writer is
+        presumed dead."""
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self._skip(pk, seq)
+
+    def _catch_up(self, pk: str, counter: dict[str, str]) -> None:
+        """Raise the counter to the last stored seq: a conversation whose messages were stored before it had
+        a counter (each taken as the last stored + 1, so they have no gap, and the committed hint is theirs)."""
+        last = self._last_seq(pk)
+        update_if(
+            self._table,
+            Key=counter,
+            UpdateExpression="SET #last = :last, #committed = if_not_exists(#committed, :last)",
+            ConditionExpression="attribute_not_exists(#last) OR #last < :last",
+            ExpressionAttributeNames={"#last": LAST, "#committed": COMMITTED},
+            ExpressionAttributeValues={":last": last},
+        )
 
     def _last_seq(self, pk: str) -> int:
         result = self._table.query(
@@ -240,7 +346,7 @@ class ConversationStore:
             ProjectionExpression="sk",
         )
         items = result.get("Items", [])
-        return int(str(items[0]["sk"])[len(MESSAGE_PREFIX) :]) if items else 0
+        return _seq_of_item(items[0]) if items else 0
 
     def _first_message(self, pk: str, sender_key: str) -> Message:
         marker = self._table.get_item(Key={"pk": pk, "sk": f"#client#{sender_key}"}, ConsistentRead=True)
@@ -256,7 +362,7 @@ class ConversationStore:
         item = self._table.get_item(
             Key={"pk": _pk(company_id, conversation_id), "sk": _message_sk(seq)}, ConsistentRead=True
         ).get("Item")
-        return None if item is None or item["id"] != message_id else Message.model_validate(item)
+        return None if item is None or item.get("id") != message_id else Message.model_validate(item)
 
     def claim_message_count(self, company_id: str, message: Message) -> bool:
         """True for the one caller that takes the message's uncounted flag: it alone counts the message."""
@@ -311,20 +417,63 @@ class ConversationStore:
         self, company_id: str, conversation_id: str, after: int | None, before: int | None, limit: int
     ) -> MessageSlice:
         """Messages with seq strictly between `after` and `before`, the nearest to `after` first when it is
-        given, else the nearest to `before` (or the newest) first."""
+        given, else the nearest to `before` (or the newest) first; never one above a seq not yet filled."""
         low = 1 if after is None else after + 1
-        high = None if before is None else before - 1
-        if high is not None and high < low:
+        high = MAX_SEQ if before is None else before - 1
+        if high < low:
             return MessageSlice([], has_more=False)
-        pk = Key("pk").eq(_pk(company_id, conversation_id))
-        if high is None:
-            key = pk & Key("sk").between(_message_sk(low), _message_sk(10**SEQ_DIGITS - 1))
+        pk = _pk(company_id, conversation_id)
+        counter = _counter_key(company_id, conversation_id)
+        if after is not None:
+            if self._watermark(pk, counter, after) < after:
+                return MessageSlice([], has_more=False)  # a seq up to `after` is unfilled: nothing later is readable
+            found = self._filled(pk, low, high, limit + 1)
         else:
-            key = pk & Key("sk").between(_message_sk(low), _message_sk(high))
+            top = self._watermark(pk, counter, high)
+            key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(top))
+            pages = query_pages(
+                self._table, KeyConditionExpression=key, ScanIndexForward=False, Limit=limit + 1, ConsistentRead=True
+            )
+            found = (item for page in pages for item in page) if top >= low else iter(())
         # One more than asked tells whether more remain.
-        result = self._table.query(
-            KeyConditionExpression=key, ScanIndexForward=after is not None, Limit=limit + 1, ConsistentRead=True
-        )
-        items = result.get("Items", [])
-        has_more = len(items) > limit or "LastEvaluatedKey" in result
-        return MessageSlice([Message.model_validate(item) for item in items[:limit]], has_more)
+        messages = list(itertools.islice((item for item in found if SKIPPED not in item), limit + 1))
+        return MessageSlice([Message.model_validate(item) for item in messages[:limit]], len(messages) > limit)
+
+    def _filled(self, pk: str, low: int, high: int, page: int) -> Iterator[dict[str, Any]]:
+        """The items from seq `low` up to `high` (messages and skipped seqs) in order, up to the first seq not
+        yet filled whose writer may still fill it. A seq below a stored one was reserved before it; once that
+        stored item is older than any writer lives, the seq's writer is dead and the seq is skipped here."""
+        expected = low
+        key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(high))
+        for items in query_pages(self._table, KeyConditionExpression=key, Limit=page, ConsistentRead=True):
+            for item in items:
+                seq = _seq_of_item(item)
+                if seq > expected:
+                    if self._now_ms() - int(item.get(STORED_AT, 0)) <= RESERVATION_LIFE_MS:
+                        return  # the writer of `expected` may be alive: nothing above it is readable yet
+                    for gap in range(expected, seq):
+                        yield self._skip(pk, gap)
+                yield item
+                expected = seq + 1
+
+    def _watermark(self, pk: str, counter: dict[str, str], at_most: int) -> int:
+        """The highest seq, up to `at_most`, at and below which every seq is filled. The counter's committed
+        hint is such a seq; from it, the items above are read in order, and the hint is raised to what they show."""
+        item = self._table.get_item(Key=counter, ConsistentRead=True).get("Item", {})
+        committed, last = int(item.get(COMMITTED, 0)), int(item.get(LAST, 0))
+        if at_most <= committed or committed >= last:
+            return min(at_most, committed)
+        top = committed
+        ahead = self._filled(pk, committed + 1, min(at_most, last), WATERMARK_PAGE)
+        for filled in itertools.islice(ahead, WATERMARK_SCAN):
+            top = _seq_of_item(filled)
+        if top > committed:
+            update_if(
+                self._table,
+                Key=counter,
+                UpdateExpression="SET #committed = :top",
+                ConditionExpression="attribute_not_exists(#committed) OR #committed < :top",
+                ExpressionAttributeNames={"#committed": COMMITTED},
+                ExpressionAttributeValues={":top": top},
+            )
+        return top

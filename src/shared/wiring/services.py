@@ -155,7 +155,7 @@ def build_services(
     def readers() -> Readers:
         # Each read a send runs beside the rate limit (decision 0047) has a client of its own, so that calls at
         # once never share one client's connection pool or its retry state.
-        seq_reads, conversation_reads, member_reads = (session.client("dynamodb", config=_RETRIES) for _ in range(3))
+        conversation_reads, member_reads = (session.client("dynamodb", config=_RETRIES) for _ in range(2))
         members = ConnectionStore(
             Table(member_reads, config.connections_table),
             config.connection_ttl_seconds,
@@ -164,7 +164,6 @@ def build_services(
             tombstone_life=retention,
         )
         return Readers(
-            seq=ConversationStore(Table(seq_reads, config.conversations_table)),
             conversations=ConversationStore(Table(conversation_reads, config.conversations_table)),
             # The members read ahead decide whether a send's room is handed off whole (decision 0052).
             members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms),
