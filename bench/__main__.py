@@ -1,7 +1,8 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
-`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu) runs only those and
-keeps the other figures of bench/results.json as they were."""
+`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, hot_conversation) runs
+only those and keeps the other figures of bench/results.json as they were. Pieces add their keys to "capacity";
+none replaces it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import calls, cold_start, costs, cpu, e2e, fanout, large_room, latency, report
+from bench import calls, cold_start, costs, cpu, e2e, fanout, hot_conversation, large_room, latency, report
 
 
 def _calls() -> dict[str, Any]:
@@ -34,7 +35,18 @@ PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "large_room": ("a room of 10,000", lambda: {"large_room": large_room.run()}),
     "cold_start": ("cold starts", _cold_start),
     "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
+    "hot_conversation": ("one hot conversation, 5 ms and 1,000 write units a second per key", hot_conversation.run),
 }
+# Keys several pieces add to: merged, not replaced.
+MERGED = ("capacity",)
+
+
+def merge(results: dict[str, Any], figures: dict[str, Any]) -> None:
+    for key, value in figures.items():
+        if key in MERGED:
+            results[key] = {**results.get(key, {}), **value}
+        else:
+            results[key] = value
 
 
 def main(chosen: list[str]) -> None:
@@ -46,7 +58,7 @@ def main(chosen: list[str]) -> None:
     for name, (title, piece) in PIECES.items():
         if not chosen or name in chosen:
             print(f"{title} ...", flush=True)
-            results.update(piece())
+            merge(results, piece())
     results.pop("costs", None)
     results["costs"] = costs.model(results)
     report.write(results)

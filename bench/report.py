@@ -94,6 +94,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _table(
         "Path to delivery of a `message:send`, room of 10 (5 ms a DynamoDB call, 20 ms a post)", results["latency"]
     )
+    if "hot_conversation" in results.get("capacity", {}):
+        lines += _hot_conversation(results["capacity"])
     lines += _table("A room of 10,000 (20 ms stand-in, chunk workers)", results["large_room"])
     lines += ["### Cold start (import time over `import boto3`)", ""]
     lines += ["| module | ratio | median ms |", "|---|---|---|"]
@@ -141,6 +143,29 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Assumptions:", ""]
     lines += [f"- {name}: {text}" for name, text in costs.ASSUMPTIONS.items()]
     return "\n".join(lines)
+
+
+def _hot_conversation(capacity: dict[str, Any]) -> list[str]:
+    hot = capacity["hot_conversation"]
+    lines = [
+        "### One hot conversation (`python -m bench hot_conversation`; decision 0087)",
+        "",
+        f"Measured in simulated time against a stand-in for DynamoDB ({hot['stand_in']}), the real store code "
+        "driving it; a write waits for its key's capacity. AWS's limit: 1,000 write units a second per partition "
+        '(DynamoDB Developer Guide, "Service, account, and table quotas": throughput per partition). '
+        f"`hot_conversation_msgs_per_s` {capacity['hot_conversation_msgs_per_s']} (target at least 300), before "
+        f"{capacity['hot_conversation_msgs_per_s_before']}.",
+        "",
+        "| allocation | senders | messages/s | failed sends/s | busiest key write units/s | DynamoDB calls/message |",
+        "|---|---|---|---|---|---|",
+    ]
+    for allocation in ("before", "after", "after_with_client_message_ids"):
+        lines += [
+            f"| {allocation} | {row['senders']} | {row['msgs_per_s']} | {row['failed_sends_per_s']} "
+            f"| {row['busiest_key_write_units_per_s']} | {row['calls_per_message']} |"
+            for row in hot.get(allocation, [])
+        ]
+    return [*lines, ""]
 
 
 def _table(title: str, figures: dict[str, Any]) -> list[str]:

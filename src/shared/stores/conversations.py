@@ -1,11 +1,12 @@
 """Conversations and their messages in DynamoDB (see docs/data-model.md, decisions 20 and 0087).
 
-Each conversation is one item collection, keyed under its company, and its seq counter another:
-  conv#{companyId}#{conversationId} / #conversation          the conversation
-  conv#{companyId}#{conversationId} / #client#{sender}#{id}   a sender's clientMessageId, for idempotent sends
-  conv#{companyId}#{conversationId} / msg#{seq:012d}          a message, or a skipped seq, keyed by its seq
-  seq#{companyId}#{conversationId}  / #seq                    the last seq reserved, and a committed hint
-Every non-message sort key starts with '#', which sorts below 'msg#', so message ranges never meet them.
+Each conversation is one item collection, keyed under its company; its seq counter and its senders' markers
+have partition keys of their own, so that their write units do not share the messages' 1,000 a second:
+  conv#{companyId}#{conversationId}    / #conversation          the conversation
+  conv#{companyId}#{conversationId}    / msg#{seq:012d}         a message, or a skipped seq, keyed by its seq
+  seq#{companyId}#{conversationId}     / #seq                   the last seq reserved, and a committed hint
+  client#{companyId}#{conversationId}  / {sender}#{id}          a sender's clientMessageId, for idempotent sends
+Every non-message sort key of a conversation starts with '#', which sorts below 'msg#'.
 
 A writer reserves its seq with one atomic ADD on the counter (no two writers share one, none waits for
 another), then puts the message on the condition that the seq is unfilled. Readers return nothing above the
@@ -55,7 +56,8 @@ MAX_SEQ = 10**SEQ_DIGITS - 1
 # The counter's attributes: the last seq reserved, and a seq at and below which every seq is filled.
 COUNTER_SK = "#seq"
 LAST, COMMITTED = "last", "committed"
-# A message's or a skip's writer's clock (epoch ms), read after its reservation: later than the reservation of any seq below.
+# A message's or a skip's writer's clock (epoch ms), read after its reservation: so later than the reservation
+# of any seq below it.
 STORED_AT = "storedAt"
 SKIPPED = "skipped"
 # Longer than any writer lives: the functions that store messages time out at 29 s (template.yaml), and a
@@ -79,8 +81,11 @@ def _message_sk(seq: int) -> str:
 
 
 def _counter_key(company_id: str, conversation_id: str) -> dict[str, str]:
-    # A partition key of its own: the counter's write units do not share the messages' 1,000 a second.
     return {"pk": f"seq#{company_id}#{conversation_id}", "sk": COUNTER_SK}
+
+
+def _marker_key(pk: str, sender_key: str) -> dict[str, str]:
+    return {"pk": "client#" + pk.removeprefix("conv#"), "sk": sender_key}
 
 
 def _seq_of_item(item: dict[str, Any]) -> int:
@@ -288,7 +293,7 @@ class ConversationStore:
                     return stored
                 return _Taken(skipped=SKIPPED in found)
             return stored
-        marker = {"pk": pk, "sk": f"#client#{sender_key}", "messageId": message.id}
+        marker = {**_marker_key(pk, sender_key), "messageId": message.id}
         codes: list[str] = []
         for attempt in range(CONFLICT_ATTEMPTS):
             codes = put_all(self._table, [(marker, free), (item, free)]) or []
@@ -349,7 +354,7 @@ class ConversationStore:
         return _seq_of_item(items[0]) if items else 0
 
     def _first_message(self, pk: str, sender_key: str) -> Message:
-        marker = self._table.get_item(Key={"pk": pk, "sk": f"#client#{sender_key}"}, ConsistentRead=True)
+        marker = self._table.get_item(Key=_marker_key(pk, sender_key), ConsistentRead=True)
         seq = seq_of(str(marker["Item"]["messageId"]))
         assert seq is not None, "markers name message ids"
         item = self._table.get_item(Key={"pk": pk, "sk": _message_sk(seq)}, ConsistentRead=True)
