@@ -230,3 +230,15 @@ def test_reads_raise_the_committed_hint_only_to_a_seq_every_seq_below_which_is_f
     held.finish()
     assert newest(store) == ["a", "b", "held", "d"]
     assert counter.get_item(Key=key)["Item"] == {**key, "last": 4, "committed": 4}
+
+
+def test_without_history_reads_a_writer_raises_the_committed_hint_every_so_many_seqs(
+    store: ConversationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("shared.stores.conversations.ADVANCE_EVERY", 4)
+    counter = boto3.resource("dynamodb").Table("test-conversations")
+    key = {"pk": f"seq#{COMPANY}#{CONVERSATION}", "sk": "#seq"}
+    for index in range(9):
+        send(store, f"m{index}")
+    # Seq 4's writer found the hint 4 behind, not more; seq 8's found it 8 behind and raised it to 8.
+    assert counter.get_item(Key=key)["Item"] == {**key, "last": 9, "committed": 8}
