@@ -248,7 +248,10 @@ class ConversationStore:
                 raise
             if isinstance(outcome, Stored):
                 if seq % ADVANCE_EVERY == 0 and seq - committed > ADVANCE_EVERY:
-                    self._watermark(pk, counter, seq)  # no history read has moved the hint along lately
+                    # No history read has moved the hint along lately. Stored means sent: a failure here is not
+                    # the sender's, and the next reader walks a little further.
+                    with contextlib.suppress(ClientError, BotoCoreError):
+                        self._watermark(pk, counter, seq)
                 return outcome
             if not outcome.skipped:
                 self._catch_up(pk, counter)  # a message is stored at the seq: the counter lags the messages
