@@ -20,7 +20,7 @@ def ghost(services: Services, connection_id: str, user: str) -> None:
 
 def members(services: Services) -> set[str]:
     return {
-        member.connection_id for page in services.connections.members("acme", company_room("acme")) for member in page
+        member.connection_id for page in services.rooms.members("acme", company_room("acme")) for member in page
     }
 
 
