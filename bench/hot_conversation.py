@@ -35,6 +35,7 @@ from moto import mock_aws
 from bench.calls import TABLES
 from roomcast_local.template import create_tables, load_template
 from shared.domain.messages import agent_draft
+from shared.protocol.clock import SystemClock
 from shared.protocol.records import Message
 from shared.stores.conversations import UNCOUNTED, ConversationStore, MessageSlice
 from shared.stores.dynamo import Table, conditional_check_failed
@@ -176,7 +177,7 @@ def _run(senders: int, allocation: str, keyed: bool = False) -> dict[str, Any]:
         create_tables(client, load_template(), TABLES)
         dynamodb = StandInDynamoDb(client, time)
         table = Table(dynamodb, TABLE)  # type: ignore[arg-type]
-        store = ConversationStore(table)
+        store = ConversationStore(table, SystemClock())
         pk = f"conv#{COMPANY}#{CONVERSATION}"
         stored: list[float] = []
         failed: list[float] = []

@@ -32,11 +32,12 @@ from bench.calls import bench_world
 from bench.latency import SlowDynamoDb
 from roomcast_local.testing import Peer, RecordingGateway, deferrer
 from shared.delivery.deferred import BroadcastChunk, RoomBroadcast
-from shared.delivery.hub import FanoutReport, Hub, LargeRooms
+from shared.delivery.hub import FanoutReport, Hub
+from shared.delivery.large_rooms import LargeRooms
 from shared.protocol.clock import SystemClock
 from shared.protocol.codec import Codec
 from shared.protocol.rooms import Room, conversation_room
-from shared.stores.connections import ConnectionStore, Member
+from shared.stores.rooms import Member, RoomReader
 from shared.wiring import services as runtime
 
 ROOM = 10_000
@@ -58,21 +59,21 @@ class RoundTripBudget:
 
 
 class RoomInMemory:
-    """`ConnectionStore.members` for the bench's room: its pages from memory at a DynamoDB round trip each."""
+    """`RoomReader.members` for the bench's room: its pages from memory at a DynamoDB round trip each."""
 
     def __init__(self, room_key: str, members: list[str]) -> None:
         self.room_key = room_key
         self.members = [Member(connection_id, Codec.NATIVE) for connection_id in members]
-        self.queried = ConnectionStore.members
+        self.queried = RoomReader.members
 
     def as_method(self) -> Callable[..., Iterator[list[Member]]]:
-        def members(store: ConnectionStore, company_id: str, room: Room, page_size: int | None = None) -> Any:
+        def members(store: RoomReader, company_id: str, room: Room, page_size: int | None = None) -> Any:
             return self.pages(store, company_id, room, page_size)
 
         return members
 
     def pages(
-        self, store: ConnectionStore, company_id: str, room: Room, page_size: int | None = None
+        self, store: RoomReader, company_id: str, room: Room, page_size: int | None = None
     ) -> Iterator[list[Member]]:
         if room.key(company_id) != self.room_key:
             yield from self.queried(store, company_id, room, page_size)
@@ -92,22 +93,23 @@ def _start_worker(url: str, concurrency: int) -> None:
     client = session.client("apigatewaymanagementapi", endpoint_url=url)
     sender = ManagementApi(url, "us-east-1", credentials, concurrency, client)
     sender.post_many([f"warm-{index}" for index in range(concurrency)], b"{}")  # a warm container's connections
-    rooms = LargeRooms(threshold=0, chunk=0, batch=concurrency, budget=RoundTripBudget(), clock=SystemClock())  # type: ignore[arg-type]
-    _worker["hub"] = Hub(None, sender, None, 1 << 17, rooms)  # type: ignore[arg-type]
+    clock = SystemClock()
+    hub = Hub(None, sender, None, 1 << 17, clock)  # type: ignore[arg-type]
+    _worker["large_rooms"] = LargeRooms(None, hub, None, RoundTripBudget(), clock, chunk=0, batch=concurrency)  # type: ignore[arg-type]
 
 
 def _post_chunk(payload: dict[str, Any]) -> tuple[float, float, int]:
     """One chunk worker's invocation: when it finished (perf_counter is one clock for every process), the CPU
     seconds it spent, and how many members it delivered to."""
     cpu = time.process_time()
-    hub: Hub = _worker["hub"]
-    report: FanoutReport = hub.post_chunk(BroadcastChunk.model_validate(payload))
+    large_rooms: LargeRooms = _worker["large_rooms"]
+    report: FanoutReport = large_rooms.post(BroadcastChunk.model_validate(payload))
     return time.perf_counter(), time.process_time() - cpu, report.delivered
 
 
 def _warm(_: int) -> bool:
     time.sleep(0.2)  # long enough that each process of the pool takes one
-    return "hub" in _worker
+    return "large_rooms" in _worker
 
 
 def run() -> dict[str, float]:
@@ -137,19 +139,19 @@ def _measure(url: str) -> dict[str, float]:
             conversation_room(conversation).key("acme"),
             [sender.connection_id, *(f"conn-{index:05d}" for index in range(ROOM - 1))],
         )
-        ConnectionStore.members = room.as_method()  # type: ignore[method-assign]
+        RoomReader.members = room.as_method()  # type: ignore[method-assign]
         queued.take()
         started = time.perf_counter()
         sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
         replied = time.perf_counter()
         (handed,) = [task for task in queued.take() if isinstance(task, RoomBroadcast)]
-        hub = runtime.services().hub
+        large_rooms = runtime.services().large_rooms
         split_started = time.perf_counter()
-        hub.split_room(handed)
+        large_rooms.split(handed)
         chunks = [task for task in queued.take() if isinstance(task, BroadcastChunk)]
         split = time.perf_counter() - split_started
         outcomes = list(pool.map(_post_chunk, [chunk.model_dump(by_alias=True, mode="json") for chunk in chunks]))
-        ConnectionStore.members = room.queried  # type: ignore[method-assign]
+        RoomReader.members = room.queried  # type: ignore[method-assign]
     last = max(finished for finished, _, _ in outcomes)
     delivered = sum(count for _, _, count in outcomes)
     cpu_per_post_ms = sum(cpu for _, cpu, _ in outcomes) / delivered * 1000

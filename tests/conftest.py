@@ -41,7 +41,7 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
     os.environ.pop(variable, None)
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
-from roomcast_local.testing import QueuedDeferrer, QueuedDelayer, RecordingGateway  # noqa: E402
+from roomcast_local.testing import ManualClock, QueuedDeferrer, QueuedDelayer, RecordingGateway  # noqa: E402
 from shared.stores.connections import CONNECT_GRACE  # noqa: E402
 from shared.wiring import services as runtime  # noqa: E402
 from shared.wiring.services import Services, build_services  # noqa: E402
@@ -85,9 +85,7 @@ class CallCounter:
 
 
 @pytest.fixture
-def deferred(monkeypatch: pytest.MonkeyPatch) -> QueuedDeferrer:
-    # A trailing metrics push waits for its second; tests that need the wait drive the clock themselves.
-    monkeypatch.setattr("handlers.deferred.sleep", lambda _seconds: None)
+def deferred() -> QueuedDeferrer:
     return QueuedDeferrer()
 
 
@@ -97,10 +95,15 @@ def delayed() -> QueuedDelayer:
 
 
 @pytest.fixture
-def settled(monkeypatch: pytest.MonkeyPatch) -> None:
-    """410s are met later than the grace a young connection gets (a 410 during its $connect is no proof it
-    is gone), so connections the test just opened can be found gone."""
-    monkeypatch.setattr("shared.delivery.hub.utc_now", lambda: datetime.now(UTC) + CONNECT_GRACE + timedelta(seconds=1))
+def clock() -> ManualClock:
+    """The services' one clock: the system's time, until a test sets or advances it; waits take no time."""
+    return ManualClock()
+
+
+def settle(clock: ManualClock) -> None:
+    """Move past the grace a young connection gets (a 410 during its $connect is no proof it is gone), so that
+    the connections opened so far can be found gone."""
+    clock.advance((CONNECT_GRACE + timedelta(seconds=1)).total_seconds())
 
 
 @pytest.fixture
@@ -121,10 +124,13 @@ def services(
     delayed: QueuedDelayer,
     session: boto3.session.Session,
     calls: CallCounter,
+    clock: ManualClock,
 ) -> Iterator[Services]:
-    """The handlers' services, with @connections recorded, handed-off and delayed work queued and every AWS call
-    counted."""
-    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
+    """The handlers' services, with @connections recorded, handed-off and delayed work queued, every AWS call
+    counted, and the test's clock."""
+    built = build_services(
+        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
+    )
     runtime.install(built)
     yield built
     runtime.install(None)
@@ -134,10 +140,11 @@ FROZEN_NOW = datetime(2026, 11, 26, 3, 44, 21, 123000, tzinfo=UTC)
 
 
 @pytest.fixture
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    """Every action sees the same instant, so time-dependent work (metrics pushes) is deterministic."""
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: FROZEN_NOW)
-    return FROZEN_NOW
+def frozen_clock(clock: ManualClock) -> ManualClock:
+    """The services' clock, frozen: every action sees the same instant, so time-dependent work (metrics pushes)
+    is deterministic."""
+    clock.set(FROZEN_NOW)
+    return clock
 
 
 def make_token(claims: dict[str, Any], secret: str = SECRET, algorithm: str = "HS256") -> str:

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway, publish, run_deferred
+from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, RecordingGateway, publish, run_deferred
 from shared.stores.analytics import AnalyticsStore, Counts
 from shared.wiring.services import Services
 
 
-@dataclass
-class Clock:
-    now: datetime
-
-    def at(self, text: str) -> None:
-        self.now = datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
+@pytest.fixture(autouse=True)
+def frozen(clock: ManualClock) -> None:
+    """Every test here starts at noon on 26 November, and time moves only as it says."""
+    clock.set(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
 
 
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(datetime(2026, 11, 26, 12, 0, tzinfo=UTC))
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: clock.now)
-    monkeypatch.setattr("handlers.backend_events.utc_now", lambda: clock.now)
-    return clock
+def at(clock: ManualClock, text: str) -> None:
+    clock.set(datetime.fromisoformat(text).replace(tzinfo=UTC))
 
 
 def contact_says(conversation: str, text: str, company: str = "acme") -> None:
@@ -38,22 +28,24 @@ def contact_says(conversation: str, text: str, company: str = "acme") -> None:
 
 
 @pytest.fixture
-def dataset(services: Services, gateway: RecordingGateway, clock: Clock) -> Peer:
+def dataset(services: Services, gateway: RecordingGateway, clock: ManualClock, deferred: QueuedDeferrer) -> Peer:
     """Messages, replies and conversions from 20 October to 26 November (see each step's comment)."""
+    # What the writes hand off is left unrun: a trailing push waits for its second, on this clock.
+    deferred.auto = False
     agent = Peer(gateway, "agent-1", "ana", "acme").connect()
 
     def say(conversation: str, text: str) -> None:
         agent.ok("message:send", {"conversationId": conversation, "content": text})
 
     # 20 Oct, outside every period: 1 created, 1 contact + 1 agent message, a 600 s reply.
-    clock.at("2026-10-20T10:00:00")
+    at(clock, "2026-10-20T10:00:00")
     old = agent.ok("conversation:create", {})["conversation"]["id"]
     contact_says(old, "hello?")
     clock.advance(600)
     say(old, "sorry for the wait")
 
     # 1 Nov, month only: A created; contact, reply after 120 s, a second agent message (not a reply).
-    clock.at("2026-11-01T10:00:00")
+    at(clock, "2026-11-01T10:00:00")
     conversation_a = agent.ok("conversation:create", {})["conversation"]["id"]
     contact_says(conversation_a, "question")
     clock.advance(120)
@@ -63,7 +55,7 @@ def dataset(services: Services, gateway: RecordingGateway, clock: Clock) -> Peer
 
     # 22 Nov, week and month: B opened by the contact; two contact messages, the reply 45 s after the
     # first; another agent message; B converted.
-    clock.at("2026-11-22T09:00:00")
+    at(clock, "2026-11-22T09:00:00")
     contact_says("conv-b", "I want to buy")
     clock.advance(30)
     contact_says("conv-b", "the big plan")
@@ -71,26 +63,26 @@ def dataset(services: Services, gateway: RecordingGateway, clock: Clock) -> Peer
     say("conv-b", "great!")
     clock.advance(240)
     say("conv-b", "sending the contract")
-    clock.at("2026-11-22T10:00:00")
+    at(clock, "2026-11-22T10:00:00")
     agent.ok("conversation:update", {"conversationId": "conv-b", "status": "converted"})
     agent.ok("conversation:update", {"conversationId": "conv-b", "status": "converted"})  # counts once
 
     # 26 Nov (today): C and D created; two exchanges in C, replies after 30 s and 90 s; A converted.
-    clock.at("2026-11-26T08:00:00")
+    at(clock, "2026-11-26T08:00:00")
     conversation_c = agent.ok("conversation:create", {})["conversation"]["id"]
-    clock.at("2026-11-26T08:10:00")
+    at(clock, "2026-11-26T08:10:00")
     contact_says(conversation_c, "hi")
     clock.advance(30)
     say(conversation_c, "hello")
-    clock.at("2026-11-26T08:20:00")
+    at(clock, "2026-11-26T08:20:00")
     contact_says(conversation_c, "price?")
     clock.advance(90)
     say(conversation_c, "100")
-    clock.at("2026-11-26T09:00:00")
+    at(clock, "2026-11-26T09:00:00")
     agent.ok("conversation:update", {"conversationId": conversation_a, "status": "converted"})
-    clock.at("2026-11-26T09:30:00")
+    at(clock, "2026-11-26T09:30:00")
     agent.ok("conversation:create", {})
-    clock.at("2026-11-26T12:00:00")
+    at(clock, "2026-11-26T12:00:00")
     return agent
 
 
@@ -137,10 +129,9 @@ def test_bad_periods_are_bad_requests(services: Services, gateway: RecordingGate
 
 
 def test_metrics_update_is_pushed_at_most_once_per_second(
-    services: Services, gateway: RecordingGateway, clock: Clock, deferred: QueuedDeferrer
+    services: Services, gateway: RecordingGateway, clock: ManualClock, deferred: QueuedDeferrer
 ) -> None:
-    # Only the pushes the writes make themselves: the trailing push is another test's. Run here, it would
-    # wait on the wall clock, which has nothing to do with this test's clock.
+    # Only the pushes the writes make themselves: the trailing push is another test's.
     deferred.auto = False
     viewer = Peer(gateway, "viewer", "boss", "acme").connect()
     assert viewer.ok("analytics:subscribe") == {"room": "analytics:acme"}
@@ -174,7 +165,7 @@ def test_two_lambdas_racing_for_the_same_second_push_once(services: Services) ->
     assert store.claim_push("acme", now + timedelta(milliseconds=1000)) is True
 
 
-def test_viewers_see_only_their_company(services: Services, gateway: RecordingGateway, clock: Clock) -> None:
+def test_viewers_see_only_their_company(services: Services, gateway: RecordingGateway, clock: ManualClock) -> None:
     acme_viewer = Peer(gateway, "av", "boss", "acme").connect()
     globex_viewer = Peer(gateway, "gv", "boss", "globex").connect()
     acme_viewer.ok("analytics:subscribe")
@@ -185,7 +176,7 @@ def test_viewers_see_only_their_company(services: Services, gateway: RecordingGa
     assert globex_viewer.ok("analytics:request", {"period": "today"})["totalConversations"] == 0
 
 
-def test_unsubscribe_stops_the_pushes(services: Services, gateway: RecordingGateway, clock: Clock) -> None:
+def test_unsubscribe_stops_the_pushes(services: Services, gateway: RecordingGateway, clock: ManualClock) -> None:
     viewer = Peer(gateway, "viewer", "boss", "acme").connect()
     viewer.ok("analytics:subscribe")
     viewer.ok("analytics:unsubscribe")
@@ -194,7 +185,7 @@ def test_unsubscribe_stops_the_pushes(services: Services, gateway: RecordingGate
 
 
 def test_the_minute_refresh_reaches_companies_with_viewers_and_forgets_the_rest(
-    services: Services, gateway: RecordingGateway, clock: Clock
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     from roomcast_local.testing import invoke
 
@@ -215,11 +206,8 @@ def test_a_change_within_a_second_of_a_push_is_pushed_once_that_second_is_over(
     services: Services,
     gateway: RecordingGateway,
     deferred: QueuedDeferrer,
-    clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
 ) -> None:
-    monkeypatch.setattr("handlers.deferred.utc_now", lambda: clock.now)
-    monkeypatch.setattr("handlers.deferred.sleep", clock.advance)  # the deferred function waits on this clock
     viewer = Peer(gateway, "viewer", "boss", "acme").connect()
     viewer.ok("analytics:subscribe")
     agent = Peer(gateway, "agent", "ana", "acme").connect()

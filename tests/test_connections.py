@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-import pytest
 from boto3.dynamodb.conditions import Key
 
-from roomcast_local.testing import Peer, RecordingGateway
+from roomcast_local.testing import ManualClock, Peer, RecordingGateway
 from shared.wiring.services import Services
+from tests.conftest import settle
 
 
 def items(table: str, pk: str) -> list[dict[str, Any]]:
@@ -89,13 +89,13 @@ def test_presence_list_shows_the_companys_online_users(services: Services, gatew
     assert len(reply["data"]["users"]) == 2
 
 
-@pytest.mark.usefixtures("settled")
 def test_a_gone_connection_is_removed_with_its_memberships_and_presence(
-    services: Services, gateway: RecordingGateway
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     watcher = Peer(gateway, "w", "u-watch", "acme").connect()
     ghost = Peer(gateway, "ghost", "u-ghost", "acme").connect()
     gateway.gone.add(ghost.connection_id)
+    settle(clock)
 
     Peer(gateway, "late", "u-late", "acme").connect()  # its status:online finds the ghost gone
 

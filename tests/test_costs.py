@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 import pytest
 
-from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway
+from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, RecordingGateway
 from shared.wiring.services import Services
 from tests.conftest import CallCounter
 
@@ -78,14 +76,13 @@ def test_send_to_a_room_of_ten_reserves_a_seq_writes_once_and_posts_ten_times(
     calls: CallCounter,
     with_client_id: bool,
     write: str,
-    frozen_clock: datetime,
-    monkeypatch: pytest.MonkeyPatch,
+    frozen_clock: ManualClock,
     deferred: QueuedDeferrer,
 ) -> None:
     sender, conversation = room_of(10, gateway)
     deferred.auto = False  # the request's own calls; what it hands off runs later, in another function
     # Half a second later: the sender is idle again for the rate limiter, and metrics were pushed recently.
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: frozen_clock + timedelta(milliseconds=500))
+    frozen_clock.advance(0.5)
     calls.reset()
     gateway.calls = 0
     data = {"conversationId": conversation, "content": "hi"}
@@ -143,12 +140,11 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     services: Services,
     gateway: RecordingGateway,
     calls: CallCounter,
-    frozen_clock: datetime,
-    monkeypatch: pytest.MonkeyPatch,
+    frozen_clock: ManualClock,
 ) -> None:
     sender, conversation = room_of(10, gateway)
     Peer(gateway, "viewer", "boss", "acme").connect().ok("analytics:subscribe")
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: frozen_clock + timedelta(seconds=2))
+    frozen_clock.advance(2)
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})

@@ -14,13 +14,14 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from roomcast_local.testing import Peer, RecordingGateway, deliver, lifecycle_event, run_deferred
+from roomcast_local.testing import ManualClock, Peer, RecordingGateway, deliver, lifecycle_event, run_deferred
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery, ManagementApi
 from shared.observability import metrics
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.conversations import ConversationStore
 from shared.wiring.services import Services
+from tests.conftest import settle
 from tests.faults import FaultInjector
 
 
@@ -76,7 +77,7 @@ def test_a_failed_transaction_leaves_no_half_membership(
     assert not any("conversation" in key for key in connection.room_keys)
     members = {
         member.connection_id
-        for page in services.connections.members("acme", conversation_room(conversation))
+        for page in services.rooms.members("acme", conversation_room(conversation))
         for member in page
     }
     assert "carl-1" not in members
@@ -152,14 +153,14 @@ def management_api() -> Iterator[str]:
     server.shutdown()
 
 
-@pytest.mark.usefixtures("settled")
 def test_management_api_faults_are_retried_within_a_budget_and_isolated(
-    services: Services, management_api: str
+    services: Services, management_api: str, clock: ManualClock
 ) -> None:
-    hub = Hub(services.connections, management(management_api), services.deferrer, 128 * 1024)
+    hub = Hub(services.rooms, management(management_api), services.deferrer, 128 * 1024, clock)
     services_gateway = RecordingGateway()
     for connection_id, user in [("flaky", "u1"), ("broken", "u2"), ("gone", "u3"), ("slow", "u4"), ("fine", "u5")]:
         Peer(services_gateway, connection_id, user, "acme").connect()
+    settle(clock)
     FlakyManagementApi.attempts.clear()
 
     started = time.monotonic()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timedelta
 from typing import Any
 from unittest.mock import ANY
 
 import pytest
 
-from roomcast_local.testing import Peer, RecordingGateway, deliver, message_event
+from roomcast_local.testing import ManualClock, Peer, RecordingGateway, deliver, message_event
 from shared.protocol.identity import origin_allowed
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
@@ -18,18 +17,9 @@ from shared.wiring.settings import settings
 from tests.conftest import make_token
 
 
-class Clock:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: datetime) -> None:
-        self.now = start
-        monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch, frozen_clock: datetime) -> Clock:
-    return Clock(monkeypatch, frozen_clock)
+@pytest.fixture(autouse=True)
+def frozen(frozen_clock: ManualClock) -> None:
+    """Every test here starts at one instant, and time moves only as it says (`clock.advance`)."""
 
 
 def codes(peer: Peer, count: int, action: str = "ping") -> list[str]:
@@ -38,7 +28,7 @@ def codes(peer: Peer, count: int, action: str = "ping") -> list[str]:
 
 
 def test_a_burst_of_40_passes_and_the_41st_is_rate_limited(
-    services: Services, gateway: RecordingGateway, clock: Clock
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     assert codes(peer, 41) == ["ok"] * 40 + ["rate_limited"]
@@ -48,7 +38,7 @@ def test_a_burst_of_40_passes_and_the_41st_is_rate_limited(
     assert codes(peer, 40) == ["ok"] * 40
 
 
-def test_the_sustained_rate_is_20_per_second(services: Services, gateway: RecordingGateway, clock: Clock) -> None:
+def test_the_sustained_rate_is_20_per_second(services: Services, gateway: RecordingGateway, clock: ManualClock) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     assert codes(peer, 40) == ["ok"] * 40
     outcomes = []
@@ -59,7 +49,7 @@ def test_the_sustained_rate_is_20_per_second(services: Services, gateway: Record
 
 
 def test_every_namespace_and_garbage_count_against_the_same_budget(
-    services: Services, gateway: RecordingGateway, clock: Clock
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     for _ in range(10):
@@ -74,16 +64,18 @@ def test_every_namespace_and_garbage_count_against_the_same_budget(
 
 
 def test_the_budget_is_shared_by_every_lambda_container(
-    services: Services, gateway: RecordingGateway, clock: Clock, session: object
+    services: Services, gateway: RecordingGateway, clock: ManualClock, session: object
 ) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     assert codes(peer, 20) == ["ok"] * 20
-    runtime.install(build_services(settings(), gateway=gateway, deferrer=services.deferrer))  # another container
+    runtime.install(
+        build_services(settings(), gateway=gateway, deferrer=services.deferrer, clock=clock)
+    )  # another container
     assert codes(peer, 21) == ["ok"] * 20 + ["rate_limited"]
 
 
 def test_a_connection_that_keeps_flooding_is_told_and_closed(
-    services: Services, gateway: RecordingGateway, clock: Clock
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     codes(peer, 40)
@@ -96,7 +88,9 @@ def test_a_connection_that_keeps_flooding_is_told_and_closed(
     assert told["error"]["code"] == "rate_limited"
 
 
-def test_an_admitted_action_resets_the_strikes(services: Services, gateway: RecordingGateway, clock: Clock) -> None:
+def test_an_admitted_action_resets_the_strikes(
+    services: Services, gateway: RecordingGateway, clock: ManualClock
+) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
     codes(peer, 40)
     for _ in range(5):
@@ -107,9 +101,9 @@ def test_an_admitted_action_resets_the_strikes(services: Services, gateway: Reco
 
 
 def test_after_exp_any_action_is_token_expired_and_closes(
-    services: Services, gateway: RecordingGateway, clock: Clock
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
-    exp = int(clock.now.timestamp()) + 60
+    exp = int(clock.now().timestamp()) + 60
     peer = Peer(gateway, "p", "ana", "acme", exp=exp).connect()
     assert codes(peer, 1) == ["ok"]
     clock.advance(60 + 9)  # within the leeway: still accepted
@@ -122,9 +116,9 @@ def test_after_exp_any_action_is_token_expired_and_closes(
 
 
 def test_auth_refresh_extends_the_connection_for_the_same_identity(
-    services: Services, gateway: RecordingGateway, clock: Clock
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
-    start = int(clock.now.timestamp())
+    start = int(clock.now().timestamp())
     peer = Peer(gateway, "p", "ana", "acme", exp=start + 60).connect()
     later = int(time.time()) + 3600  # PyJWT checks the new token against the real clock
     renewed = make_token({"userId": "ana", "companyId": "acme", "exp": later})
@@ -146,12 +140,12 @@ def test_auth_refresh_extends_the_connection_for_the_same_identity(
 def test_auth_refresh_cannot_change_identity_or_use_a_bad_token(
     services: Services,
     gateway: RecordingGateway,
-    clock: Clock,
+    clock: ManualClock,
     claims: dict[str, object],
     secret: str | None,
     code: str,
 ) -> None:
-    start = int(clock.now.timestamp())
+    start = int(clock.now().timestamp())
     peer = Peer(gateway, "p", "ana", "acme", exp=start + 60).connect()
     token = make_token(claims) if secret is None else make_token(claims, secret=secret)
     assert peer.error("auth:refresh", {"token": token}) == code
@@ -160,8 +154,10 @@ def test_auth_refresh_cannot_change_identity_or_use_a_bad_token(
     assert gateway.closed == ["p"]  # the connection still ends at its first exp
 
 
-def test_auth_refresh_after_expiry_is_too_late(services: Services, gateway: RecordingGateway, clock: Clock) -> None:
-    start = int(clock.now.timestamp())
+def test_auth_refresh_after_expiry_is_too_late(
+    services: Services, gateway: RecordingGateway, clock: ManualClock
+) -> None:
+    start = int(clock.now().timestamp())
     peer = Peer(gateway, "p", "ana", "acme", exp=start + 60).connect()
     clock.advance(120)
     renewed = make_token({"userId": "ana", "companyId": "acme", "exp": int(time.time()) + 3600})
@@ -230,7 +226,7 @@ def test_hostile_ids_are_bad_requests(services: Services, gateway: RecordingGate
 
 
 def test_a_base64_frame_that_is_not_utf8_is_a_counted_bad_request(
-    services: Services, gateway: RecordingGateway, clock: Clock, caplog: pytest.LogCaptureFixture
+    services: Services, gateway: RecordingGateway, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     peer = Peer(gateway, "p", "ana", "acme").connect()
 

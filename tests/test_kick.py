@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from roomcast_local.testing import (
+    ManualClock,
     Peer,
     QueuedDeferrer,
     QueuedDelayer,
@@ -57,12 +58,15 @@ def graced(
     deferred: QueuedDeferrer,
     delayed: QueuedDelayer,
     session: boto3.session.Session,
+    clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Services]:
     """With a presence grace, as deployed: a kick must not wait for it."""
     monkeypatch.setenv("PRESENCE_GRACE_SECONDS", "30")
     settings.cache_clear()
-    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
+    built = build_services(
+        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
+    )
     runtime.install(built)
     yield built
     runtime.install(None)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from roomcast_local.testing import Peer, QueuedDeferrer, RecordingGateway, run_deferred
+from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, RecordingGateway, run_deferred
 from shared.delivery.deferred import BroadcastChunk, ConnectionsGone, Recipient, RoomBroadcast
 from shared.delivery.management_api import Delivery
 from shared.protocol.codec import Codec
@@ -29,23 +29,13 @@ BATCH = 3
 PER_SECOND = 6
 
 
-class FakeClock:
-    """Time moves only when a worker waits."""
-
-    def __init__(self) -> None:
-        self.moment = datetime(2026, 11, 26, 3, 44, 21, 500000, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.moment
-
-    def sleep(self, seconds: float) -> None:
-        self.moment += timedelta(seconds=seconds)
+START = datetime(2026, 11, 26, 3, 44, 21, 500000, tzinfo=UTC)
 
 
 class TimedGateway(RecordingGateway):
     """Records the (fake) second each post was sent in."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         super().__init__()
         self.clock = clock
         self.seconds: Counter[int] = Counter()
@@ -56,13 +46,15 @@ class TimedGateway(RecordingGateway):
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def frozen(clock: ManualClock) -> ManualClock:
+    """Time moves only when a worker waits."""
+    clock.set(START)
+    return clock
 
 
 @pytest.fixture
-def timed(clock: FakeClock) -> TimedGateway:
-    return TimedGateway(clock)
+def timed(frozen: ManualClock) -> TimedGateway:
+    return TimedGateway(frozen)
 
 
 @pytest.fixture
@@ -70,7 +62,7 @@ def rooms(
     aws: None,
     timed: TimedGateway,
     deferred: QueuedDeferrer,
-    clock: FakeClock,
+    frozen: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Services]:
     for name, value in {
@@ -81,7 +73,7 @@ def rooms(
     }.items():
         monkeypatch.setenv(name, str(value))
     settings.cache_clear()
-    built = build_services(settings(), gateway=timed, deferrer=deferred, clock=clock)
+    built = build_services(settings(), gateway=timed, deferrer=deferred, clock=frozen)
     runtime.install(built)
     yield built
     runtime.install(None)
@@ -157,7 +149,7 @@ def test_the_split_is_in_chunks_of_one_worker_each_without_the_excluded_member(r
     deferrer = rooms.deferrer
     assert isinstance(deferrer, QueuedDeferrer)
     frame = event_frame("conversation:typing", {"userId": "u-1"})
-    handed = rooms.hub.split_room(RoomBroadcast(companyId="acme", room=room.name, frame=frame, exclude="c-03"))
+    handed = rooms.large_rooms.split(RoomBroadcast(companyId="acme", room=room.name, frame=frame, exclude="c-03"))
     chunks = deferrer.take()
     assert handed == len(chunks) == 2
     assert all(isinstance(chunk, BroadcastChunk) and len(chunk.recipients) == CHUNK for chunk in chunks)
@@ -190,7 +182,7 @@ def test_a_large_room_reaches_only_its_own_company(rooms: Services, timed: Timed
 
 
 def test_chunk_workers_stay_within_the_posts_per_second_budget(
-    rooms: Services, timed: TimedGateway, clock: FakeClock
+    rooms: Services, timed: TimedGateway, frozen: ManualClock
 ) -> None:
     members = [f"c-{index:02d}" for index in range(5 * CHUNK)]
     frame = event_frame("campaign:started", {"name": "x"})
@@ -205,12 +197,12 @@ def test_chunk_workers_stay_within_the_posts_per_second_budget(
     ]
     # Five workers, one after another on the same clock and the same budget item, as concurrent workers share it.
     for chunk in chunks:
-        rooms.hub.post_chunk(chunk)
+        rooms.large_rooms.post(chunk)
     assert max(timed.seconds.values()) == PER_SECOND
     assert sum(timed.seconds.values()) == len(members)
     assert len(timed.seconds) == -(-len(members) // PER_SECOND)
     assert {member: len(timed.events(member)) for member in members} == dict.fromkeys(members, 1)
-    assert clock.now() > FakeClock().now()
+    assert frozen.now() > START
 
 
 def test_two_budgets_on_one_table_share_one_second(aws: None) -> None:
@@ -235,7 +227,7 @@ def test_members_a_chunk_worker_finds_gone_go_to_the_existing_clean_up(rooms: Se
     )
     deferrer = rooms.deferrer
     assert isinstance(deferrer, QueuedDeferrer)
-    report = rooms.hub.post_chunk(chunk)
+    report = rooms.large_rooms.post(chunk)
     assert (report.delivered, len(report.gone)) == (CHUNK - 1, 1)
     (task,) = deferrer.take()
     assert isinstance(task, ConnectionsGone)

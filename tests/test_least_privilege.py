@@ -14,6 +14,7 @@ import pytest
 from roomcast_local import testing
 from roomcast_local.template import load_template, resources
 from roomcast_local.testing import (
+    ManualClock,
     Peer,
     QueuedDeferrer,
     QueuedDelayer,
@@ -28,7 +29,7 @@ from shared.delivery.delayed import DelayedTask
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
 from shared.wiring.settings import settings
-from tests.conftest import TABLE_NAMES
+from tests.conftest import TABLE_NAMES, settle
 
 TEMPLATE = load_template()
 FUNCTIONS = resources(TEMPLATE, "AWS::Serverless::Function")
@@ -128,7 +129,7 @@ def _resource(target: Any) -> str:
 
 
 @pytest.fixture
-def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecorder]:
+def recorder(aws: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecorder]:
     recorder = ActionRecorder()
     session = boto3.session.Session()
     session.events.register("before-parameter-build", recorder.boto)
@@ -142,6 +143,7 @@ def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Ite
             session=session,
             deferrer=recorder.deferrer,
             delayer=recorder.delayer,
+            clock=clock,
         )
     )
 
@@ -162,7 +164,7 @@ def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Ite
     settings.cache_clear()
 
 
-def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder) -> None:
+def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder, clock: ManualClock) -> None:
     gateway = recorder.gateway
     ana = Peer(gateway, "ana-1", "ana", "acme").connect()
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
@@ -196,6 +198,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     ben.ok("leave:conversation", {"conversationId": conversation})
     ben.ok("join:conversation", {"conversationId": conversation})
     gateway.gone.add("ben-1")
+    settle(clock)
     ana.ok("message:send", {"conversationId": conversation, "content": "gone?"})
     viewer.ok("analytics:unsubscribe")
     recorder.current = "AnalyticsRefreshFunction"

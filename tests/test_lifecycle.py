@@ -14,6 +14,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from roomcast_local.testing import (
+    ManualClock,
     Peer,
     QueuedDeferrer,
     RecordingGateway,
@@ -28,6 +29,7 @@ from shared.protocol.identity import Identity
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
+from tests.conftest import settle
 
 
 def items(pk: str) -> list[dict[str, Any]]:
@@ -117,13 +119,13 @@ def test_a_410_during_connect_does_not_unrecord_the_new_connection(
     assert [f["data"]["content"] for f in ana.received("message:new")] == ["hello ana"]
 
 
-@pytest.mark.usefixtures("settled")
 def test_a_410_for_a_settled_connection_forgets_it_after_the_reply(
-    services: Services, gateway: RecordingGateway
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     watcher = Peer(gateway, "w", "watcher", "acme").connect()
     Peer(gateway, "ghost", "ghost", "acme").connect()
     gateway.gone.add("ghost")
+    settle(clock)
     watcher.ok("conversation:create", {})
     assert "ghost" not in members("company:acme")
     assert "ghost" not in online(services)
@@ -135,7 +137,7 @@ def test_a_410_met_during_connect_is_no_proof_however_late_its_clean_up_runs(
     gateway: RecordingGateway,
     deferred: QueuedDeferrer,
     interleaver: Interleaver,
-    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
 ) -> None:
     """The grace counts from the 410, not from when the deferred clean-up runs: Lambda may queue an
     asynchronous invocation for minutes, or retry it after a failure."""
@@ -149,7 +151,7 @@ def test_a_410_met_during_connect_is_no_proof_however_late_its_clean_up_runs(
 
     invoke("handlers.connect.handler", lifecycle_event("connect", "ana-1", "ana", "acme"))
     assert [task.kind for task in deferred.tasks] == ["gone", "online"]
-    monkeypatch.setattr("handlers.deferred.utc_now", lambda: datetime.now(UTC) + timedelta(minutes=2))
+    clock.advance(120)
     run_deferred()
     assert services.connections.get("ana-1") is not None
     assert "ana-1" in members("company:acme")
@@ -251,7 +253,7 @@ def test_a_disconnect_overtaking_a_join_leaves_no_membership(
 
 
 def test_a_send_to_a_room_with_30_gone_members_posts_only_to_its_room_before_replying(
-    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, settled: None
+    services: Services, gateway: RecordingGateway, deferred: QueuedDeferrer, clock: ManualClock
 ) -> None:
     deferred.auto = False
     for index in range(300):
@@ -265,6 +267,7 @@ def test_a_send_to_a_room_with_30_gone_members_posts_only_to_its_room_before_rep
         gateway.gone.add(f"gone-{index}")
     deferred.take()  # the online announcements of the set-up
     gateway.calls = 0
+    settle(clock)
 
     sender.ok("message:send", {"conversationId": conversation, "content": "anyone?"})
 
@@ -286,6 +289,7 @@ def three_rooms_at_most(services: Services, gateway: RecordingGateway) -> Servic
         dataclasses.replace(settings(), max_rooms_per_connection=4),
         gateway=gateway,
         deferrer=services.deferrer,
+        clock=services.clock,
     )
     runtime.install(capped)
     return capped
@@ -334,7 +338,6 @@ def test_a_leave_after_disconnect_does_not_recreate_the_connection(
     assert members("analytics:acme") == []
 
 
-@pytest.mark.usefixtures("settled")
 def test_a_membership_without_a_record_is_removed_by_the_410_clean_up(
     services: Services, gateway: RecordingGateway
 ) -> None:
@@ -396,7 +399,7 @@ class FailingDeferrer(QueuedDeferrer):
 
 @pytest.fixture
 def failing_deferrer(services: Services, gateway: RecordingGateway) -> Services:
-    broken = build_services(settings(), gateway=gateway, deferrer=FailingDeferrer())
+    broken = build_services(settings(), gateway=gateway, deferrer=FailingDeferrer(), clock=services.clock)
     runtime.install(broken)
     return broken
 
@@ -418,6 +421,6 @@ def test_a_send_whose_clean_up_cannot_be_handed_off_still_succeeds(
     conversation = ana.ok("conversation:create", {})["conversation"]["id"]
     Peer(gateway, "ben-1", "ben", "acme").connect().ok("join:conversation", {"conversationId": conversation})
     gateway.gone.add("ben-1")
-    runtime.install(build_services(settings(), gateway=gateway, deferrer=FailingDeferrer()))
+    runtime.install(build_services(settings(), gateway=gateway, deferrer=FailingDeferrer(), clock=services.clock))
     sent = ana.ok("message:send", {"conversationId": conversation, "content": "still stored, still acked"})
     assert sent["id"]

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from roomcast_local.testing import (
+    ManualClock,
     Peer,
     QueuedDeferrer,
     QueuedDelayer,
@@ -31,6 +32,7 @@ from shared.stores.connections import ConnectionFailed, Departure, is_present, m
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
+from tests.conftest import settle
 from tests.test_lifecycle import Interleaver
 
 GRACE = 30
@@ -49,11 +51,14 @@ def graced(
     deferred: QueuedDeferrer,
     delayed: QueuedDelayer,
     session: boto3.session.Session,
+    clock: ManualClock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Services]:
     monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(GRACE))
     settings.cache_clear()
-    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
+    built = build_services(
+        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
+    )
     runtime.install(built)
     yield built
     runtime.install(None)
@@ -162,13 +167,13 @@ def test_a_close_seen_twice_schedules_the_same_grace_again_and_it_ends_once(
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
 
 
-@pytest.mark.usefixtures("settled")
 def test_a_410s_clean_up_begins_the_grace_too(
-    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, clock: ManualClock
 ) -> None:
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     Peer(gateway, "ana-1", "ana", "acme").connect()
     gateway.gone.add("ana-1")
+    settle(clock)
     ben.ok("conversation:create", {})  # meets ana's 410: forgotten after the reply
     assert graced.connections.get("ana-1") is None
     assert statuses(ben) == [("status:online", "ana")]
@@ -313,14 +318,14 @@ def test_a_grace_end_that_fails_after_ending_the_grace_still_announces_on_redeli
     ((task, _),) = delayed.take()
     message = sqs_event([json.dumps(task.model_dump(by_alias=True, mode="json"))])  # the same message each time
 
-    real = graced.connections.members
+    real = graced.rooms.members
 
     def throttled(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("throttled")
 
-    monkeypatch.setattr(graced.connections, "members", throttled)
+    monkeypatch.setattr(graced.rooms, "members", throttled)
     assert len(invoke("handlers.delayed.handler", message)["batchItemFailures"]) == 1
-    monkeypatch.setattr(graced.connections, "members", real)
+    monkeypatch.setattr(graced.rooms, "members", real)
     assert statuses(ben) == [("status:online", "ana")]
     # Redelivered after the visibility timeout, and once more (at-least-once): one offline in all.
     assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
@@ -388,7 +393,7 @@ def test_two_copies_of_a_grace_end_delivered_side_by_side_announce_once(
     ana.disconnect()
     (first, _), (second, _) = delayed.take()
     assert first == second
-    real = graced.connections.members
+    real = graced.rooms.members
     ran: list[dict[str, Any]] = []
     started: list[bool] = []
 
@@ -398,7 +403,7 @@ def test_two_copies_of_a_grace_end_delivered_side_by_side_announce_once(
             ran.append(invoke("handlers.delayed.handler", sqs_event([json.dumps(second.model_dump(by_alias=True))])))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(graced.connections, "members", the_other_copy_runs_meanwhile)
+    monkeypatch.setattr(graced.rooms, "members", the_other_copy_runs_meanwhile)
     assert invoke("handlers.delayed.handler", sqs_event([json.dumps(first.model_dump(by_alias=True))])) == {
         "batchItemFailures": []
     }

@@ -4,14 +4,14 @@ internal error, nothing reaches another company, and every acknowledged message 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roomcast_local.testing import Peer, RecordingGateway, api, publish
+from roomcast_local.testing import ManualClock, Peer, RecordingGateway, api, publish
 from shared.protocol.publishing import DETAIL_TYPES
 from shared.protocol.records import Conversation
 from shared.wiring.services import Services
@@ -77,15 +77,10 @@ DETAILS = st.fixed_dictionaries(
 
 
 @pytest.fixture
-def world(services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    # Each action a tenth of a second after the last: the rate limiter never gets in the way of coverage.
-    clock = {"now": datetime(2026, 11, 26, 3, 0, tzinfo=UTC)}
-
-    def tick() -> datetime:
-        clock["now"] += timedelta(milliseconds=100)
-        return clock["now"]
-
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", tick)
+def world(services: Services, gateway: RecordingGateway, clock: ManualClock) -> dict[str, Any]:
+    # Each reading of the clock a tenth of a second after the last: the rate limiter never gets in the way of
+    # coverage.
+    clock.set(datetime(2026, 11, 26, 3, 0, tzinfo=UTC), step=0.1)
     services.conversations.create(Conversation(id="acme-conv", companyId="acme", createdAt="t", updatedAt="t"))
     services.conversations.create(Conversation(id="globex-conv", companyId="globex", createdAt="t", updatedAt="t"))
     attacker = Peer(gateway, "attacker", "mallory", "acme").connect()

@@ -14,6 +14,7 @@ import boto3
 import pytest
 
 from roomcast_local.testing import (
+    ManualClock,
     Peer,
     QueuedDeferrer,
     RecordingGateway,
@@ -308,14 +309,13 @@ def test_a_native_session_with_a_forged_offset_is_a_new_session_never_an_error(
 
 
 def test_a_recovery_past_the_window_is_a_new_session(
-    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     ana = RecoveringPeer(gateway, "ana-1", "ana", "acme").connect()
     ana.open()
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
     ana.drop()
-    later = datetime.now(UTC) + timedelta(seconds=settings().recovery_window_seconds + 5)
-    monkeypatch.setattr("shared.wiring.socketio_app.utc_now", lambda: later)
+    clock.advance(settings().recovery_window_seconds + 5)
     back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
     back.open(auth={"pid": pid, "offset": offset})
     assert back.connect_reply()["pid"] != pid
@@ -418,7 +418,7 @@ def test_a_broadcast_recorded_before_the_memberships_and_read_after_them_arrives
     hooked_attach(monkeypatch, lambda: positions.append(services.hub.record("acme", room, frame)))
     back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
     back.open(auth={"pid": pid, "offset": offset})
-    services.hub.deliver(services.hub.recipients("acme", room), frame, positions[0])
+    services.hub.deliver(services.rooms.recipients("acme", room), frame, positions[0])
     assert [name for name, _, _ in back.events()].count("conversation:updated") == 1
 
 

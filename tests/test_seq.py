@@ -3,16 +3,15 @@ cursor that fills a gap exactly, whatever is written concurrently."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
-from roomcast_local.testing import Peer, RecordingGateway, publish
+from roomcast_local.testing import ManualClock, Peer, RecordingGateway, publish
 from shared.stores.conversations import ConversationStore
 from shared.wiring.services import Services
 from tests.faults import FaultInjector
@@ -57,10 +56,8 @@ def room(
 
 
 @pytest.fixture(autouse=True)
-def unhurried(monkeypatch: pytest.MonkeyPatch) -> None:
-    ticks = itertools.count()
-    start = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: start + timedelta(seconds=next(ticks)))
+def unhurried(clock: ManualClock) -> None:
+    clock.set(datetime(2026, 11, 26, 3, 0, tzinfo=UTC), step=1)
 
 
 def history_after(peer: Peer, conversation: str, after: int) -> list[dict[str, Any]]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from roomcast_local.testing import Peer
+from roomcast_local.testing import ManualClock, Peer
 from shared.delivery.management_api import Delivery
 from shared.wiring.services import Services
 from tests.conftest import CallCounter
@@ -95,11 +95,11 @@ def room(timeline: Timeline, services: Services, gateway: Any) -> tuple[Peer, Pe
 
 
 @pytest.fixture
-def paused(monkeypatch: pytest.MonkeyPatch) -> datetime:
+def paused(clock: ManualClock) -> datetime:
     """Every action from now on sees one instant, later than anything the room's setup did: each connection
     starts idle (admitted in one UpdateItem), and a burst at that instant exhausts its rate."""
-    instant = datetime.now(UTC) + timedelta(seconds=10)
-    monkeypatch.setattr("shared.wiring.namespace.utc_now", lambda: instant)
+    instant = clock.now() + timedelta(seconds=10)
+    clock.set(instant)
     return instant
 
 

@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from roomcast_local.testing import (
+    ManualClock,
     Peer,
     QueuedDeferrer,
     RecordingGateway,
@@ -23,19 +24,19 @@ from roomcast_local.testing import (
     run_deferred,
 )
 from shared.delivery.deferred import SessionOpened
-from shared.delivery.hub import Hub
+from shared.delivery.hub import FIRST_POST_WAIT_SECONDS, Hub
 from shared.delivery.management_api import Delivery
 from shared.protocol import socketio
 from shared.protocol.codec import Codec, codec_of
 from shared.protocol.identity import Identity
 from shared.protocol.records import Conversation
 from shared.protocol.rooms import company_room
-from shared.stores.connections import ConnectionStore
 from shared.stores.dynamo import Table
+from shared.stores.rooms import RoomReader
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
-from shared.wiring.socketio_app import OPEN_PACKET_WAIT_SECONDS, post_open_packet
-from tests.conftest import TABLE_NAMES, CallCounter, make_token
+from shared.wiring.socketio_app import post_open_packet
+from tests.conftest import TABLE_NAMES, CallCounter, make_token, settle
 
 CONVERSATIONS = "/conversations"
 
@@ -81,7 +82,7 @@ def test_the_codec_is_stored_with_the_record_and_every_membership(
         codecs = {item["sk"]: item.get("codec") for item in items(pk)}
         assert codecs.get("sio-1") == "socketio"
     assert {item["sk"]: item.get("codec") for item in items("room#acme#company:acme")}["native-1"] is None
-    members = [member for page in services.connections.members("acme", company_room("acme")) for member in page]
+    members = [member for page in services.rooms.members("acme", company_room("acme")) for member in page]
     assert {(member.connection_id, member.codec) for member in members} == {
         ("sio-1", Codec.SOCKETIO),
         ("native-1", Codec.NATIVE),
@@ -199,36 +200,46 @@ class GoneUntil:
         raise AssertionError("not closed")
 
 
-def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_client_would(aws: None) -> None:
-    store = ConnectionStore(Table(boto3.client("dynamodb"), TABLE_NAMES["ConnectionsTable"]), 60, 10)
-    now = [0.0]
-    pauses: list[float] = []
+class PausingClock(ManualClock):
+    """Records every wait, which takes no time."""
 
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        now[0] += seconds
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        super().sleep(seconds)
+
+    def waited(self, since: datetime) -> float:
+        return (self.now() - since).total_seconds()
+
+
+def test_the_open_packet_is_retried_while_connect_runs_and_given_up_when_the_client_would(aws: None) -> None:
+    rooms = RoomReader(Table(boto3.client("dynamodb"), TABLE_NAMES["ConnectionsTable"]))
+    clock = PausingClock()
+    start = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    clock.set(start)
 
     early = GoneUntil(gone=3)
-    hub = Hub(store, early, QueuedDeferrer(), 1 << 17)
-    assert (
-        post_open_packet(hub, "c", settings(), lambda: False, clock=lambda: now[0], sleep=sleep) is Delivery.DELIVERED
-    )
+    hub = Hub(rooms, early, QueuedDeferrer(), 1 << 17, clock)
+    assert post_open_packet(hub, "c", settings(), lambda: False) is Delivery.DELIVERED
     assert early.posts == 4
-    assert pauses == [0.005, 0.01, 0.02]
+    assert clock.pauses == [0.005, 0.01, 0.02]
 
     never = GoneUntil(gone=10**6)
     handed_off = QueuedDeferrer()
-    now[0] = 0.0
-    hub = Hub(store, never, handed_off, 1 << 17)
-    assert post_open_packet(hub, "c", settings(), lambda: False, clock=lambda: now[0], sleep=sleep) is Delivery.GONE
-    assert now[0] <= OPEN_PACKET_WAIT_SECONDS
-    assert now[0] > OPEN_PACKET_WAIT_SECONDS - 0.2
+    clock.set(start)
+    hub = Hub(rooms, never, handed_off, 1 << 17, clock)
+    assert post_open_packet(hub, "c", settings(), lambda: False) is Delivery.GONE
+    assert clock.waited(start) <= FIRST_POST_WAIT_SECONDS
+    assert clock.waited(start) > FIRST_POST_WAIT_SECONDS - 0.2
     assert handed_off.tasks == []  # a 410 during $connect proves nothing: no clean-up is handed off
 
     # A client that left at once: its closed record ends the wait within about a second, not twenty.
-    now[0] = 0.0
-    assert post_open_packet(hub, "c", settings(), lambda: True, clock=lambda: now[0], sleep=sleep) is Delivery.GONE
-    assert now[0] < 1.5
+    clock.set(start)
+    assert post_open_packet(hub, "c", settings(), lambda: True) is Delivery.GONE
+    assert clock.waited(start) < 1.5
 
 
 def test_the_codec_comes_from_the_handshake_query_never_from_a_claim() -> None:
@@ -270,15 +281,16 @@ def test_an_open_packet_delivered_after_the_close_starts_no_heartbeat(
 
 
 def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
-    services: Services, gateway: RecordingGateway, settled: None
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
     (bucket,) = {item["heartbeat"] for item in items("conn#sio-1")}
     entry = items(str(bucket))[0]
     # The close ran between start_session's two writes: it removed nothing, and the entry came after it.
-    services.connections.close("sio-1", datetime.now(UTC))
+    services.connections.close("sio-1", clock.now())
     boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]).put_item(Item=entry)
     gateway.gone.add("sio-1")
+    settle(clock)
     assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
     run_deferred()
     assert items(str(bucket)) == []
@@ -299,11 +311,10 @@ def test_a_store_failure_on_connect_answers_internal_without_detail(
 
 
 def test_a_binary_frame_that_is_not_utf8_is_a_refused_and_counted_message(
-    services: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+    services: Services, gateway: RecordingGateway, clock: ManualClock
 ) -> None:
     peer = SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
-    instant = datetime.now(UTC)
-    monkeypatch.setattr("shared.wiring.socketio_app.utc_now", lambda: instant)  # one burst, whatever the test's pace
+    clock.set(clock.now())  # one burst, whatever the test's pace
 
     def binary(payload: bytes) -> str | None:
         event = peer._socketio(message_event("sio-1", "ana", "acme", ""))

@@ -19,9 +19,7 @@ def ghost(services: Services, connection_id: str, user: str) -> None:
 
 
 def members(services: Services) -> set[str]:
-    return {
-        member.connection_id for page in services.connections.members("acme", company_room("acme")) for member in page
-    }
+    return {member.connection_id for page in services.rooms.members("acme", company_room("acme")) for member in page}
 
 
 def test_a_connection_older_than_the_limit_is_swept_with_its_presence(

@@ -19,6 +19,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,37 @@ class QueuedDeferrer:
         with self._lock:
             taken, self.tasks = self.tasks, []
         return taken
+
+
+class ManualClock:
+    """The services' clock for tests and bench (`build_services(clock=...)`): the system's time until `set`, moved
+    on by `advance`; `sleep` moves it on at once instead of waiting."""
+
+    def __init__(self) -> None:
+        self._set: datetime | None = None
+        self._step = timedelta()
+        self._ahead = timedelta()
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            if self._set is None:
+                return datetime.now(UTC) + self._ahead
+            reading = self._set + self._ahead
+            self._ahead += self._step
+            return reading
+
+    def set(self, at: datetime, step: float = 0.0) -> None:
+        """From now on the clock reads `at`, moved on by `step` seconds after each reading (0: frozen)."""
+        with self._lock:
+            self._set, self._step, self._ahead = at, timedelta(seconds=step), timedelta()
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._ahead += timedelta(seconds=seconds)
+
+    def sleep(self, seconds: float) -> None:
+        self.advance(seconds)
 
 
 class QueuedDelayer:

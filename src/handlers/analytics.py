@@ -8,7 +8,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, instrumented, metrics
 from shared.protocol.actions import AnalyticsRequest, Empty
-from shared.protocol.clock import utc_now
 from shared.protocol.frames import Outcome
 from shared.protocol.namespaces import ANALYTICS
 from shared.protocol.outbound import AnalyticsRoom, answer
@@ -51,6 +50,7 @@ def report(request: Request, data: AnalyticsRequest) -> Outcome:
 @instrumented()
 def refresh(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     """Every minute: today's figures to every company with dashboard viewers, changed or not."""
-    pushed = services().analytics.refresh_all(utc_now())
+    runtime = services()
+    pushed = runtime.analytics.refresh_all(runtime.clock.now())
     metrics.add_metric(name="AnalyticsRefreshed", unit=MetricUnit.Count, value=pushed)
     return {"companies": pushed}

@@ -17,7 +17,7 @@ from shared.domain.authorization import publishable_room
 from shared.domain.messages import contact_draft
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.actions import validation_error
-from shared.protocol.clock import iso, utc_now
+from shared.protocol.clock import iso
 from shared.protocol.errors import RoomcastError
 from shared.protocol.frames import event_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
@@ -104,7 +104,7 @@ def emit(runtime: Services, detail: Emit, _event_id: str) -> None:
 
 
 def notify(runtime: Services, detail: Notify, event_id: str) -> None:
-    notification = detail.notification(created_at=iso(utc_now()))
+    notification = detail.notification(created_at=iso(runtime.clock.now()))
     # Keyed by the event id too, so a retry after a partial failure finds the notification stored.
     if runtime.notifications.add(detail.company_id, notification, source_event=event_id):
         metrics.add_metric(name="Notifications", unit=MetricUnit.Count, value=1)
@@ -113,7 +113,7 @@ def notify(runtime: Services, detail: Notify, event_id: str) -> None:
 
 
 def message_received(runtime: Services, detail: MessageReceived, event_id: str) -> None:
-    now = utc_now()
+    now = runtime.clock.now()
     draft = contact_draft(
         detail.conversation_id, detail.content, detail.contact_id, detail.external_id, event_id=event_id, now=now
     )
@@ -148,11 +148,11 @@ def lead_assigned(runtime: Services, detail: LeadAssigned, event_id: str) -> Non
 
 
 def disconnect(runtime: Services, detail: Disconnect, _event_id: str) -> None:
-    runtime.kicks.end_access(detail.company_id, detail.user_id, detail.reason or KICKED, utc_now())
+    runtime.kicks.end_access(detail.company_id, detail.user_id, detail.reason or KICKED, runtime.clock.now())
 
 
 def revoke_tokens(runtime: Services, detail: RevokeTokens, _event_id: str) -> None:
-    runtime.kicks.end_access(detail.company_id, detail.user_id, REVOKED, utc_now(), detail.issued_before)
+    runtime.kicks.end_access(detail.company_id, detail.user_id, REVOKED, runtime.clock.now(), detail.issued_before)
 
 
 APPLY: dict[type[Detail], Callable[[Services, Any, str], None]] = {

@@ -8,7 +8,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.delivery.deferred import NativeSessionOpened
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol.clock import utc_now
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionRefused
@@ -30,7 +29,8 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         offset=_text(query.get("offset")),
     )
     try:
-        services().presence.connect(connection_id, identity, utc_now(), native_session)
+        runtime = services()
+        runtime.presence.connect(connection_id, identity, runtime.clock.now(), native_session)
     except ConnectionRefused:
         # Its $disconnect came first: the client is gone, and nothing of the connection stays recorded.
         logger.info("connection closed during $connect")

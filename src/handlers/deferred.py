@@ -4,7 +4,6 @@ Lambda retries a failed invocation twice."""
 
 from __future__ import annotations
 
-from time import sleep
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -23,7 +22,6 @@ from shared.delivery.deferred import (
 from shared.delivery.management_api import Delivery
 from shared.domain.sessions import Greeting
 from shared.observability import MetricUnit, instrumented, logger, metrics
-from shared.protocol.clock import utc_now
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.recovery import NATIVE_SESSION, Claim, parse_offset
 from shared.stores.analytics import PUSH_INTERVAL_MS
@@ -48,15 +46,15 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     elif isinstance(task, NativeSessionOpened):
         _open_native_session(runtime, task)
     elif isinstance(task, ConnectionsGone):
-        forgotten = runtime.presence.forget_gone(task.recipients, utc_now())
+        forgotten = runtime.presence.forget_gone(task.recipients, runtime.clock.now())
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
     elif isinstance(task, UserOnline):
         runtime.presence.announce_online(task)
     elif isinstance(task, RoomBroadcast):
-        chunks = runtime.hub.split_room(task)
+        chunks = runtime.large_rooms.split(task)
         metrics.add_metric(name="BroadcastChunks", unit=MetricUnit.Count, value=chunks)
     elif isinstance(task, BroadcastChunk):
-        runtime.hub.post_chunk(task)
+        runtime.large_rooms.post(task)
     else:
         _push_trailing(runtime, task)
     return {"done": True}
@@ -70,12 +68,12 @@ def _open_session(runtime: Services, connection_id: str) -> None:
         return runtime.connections.get(connection_id) is None
 
     if post_open_packet(runtime.hub, connection_id, runtime.config, closed) is Delivery.DELIVERED:
-        runtime.connections.start_session(connection_id, utc_now())
+        runtime.connections.start_session(connection_id, runtime.clock.now())
 
 
 def _open_native_session(runtime: Services, task: NativeSessionOpened) -> None:
     identity = identity_from_authorizer(task.identity)
-    now = utc_now()
+    now = runtime.clock.now()
     claim = Claim(identity, NATIVE_SESSION, parse_offset(task.offset), identity.sessions_ended_at)
     runtime.sessions.open(
         task.connection_id,
@@ -90,8 +88,8 @@ def _open_native_session(runtime: Services, task: NativeSessionOpened) -> None:
 def _push_trailing(runtime: Services, task: MetricsDue) -> None:
     wait_until_ms = task.due_ms
     for _ in range(TRAILING_ATTEMPTS):
-        sleep(max(0.0, wait_until_ms / 1000 - utc_now().timestamp()))
-        now = utc_now()
+        runtime.clock.sleep(max(0.0, wait_until_ms / 1000 - runtime.clock.now().timestamp()))
+        now = runtime.clock.now()
         if runtime.analytics.push_trailing(task.company_id, now):
             return
         wait_until_ms = int(now.timestamp() * 1000) + PUSH_INTERVAL_MS

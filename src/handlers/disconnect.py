@@ -8,7 +8,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol.clock import utc_now
 from shared.protocol.recovery import session_ended_by
 from shared.protocol.websocket import WebSocketEvent
 from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
@@ -19,7 +18,7 @@ from shared.wiring.services import services
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     runtime = services()
     context = WebSocketEvent.of(event).request_context
-    now = utc_now()
+    now = runtime.clock.now()
     closed = runtime.presence.disconnect(context.connection_id, now)
     if closed is not None and closed.connection.sessions:
         connection = closed.connection

@@ -8,7 +8,6 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, instrumented, metrics
-from shared.protocol.clock import utc_now
 from shared.wiring.services import services
 from shared.wiring.socketio_app import ping_all
 
@@ -16,6 +15,6 @@ from shared.wiring.socketio_app import ping_all
 @instrumented()
 def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     runtime = services()
-    pinged = ping_all(runtime.connections, runtime.hub, utc_now())
+    pinged = ping_all(runtime.connections, runtime.hub, runtime.clock.now())
     metrics.add_metric(name="SocketIoPings", unit=MetricUnit.Count, value=pinged)
     return {"pinged": pinged}

@@ -7,12 +7,12 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, instrumented, metrics
-from shared.protocol.clock import utc_now
 from shared.wiring.services import services
 
 
 @instrumented()
 def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
-    swept = services().presence.sweep(utc_now())
+    runtime = services()
+    swept = runtime.presence.sweep(runtime.clock.now())
     metrics.add_metric(name="StaleConnectionsSwept", unit=MetricUnit.Count, value=swept)
     return {"swept": swept}

@@ -1,59 +1,39 @@
-"""Sending events to rooms: a room's members are read (a Query page at a time, every page before the first
-post), then posted to in parallel, each in the encoding its membership names (encoded once per codec present).
-A recipient found gone is handed to the deferred function, never cleaned up inside the request that found it.
-A room past the large-room threshold is handed off whole after its first page, and posted to by chunk workers
-within a shared posts-per-second budget (decision 0052)."""
+"""Sending events: to a room's members (read a Query page at a time, every page before the first post, by
+`shared.stores.rooms`), posted to in parallel, each in the encoding its membership names (encoded once per
+codec present); and to one connection. A room past the large-room threshold is handed off whole after its
+first page, to the chunk workers of `shared.delivery.large_rooms` (decision 0052).
+
+One rule for a 410 (decision 0085): it is handed to the deferred function for clean-up, never cleaned up
+inside the request that met it, as a `GoneRecipient` that names the membership it was found through (for a
+post to a room) and when it came. The clean-up judges it: a 410 from a connection whose $connect was still
+running proves nothing. Only `send_once_connected`, the first post to a connection whose $connect may still be
+running, retries a 410 instead, and hands off nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
-from shared.delivery.deferred import BroadcastChunk, Deferrer, GoneRecipient, Recipient, RoomBroadcast, gone_tasks
+from shared.delivery.deferred import Deferrer, GoneRecipient, RoomBroadcast, gone_tasks
 from shared.delivery.management_api import Delivery, Gateway
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol.clock import Clock, utc_now
+from shared.protocol.clock import Clock
 from shared.protocol.codec import Codec, encode_event, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, encode
 from shared.protocol.recovery import offset_text, recoverable
-from shared.protocol.rooms import Room, parse_room
-from shared.stores.budget import PostBudget
-from shared.stores.connections import ConnectionStore, Member
+from shared.protocol.rooms import Room
 from shared.stores.journal import Journal
+from shared.stores.rooms import Recipients, RoomReader
 
-
-@dataclass(frozen=True)
-class Recipients:
-    """A room's members as one read found them, grouped by the codec each speaks."""
-
-    company_id: str
-    room: Room
-    by_codec: dict[Codec, list[str]]
-    exclude: str | None = None
-    large: bool = False
-    """Past the large-room threshold: `by_codec` holds the first page only, and the room is handed off whole."""
-    sessions: tuple[Member, ...] = ()
-    """Members that are sessions (decision 0065): each hears an event from its `since` position on, with its
-    offset. Not in `by_codec`."""
-
-    def plain(self) -> Recipients:
-        """Only the members that are not sessions: those an event reaches without its journal position."""
-        return Recipients(self.company_id, self.room, self.by_codec, self.exclude, self.large)
-
-    def only_sessions(self) -> Recipients:
-        return Recipients(self.company_id, self.room, {}, self.exclude, False, self.sessions)
-
-
-@dataclass(frozen=True)
-class LargeRooms:
-    threshold: int
-    """Recipients past which a room is handed off rather than posted to inside the request."""
-    chunk: int
-    """Recipients per chunk worker: one asynchronous invocation each."""
-    batch: int
-    """Posts a chunk worker claims from the budget and sends at once: its own concurrency."""
-    budget: PostBudget
-    clock: Clock
+# API Gateway answers 410 until $connect returns, which may take up to the integration's 29 s; a first post
+# is worth retrying for as long as the client waits for it (socket.io-client's `timeout`, 20 s).
+FIRST_POST_WAIT_SECONDS = 20.0
+_FIRST_RETRY_SECONDS = 0.005
+_LONGEST_RETRY_SECONDS = 0.1
+# A client that left at once must not hold the deferred function for the whole wait.
+_CLOSED_CHECK_EVERY = 10
 
 
 @dataclass
@@ -66,27 +46,30 @@ class FanoutReport:
     """The room was past the large-room threshold: chunk workers post to it after the reply."""
 
 
+@dataclass(frozen=True)
+class FirstPost:
+    delivery: Delivery
+    attempts: int
+
+
 class Hub:
     def __init__(
         self,
-        store: ConnectionStore,
+        rooms: RoomReader,
         gateway: Gateway,
         deferrer: Deferrer,
         max_outbound_bytes: int,
-        large_rooms: LargeRooms | None = None,
+        clock: Clock,
         *,
         journal: Journal | None = None,
-        clock: Clock | None = None,
     ) -> None:
-        """Without `large_rooms`, every room is posted to inside the request, whatever its size. Without
-        `journal`, nothing is recorded for sessions to replay."""
-        self._store = store
+        """Without `journal`, nothing is recorded for sessions to replay."""
+        self._rooms = rooms
         self._gateway = gateway
         self._deferrer = deferrer
         self._max_outbound_bytes = max_outbound_bytes
-        self._large_rooms = large_rooms
+        self._clock = clock
         self._journal = journal
-        self._now = clock.now if clock is not None else utc_now
 
     def record(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> int | None:
         """Put a recoverable event in the company's journal (one write, whatever the room's size) and return
@@ -94,48 +77,20 @@ class Hub:
         read, so that a session that joins meanwhile either is read or replays it (decision 0065)."""
         if self._journal is None or not recoverable(frame):
             return None
-        self.encode(frame)  # an event too large to send is not recorded either
-        return self._journal.append(company_id, room.name, frame, exclude, self._now())
-
-    def encode(self, frame: Frame) -> bytes:
-        """The native encoding; a Socket.IO one is at most two bytes longer (decision 0035), within the same check."""
-        data = encode(frame).encode("utf-8")
-        if len(data) > self._max_outbound_bytes:
-            raise RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE, f"event exceeds {self._max_outbound_bytes} bytes")
-        return data
+        self._check_size(frame)  # an event too large to send is not recorded either
+        return self._journal.append(company_id, room.name, frame, exclude, self._clock.now())
 
     def emit(self, company_id: str, room: Room, frame: Frame, exclude: str | None = None) -> FanoutReport:
-        """Send `frame` to every connection in the room; connections found gone are handed off. A recoverable
-        event is recorded first, then the members are read."""
+        """Send `frame` to every connection in the room but `exclude`. A recoverable event is recorded first,
+        then the members are read."""
         position = self.record(company_id, room, frame, exclude)
-        return self.deliver(self.recipients(company_id, room, exclude), frame, position)
-
-    def recipients(self, company_id: str, room: Room, exclude: str | None = None, whole: bool = False) -> Recipients:
-        """Who is in the room now: a caller may read this alongside its other reads, before its write. Past the
-        large-room threshold, one page says so and the rest is left to the workers, unless `whole` is asked."""
-        threshold = None if self._large_rooms is None or whole else self._large_rooms.threshold
-        # One page decides a large room: the excluded member and one past the threshold.
-        page_size = None if threshold is None else threshold + 2
-        by_codec: dict[Codec, list[str]] = {}
-        sessions: list[Member] = []
-        found = 0
-        for page in self._store.members(company_id, room, page_size):
-            for member in page:
-                if member.connection_id != exclude:
-                    if member.since is None:
-                        by_codec.setdefault(member.codec, []).append(member.connection_id)
-                    else:
-                        sessions.append(member)
-                    found += 1
-            if threshold is not None and found > threshold:
-                return Recipients(company_id, room, by_codec, exclude, True, tuple(sessions))
-        return Recipients(company_id, room, by_codec, exclude, False, tuple(sessions))
+        return self.deliver(self._rooms.recipients(company_id, room, exclude), frame, position)
 
     def deliver(self, recipients: Recipients, frame: Frame, position: int | None = None) -> FanoutReport:
-        """Post `frame` to the recipients read before; those found gone are handed off. A large room is handed
-        off whole: the reply does not wait for it. `position`: the event's journal position (`record`), which
-        sessions hear as its offset; a session member whose `since` is later replays it instead."""
-        self.encode(frame)
+        """Post `frame` to the recipients read before. A large room is handed off whole: the reply does not
+        wait for it. `position`: the event's journal position (`record`), which sessions hear as its offset;
+        a session member whose `since` is later replays it instead."""
+        self._check_size(frame)
         if recipients.large:
             broadcast = RoomBroadcast(
                 companyId=recipients.company_id,
@@ -147,98 +102,71 @@ class Hub:
             self._deferrer.defer(broadcast)
             metrics.add_metric(name="LargeRoomsHandedOff", unit=MetricUnit.Count, value=1)
             return FanoutReport(handed_off=True)
-        report = self._post(recipients, frame, position)
-        self._hand_off(report.gone)
-        return report
+        return self.deliver_each([recipients], frame, position)
 
-    def split_room(self, task: RoomBroadcast) -> int:
-        """The worker's side of a hand-off: every member of the room, in chunks of one worker each. Returns how
-        many chunks were handed on; one that could not be is logged, and its members miss this event."""
-        room = parse_room(task.room)
-        if room is None or self._large_rooms is None:
-            raise ValueError(f"no large-room broadcast to {task.room!r}")
-        members = [
-            Recipient(connectionId=member.connection_id, codec=member.codec, since=member.since)
-            for page in self._store.members(task.company_id, room)
-            for member in page
-            if member.connection_id != task.exclude
-        ]
-        size = self._large_rooms.chunk
-        handed = 0
-        for start in range(0, len(members), size):
-            chunk = members[start : start + size]
-            task_of_chunk = BroadcastChunk(
-                companyId=task.company_id,
-                room=task.room,
-                frame=task.frame,
-                recipients=tuple(chunk),
-                position=task.position,
-            )
-            try:
-                self._deferrer.defer(task_of_chunk)
-                handed += 1
-            except Exception:
-                # Not retried by failing the whole split: the chunks already handed on would be posted twice.
-                logger.exception("could not hand off a chunk", extra={"room": task.room, "members": len(chunk)})
-                metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
-        return handed
-
-    def post_chunk(self, chunk: BroadcastChunk) -> FanoutReport:
-        """Post to one chunk's members, a batch at a time, each batch claimed from the shared budget first."""
-        room = parse_room(chunk.room)
-        if room is None or self._large_rooms is None:
-            raise ValueError(f"no large-room broadcast to {chunk.room!r}")
-        rooms = self._large_rooms
-        remaining = list(chunk.recipients)
-        report = FanoutReport(recipients=len(remaining))
-        while remaining:
-            granted = rooms.budget.take(min(rooms.batch, len(remaining)), rooms.clock.now())
-            if granted == 0:
-                now = rooms.clock.now()
-                rooms.clock.sleep(1 - now.microsecond / 1_000_000)  # until the next second's budget
-                continue
-            batch, remaining = remaining[:granted], remaining[granted:]
-            by_codec: dict[Codec, list[str]] = {}
-            sessions: list[Member] = []
-            for recipient in batch:
-                if recipient.since is None:
-                    by_codec.setdefault(recipient.codec, []).append(recipient.connection_id)
-                else:
-                    sessions.append(Member(recipient.connection_id, recipient.codec, recipient.since))
-            part = self._post(
-                Recipients(chunk.company_id, room, by_codec, sessions=tuple(sessions)), chunk.frame, chunk.position
-            )
-            report.delivered += part.delivered
-            report.failed += part.failed
-            report.gone.extend(part.gone)
+    def deliver_each(self, batches: Iterable[Recipients], frame: Frame, position: int | None = None) -> FanoutReport:
+        """Post `frame` to each batch of recipients as it comes (a chunk worker's come as its budget allows);
+        those found gone are handed off once all are posted."""
+        report = FanoutReport()
+        for recipients in batches:
+            self._post_room(recipients, frame, position, report)
         self._hand_off(report.gone)
         return report
 
     def send(self, connection_id: str, text: str) -> Delivery:
-        """One message, already encoded in the connection's own codec."""
-        return self.post([connection_id], text.encode("utf-8"))[0]
+        """One message to one connection, already encoded in its own codec."""
+        return self.send_all([connection_id], text)[0]
 
-    def offer(self, connection_id: str, data: bytes) -> Delivery:
-        """Post once; a 410 is the caller's to judge (a connection whose $connect is running answers 410 too)."""
-        (delivery,) = self._gateway.post_many([connection_id], data)
-        return delivery
-
-    def post(self, connection_ids: list[str], data: bytes) -> list[Delivery]:
-        """The same bytes to each connection; those found gone are handed off."""
-        deliveries = self._gateway.post_many(connection_ids, data)
-        answered = utc_now()
-        self._hand_off(
-            [
-                GoneRecipient(connectionId=connection_id, foundAt=answered)
-                for connection_id, delivery in zip(connection_ids, deliveries, strict=True)
-                if delivery is Delivery.GONE
-            ]
-        )
+    def send_all(self, connection_ids: Sequence[str], text: str) -> list[Delivery]:
+        """The same message to each connection (the heartbeat's ping)."""
+        gone: list[GoneRecipient] = []
+        deliveries = self._post(connection_ids, text.encode("utf-8"), gone)
+        self._hand_off(gone)
         return deliveries
+
+    def send_once_connected(self, connection_id: str, text: str, closed: Callable[[], bool]) -> FirstPost:
+        """The first post to a connection whose $connect may still be running (a Socket.IO open packet, a
+        native session's replay): API Gateway answers 410 until $connect returns, so a 410 is retried (backing
+        off from 5 ms to 100 ms) for as long as a client waits, or until `closed` says it means what it says
+        (checked about once a second, once retries are slow). Nothing is handed off: a connection that never
+        answers is forgotten by its $disconnect, or the sweep."""
+        data = text.encode("utf-8")
+        deadline = self._clock.now() + timedelta(seconds=FIRST_POST_WAIT_SECONDS)
+        pause = _FIRST_RETRY_SECONDS
+        attempts = 0
+        while True:
+            attempts += 1
+            (delivery,) = self._gateway.post_many([connection_id], data)
+            if delivery is not Delivery.GONE or self._clock.now() + timedelta(seconds=pause) > deadline:
+                return FirstPost(delivery, attempts)
+            if pause == _LONGEST_RETRY_SECONDS and attempts % _CLOSED_CHECK_EVERY == 0 and closed():
+                return FirstPost(delivery, attempts)
+            self._clock.sleep(pause)
+            pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
 
     def close(self, connection_id: str) -> None:
         """Close a connection from the server side; its $disconnect cleans up."""
         self._gateway.close(connection_id)
+
+    def _check_size(self, frame: Frame) -> None:
+        """The native encoding's size; a Socket.IO one is at most two bytes longer (decision 0035), within the
+        same check."""
+        if len(encode(frame).encode("utf-8")) > self._max_outbound_bytes:
+            raise RoomcastError(ErrorCode.PAYLOAD_TOO_LARGE, f"event exceeds {self._max_outbound_bytes} bytes")
+
+    def _post(
+        self, connection_ids: Sequence[str], data: bytes, gone: list[GoneRecipient], room_key: str | None = None
+    ) -> list[Delivery]:
+        """Every post the Hub makes but a first one: each connection that answered 410 joins `gone`, with the
+        membership it was found through (`room_key`) and when the answer came."""
+        deliveries = self._gateway.post_many(connection_ids, data)
+        answered = self._clock.now()
+        gone += [
+            GoneRecipient(connectionId=connection_id, roomKey=room_key, foundAt=answered)
+            for connection_id, delivery in zip(connection_ids, deliveries, strict=True)
+            if delivery is Delivery.GONE
+        ]
+        return deliveries
 
     def _hand_off(self, gone: list[GoneRecipient]) -> None:
         if not gone:
@@ -252,7 +180,7 @@ class Hub:
                 logger.exception("could not hand off gone connections", extra={"gone": len(task.recipients)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
 
-    def _post(self, recipients: Recipients, frame: Frame, position: int | None = None) -> FanoutReport:
+    def _post_room(self, recipients: Recipients, frame: Frame, position: int | None, report: FanoutReport) -> None:
         by_codec = recipients.by_codec
         room_key = recipients.room.key(recipients.company_id)
         groups: list[tuple[list[str], bytes]] = [
@@ -269,19 +197,15 @@ class Hub:
             for member in hearing:
                 by_session_codec.setdefault(member.codec, []).append(member.connection_id)
             groups += [(group, encode_event(frame, codec, offset)) for codec, group in by_session_codec.items()]
-        report = FanoutReport(recipients=sum(len(group) for group, _ in groups))
+        posted = sum(len(group) for group, _ in groups)
+        failed = 0
         for group, data in groups:
-            deliveries = self._gateway.post_many(group, data)
-            answered = utc_now()
-            for connection_id, delivery in zip(group, deliveries, strict=True):
-                if delivery is Delivery.DELIVERED:
-                    report.delivered += 1
-                elif delivery is Delivery.GONE:
-                    report.gone.append(GoneRecipient(connectionId=connection_id, roomKey=room_key, foundAt=answered))
-                else:
-                    report.failed += 1
-        metrics.add_metric(name="FanoutRecipients", unit=MetricUnit.Count, value=report.recipients)
-        if report.failed:
-            metrics.add_metric(name="FanoutFailures", unit=MetricUnit.Count, value=report.failed)
-            logger.warning("some recipients failed", extra={"room": recipients.room.name, "failed": report.failed})
-        return report
+            deliveries = self._post(group, data, report.gone, room_key)
+            report.delivered += deliveries.count(Delivery.DELIVERED)
+            failed += deliveries.count(Delivery.FAILED)
+        report.recipients += posted
+        report.failed += failed
+        metrics.add_metric(name="FanoutRecipients", unit=MetricUnit.Count, value=posted)
+        if failed:
+            metrics.add_metric(name="FanoutFailures", unit=MetricUnit.Count, value=failed)
+            logger.warning("some recipients failed", extra={"room": recipients.room.name, "failed": failed})

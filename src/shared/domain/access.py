@@ -63,7 +63,7 @@ class Kicks:
 
     def _end(self, connection: Connection, reason: str, now: datetime) -> None:
         for text in farewell(connection.identity.codec, connection.namespaces, reason):
-            # A 410 here is a connection already gone: closed below all the same.
-            self._hub.offer(connection.connection_id, text.encode("utf-8"))
+            # A 410 here is handed off as any is (the clean-up finds it closed); it is closed below all the same.
+            self._hub.send(connection.connection_id, text)
         self._hub.close(connection.connection_id)
         self._presence.end_now(connection.connection_id, now)

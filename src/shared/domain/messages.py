@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.delivery.hub import Hub, Recipients
+from shared.delivery.hub import Hub
 from shared.domain.analytics import Analytics
 from shared.domain.together import together
 from shared.observability import MetricUnit, metrics
@@ -20,6 +20,7 @@ from shared.protocol.records import Conversation, Message, SenderType
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.analytics import Counts
 from shared.stores.conversations import ConversationStore, Stored
+from shared.stores.rooms import Recipients, RoomReader
 
 
 @dataclass(frozen=True)
@@ -90,14 +91,20 @@ class Readers:
     services' own (`build_services`)."""
 
     conversations: ConversationStore
-    members: Hub
+    members: RoomReader
 
 
 class Messages:
     def __init__(
-        self, conversations: ConversationStore, hub: Hub, analytics: Analytics, readers: Callable[[], Readers]
+        self,
+        conversations: ConversationStore,
+        rooms: RoomReader,
+        hub: Hub,
+        analytics: Analytics,
+        readers: Callable[[], Readers],
     ) -> None:
         self._conversations = conversations
+        self._rooms = rooms
         self._hub = hub
         self._analytics = analytics
         # Made on the first send: only the conversations function sends, and their clients cost a cold start.
@@ -132,12 +139,11 @@ class Messages:
         frame = server_event("message:new", message)
         room = conversation_room(message.conversation_id)
         if recipients is None or recipients.large:
-            position = self._hub.record(company_id, room, frame)
-            self._hub.deliver(self._hub.recipients(company_id, room), frame, position)
+            self._hub.emit(company_id, room, frame)
             return
         self._hub.deliver(recipients.plain(), frame)
         position = self._hub.record(company_id, room, frame)
-        members = self._hub.recipients(company_id, room, whole=True)
+        members = self._rooms.recipients(company_id, room, whole=True)
         self._hub.deliver(members.only_sessions(), frame, position)
 
     def announce_conversation(self, company_id: str, conversation: Conversation) -> None:

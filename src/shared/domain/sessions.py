@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, logger, metrics
-from shared.protocol.clock import Clock, SystemClock
+from shared.protocol.clock import Clock
 from shared.protocol.codec import Codec, encode_event
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
@@ -70,12 +70,6 @@ class Greeting:
     API Gateway answers 410 until it has, so the first post is retried meanwhile."""
 
 
-# As the open packet's (decision 0038): a client waits about as long for its first frame.
-FIRST_POST_WAIT_SECONDS = 20.0
-_FIRST_RETRY_SECONDS = 0.005
-_LONGEST_RETRY_SECONDS = 0.1
-
-
 @dataclass(frozen=True)
 class Opened:
     pid: str
@@ -110,7 +104,7 @@ class Sessions:
         policy: RecoveryPolicy,
         *,
         access: AccessStore,
-        clock: Clock | None = None,
+        clock: Clock,
         metrics_now: Callable[[str, datetime], Figures] | None = None,
     ) -> None:
         """`metrics_now`: today's figures of a company, sent to a recovered session in its analytics room in
@@ -121,7 +115,7 @@ class Sessions:
         self._hub = hub
         self._policy = policy
         self._access = access
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self._metrics_now = metrics_now
 
     def open(
@@ -271,6 +265,7 @@ class Sessions:
                     {key: pending[name] for name, key in _keys(company_id, batch)},
                     cut,
                     session,
+                    now=self._clock.now(),
                 )
             except JournalMoved:
                 span = self._journal.read_after(company_id, cut, self._policy.max_events * SCAN_PER_EVENT)
@@ -293,22 +288,9 @@ class Sessions:
         raise RoomcastError(ErrorCode.INTERNAL, "could not join the session's rooms")
 
     def _first_post(self, connection_id: str, text: str) -> bool:
-        """Post once $connect has returned: a 410 is retried, backing off from 5 ms to 100 ms, for as long as
-        a client waits, or until the connection's record says it closed (checked about once a second)."""
-        data = text.encode("utf-8")
-        clock = self._clock
-        deadline = clock.now() + timedelta(seconds=FIRST_POST_WAIT_SECONDS)
-        pause = _FIRST_RETRY_SECONDS
-        attempts = 0
-        while (delivery := self._hub.offer(connection_id, data)) is Delivery.GONE:
-            attempts += 1
-            if clock.now() + timedelta(seconds=pause) > deadline:
-                return False
-            if pause == _LONGEST_RETRY_SECONDS and attempts % 10 == 0 and self._connections.get(connection_id) is None:
-                return False
-            clock.sleep(pause)
-            pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
-        return delivery is Delivery.DELIVERED
+        """Post once $connect has returned (the open packet's wait, decision 0038)."""
+        first = self._hub.send_once_connected(connection_id, text, lambda: self._connections.get(connection_id) is None)
+        return first.delivery is Delivery.DELIVERED
 
     def _post(self, connection_id: str, texts: list[str]) -> bool:
         """Post in order, each after the last was accepted; False when the connection is gone."""

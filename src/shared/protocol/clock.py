@@ -1,4 +1,4 @@
-"""Time as the protocol writes it: ISO 8601 UTC with milliseconds."""
+"""Time as the protocol writes it: ISO 8601 UTC with milliseconds; and the clock that tells it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class Clock(Protocol):
-    """Time for work that paces itself; tests drive a fake one instead of waiting."""
+    """The one source of time (decision 0086): built once with the services and passed to whatever reads the
+    time or waits; a pure function is given `now` instead. Tests pass a clock of their own."""
 
     def now(self) -> datetime: ...
 
@@ -25,7 +22,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return utc_now()
+        return datetime.now(UTC)
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)

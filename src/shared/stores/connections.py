@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from shared.protocol.clock import iso, utc_now
+from shared.protocol.clock import iso
 from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import ListRoom
@@ -43,6 +43,7 @@ from shared.stores.dynamo import (
     update_if,
 )
 from shared.stores.journal import Journal
+from shared.stores.rooms import stored_codec
 
 if TYPE_CHECKING:
     from shared.stores.dynamo import Table
@@ -102,14 +103,6 @@ class Connection:
 
 
 @dataclass(frozen=True)
-class Member:
-    connection_id: str
-    codec: Codec
-    since: int | None = None
-    """Set on a session's membership: the first journal position it hears live (decision 0065)."""
-
-
-@dataclass(frozen=True)
 class Closed:
     connection: Connection
     went_offline: bool
@@ -143,14 +136,6 @@ def _opened_pk(moment: datetime) -> str:
 
 def _heartbeat_pk(moment: datetime) -> str:
     return f"heartbeat#{_hour(moment)}"
-
-
-def _codec(item: dict[str, Any]) -> Codec:
-    return Codec(item["codec"]) if "codec" in item else Codec.NATIVE
-
-
-def _since(item: dict[str, Any]) -> int | None:
-    return int(str(item["since"])) if "since" in item else None
 
 
 def leftovers(
@@ -583,18 +568,6 @@ class ConnectionStore:
         # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
         self._table.delete_item(Key=membership)
 
-    def members(self, company_id: str, room: Room, page_size: int | None = None) -> Iterator[list[Member]]:
-        """The connections in a room and how each speaks, one DynamoDB page (of at most `page_size`) at a time."""
-        query: dict[str, Any] = {"Limit": page_size} if page_size is not None else {}
-        for items in query_pages(
-            self._table,
-            KeyConditionExpression=Key("pk").eq(room.key(company_id)),
-            ProjectionExpression="sk, codec, since",
-            ConsistentRead=True,
-            **query,
-        ):
-            yield [Member(str(item["sk"]), _codec(item), _since(item)) for item in items]
-
     def heartbeat_due(self, now: datetime) -> Iterator[list[str]]:
         """Every Socket.IO connection that may still be open: those opened in the hours API Gateway lets live."""
         hours = int(MAX_CONNECTION_LIFE / timedelta(hours=1)) + 1
@@ -700,7 +673,14 @@ class ConnectionStore:
         return {str(key): int(str(since)) for key, since in item.get("joined", {}).items()}
 
     def attach(
-        self, connection_id: str, identity: Identity, rooms: Mapping[str, int], cut: int, session: tuple[str, str]
+        self,
+        connection_id: str,
+        identity: Identity,
+        rooms: Mapping[str, int],
+        cut: int,
+        session: tuple[str, str],
+        *,
+        now: datetime,
     ) -> None:
         """Write a session's memberships (`rooms`: room key to the position the session has been in it since),
         each hearing its room live from `cut + 1`, on the condition that no event is at `cut + 1` yet; and
@@ -717,7 +697,7 @@ class ConnectionStore:
         if keys:
             expression += " ADD rooms :rooms"
             values[":rooms"] = set(keys)
-        expires = self._expiry(utc_now())
+        expires = self._expiry(now)
         items: list[Any] = [
             {
                 "Update": {
@@ -794,7 +774,7 @@ def _connection(item: dict[str, Any]) -> Connection:
         companyId=item["companyId"],
         email=item.get("email"),
         exp=None if item.get("exp") is None else int(item["exp"]),
-        codec=_codec(item),
+        codec=stored_codec(item),
         recovery=bool(item.get("recovery", False)),
     )
     return Connection(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.protocol.clock import Clock, SystemClock
+from shared.protocol.clock import Clock
 from shared.protocol.errors import ErrorCode, RoomcastError, not_found
 from shared.protocol.ids import SEQ_DIGITS, seq_of
 from shared.protocol.records import Conversation, Message
@@ -116,9 +116,9 @@ class _Taken:
 
 
 class ConversationStore:
-    def __init__(self, table: Table, clock: Clock | None = None) -> None:
+    def __init__(self, table: Table, clock: Clock) -> None:
         self._table = table
-        self._clock = clock or SystemClock()
+        self._clock = clock
 
     def create(self, conversation: Conversation) -> None:
         try:

@@ -16,7 +16,6 @@ from shared.domain.admission import refusal
 from shared.domain.together import start
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.actions import validation_error
-from shared.protocol.clock import utc_now
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import (
     Frame,
@@ -116,7 +115,7 @@ class Namespace:
         self, event: WebSocketEvent, runtime: Services, frame: InboundFrame | FrameError | None = None
     ) -> LambdaResponse:
         """`frame`: the event's frame when the caller has read it already (`read_native`)."""
-        return respond(self.dispatch(event, runtime, utc_now(), frame))
+        return respond(self.dispatch(event, runtime, runtime.clock.now(), frame))
 
     def dispatch(
         self,

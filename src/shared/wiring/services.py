@@ -15,7 +15,8 @@ from botocore.config import Config
 
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
 from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
-from shared.delivery.hub import Hub, LargeRooms
+from shared.delivery.hub import Hub
+from shared.delivery.large_rooms import LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
@@ -34,6 +35,7 @@ from shared.stores.dynamo import Table
 from shared.stores.journal import Journal
 from shared.stores.notifications import NotificationStore
 from shared.stores.ratelimit import RateLimiter
+from shared.stores.rooms import RoomReader
 from shared.stores.sessions import SessionStore
 from shared.wiring.settings import Settings, settings
 
@@ -68,10 +70,12 @@ class QueueDelayer:
 @dataclass(frozen=True)
 class Services:
     connections: ConnectionStore
+    rooms: RoomReader
     access: AccessStore
     conversations: ConversationStore
     notifications: NotificationStore
     hub: Hub
+    large_rooms: LargeRooms
     deferrer: Deferrer
     delayer: Delayer
     presence: Presence
@@ -80,6 +84,8 @@ class Services:
     messages: Messages
     limiter: RateLimiter
     sessions: Sessions
+    clock: Clock
+    """The one clock (decision 0086): what an entry point reads the time from, and what every service was given."""
     session: boto3.session.Session
     config: Settings
     _lazy: dict[str, Any] = field(default_factory=dict)
@@ -107,6 +113,7 @@ def build_services(
     delayer: Delayer | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
+    clock = clock or SystemClock()
     # Low-level clients under the stores' tables (decision 0076): boto3's resource layer cost a quarter again.
     dynamodb = session.client("dynamodb", config=_RETRIES)
     connections_table = Table(dynamodb, config.connections_table)
@@ -136,51 +143,47 @@ def build_services(
         )
     if deferrer is None:
         deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
+    rooms = RoomReader(connections_table, config.large_room_threshold)
+    hub = Hub(rooms, gateway, deferrer, config.limits.max_outbound_bytes, clock, journal=journal)
     large_rooms = LargeRooms(
-        threshold=config.large_room_threshold,
+        rooms,
+        hub,
+        deferrer,
+        PostBudget(connections_table, config.posts_per_second),
+        clock,
         chunk=config.broadcast_chunk,
         batch=config.fanout_concurrency,
-        budget=PostBudget(connections_table, config.posts_per_second),
-        clock=clock or SystemClock(),
-    )
-    hub = Hub(
-        connections, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms, journal=journal, clock=clock
     )
     access = AccessStore(connections_table)
     delayer = delayer or QueueDelayer(session, config.delay_queue_url)
     presence = Presence(connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds)
-    conversations = ConversationStore(Table(dynamodb, config.conversations_table))
+    conversations = ConversationStore(Table(dynamodb, config.conversations_table), clock)
     analytics = Analytics(AnalyticsStore(Table(dynamodb, config.analytics_table)), hub, deferrer)
 
     def readers() -> Readers:
         # Each read a send runs beside the rate limit (decision 0047) has a client of its own, so that calls at
         # once never share one client's connection pool or its retry state.
         conversation_reads, member_reads = (session.client("dynamodb", config=_RETRIES) for _ in range(2))
-        members = ConnectionStore(
-            Table(member_reads, config.connections_table),
-            config.connection_ttl_seconds,
-            config.max_rooms_per_connection,
-            journal=journal,
-            tombstone_life=retention,
-        )
         return Readers(
-            conversations=ConversationStore(Table(conversation_reads, config.conversations_table)),
+            conversations=ConversationStore(Table(conversation_reads, config.conversations_table), clock),
             # The members read ahead decide whether a send's room is handed off whole (decision 0052).
-            members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms),
+            members=RoomReader(Table(member_reads, config.connections_table), config.large_room_threshold),
         )
 
     return Services(
         connections=connections,
+        rooms=rooms,
         access=access,
         conversations=conversations,
         notifications=NotificationStore(Table(dynamodb, config.notifications_table)),
         hub=hub,
+        large_rooms=large_rooms,
         deferrer=deferrer,
         delayer=delayer,
         presence=presence,
         kicks=Kicks(access, connections, hub, presence),
         analytics=analytics,
-        messages=Messages(conversations, hub, analytics, readers),
+        messages=Messages(conversations, rooms, hub, analytics, readers),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         sessions=Sessions(
             SessionStore(recovery_table, retention),
@@ -192,6 +195,7 @@ def build_services(
             clock=clock,
             metrics_now=lambda company_id, now: analytics.report(company_id, Period.TODAY, now),
         ),
+        clock=clock,
         session=session,
         config=config,
     )

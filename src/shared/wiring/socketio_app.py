@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -16,7 +15,6 @@ from shared.delivery.management_api import Delivery
 from shared.domain.sessions import Greeting
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol import socketio
-from shared.protocol.clock import utc_now
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
@@ -26,14 +24,6 @@ from shared.stores.connections import ConnectionStore
 from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
-
-# API Gateway answers 410 until $connect returns, which may take up to the integration's 29 s; the open
-# packet is worth waiting for as long as the client waits for it (socket.io-client's `timeout`, 20 s).
-OPEN_PACKET_WAIT_SECONDS = 20.0
-_FIRST_RETRY_SECONDS = 0.005
-_LONGEST_RETRY_SECONDS = 0.1
-# A client that left at once must not hold the deferred function for the whole wait.
-_CLOSED_CHECK_EVERY = 10
 
 
 def session_id(connection_id: str, namespace: str) -> str:
@@ -55,7 +45,9 @@ class SocketIoApp:
             message = socketio.read(text, runtime.config.limits.max_frame_bytes)
         except FrameError as error:
             message = socketio.Refused(error.code, error.message)  # not UTF-8: refused and counted like garbage
-        answer = self.answer(runtime, context.connection_id, context.raw_event.get("authorizer"), message, utc_now())
+        answer = self.answer(
+            runtime, context.connection_id, context.raw_event.get("authorizer"), message, runtime.clock.now()
+        )
         return {"statusCode": 200} if answer is None else {"statusCode": 200, "body": answer}
 
     def answer(
@@ -166,43 +158,21 @@ def open_packet(connection_id: str, config: Settings) -> str:
     )
 
 
-def post_open_packet(
-    hub: Hub,
-    connection_id: str,
-    config: Settings,
-    closed: Callable[[], bool],
-    *,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Delivery:
-    """Post the open packet as soon as API Gateway lets us: it answers 410 until $connect returns, so a 410
-    is retried (backing off from 5 ms to 100 ms) until the client would have given up waiting, or until
-    `closed` says the 410 means what it says (checked about once a second, once retries are slow)."""
-    data = open_packet(connection_id, config).encode("utf-8")
-    deadline = clock() + OPEN_PACKET_WAIT_SECONDS
-    pause = _FIRST_RETRY_SECONDS
-    attempts = 0
-    while True:
-        attempts += 1
-        delivery = hub.offer(connection_id, data)
-        if delivery is not Delivery.GONE or clock() + pause > deadline:
-            break
-        if pause == _LONGEST_RETRY_SECONDS and attempts % _CLOSED_CHECK_EVERY == 0 and closed():
-            break
-        sleep(pause)
-        pause = min(pause * 2, _LONGEST_RETRY_SECONDS)
-    metrics.add_metric(name="OpenPacketAttempts", unit=MetricUnit.Count, value=attempts)
-    if delivery is not Delivery.DELIVERED:
+def post_open_packet(hub: Hub, connection_id: str, config: Settings, closed: Callable[[], bool]) -> Delivery:
+    """Post the open packet as soon as API Gateway lets us: it answers 410 until $connect returns
+    (`Hub.send_once_connected`); `closed` says whether a 410 means what it says."""
+    first = hub.send_once_connected(connection_id, open_packet(connection_id, config), closed)
+    metrics.add_metric(name="OpenPacketAttempts", unit=MetricUnit.Count, value=first.attempts)
+    if first.delivery is not Delivery.DELIVERED:
         # Its $connect failed or the client left: its $disconnect (or the sweep) forgets it.
-        logger.info("open packet not delivered", extra={"delivery": delivery.value, "attempts": attempts})
-    return delivery
+        logger.info("open packet not delivered", extra={"delivery": first.delivery.value, "attempts": first.attempts})
+    return first.delivery
 
 
 def ping_all(store: ConnectionStore, hub: Hub, now: datetime) -> int:
     """One Engine.IO ping to every Socket.IO connection that may be open; returns how many were pinged."""
-    data = socketio.PING.encode("utf-8")
     pinged = 0
     for page in store.heartbeat_due(now):
-        hub.post(page, data)
+        hub.send_all(page, socketio.PING)
         pinged += len(page)
     return pinged
