@@ -13,6 +13,8 @@ import pytest
 
 from shared.protocol.records import Message
 from shared.stores.conversations import ConversationStore, Stored
+from shared.stores.dynamo import Table
+from tests.faults import FaultInjector
 from tests.test_seq_reservations import (
     COMPANY,
     CONVERSATION,
@@ -164,3 +166,23 @@ def test_a_client_that_sees_a_seq_jump_gets_the_stored_messages_it_missed(
         assert "missed" in [m.content for m in page.messages] or page.has_more
     finally:
         slow.finish()
+
+
+def test_a_reader_whose_skip_meets_the_writers_transaction_in_flight_waits_for_it(
+    session: boto3.session.Session, aws: None, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader presumes seq 1's writer dead just as that writer's transaction (a clientMessageId send) is being
+    applied: DynamoDB refuses the reader's PutItem with TransactionConflictException (injected here), which
+    botocore does not retry. The writer is alive, so the read stops below its seq rather than failing."""
+    faults = FaultInjector(session)
+    store = ConversationStore(Table(session.client("dynamodb"), "test-conversations"), clock)
+    held = HeldWriter(monkeypatch, store, "late")  # seq 1
+    assert send(store, "b").message.seq == 2
+    clock.at += LIFE + timedelta(milliseconds=1)
+    faults.fail("PutItem", times=1, code="TransactionConflictException")
+    assert after(store, 0) == []
+    assert faults.injected["PutItem"] == 1
+    assert item_at(1) is None
+    held.finish()
+    assert [stored.message.seq for stored in held.stored] == [1]
+    assert after(store, 0) == ["late", "b"]
