@@ -60,6 +60,8 @@ LAST, COMMITTED = "last", "committed"
 # of any seq below it.
 STORED_AT = "storedAt"
 SKIPPED = "skipped"
+# A single write refused because a transaction was writing the same item at that moment.
+TRANSACTION_CONFLICT_REFUSAL = "TransactionConflictException"
 # Longer than any writer lives: the functions that store messages time out at 29 s (template.yaml), and a
 # request in flight when one does arrives within seconds; the rest is margin for clocks apart.
 RESERVATION_LIFE_MS = 60_000
@@ -251,10 +253,11 @@ class ConversationStore:
                     # No history read has moved the hint along lately. Stored means sent: a failure here is not
                     # the sender's, and the next reader walks a little further.
                     with contextlib.suppress(ClientError, BotoCoreError):
-                        self._watermark(pk, counter, seq)
+                        self._watermark(pk, counter, seq, WATERMARK_SCAN)
                 return outcome
             if not outcome.skipped:
-                self._catch_up(pk, counter)  # a message is stored at the seq: the counter lags the messages
+                # A message is stored at the seq: the counter lags the messages.
+                self._catch_up(counter, self._last_seq(pk))
             # Else this writer was presumed dead and its seq skipped: it takes another.
         raise RuntimeError(f"no seq after {SEQ_ATTEMPTS} reservations")
 
@@ -313,14 +316,18 @@ class ConversationStore:
             conflict_pause(attempt)  # the same send retried at once, or a reader skipping this seq: again
         raise TransactionCancelled(codes)
 
-    def _skip(self, pk: str, seq: int) -> dict[str, Any]:
-        """Fill `seq` with a skipped-seq item unless it is filled: what fills it now, either way."""
+    def _skip(self, pk: str, seq: int) -> dict[str, Any] | None:
+        """Fill `seq` with a skipped-seq item unless it is filled: what fills it now, either way. None when a
+        transaction is writing the seq's item at this moment (botocore does not retry that refusal): its writer
+        is alive and filling it."""
         item = {"pk": pk, "sk": _message_sk(seq), "seq": seq, SKIPPED: True, STORED_AT: self._now_ms()}
         try:
             self._table.put_item(
                 Item=item, ConditionExpression="attribute_not_exists(pk)", ReturnValuesOnConditionCheckFailure="ALL_OLD"
             )
         except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == TRANSACTION_CONFLICT_REFUSAL:
+                return None
             if not conditional_check_failed(error):
                 raise
             return deserialize(cast(dict[str, Any], error.response)["Item"])
@@ -332,10 +339,10 @@ class ConversationStore:
         with contextlib.suppress(ClientError, BotoCoreError):
             self._skip(pk, seq)
 
-    def _catch_up(self, pk: str, counter: dict[str, str]) -> None:
-        """Raise the counter to the last stored seq: a conversation whose messages were stored before it had
-        a counter (each taken as the last stored + 1, so they have no gap, and the committed hint is theirs)."""
-        last = self._last_seq(pk)
+    def _catch_up(self, counter: dict[str, str], last: int) -> None:
+        """Raise the counter to `last`, the last stored seq: a conversation whose messages were stored before it
+        had a counter (each taken as the last stored + 1, so they have no gap, and the committed hint is theirs).
+        Any seq reserved since is at most the counter's last: it is raised only when the messages are older."""
         update_if(
             self._table,
             Key=counter,
@@ -460,28 +467,43 @@ class ConversationStore:
                     if self._now_ms() - int(item.get(STORED_AT, 0)) <= RESERVATION_LIFE_MS:
                         return  # the writer of `expected` may be alive: nothing above it is readable yet
                     for gap in range(expected, seq):
-                        yield self._skip(pk, gap)
+                        filled = self._skip(pk, gap)
+                        if filled is None:
+                            return  # its writer is storing it now
+                        yield filled
                 yield item
                 expected = seq + 1
 
-    def _watermark(self, pk: str, counter: dict[str, str], at_most: int) -> int:
+    def _watermark(self, pk: str, counter: dict[str, str], at_most: int, scan: int | None = None) -> int:
         """The highest seq, up to `at_most`, at and below which every seq is filled. The counter's committed
-        hint is such a seq; from it, the items above are read in order, and the hint is raised to what they show."""
+        hint is such a seq; from it, the items above are read in order, and the hint is raised to what they show,
+        every WATERMARK_SCAN items. A reader walks as far as the items go: a hint held back by a slow or dead
+        writer may lag by as many seqs as were stored meanwhile, and stopping short would hide them. A writer
+        walks at most `scan` items, so that a send's path stays short."""
         item = self._table.get_item(Key=counter, ConsistentRead=True).get("Item", {})
+        if LAST not in item:
+            # No seq reserved yet: any messages were stored before the counter, each at the last stored + 1.
+            stored = self._last_seq(pk)
+            if stored == 0:
+                return 0
+            self._catch_up(counter, stored)
+            item = self._table.get_item(Key=counter, ConsistentRead=True).get("Item", {})
         committed, last = int(item.get(COMMITTED, 0)), int(item.get(LAST, 0))
-        if at_most <= committed or committed >= last:
-            return min(at_most, committed)
-        top = committed
-        ahead = self._filled(pk, committed + 1, min(at_most, last), WATERMARK_PAGE)
-        for filled in itertools.islice(ahead, WATERMARK_SCAN):
-            top = _seq_of_item(filled)
-        if top > committed:
-            update_if(
-                self._table,
-                Key=counter,
-                UpdateExpression="SET #committed = :top",
-                ConditionExpression="attribute_not_exists(#committed) OR #committed < :top",
-                ExpressionAttributeNames={"#committed": COMMITTED},
-                ExpressionAttributeValues={":top": top},
-            )
-        return top
+        top, end = committed, min(at_most, last)
+        while top < end and (scan is None or top - committed < scan):
+            walked = top
+            ahead = self._filled(pk, walked + 1, end, WATERMARK_PAGE)
+            for filled in itertools.islice(ahead, WATERMARK_SCAN):
+                top = _seq_of_item(filled)
+            if top > walked:
+                update_if(
+                    self._table,
+                    Key=counter,
+                    UpdateExpression="SET #committed = :top",
+                    ConditionExpression="attribute_not_exists(#committed) OR #committed < :top",
+                    ExpressionAttributeNames={"#committed": COMMITTED},
+                    ExpressionAttributeValues={":top": top},
+                )
+            if top - walked < WATERMARK_SCAN:
+                break  # the walk met an unfilled seq, or the end
+        return min(top, at_most)
