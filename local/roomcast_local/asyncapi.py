@@ -14,15 +14,17 @@ from pydantic.json_schema import JsonSchemaMode
 
 from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
+from shared.protocol.namespaces import NAMESPACES
 from shared.protocol.outbound import EVENTS, REPLIES, RESERVED_EVENT_NAMES, ErrorDetail, ServerData
 from shared.protocol.publishing import DEFAULT_BUS, DETAIL_TYPES, EVENT_NAME_PATTERN
 from shared.protocol.recovery import SESSION_EVENT, recoverable
+from shared.routes.table import namespaces as served
 from shared.wiring.namespace import Namespace
 
 SCHEMAS = "#/components/schemas/"
 CHANNEL = "#/channels/roomcast"
 BACKEND = "#/channels/backend"
-ALL_NAMESPACES = "/, /conversations, /notifications, /analytics"
+ALL_NAMESPACES = ", ".join(["/", *NAMESPACES])
 
 
 def _key(name: str) -> str:
@@ -31,12 +33,7 @@ def _key(name: str) -> str:
 
 
 def namespaces() -> list[Namespace]:
-    from handlers.analytics import analytics
-    from handlers.conversations import conversations
-    from handlers.default import common
-    from handlers.notifications import notifications
-
-    return [common, conversations, notifications, analytics]
+    return list(served().values())
 
 
 class _Schemas:

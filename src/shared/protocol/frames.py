@@ -103,15 +103,6 @@ def event_frame(event: str, data: dict[str, Any], namespace: str | None = None) 
     return frame
 
 
-def error_frame(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
-    detail = {"code": str(error.code), "message": error.message}
-    if ack_id is not None:
-        return {"event": "ack", "ackId": ack_id, "ok": False, "error": detail}
-    if action is not None:
-        detail["action"] = action
-    return {"event": "error", "data": detail}
-
-
 def reply_frame(frame: InboundFrame, outcome: Outcome, namespace: str | None) -> Frame | None:
     """The single answer to an action: its ack when one was asked, else its reply event, if it has one."""
     if frame.ack_id is not None:

@@ -93,7 +93,7 @@ def room_in_session(room_name: str, namespace: str) -> bool:
     return room is not None and ROOM_NAMESPACES[room.kind] == namespace
 
 
-class Refusal(StrEnum):
+class Unrecoverable(StrEnum):
     """Why a reconnection starts a new session instead (logged and counted; the client sees only false)."""
 
     UNKNOWN = "unknown_session"
@@ -139,22 +139,25 @@ class Claim:
     revocation); None when nothing was ended that way."""
 
 
-def refusal(
+def unrecoverable(
     session: SessionState | None, claim: Claim, *, head: int, now: datetime, window: timedelta
-) -> Refusal | None:
+) -> Unrecoverable | None:
     """None when `session` may be taken back by `claim`, with the company journal at `head`; else why not."""
     if session is None:
-        return Refusal.UNKNOWN
+        return Unrecoverable.UNKNOWN
     identity = claim.identity
     lost_at = session.disconnected_at or session.attached_at + MAX_CONNECTION_LIFE
     ended_at = claim.sessions_ended_at
     checks = (
-        (session.user_id != identity.user_id or session.company_id != identity.company_id, Refusal.OTHER_IDENTITY),
-        (session.namespace != claim.namespace, Refusal.OTHER_NAMESPACE),
-        (session.ended, Refusal.ENDED),
-        (ended_at is not None and session.created_at <= ended_at, Refusal.ENDED_BY_KICK),
-        (now > lost_at + window, Refusal.WINDOW_PASSED),
-        (claim.offset is None or not session.floor <= claim.offset <= head, Refusal.BAD_OFFSET),
+        (
+            session.user_id != identity.user_id or session.company_id != identity.company_id,
+            Unrecoverable.OTHER_IDENTITY,
+        ),
+        (session.namespace != claim.namespace, Unrecoverable.OTHER_NAMESPACE),
+        (session.ended, Unrecoverable.ENDED),
+        (ended_at is not None and session.created_at <= ended_at, Unrecoverable.ENDED_BY_KICK),
+        (now > lost_at + window, Unrecoverable.WINDOW_PASSED),
+        (claim.offset is None or not session.floor <= claim.offset <= head, Unrecoverable.BAD_OFFSET),
     )
     return next((reason for failed, reason in checks if failed), None)
 
