@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from shared.domain.authorization import require_author
+from shared.domain.effects import after_stored
 from shared.domain.history import history_page
 from shared.domain.messages import SendReads, agent_draft
-from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.actions import (
     ConversationRef,
     CreateConversation,
@@ -21,7 +19,6 @@ from shared.protocol.actions import (
 )
 from shared.protocol.clock import iso
 from shared.protocol.frames import Outcome
-from shared.protocol.ids import new_id
 from shared.protocol.namespaces import CONVERSATIONS
 from shared.protocol.outbound import (
     ConversationRoom,
@@ -35,9 +32,8 @@ from shared.protocol.outbound import (
     answer,
     server_event,
 )
-from shared.protocol.records import Conversation, ConversationStatus, Wire
+from shared.protocol.records import Wire
 from shared.protocol.rooms import conversation_room
-from shared.stores.analytics import Counts
 from shared.wiring.namespace import Namespace, Request
 
 conversations = Namespace(CONVERSATIONS)
@@ -52,15 +48,6 @@ def _emit_to_conversation(
         server_event(event, data),
         exclude=request.connection_id if exclude_self else None,
     )
-
-
-def _after_stored(effect: str, apply: Callable[[], object]) -> None:
-    """Run an effect that follows a durable write; its failure is logged and measured, never answered."""
-    try:
-        apply()
-    except Exception:
-        logger.exception("effect after the write failed", extra={"effect": effect})
-        metrics.add_metric(name="EffectsFailedAfterWrite", unit=MetricUnit.Count, value=1)
 
 
 @conversations.action("join:conversation", ConversationRef)
@@ -99,9 +86,9 @@ def send(request: Request, data: SendMessage, ahead: SendReads) -> Outcome:
     message = stored.message
     # Stored means sent: nothing after the write may turn the sender's answer into a failure.
     if stored.created:
-        _after_stored("broadcast", lambda: messages.announce(identity.company_id, message, ahead.recipients))
+        after_stored("broadcast", lambda: messages.announce(identity.company_id, message, ahead.recipients))
     if message.uncounted:
-        _after_stored(
+        after_stored(
             "count",
             lambda: messages.count_agent_message(identity.company_id, ahead.conversation, message, request.now),
         )
@@ -116,7 +103,7 @@ def edit(request: Request, data: EditMessage) -> Outcome:
     found = store.get_message(company_id, data.conversation_id, data.message_id)
     message = require_author(found, request.identity.user_id)
     edited = store.edit_message(company_id, message, request.identity.user_id, data.content, iso(request.now))
-    _after_stored("broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:updated", edited))
+    after_stored("broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:updated", edited))
     return answer("message:edit", MessageEdited(message=edited))
 
 
@@ -129,7 +116,7 @@ def delete(request: Request, data: DeleteMessage) -> Outcome:
     deleted = store.delete_message(company_id, message, request.identity.user_id, iso(request.now))
     assert deleted.deleted_at is not None, "a deleted message carries its deletedAt"
     tombstone = MessageRemoved(id=deleted.id, conversationId=deleted.conversation_id, deletedAt=deleted.deleted_at)
-    _after_stored(
+    after_stored(
         "broadcast", lambda: _emit_to_conversation(request, data.conversation_id, "message:deleted", tombstone)
     )
     return answer("message:delete", tombstone)
@@ -158,45 +145,14 @@ def history(request: Request, data: History) -> Outcome:
 
 @conversations.action("conversation:create", CreateConversation)
 def create(request: Request, data: CreateConversation) -> Outcome:
-    runtime = request.services
-    identity = request.identity
-    now = iso(request.now)
-    conversation = Conversation(
-        id=new_id(),
-        companyId=identity.company_id,
-        status=data.status,
-        subject=data.subject,
-        contactId=data.contact_id,
-        assigneeUserId=data.assignee_user_id,
-        createdBy=identity.user_id,
-        createdAt=now,
-        updatedAt=now,
-        convertedAt=now if data.status is ConversationStatus.CONVERTED else None,
-    )
-    # The creator is in the conversation from the start, as its first participant: joined first, so a
-    # connection that may join no more rooms is refused before anything is stored.
-    runtime.connections.join(request.connection_id, identity, conversation_room(conversation.id), request.now)
-    runtime.conversations.create(conversation)
-    _after_stored("announce", lambda: runtime.messages.announce_conversation(identity.company_id, conversation))
-    counts = Counts(conversations_created=1, conversations_converted=int(conversation.converted_at is not None))
-    _after_stored("count", lambda: runtime.analytics.count(identity.company_id, request.now, counts))
+    changes = request.services.conversation_changes
+    conversation = changes.create(request.connection_id, request.identity, data, request.now)
     return answer("conversation:create", ConversationState(conversation=conversation))
 
 
 @conversations.action("conversation:update", UpdateConversation)
 def update(request: Request, data: UpdateConversation) -> Outcome:
-    runtime = request.services
-    company_id = request.identity.company_id
-    now = iso(request.now)
-    converting = data.status is ConversationStatus.CONVERTED
-    conversation, first_conversion = runtime.conversations.update(
-        company_id, data.conversation_id, {**data.changes(), "updatedAt": now}, converted_at=now if converting else None
-    )
-    _after_stored("announce", lambda: runtime.messages.announce_conversation(company_id, conversation))
-    if first_conversion:
-        _after_stored(
-            "count", lambda: runtime.analytics.count(company_id, request.now, Counts(conversations_converted=1))
-        )
+    conversation = request.services.conversation_changes.update(request.identity.company_id, data, request.now)
     return answer("conversation:update", ConversationState(conversation=conversation))
 
 

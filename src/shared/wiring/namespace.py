@@ -118,7 +118,7 @@ class Addressed:
     encoder: Encoder
 
     @classmethod
-    def of(cls, parsed: InboundFrame | FrameError | None, encoder: Encoder) -> Addressed:
+    def of(cls, parsed: InboundFrame | FrameError, encoder: Encoder) -> Addressed:
         if isinstance(parsed, InboundFrame):
             return cls(parsed.ack_id, parsed.action, encoder)
         return cls(None, None, encoder)

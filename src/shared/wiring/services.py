@@ -19,6 +19,7 @@ from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
+from shared.domain.conversations import ConversationChanges
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
 from shared.domain.sessions import RecoveryPolicy, Sessions
@@ -78,6 +79,7 @@ class Services:
     kicks: Kicks
     analytics: Analytics
     messages: Messages
+    conversation_changes: ConversationChanges
     limiter: RateLimiter
     sessions: Sessions
     session: boto3.session.Session
@@ -170,6 +172,7 @@ def build_services(
             members=Hub(members, gateway, deferrer, config.limits.max_outbound_bytes, large_rooms),
         )
 
+    messages = Messages(conversations, hub, analytics, readers)
     return Services(
         connections=connections,
         access=access,
@@ -181,7 +184,8 @@ def build_services(
         presence=presence,
         kicks=Kicks(access, connections, hub, presence),
         analytics=analytics,
-        messages=Messages(conversations, hub, analytics, readers),
+        messages=messages,
+        conversation_changes=ConversationChanges(conversations, connections, messages, analytics),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         sessions=Sessions(
             SessionStore(recovery_table, retention),
