@@ -121,7 +121,8 @@ class Agent:
 
 
 class Native:
-    """A native-frame client (docs/protocol.md, Frames) outside the browser: the other side of a conversation, or its past."""
+    """A native-frame client (docs/protocol.md, Frames) outside the browser: the other side of a conversation, or
+    its past."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection
