@@ -38,7 +38,7 @@ from shared.protocol.socketio import (
     Ping,
     RefusedMessage,
     UnknownNamespace,
-    answer,
+    answer_packet,
     connect_error,
     connected,
     encode_engine,
@@ -430,13 +430,13 @@ def test_an_ack_callback_gets_one_argument_ok_and_data() -> None:
     message = emitted('42/conversations,17["join:conversation","c-1"]')
     reply = reply_frame(message.frame, Outcome({"conversationId": "c-1"}), CONVERSATIONS)
     assert reply is not None
-    assert answer(message.namespace, reply) == '43/conversations,17[{"ok":true,"data":{"conversationId":"c-1"}}]'
+    assert answer_packet(message.namespace, reply) == '43/conversations,17[{"ok":true,"data":{"conversationId":"c-1"}}]'
 
 
 def test_a_failed_action_gets_ok_false_and_the_error_on_its_ack() -> None:
     message = emitted('42/conversations,3["join:conversation","other"]')
     failure = error_frame(RoomcastError(ErrorCode.NOT_FOUND, "conversation not found"), "3", "join:conversation")
-    assert answer(message.namespace, failure) == (
+    assert answer_packet(message.namespace, failure) == (
         '43/conversations,3[{"ok":false,"error":{"code":"not_found","message":"conversation not found"}}]'
     )
 
@@ -445,12 +445,12 @@ def test_without_a_callback_the_reply_event_comes_in_the_namespace_emitted_in() 
     message = emitted('42/analytics,["ping"]')
     reply = reply_frame(message.frame, Outcome({"timestamp": "t"}, event="pong"), common.name)
     assert reply is not None
-    assert answer(message.namespace, reply) == '42/analytics,["pong",{"timestamp":"t"}]'
+    assert answer_packet(message.namespace, reply) == '42/analytics,["pong",{"timestamp":"t"}]'
 
 
 def test_without_a_callback_a_failure_is_the_error_event() -> None:
     failure = error_frame(RoomcastError(ErrorCode.RATE_LIMITED, "slow down"), None, "message:send")
-    assert answer("/conversations", failure) == (
+    assert answer_packet("/conversations", failure) == (
         '42/conversations,["error",{"code":"rate_limited","message":"slow down","action":"message:send"}]'
     )
 
@@ -485,9 +485,9 @@ def test_socketio_text_is_never_more_than_two_bytes_longer_than_the_native_frame
     # What lets one size check on the native frame stand for both codecs, to within two bytes.
     for frame in (event_frame(name, data, None if namespace == "/" else namespace), event_frame(name, data)):
         assert len(server_event(frame).encode()) < len(encode(frame).encode())
-        assert len(answer(namespace, frame).encode()) <= len(encode(frame).encode()) + 2
+        assert len(answer_packet(namespace, frame).encode()) <= len(encode(frame).encode()) + 2
     failure = error_frame(RoomcastError(ErrorCode.INTERNAL, name), "9", None)
-    assert len(answer(namespace, failure).encode()) < len(encode(failure).encode())
+    assert len(answer_packet(namespace, failure).encode()) < len(encode(failure).encode())
 
 
 # Codecs

@@ -112,13 +112,14 @@ def reply_frame(frame: InboundFrame, outcome: Outcome, namespace: str | None) ->
     return event_frame(outcome.event, outcome.data, namespace)
 
 
-def encode(frame: Frame) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+def encode(value: Any) -> str:
+    """A frame, or any JSON value of one, as it goes on the wire."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def encoded_size(value: Any) -> int:
-    """Bytes `value` takes in a frame, encoded as `encode` does."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    """Bytes `value` takes in a frame."""
+    return len(encode(value).encode("utf-8"))
 
 
 class ListRoom:

@@ -154,7 +154,7 @@ class Disconnect:
 @dataclass(frozen=True)
 class ActionPacket:
     """`socket.emit(action, arg, ack?)`: the native frame it stands for, which namespace function performs it
-    (`handler`, None for the default one) and where the answer goes (`namespace`, through `answer`)."""
+    (`handler`, None for the default one) and where the answer goes (`namespace`, through `answer_packet`)."""
 
     namespace: str
     handler: str | None
@@ -452,7 +452,7 @@ def ack(namespace: str, ack_id: int, argument: Any) -> str:
 # Translation of native frames.
 
 
-def answer(namespace: str, frame: Frame) -> str:
+def answer_packet(namespace: str, frame: Frame) -> str:
     """The native answer to an `ActionPacket` (its ack, reply event or error), in the namespace the client emitted in.
     An ack's callback gets one argument, `{ok, data}` or `{ok: false, error}`; the ackId is the one `read` gave."""
     if frame["event"] == "ack":
@@ -464,7 +464,7 @@ def answer(namespace: str, frame: Frame) -> str:
 def refused_answer(refused: RefusedMessage) -> str:
     """The answer to a refused message: the error on its ack when it asked for one, else an `error` event."""
     error = RoomcastError(refused.code, refused.message)
-    return answer(refused.namespace, error_frame(error, refused.ack_id, refused.action))
+    return answer_packet(refused.namespace, error_frame(error, refused.ack_id, refused.action))
 
 
 def server_event(frame: Frame, offset: str | None = None) -> str:

@@ -74,7 +74,7 @@ class SocketIoApp:
                 authorizer,
                 message.frame,
                 now,
-                encoder=functools.partial(socketio.answer, namespace),
+                encoder=functools.partial(socketio.answer_packet, namespace),
                 opened=namespace,
             )
         if isinstance(message, socketio.EnginePong | socketio.Ignored) and not expired(
@@ -88,7 +88,7 @@ class SocketIoApp:
         return run(
             runtime,
             connection_id,
-            Addressed(None, None, functools.partial(socketio.answer, namespace)),
+            Addressed(None, None, functools.partial(socketio.answer_packet, namespace)),
             decide=lambda: message,
             admit=lambda _: counted(runtime, connection_id, now),
             perform=lambda packet, _: self._session(runtime, connection_id, authorizer, packet, now),
