@@ -14,7 +14,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
-from shared.protocol.namespaces import NAMESPACES
+from shared.protocol.namespaces import NAMESPACE_OF_ROOM, NAMESPACES
 from shared.protocol.outbound import EVENTS, REPLIES, RESERVED_EVENT_NAMES, ErrorDetail, ServerData
 from shared.protocol.publishing import DEFAULT_BUS, DETAIL_TYPES, EVENT_NAME_PATTERN
 from shared.protocol.recovery import SESSION_EVENT, recoverable
@@ -145,8 +145,6 @@ def document() -> dict[str, Any]:
             "messages": [{"$ref": f"{CHANNEL}/messages/{key}.event"}],
         }
     # A backend service's `Emit` names its own event: any `noun:verb` but the ones above, in its room's namespace.
-    from handlers.backend_events import NAMESPACE_OF_ROOM
-
     backend = _envelope("", schemas.ref(ServerData), None)
     reserved = {"not": {"enum": RESERVED_EVENT_NAMES}}
     backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, **reserved}

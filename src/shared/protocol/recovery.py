@@ -17,8 +17,8 @@ from typing import Final
 from shared.protocol.codec import Codec
 from shared.protocol.frames import Frame
 from shared.protocol.identity import Identity
-from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
-from shared.protocol.rooms import RoomKind, parse_room
+from shared.protocol.namespaces import NAMESPACE_OF_ROOM
+from shared.protocol.rooms import parse_room
 
 VOLATILE_EVENTS: Final = frozenset({"conversation:typing", "metrics:update"})
 """Events that are not worth replaying: stale the moment they are missed (docs/protocol.md: "volatile")."""
@@ -33,14 +33,6 @@ _PID: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 # API Gateway closes every connection after 2 hours: a session whose close was never reported is taken to
 # have lost its connection by then.
 MAX_CONNECTION_LIFE: Final = timedelta(hours=2, minutes=10)
-
-# Which namespace's Socket.IO session a room belongs to; a native session has them all.
-ROOM_NAMESPACES: Final = {
-    RoomKind.CONVERSATION: CONVERSATIONS,
-    RoomKind.COMPANY: CONVERSATIONS,
-    RoomKind.USER: NOTIFICATIONS,
-    RoomKind.ANALYTICS: ANALYTICS,
-}
 
 NATIVE_SESSION: Final = "*"
 """The namespace field of a native session: one session per connection, every namespace."""
@@ -90,7 +82,7 @@ def room_in_session(room_name: str, namespace: str) -> bool:
     if namespace == NATIVE_SESSION:
         return True
     room = parse_room(room_name)
-    return room is not None and ROOM_NAMESPACES[room.kind] == namespace
+    return room is not None and NAMESPACE_OF_ROOM[room.kind] == namespace
 
 
 class Unrecoverable(StrEnum):
