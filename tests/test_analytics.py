@@ -195,10 +195,10 @@ def test_the_minute_refresh_reaches_companies_with_viewers_and_forgets_the_rest(
     leaver.ok("analytics:subscribe")
     leaver.disconnect()
 
-    assert invoke("handlers.analytics.refresh", {}) == {"companies": 1}
+    assert invoke("handlers.analytics.push_figures", {}) == {"companies": 1}
     (push,) = viewer.received("metrics:update")
     assert push["data"]["period"] == "today"
-    assert invoke("handlers.analytics.refresh", {}) == {"companies": 1}  # globex was forgotten
+    assert invoke("handlers.analytics.push_figures", {}) == {"companies": 1}  # globex was forgotten
     assert len(viewer.received("metrics:update")) == 2
 
 

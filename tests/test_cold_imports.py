@@ -47,7 +47,12 @@ def test_a_handler_loads_nothing_its_cold_path_does_not_need(name: str) -> None:
 
 def test_default_loads_the_namespaces_with_the_first_socketio_message() -> None:
     loaded = _loaded_by("handlers.default")
-    assert {"handlers.conversations", "handlers.notifications", "handlers.analytics", SOCKETIO} & loaded == set()
+    assert {
+        "shared.routes.conversations",
+        "shared.routes.notifications",
+        "shared.routes.analytics",
+        SOCKETIO,
+    } & loaded == set()
 
 
 def test_the_task_validator_is_built_by_the_first_task_not_the_import() -> None:

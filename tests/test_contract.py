@@ -382,12 +382,21 @@ HAND_BUILT_ALLOWED = {("handlers/backend_events.py", "event_frame")}
 @pytest.mark.parametrize(
     "path",
     sorted(
-        str(path.relative_to(SRC)) for folder in ("handlers", "shared/domain") for path in (SRC / folder).glob("*.py")
+        str(path.relative_to(SRC))
+        for folder in ("handlers", "shared/routes", "shared/wiring", "shared/domain")
+        for path in (SRC / folder).glob("*.py")
     ),
 )
 def test_handlers_and_domain_rules_build_what_they_send_from_the_outbound_models(path: str) -> None:
-    """`outbound.answer` and `outbound.server_event` check the model against the documented one: an `Outcome` or
-    an `event_frame` built by hand would bypass that check."""
+    """`outbound.answer` and `outbound.server_event` check the model against the documented one: an `Outcome`, an
+    `event_frame` or a frame's dict (`{"event": ...}`) built by hand would bypass that check."""
     tree = ast.parse((SRC / path).read_text(encoding="utf-8"))
     called = {node.func.id for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert {name for name in called & {"Outcome", "event_frame"} if (path, name) not in HAND_BUILT_ALLOWED} == set()
+    frames = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Dict)
+        and any(isinstance(key, ast.Constant) and key.value == "event" for key in node.keys)
+    ]
+    assert frames == [], f"{path} builds a frame by hand at lines {frames}"

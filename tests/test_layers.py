@@ -1,15 +1,17 @@
-"""The layers of src/shared import one way: wiring → domain → delivery → stores → protocol (docs/architecture.md)."""
+"""The layers of src/shared import one way: routes → wiring → domain → delivery → stores → protocol, and handlers
+import only shared (docs/architecture.md)."""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1] / "src" / "shared"
 # Each layer may import itself and the layers after it in this list, never one before it.
-LAYERS = ["wiring", "domain", "delivery", "stores", "observability", "protocol"]
+LAYERS = ["routes", "wiring", "domain", "delivery", "stores", "observability", "protocol"]
 
 
 def _layer(module: str) -> str:
@@ -54,25 +56,35 @@ def test_the_layer_check_sees_a_wrong_way_import(tmp_path: Path) -> None:
     assert _layer("shared.wiring.services") not in LAYERS[LAYERS.index("protocol") :]
 
 
-def test_handlers_depend_only_on_shared() -> None:
-    for path in (SHARED.parent / "handlers").glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                assert not node.module.startswith(("roomcast_local", "tests", "bench")), (path, node.module)
+HANDLERS = sorted(path for path in (SHARED.parent / "handlers").glob("*.py") if path.name != "__init__.py")
+# What a handler may import besides shared: the standard library, the packages of layer/requirements.txt (by their
+# import names) and the runtime's boto3.
+DEPLOYED = {"aws_lambda_powertools", "aiohttp", "pydantic", "jwt", "boto3", "botocore"}
 
 
-# `$default` answers every Socket.IO message, so it performs the three namespaces' actions: their modules, loaded
-# with the first Socket.IO message (decision 0050). No other handler reaches into another.
-HANDLERS_OF_OTHER_HANDLERS = {"default": {"handlers.analytics", "handlers.conversations", "handlers.notifications"}}
-
-
-@pytest.mark.parametrize("path", sorted((SHARED.parent / "handlers").glob("*.py")), ids=lambda path: path.stem)
-def test_a_handler_imports_no_other_handler(path: Path) -> None:
-    imported = set()
+def _top_level_imports(path: Path) -> set[str]:
+    """The first part of every absolute module a file imports, at the top or inside a function."""
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("handlers"):
-            imported.add(node.module)
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
         elif isinstance(node, ast.Import):
-            imported.update(alias.name for alias in node.names if alias.name.startswith("handlers"))
-    assert imported <= HANDLERS_OF_OTHER_HANDLERS.get(path.stem, set()), f"{path.stem} imports {sorted(imported)}"
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    return found
+
+
+@pytest.mark.parametrize("path", HANDLERS, ids=lambda path: path.stem)
+def test_a_handler_imports_only_shared_the_standard_library_and_third_party_packages(path: Path) -> None:
+    """Handlers are entry points: none imports another (a namespace's actions live in shared.routes), nor the
+    local stack, tests or bench."""
+    outside = {name for name in _top_level_imports(path) - {"shared", "__future__"} if name not in DEPLOYED}
+    assert outside <= set(sys.stdlib_module_names), (
+        f"{path.stem} imports {sorted(outside - set(sys.stdlib_module_names))}"
+    )
+
+
+def test_the_handler_check_sees_a_handler_importing_a_handler(tmp_path: Path) -> None:
+    module = tmp_path / "default.py"
+    module.write_text("def f():\n    from handlers.conversations import conversations\n")
+    assert _top_level_imports(module) == {"handlers"}
+    assert "handlers" not in DEPLOYED | set(sys.stdlib_module_names)

@@ -202,7 +202,7 @@ def test_every_action_a_function_makes_is_granted_to_it(recorder: ActionRecorder
     ana.ok("message:send", {"conversationId": conversation, "content": "gone?"})
     viewer.ok("analytics:unsubscribe")
     recorder.current = "AnalyticsRefreshFunction"
-    invoke("handlers.analytics.refresh", {})
+    invoke("handlers.analytics.push_figures", {})
     from datetime import UTC, datetime, timedelta
 
     from shared.protocol.identity import Identity

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from shared.protocol.errors import ErrorCode, RoomcastError
-from shared.protocol.frames import FrameError, InboundFrame, Outcome, error_frame, frame_text, parse_frame, reply_frame
+from shared.protocol.frames import FrameError, InboundFrame, Outcome, frame_text, parse_frame, reply_frame
+from shared.protocol.outbound import error_frame
 
 LIMIT = 32 * 1024
 

@@ -31,9 +31,9 @@ from shared.protocol.frames import event_frame
 from shared.protocol.identity import Identity, identity_from_authorizer
 from shared.protocol.recovery import (
     Claim,
-    Refusal,
     SessionState,
-    refusal,
+    Unrecoverable,
+    unrecoverable,
 )
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.connections import ConnectionStore
@@ -861,28 +861,28 @@ def state(**changes: Any) -> SessionState:
     ("session", "claim", "expected"),
     [
         (state(), Claim(ANA, CONVERSATIONS, 12), None),
-        (None, Claim(ANA, CONVERSATIONS, 12), Refusal.UNKNOWN),
-        (state(user_id="ben"), Claim(ANA, CONVERSATIONS, 12), Refusal.OTHER_IDENTITY),
-        (state(company_id="other"), Claim(ANA, CONVERSATIONS, 12), Refusal.OTHER_IDENTITY),
-        (state(), Claim(ANA, "/notifications", 12), Refusal.OTHER_NAMESPACE),
-        (state(ended=True), Claim(ANA, CONVERSATIONS, 12), Refusal.ENDED),
-        (state(), Claim(ANA, CONVERSATIONS, 12, NOW - timedelta(minutes=5)), Refusal.ENDED_BY_KICK),
+        (None, Claim(ANA, CONVERSATIONS, 12), Unrecoverable.UNKNOWN),
+        (state(user_id="ben"), Claim(ANA, CONVERSATIONS, 12), Unrecoverable.OTHER_IDENTITY),
+        (state(company_id="other"), Claim(ANA, CONVERSATIONS, 12), Unrecoverable.OTHER_IDENTITY),
+        (state(), Claim(ANA, "/notifications", 12), Unrecoverable.OTHER_NAMESPACE),
+        (state(ended=True), Claim(ANA, CONVERSATIONS, 12), Unrecoverable.ENDED),
+        (state(), Claim(ANA, CONVERSATIONS, 12, NOW - timedelta(minutes=5)), Unrecoverable.ENDED_BY_KICK),
         (state(), Claim(ANA, CONVERSATIONS, 12, NOW - timedelta(hours=2)), None),
-        (state(disconnected_at=NOW - timedelta(hours=3)), Claim(ANA, CONVERSATIONS, 12), Refusal.WINDOW_PASSED),
+        (state(disconnected_at=NOW - timedelta(hours=3)), Claim(ANA, CONVERSATIONS, 12), Unrecoverable.WINDOW_PASSED),
         # No $disconnect came: the connection is taken as lost when API Gateway would have closed it.
         (
             state(disconnected_at=None, attached_at=NOW - timedelta(hours=5)),
             Claim(ANA, CONVERSATIONS, 12),
-            Refusal.WINDOW_PASSED,
+            Unrecoverable.WINDOW_PASSED,
         ),
         (state(disconnected_at=None), Claim(ANA, CONVERSATIONS, 12), None),
-        (state(), Claim(ANA, CONVERSATIONS, None), Refusal.BAD_OFFSET),
-        (state(), Claim(ANA, CONVERSATIONS, 9), Refusal.BAD_OFFSET),
-        (state(), Claim(ANA, CONVERSATIONS, 21), Refusal.BAD_OFFSET),
+        (state(), Claim(ANA, CONVERSATIONS, None), Unrecoverable.BAD_OFFSET),
+        (state(), Claim(ANA, CONVERSATIONS, 9), Unrecoverable.BAD_OFFSET),
+        (state(), Claim(ANA, CONVERSATIONS, 21), Unrecoverable.BAD_OFFSET),
     ],
 )
-def test_the_recovery_decision(session: SessionState | None, claim: Claim, expected: Refusal | None) -> None:
-    assert refusal(session, claim, head=20, now=NOW, window=timedelta(hours=2)) == expected
+def test_the_recovery_decision(session: SessionState | None, claim: Claim, expected: Unrecoverable | None) -> None:
+    assert unrecoverable(session, claim, head=20, now=NOW, window=timedelta(hours=2)) == expected
 
 
 def test_sessions_ended_at_is_read_from_the_authorizer_context_and_tolerates_its_absence() -> None:
@@ -893,7 +893,7 @@ def test_sessions_ended_at_is_read_from_the_authorizer_context_and_tolerates_its
     assert kicked.sessions_ended_at == NOW - timedelta(hours=1)
     session = state(created_at=NOW - timedelta(hours=2))
     claim = Claim(kicked, CONVERSATIONS, 12, kicked.sessions_ended_at)
-    assert refusal(session, claim, head=20, now=NOW, window=timedelta(hours=2)) is Refusal.ENDED_BY_KICK
+    assert unrecoverable(session, claim, head=20, now=NOW, window=timedelta(hours=2)) is Unrecoverable.ENDED_BY_KICK
 
 
 @pytest.fixture(autouse=True)

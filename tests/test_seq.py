@@ -1,4 +1,4 @@
-"""SPEC section 5's `seq`: gap-free per conversation, assigned with the write, readable in order, and the
+"""docs/protocol.md's `seq` (Actions): gap-free per conversation, assigned with the write, readable in order, and the
 cursor that fills a gap exactly, whatever is written concurrently."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Socket.IO connections through the handlers (SPEC 10): the codec stored with the connection and its
+"""Socket.IO connections through the handlers (docs/socketio.md): the codec stored with the connection and its
 memberships, fan-out encoded once per codec, namespaces opened and left, the open packet after $connect,
 and the heartbeat reaching only the connections that are due."""
 

@@ -16,32 +16,29 @@ from pydantic import BaseModel
 
 import shared.protocol.codec as codecs
 import shared.protocol.socketio as codec
-from handlers.analytics import analytics
-from handlers.conversations import conversations
-from handlers.default import common
-from handlers.notifications import notifications
 from shared.protocol.codec import Codec, codec_of, encodings
 from shared.protocol.errors import ErrorCode, RoomcastError
-from shared.protocol.frames import Frame, InboundFrame, Outcome, encode, error_frame, event_frame, reply_frame
-from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS, presence_event
+from shared.protocol.frames import Frame, InboundFrame, Outcome, encode, event_frame, reply_frame
+from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.outbound import error_frame, presence_event
 from shared.protocol.socketio import (
     ACK_ID_MAX_VALUE,
     MAX_DEPTH,
     NAMESPACE_MAX,
+    ActionPacket,
     Close,
     Connect,
     Disconnect,
-    Emit,
     EnginePacket,
+    EnginePong,
     EngineType,
     Ignored,
     Packet,
     PacketType,
     Ping,
-    Pong,
-    Refused,
+    RefusedMessage,
     UnknownNamespace,
-    answer,
+    answer_packet,
     connect_error,
     connected,
     encode_engine,
@@ -49,9 +46,13 @@ from shared.protocol.socketio import (
     open_packet,
     parse,
     read,
-    refusal,
+    refused_answer,
     server_event,
 )
+from shared.routes.analytics import analytics
+from shared.routes.common import common
+from shared.routes.conversations import conversations
+from shared.routes.notifications import notifications
 from shared.wiring.namespace import Namespace
 
 LIMIT = 32 * 1024
@@ -60,15 +61,15 @@ FUNCTIONS: dict[str | None, Namespace] = {
 }
 
 
-def refused(text: str) -> Refused:
+def refused(text: str) -> RefusedMessage:
     message = read(text, LIMIT)
-    assert isinstance(message, Refused), message
+    assert isinstance(message, RefusedMessage), message
     return message
 
 
-def emitted(text: str) -> Emit:
+def emitted(text: str) -> ActionPacket:
     message = read(text, LIMIT)
-    assert isinstance(message, Emit), message
+    assert isinstance(message, ActionPacket), message
     return message
 
 
@@ -81,8 +82,8 @@ def emitted(text: str) -> Emit:
         ("1", Close()),
         ("2", Ping("")),
         ("2probe", Ping("probe")),
-        ("3", Pong()),
-        ("3probe", Pong()),
+        ("3", EnginePong()),
+        ("3probe", EnginePong()),
         ("5", Ignored("a WebSocket-only session has nothing to upgrade")),
         ("6", Ignored("a WebSocket-only session has nothing to upgrade")),
     ],
@@ -154,7 +155,7 @@ def test_an_ack_from_the_client_is_ignored_since_the_server_asks_for_none() -> N
 
 def test_an_event_is_the_native_frame_it_stands_for() -> None:
     message = emitted('42/conversations,17["message:send",{"conversationId":"c-1","content":"hi"}]')
-    assert message == Emit(
+    assert message == ActionPacket(
         "/conversations",
         "/conversations",
         InboundFrame("message:send", {"conversationId": "c-1", "content": "hi"}, "17"),
@@ -350,8 +351,8 @@ def test_binary_packets_without_a_valid_attachment_count_are_malformed(text: str
 @given(st.text(max_size=200))
 def test_no_text_whatever_raises(text: str) -> None:
     message = read(text, LIMIT)
-    if isinstance(message, Refused):
-        refusal(message)
+    if isinstance(message, RefusedMessage):
+        refused_answer(message)
 
 
 @given(
@@ -362,8 +363,8 @@ def test_no_text_whatever_raises(text: str) -> None:
 )
 def test_no_packet_shaped_text_whatever_raises(prefix: str, namespace: str, ack_id: str, payload: str) -> None:
     message = read(prefix + namespace + ack_id + payload, LIMIT)
-    if isinstance(message, Refused):
-        refusal(message)
+    if isinstance(message, RefusedMessage):
+        refused_answer(message)
 
 
 # Encoding and round trips
@@ -429,13 +430,13 @@ def test_an_ack_callback_gets_one_argument_ok_and_data() -> None:
     message = emitted('42/conversations,17["join:conversation","c-1"]')
     reply = reply_frame(message.frame, Outcome({"conversationId": "c-1"}), CONVERSATIONS)
     assert reply is not None
-    assert answer(message.namespace, reply) == '43/conversations,17[{"ok":true,"data":{"conversationId":"c-1"}}]'
+    assert answer_packet(message.namespace, reply) == '43/conversations,17[{"ok":true,"data":{"conversationId":"c-1"}}]'
 
 
 def test_a_failed_action_gets_ok_false_and_the_error_on_its_ack() -> None:
     message = emitted('42/conversations,3["join:conversation","other"]')
     failure = error_frame(RoomcastError(ErrorCode.NOT_FOUND, "conversation not found"), "3", "join:conversation")
-    assert answer(message.namespace, failure) == (
+    assert answer_packet(message.namespace, failure) == (
         '43/conversations,3[{"ok":false,"error":{"code":"not_found","message":"conversation not found"}}]'
     )
 
@@ -444,21 +445,23 @@ def test_without_a_callback_the_reply_event_comes_in_the_namespace_emitted_in() 
     message = emitted('42/analytics,["ping"]')
     reply = reply_frame(message.frame, Outcome({"timestamp": "t"}, event="pong"), common.name)
     assert reply is not None
-    assert answer(message.namespace, reply) == '42/analytics,["pong",{"timestamp":"t"}]'
+    assert answer_packet(message.namespace, reply) == '42/analytics,["pong",{"timestamp":"t"}]'
 
 
 def test_without_a_callback_a_failure_is_the_error_event() -> None:
     failure = error_frame(RoomcastError(ErrorCode.RATE_LIMITED, "slow down"), None, "message:send")
-    assert answer("/conversations", failure) == (
+    assert answer_packet("/conversations", failure) == (
         '42/conversations,["error",{"code":"rate_limited","message":"slow down","action":"message:send"}]'
     )
 
 
 def test_a_refusal_goes_to_the_ack_when_there_is_one_else_to_the_error_event() -> None:
-    assert refusal(refused('42/conversations,8["message:send","hi"]')) == (
+    assert refused_answer(refused('42/conversations,8["message:send","hi"]')) == (
         '43/conversations,8[{"ok":false,"error":{"code":"bad_request","message":"data must be a JSON object"}}]'
     )
-    assert refusal(refused("47")) == '42["error",{"code":"bad_request","message":"unknown Socket.IO packet type"}]'
+    assert (
+        refused_answer(refused("47")) == '42["error",{"code":"bad_request","message":"unknown Socket.IO packet type"}]'
+    )
 
 
 @pytest.mark.parametrize(
@@ -482,9 +485,9 @@ def test_socketio_text_is_never_more_than_two_bytes_longer_than_the_native_frame
     # What lets one size check on the native frame stand for both codecs, to within two bytes.
     for frame in (event_frame(name, data, None if namespace == "/" else namespace), event_frame(name, data)):
         assert len(server_event(frame).encode()) < len(encode(frame).encode())
-        assert len(answer(namespace, frame).encode()) <= len(encode(frame).encode()) + 2
+        assert len(answer_packet(namespace, frame).encode()) <= len(encode(frame).encode()) + 2
     failure = error_frame(RoomcastError(ErrorCode.INTERNAL, name), "9", None)
-    assert len(answer(namespace, failure).encode()) < len(encode(failure).encode())
+    assert len(answer_packet(namespace, failure).encode()) < len(encode(failure).encode())
 
 
 # Codecs

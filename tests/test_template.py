@@ -21,16 +21,16 @@ API = websocket_api(TEMPLATE)
 FUNCTIONS = resources(TEMPLATE, "AWS::Serverless::Function")
 
 
+# The routes module whose actions each handler module performs (`$default`: the common ones; it performs the others'
+# only for Socket.IO messages and without a route per action).
+ROUTES_OF_HANDLER = {"default": "common"}
+
+
 def namespace_of(function: str) -> Namespace:
-    """The Namespace whose actions the function's handler module defines ($default's module also imports the
-    three namespaces, to perform Socket.IO messages with them)."""
-    module = importlib.import_module(FUNCTIONS[function]["Properties"]["Handler"].rsplit(".", 1)[0])
-    (namespace,) = [
-        value
-        for value in vars(module).values()
-        if isinstance(value, Namespace)
-        and all(route.handler.__module__ == module.__name__ for route in value.routes.values())
-    ]
+    """The Namespace whose actions the function's handler module performs: the one in its `shared.routes` module."""
+    stem = FUNCTIONS[function]["Properties"]["Handler"].rsplit(".", 1)[0].removeprefix("handlers.")
+    module = importlib.import_module(f"shared.routes.{ROUTES_OF_HANDLER.get(stem, stem)}")
+    (namespace,) = [value for value in vars(module).values() if isinstance(value, Namespace)]
     return namespace
 
 

@@ -14,15 +14,17 @@ from pydantic.json_schema import JsonSchemaMode
 
 from shared.protocol.errors import ErrorCode
 from shared.protocol.frames import ACK_ID_MAX
+from shared.protocol.namespaces import NAMESPACE_OF_ROOM, NAMESPACES
 from shared.protocol.outbound import EVENTS, REPLIES, RESERVED_EVENT_NAMES, ErrorDetail, ServerData
 from shared.protocol.publishing import DEFAULT_BUS, DETAIL_TYPES, EVENT_NAME_PATTERN
 from shared.protocol.recovery import SESSION_EVENT, recoverable
+from shared.routes.table import namespaces as served
 from shared.wiring.namespace import Namespace
 
 SCHEMAS = "#/components/schemas/"
 CHANNEL = "#/channels/roomcast"
 BACKEND = "#/channels/backend"
-ALL_NAMESPACES = "/, /conversations, /notifications, /analytics"
+ALL_NAMESPACES = ", ".join(["/", *NAMESPACES])
 
 
 def _key(name: str) -> str:
@@ -31,12 +33,7 @@ def _key(name: str) -> str:
 
 
 def namespaces() -> list[Namespace]:
-    from handlers.analytics import analytics
-    from handlers.conversations import conversations
-    from handlers.default import common
-    from handlers.notifications import notifications
-
-    return [common, conversations, notifications, analytics]
+    return list(served().values())
 
 
 class _Schemas:
@@ -148,8 +145,6 @@ def document() -> dict[str, Any]:
             "messages": [{"$ref": f"{CHANNEL}/messages/{key}.event"}],
         }
     # A backend service's `Emit` names its own event: any `noun:verb` but the ones above, in its room's namespace.
-    from handlers.backend_events import NAMESPACE_OF_ROOM
-
     backend = _envelope("", schemas.ref(ServerData), None)
     reserved = {"not": {"enum": RESERVED_EVENT_NAMES}}
     backend["properties"]["event"] = {"type": "string", "pattern": EVENT_NAME_PATTERN, **reserved}

@@ -1,4 +1,4 @@
-"""The /analytics namespace: a company's live figures, requested or pushed to its dashboard viewers."""
+"""The /analytics namespace's function, and the minute's push of today's figures to dashboard viewers."""
 
 from __future__ import annotations
 
@@ -7,16 +7,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, instrumented, metrics
-from shared.protocol.actions import AnalyticsRequest, Empty
-from shared.protocol.frames import Outcome
-from shared.protocol.namespaces import ANALYTICS
-from shared.protocol.outbound import AnalyticsRoom, answer
-from shared.protocol.rooms import analytics_room
 from shared.protocol.websocket import WebSocketEvent
-from shared.wiring.namespace import LambdaResponse, Namespace, Request, websocket_entry
+from shared.routes.analytics import analytics
+from shared.wiring.namespace import LambdaResponse, websocket_entry
 from shared.wiring.services import services
-
-analytics = Namespace(ANALYTICS)
 
 
 @websocket_entry
@@ -24,31 +18,8 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     return analytics.handle(WebSocketEvent.of(event), services())
 
 
-@analytics.action("analytics:subscribe", Empty)
-def subscribe(request: Request, _: Empty) -> Outcome:
-    runtime = request.services
-    identity = request.identity
-    room = analytics_room(identity.company_id)
-    runtime.connections.join(request.connection_id, identity, room, request.now)
-    runtime.analytics.subscribe(identity.company_id, request.now)
-    return answer("analytics:subscribe", AnalyticsRoom(room=room.name))
-
-
-@analytics.action("analytics:unsubscribe", Empty)
-def unsubscribe(request: Request, _: Empty) -> Outcome:
-    room = analytics_room(request.identity.company_id)
-    request.services.connections.leave(request.connection_id, request.identity.company_id, room)
-    return answer("analytics:unsubscribe", AnalyticsRoom(room=room.name))
-
-
-@analytics.action("analytics:request", AnalyticsRequest)
-def report(request: Request, data: AnalyticsRequest) -> Outcome:
-    figures = request.services.analytics.report(request.identity.company_id, data.period, request.now)
-    return answer("analytics:request", figures)
-
-
 @instrumented()
-def refresh(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
+def push_figures(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     """Every minute: today's figures to every company with dashboard viewers, changed or not."""
     runtime = services()
     pushed = runtime.analytics.refresh_all(runtime.clock.now())

@@ -20,7 +20,7 @@ from shared.protocol.actions import validation_error
 from shared.protocol.clock import iso
 from shared.protocol.errors import RoomcastError
 from shared.protocol.frames import event_frame
-from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.namespaces import NAMESPACE_OF_ROOM
 from shared.protocol.outbound import NewNotification, StartedCampaign, TaggedContact, server_event
 from shared.protocol.publishing import (
     DETAIL_TYPES,
@@ -39,12 +39,6 @@ from shared.wiring.services import Services, services
 
 # EventBridge retries for up to 24 hours; a redelivery within two days is recognised.
 IDEMPOTENCY = IdempotencyConfig(event_key_jmespath="id", expires_after_seconds=2 * 24 * 3600)
-NAMESPACE_OF_ROOM = {
-    RoomKind.COMPANY: CONVERSATIONS,
-    RoomKind.CONVERSATION: CONVERSATIONS,
-    RoomKind.USER: NOTIFICATIONS,
-    RoomKind.ANALYTICS: ANALYTICS,
-}
 
 
 class Dropped(Exception):

@@ -1,5 +1,5 @@
 // The original front end's calls with the real socket.io-client 4.x, against the local stack, changing only
-// the connection options (SPEC 10). Run by tests/e2e/test_socketio.py; exits non-zero on the first failure.
+// the connection options (docs/socketio.md). Run by tests/e2e/test_socketio.py; exits non-zero on the first failure.
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 

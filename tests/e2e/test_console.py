@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("console")]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make install`; Playwright downloads nothing
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "console.png"
-LEEWAY = 10  # seconds past `exp` a token is still honoured (SPEC 2)
+LEEWAY = 10  # seconds past `exp` a token is still honoured (docs/protocol.md, Connecting)
 STALE_LIFETIME = 1
 PING_INTERVAL = 3
 # Generous: on a busy 2-core machine a cold function takes seconds; a passing run never waits this long.
@@ -42,7 +42,7 @@ FIRST_CONNECTION_MS = 60_000  # the first handshake starts the authorizer's, $co
 class Stack:
     """`roomcast serve` on one port across restarts, on a DynamoDB of its own that outlives each run."""
 
-    # A heartbeat every few seconds: a pong after the token has expired is answered by closing (SPEC 10).
+    # A heartbeat every few seconds: a pong after the token has expired is answered by closing (docs/socketio.md).
     options = ("--ping-interval", str(PING_INTERVAL))
 
     def __init__(self) -> None:
@@ -121,7 +121,8 @@ class Agent:
 
 
 class Native:
-    """A native-frame client (SPEC 3) outside the browser: the other side of a conversation, or its past."""
+    """A native-frame client (docs/protocol.md, Frames) outside the browser: the other side of a conversation, or
+    its past."""
 
     def __init__(self, connection: ClientConnection) -> None:
         self.connection = connection

@@ -1,4 +1,4 @@
-"""SPEC 10 end to end: the real python-socketio client, and the real socket.io-client (Node), against `roomcast
+"""docs/socketio.md end to end: the real python-socketio client, and the real socket.io-client (Node), against `roomcast
 serve`, doing what the original front end does over one connection per user."""
 
 from __future__ import annotations

@@ -17,12 +17,17 @@ class Refusal:
     """The connection is closed after it is told why."""
 
 
+def expired(exp: int | None, now: datetime, leeway_seconds: int) -> bool:
+    """Whether a token that expires at `exp` (seconds since the epoch; None: never) may no longer be acted on."""
+    return exp is not None and now.timestamp() > exp + leeway_seconds
+
+
 def refusal(
     admission: Admission, now: datetime, leeway_seconds: int, per_second: float, strikes_to_close: int
 ) -> Refusal | None:
     """None to act on the frame. An expired token closes the connection at once, whatever the rate;
     flooding is refused, and closes the connection after `strikes_to_close` refusals in a row."""
-    if admission.exp is not None and now.timestamp() > admission.exp + leeway_seconds:
+    if expired(admission.exp, now, leeway_seconds):
         return Refusal(RoomcastError(ErrorCode.TOKEN_EXPIRED, "token expired: reconnect with a new token"), True)
     if not admission.allowed:
         error = RoomcastError(ErrorCode.RATE_LIMITED, f"more than {per_second:g} actions per second: slow down")

@@ -14,7 +14,7 @@ from shared.delivery.hub import Hub
 from shared.observability import logger
 from shared.protocol.codec import Codec
 from shared.protocol.identity import Identity
-from shared.protocol.namespaces import presence_event
+from shared.protocol.outbound import presence_event
 from shared.protocol.rooms import company_room
 from shared.stores.access import AccessStore
 from shared.stores.connections import (

@@ -31,14 +31,14 @@ from shared.protocol.outbound import Figures, server_event
 from shared.protocol.recovery import (
     Claim,
     Entry,
-    Refusal,
     SessionState,
+    Unrecoverable,
     missed,
     new_pid,
     offset_text,
-    refusal,
     room_in_session,
     session_frame,
+    unrecoverable,
     valid_pid,
 )
 from shared.protocol.rooms import Room, analytics_room, company_room, parse_room, user_room
@@ -76,7 +76,7 @@ class Opened:
     sid: str
     recovered: bool
     replayed: int
-    refusal: Refusal | None
+    refusal: Unrecoverable | None
 
 
 def home_rooms_of(namespace: str, identity: Identity) -> tuple[Room, ...]:
@@ -135,7 +135,7 @@ class Sessions:
         head = self._journal.head(company_id)
         pid = valid_pid(pid_text)
         session = None if pid is None else self._store.get(pid)
-        reason = refusal(session, claim, head=head, now=now, window=self._policy.window)
+        reason = unrecoverable(session, claim, head=head, now=now, window=self._policy.window)
         plan: tuple[SessionState, dict[str, int | None], list[Entry], int] | None = None
         if reason is None and session is not None and claim.offset is not None:
             plan, reason = self._plan(session, connection_id, claim, claim.offset, now)
@@ -181,12 +181,12 @@ class Sessions:
 
     def _plan(
         self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
-    ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Refusal | None]:
+    ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Unrecoverable | None]:
         company_id = claim.identity.company_id
         held = self._connections.session_rooms(session.connection_id, (session.namespace, session.pid))
         if held is None:
             # Its holder has not named the session's rooms yet: what it is in cannot be proved.
-            return None, Refusal.INCOMPLETE
+            return None, Unrecoverable.INCOMPLETE
         rooms: dict[str, int | None] = {
             _room_name(company_id, key): since
             for key, since in held.items()
@@ -195,14 +195,14 @@ class Sessions:
         limit = self._policy.max_events
         span = self._journal.read_after(company_id, offset, limit * SCAN_PER_EVENT)
         if span is None:
-            return None, Refusal.TOO_MANY_EVENTS
+            return None, Unrecoverable.TOO_MANY_EVENTS
         if not span.complete:
-            return None, Refusal.INCOMPLETE
+            return None, Unrecoverable.INCOMPLETE
         replay = missed(span.entries, rooms, claim.namespace, {session.connection_id, connection_id})
         if len(replay) > limit:
-            return None, Refusal.TOO_MANY_EVENTS
+            return None, Unrecoverable.TOO_MANY_EVENTS
         if not self._store.take_over(session, connection_id, offset, now):
-            return None, Refusal.TAKEN
+            return None, Unrecoverable.TAKEN
         return (session, rooms, replay, span.head), None
 
     def _kicked_since(self, claim: Claim, state: SessionState) -> bool:
@@ -218,10 +218,10 @@ class Sessions:
         """End the session, post nothing of it, and close the connection. The kick listed this connection (recorded
         at $connect, before any recovery starts) and told it why already: it is not told twice."""
         self._store.end(state.pid, connection_id)
-        logger.info("session not recovered", extra={"reason": str(Refusal.ENDED_BY_KICK)})
+        logger.info("session not recovered", extra={"reason": str(Unrecoverable.ENDED_BY_KICK)})
         metrics.add_metric(name="SessionsNotRecovered", unit=MetricUnit.Count, value=1)
         self._hub.close(connection_id)
-        return Opened(state.pid, state.sid, False, 0, Refusal.ENDED_BY_KICK)
+        return Opened(state.pid, state.sid, False, 0, Unrecoverable.ENDED_BY_KICK)
 
     def _start(self, connection_id: str, claim: Claim, sid: str, head: int, now: datetime) -> SessionState:
         identity = claim.identity

@@ -103,15 +103,6 @@ def event_frame(event: str, data: dict[str, Any], namespace: str | None = None) 
     return frame
 
 
-def error_frame(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
-    detail = {"code": str(error.code), "message": error.message}
-    if ack_id is not None:
-        return {"event": "ack", "ackId": ack_id, "ok": False, "error": detail}
-    if action is not None:
-        detail["action"] = action
-    return {"event": "error", "data": detail}
-
-
 def reply_frame(frame: InboundFrame, outcome: Outcome, namespace: str | None) -> Frame | None:
     """The single answer to an action: its ack when one was asked, else its reply event, if it has one."""
     if frame.ack_id is not None:
@@ -121,13 +112,14 @@ def reply_frame(frame: InboundFrame, outcome: Outcome, namespace: str | None) ->
     return event_frame(outcome.event, outcome.data, namespace)
 
 
-def encode(frame: Frame) -> str:
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+def encode(value: Any) -> str:
+    """A frame, or any JSON value of one, as it goes on the wire."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def encoded_size(value: Any) -> int:
-    """Bytes `value` takes in a frame, encoded as `encode` does."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    """Bytes `value` takes in a frame."""
+    return len(encode(value).encode("utf-8"))
 
 
 class ListRoom:

@@ -1,13 +1,20 @@
-"""Server events shared by several modules."""
+"""The namespaces roomcast serves: the one list of them, which the codecs, the routes and the document follow."""
 
 from __future__ import annotations
 
-from shared.protocol.frames import Frame, event_frame
+from typing import Final
 
-CONVERSATIONS = "/conversations"
-NOTIFICATIONS = "/notifications"
-ANALYTICS = "/analytics"
+from shared.protocol.rooms import RoomKind
 
-
-def presence_event(user_id: str, online: bool) -> Frame:
-    return event_frame("status:online" if online else "status:offline", {"userId": user_id}, CONVERSATIONS)
+CONVERSATIONS: Final = "/conversations"
+NOTIFICATIONS: Final = "/notifications"
+ANALYTICS: Final = "/analytics"
+NAMESPACES: Final = (CONVERSATIONS, NOTIFICATIONS, ANALYTICS)
+"""Every namespace with actions and events of its own; `ping` and `auth:refresh` belong to none."""
+NAMESPACE_OF_ROOM: Final = {
+    RoomKind.COMPANY: CONVERSATIONS,
+    RoomKind.CONVERSATION: CONVERSATIONS,
+    RoomKind.USER: NOTIFICATIONS,
+    RoomKind.ANALYTICS: ANALYTICS,
+}
+"""The namespace whose connections hear a room's events (docs/protocol.md, Events from backend services)."""

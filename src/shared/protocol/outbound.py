@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from shared.protocol.errors import ErrorCode
+from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, Outcome, event_frame
 from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
 from shared.protocol.records import Conversation, Message, Notification, Wire
@@ -249,6 +249,19 @@ def server_event(name: str, data: Wire) -> Frame:
     if type(data) is not documented.data:
         raise TypeError(f"{name} carries {documented.data.__name__}, not {type(data).__name__}")
     return event_frame(name, data.public(), documented.namespace)
+
+
+def presence_event(user_id: str, online: bool) -> Frame:
+    return server_event("status:online" if online else "status:offline", UserStatus(userId=user_id))
+
+
+def error_frame(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
+    """What `error` stopped is answered with: the ack's error when an ack was asked, else an `error` event that
+    names the action, as far as it could be read."""
+    if ack_id is not None:
+        detail = ErrorDetail(code=error.code, message=error.message)
+        return {"event": "ack", "ackId": ack_id, "ok": False, "error": detail.public()}
+    return {"event": "error", "data": ErrorDetail(code=error.code, message=error.message, action=action).public()}
 
 
 def check_event(name: str, data: Any) -> None:

@@ -17,8 +17,8 @@ from typing import Final
 from shared.protocol.codec import Codec
 from shared.protocol.frames import Frame
 from shared.protocol.identity import Identity
-from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
-from shared.protocol.rooms import RoomKind, parse_room
+from shared.protocol.namespaces import NAMESPACE_OF_ROOM
+from shared.protocol.rooms import parse_room
 
 VOLATILE_EVENTS: Final = frozenset({"conversation:typing", "metrics:update"})
 """Events that are not worth replaying: stale the moment they are missed (docs/protocol.md: "volatile")."""
@@ -33,14 +33,6 @@ _PID: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 # API Gateway closes every connection after 2 hours: a session whose close was never reported is taken to
 # have lost its connection by then.
 MAX_CONNECTION_LIFE: Final = timedelta(hours=2, minutes=10)
-
-# Which namespace's Socket.IO session a room belongs to; a native session has them all.
-ROOM_NAMESPACES: Final = {
-    RoomKind.CONVERSATION: CONVERSATIONS,
-    RoomKind.COMPANY: CONVERSATIONS,
-    RoomKind.USER: NOTIFICATIONS,
-    RoomKind.ANALYTICS: ANALYTICS,
-}
 
 NATIVE_SESSION: Final = "*"
 """The namespace field of a native session: one session per connection, every namespace."""
@@ -90,10 +82,10 @@ def room_in_session(room_name: str, namespace: str) -> bool:
     if namespace == NATIVE_SESSION:
         return True
     room = parse_room(room_name)
-    return room is not None and ROOM_NAMESPACES[room.kind] == namespace
+    return room is not None and NAMESPACE_OF_ROOM[room.kind] == namespace
 
 
-class Refusal(StrEnum):
+class Unrecoverable(StrEnum):
     """Why a reconnection starts a new session instead (logged and counted; the client sees only false)."""
 
     UNKNOWN = "unknown_session"
@@ -139,22 +131,25 @@ class Claim:
     revocation); None when nothing was ended that way."""
 
 
-def refusal(
+def unrecoverable(
     session: SessionState | None, claim: Claim, *, head: int, now: datetime, window: timedelta
-) -> Refusal | None:
+) -> Unrecoverable | None:
     """None when `session` may be taken back by `claim`, with the company journal at `head`; else why not."""
     if session is None:
-        return Refusal.UNKNOWN
+        return Unrecoverable.UNKNOWN
     identity = claim.identity
     lost_at = session.disconnected_at or session.attached_at + MAX_CONNECTION_LIFE
     ended_at = claim.sessions_ended_at
     checks = (
-        (session.user_id != identity.user_id or session.company_id != identity.company_id, Refusal.OTHER_IDENTITY),
-        (session.namespace != claim.namespace, Refusal.OTHER_NAMESPACE),
-        (session.ended, Refusal.ENDED),
-        (ended_at is not None and session.created_at <= ended_at, Refusal.ENDED_BY_KICK),
-        (now > lost_at + window, Refusal.WINDOW_PASSED),
-        (claim.offset is None or not session.floor <= claim.offset <= head, Refusal.BAD_OFFSET),
+        (
+            session.user_id != identity.user_id or session.company_id != identity.company_id,
+            Unrecoverable.OTHER_IDENTITY,
+        ),
+        (session.namespace != claim.namespace, Unrecoverable.OTHER_NAMESPACE),
+        (session.ended, Unrecoverable.ENDED),
+        (ended_at is not None and session.created_at <= ended_at, Unrecoverable.ENDED_BY_KICK),
+        (now > lost_at + window, Unrecoverable.WINDOW_PASSED),
+        (claim.offset is None or not session.floor <= claim.offset <= head, Unrecoverable.BAD_OFFSET),
     )
     return next((reason for failed, reason in checks if failed), None)
 

@@ -16,11 +16,12 @@ from enum import IntEnum
 from typing import Any, Final
 
 from shared.protocol.errors import ErrorCode, RoomcastError
-from shared.protocol.frames import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json, error_frame
-from shared.protocol.namespaces import ANALYTICS, CONVERSATIONS, NOTIFICATIONS
+from shared.protocol.frames import ACTION_PATTERN, Frame, FrameError, InboundFrame, decode_json
+from shared.protocol.namespaces import NAMESPACES as SERVED_NAMESPACES
+from shared.protocol.outbound import error_frame
 
 DEFAULT_NAMESPACE: Final = "/"
-NAMESPACES: Final = frozenset({DEFAULT_NAMESPACE, CONVERSATIONS, NOTIFICATIONS, ANALYTICS})
+NAMESPACES: Final = frozenset({DEFAULT_NAMESPACE, *SERVED_NAMESPACES})
 # Served by the default function whatever namespace they are emitted in (docs/protocol.md: those of any namespace).
 ANY_NAMESPACE_ACTIONS: Final = frozenset({"ping", "auth:refresh"})
 # The original front end's bare arguments, and the field of the action's data each one stands for (docs/socketio.md).
@@ -91,7 +92,7 @@ class Packet:
 
 
 @dataclass(frozen=True)
-class Refused:
+class RefusedMessage:
     """A message that cannot be acted on, with what of it could be read to address the answer: the namespace,
     the native ack id of the client's request (an EVENT's, never an ACK's) and the action."""
 
@@ -115,7 +116,7 @@ class Ping:
 
 
 @dataclass(frozen=True)
-class Pong:
+class EnginePong:
     """The client answered the server's ping: the connection is alive."""
 
 
@@ -151,20 +152,22 @@ class Disconnect:
 
 
 @dataclass(frozen=True)
-class Emit:
+class ActionPacket:
     """`socket.emit(action, arg, ack?)`: the native frame it stands for, which namespace function performs it
-    (`handler`, None for the default one) and where the answer goes (`namespace`, through `answer`)."""
+    (`handler`, None for the default one) and where the answer goes (`namespace`, through `answer_packet`)."""
 
     namespace: str
     handler: str | None
     frame: InboundFrame
 
 
-ClientMessage = Close | Ping | Pong | Ignored | Connect | UnknownNamespace | Disconnect | Emit | Refused
+ClientMessage = (
+    Close | Ping | EnginePong | Ignored | Connect | UnknownNamespace | Disconnect | ActionPacket | RefusedMessage
+)
 
 
 class _Unreadable(Exception):
-    def __init__(self, refused: Refused) -> None:
+    def __init__(self, refused: RefusedMessage) -> None:
         super().__init__(refused.message)
         self.refused = refused
 
@@ -176,16 +179,16 @@ def _refuse(
     action: str | None = None,
     code: ErrorCode = ErrorCode.BAD_REQUEST,
 ) -> _Unreadable:
-    return _Unreadable(Refused(code, message, namespace, ack_id, action))
+    return _Unreadable(RefusedMessage(code, message, namespace, ack_id, action))
 
 
 # Decoding: one WebSocket text message -> packet (syntax) -> what the client asked (meaning).
 
 
 def read(text: str | None, max_bytes: int) -> ClientMessage:
-    """What one WebSocket text message from a client asks; a `Refused` for anything malformed or unsupported."""
+    """What one WebSocket text message from a client asks; a `RefusedMessage` for anything malformed or unsupported."""
     decoded = parse(text, max_bytes)
-    if isinstance(decoded, Refused):
+    if isinstance(decoded, RefusedMessage):
         return decoded
     try:
         return _meaning(decoded)
@@ -193,7 +196,7 @@ def read(text: str | None, max_bytes: int) -> ClientMessage:
         return problem.refused
 
 
-def parse(text: str | None, max_bytes: int) -> EnginePacket | Packet | Refused:
+def parse(text: str | None, max_bytes: int) -> EnginePacket | Packet | RefusedMessage:
     """The packet one WebSocket text message carries, checked against the protocols' grammar and our bounds."""
     try:
         return _parse(text or "", max_bytes)
@@ -346,7 +349,7 @@ def _engine_meaning(packet: EnginePacket) -> ClientMessage:
     if packet.type is EngineType.PING:
         return Ping(packet.data)
     if packet.type is EngineType.PONG:
-        return Pong()
+        return EnginePong()
     return Ignored("a WebSocket-only session has nothing to upgrade")
 
 
@@ -354,7 +357,7 @@ def _is_action(name: Any) -> bool:
     return isinstance(name, str) and ACTION_PATTERN.fullmatch(name) is not None
 
 
-def _emit(namespace: str, arguments: list[Any], ack_id: str | None) -> Emit:
+def _emit(namespace: str, arguments: list[Any], ack_id: str | None) -> ActionPacket:
     name, *rest = arguments
     if not _is_action(name):
         raise _refuse("event name must be an action name", namespace, ack_id)
@@ -362,7 +365,7 @@ def _emit(namespace: str, arguments: list[Any], ack_id: str | None) -> Emit:
         raise _refuse("an action takes one argument", namespace, ack_id, name)
     handler = None if name in ANY_NAMESPACE_ACTIONS or namespace == DEFAULT_NAMESPACE else namespace
     data = _action_data(name, rest[0] if rest else None, namespace, ack_id)
-    return Emit(namespace, handler, InboundFrame(action=name, data=data, ack_id=ack_id))
+    return ActionPacket(namespace, handler, InboundFrame(action=name, data=data, ack_id=ack_id))
 
 
 def _action_data(action: str, argument: Any, namespace: str, ack_id: str | None) -> dict[str, Any]:
@@ -449,8 +452,8 @@ def ack(namespace: str, ack_id: int, argument: Any) -> str:
 # Translation of native frames.
 
 
-def answer(namespace: str, frame: Frame) -> str:
-    """The native answer to an `Emit` (its ack, reply event or error), in the namespace the client emitted in.
+def answer_packet(namespace: str, frame: Frame) -> str:
+    """The native answer to an `ActionPacket` (its ack, reply event or error), in the namespace the client emitted in.
     An ack's callback gets one argument, `{ok, data}` or `{ok: false, error}`; the ackId is the one `read` gave."""
     if frame["event"] == "ack":
         result = {"ok": True, "data": frame["data"]} if frame["ok"] else {"ok": False, "error": frame["error"]}
@@ -458,10 +461,10 @@ def answer(namespace: str, frame: Frame) -> str:
     return event(namespace, frame["event"], frame["data"])
 
 
-def refusal(refused: Refused) -> str:
+def refused_answer(refused: RefusedMessage) -> str:
     """The answer to a refused message: the error on its ack when it asked for one, else an `error` event."""
     error = RoomcastError(refused.code, refused.message)
-    return answer(refused.namespace, error_frame(error, refused.ack_id, refused.action))
+    return answer_packet(refused.namespace, error_frame(error, refused.ack_id, refused.action))
 
 
 def server_event(frame: Frame, offset: str | None = None) -> str:

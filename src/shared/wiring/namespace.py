@@ -1,4 +1,5 @@
-"""A namespace's routes and the one place where every invocation is parsed, logged, measured and answered."""
+"""A namespace's routes, and the pipeline every message of a connection goes through, whichever codec read it:
+parse, decide, admit, perform, answer (`run`, the one place a message is logged, measured and answered)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, TypeVar, cast
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
-from shared.domain.admission import refusal
+from shared.domain.admission import Refusal, refusal
 from shared.domain.together import start
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.actions import validation_error
@@ -23,12 +24,12 @@ from shared.protocol.frames import (
     InboundFrame,
     Outcome,
     encode,
-    error_frame,
     frame_text,
     parse_frame,
     reply_frame,
 )
 from shared.protocol.identity import Identity, identity_from_authorizer
+from shared.protocol.outbound import error_frame
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.ratelimit import Admission
 from shared.wiring.services import Services
@@ -57,13 +58,8 @@ class Request:
 
 Action = Callable[[Request, Data], Outcome | None]
 ActionAfterReads = Callable[[Request, Data, Read], Outcome | None]
-RequestOf = Callable[[InboundFrame, Identity], Request]
 # A native frame as the connection's codec sends it.
 Encoder = Callable[[Frame], str]
-
-
-class Closing(Exception):
-    """The connection was told why and closed; there is nothing left to answer."""
 
 
 @dataclass(frozen=True)
@@ -75,13 +71,120 @@ class Route:
     """Reads that run while the frame is being admitted."""
 
 
+# The pipeline every frame goes through, whichever codec read it: parse (the codec's), decide (no I/O), admit
+# (the rate limit's write, and the route's reads meanwhile), perform, answer. Each stage has one result type.
+
+
 @dataclass(frozen=True)
-class _Call:
-    """A frame's route and validated data: everything decided before any I/O."""
+class Call:
+    """Decided: a frame's route, request and validated data, before any I/O."""
 
     route: Route
     request: Request
     data: BaseModel
+
+    def perform(self, ahead: Future[Any] | None) -> Outcome | None:
+        if ahead is None:
+            return self.route.handler(self.request, self.data)
+        return self.route.handler(self.request, self.data, ahead.result())
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Decided: why a frame cannot be performed, said once the frame is admitted."""
+
+    error: RoomcastError
+
+
+Decision = Call | Stop
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Admitted: the rate limiter's answer, and what the route's reads found meanwhile (or their failure)."""
+
+    admission: Admission
+    ahead: Future[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """Whom an answer goes to: the ackId and action of the frame, as far as it could be read, and how a frame
+    is written for the connection's codec."""
+
+    ack_id: str | None
+    action: str | None
+    encoder: Encoder
+
+    @classmethod
+    def of(cls, parsed: InboundFrame | FrameError, encoder: Encoder) -> Addressed:
+        if isinstance(parsed, InboundFrame):
+            return cls(parsed.ack_id, parsed.action, encoder)
+        return cls(None, None, encoder)
+
+    def error(self, error: RoomcastError) -> str:
+        return self.encoder(error_frame(error, self.ack_id, self.action))
+
+
+Decided = TypeVar("Decided")
+
+
+def run(
+    runtime: Services,
+    connection_id: str,
+    to: Addressed,
+    *,
+    decide: Callable[[], Decided],
+    admit: Callable[[Decided], Admitted | Refusal],
+    perform: Callable[[Decided, Admitted], str | None],
+) -> str | None:
+    """Decide, admit, perform and answer one message of a connection: the text sent back on it (None: nothing).
+    The one place where a refusal, an error or a failure of any frame, action or Socket.IO packet is answered."""
+    try:
+        decision = decide()
+        admitted = admit(decision)
+        if isinstance(admitted, Refusal):
+            return refuse(runtime, connection_id, to, admitted)
+        return perform(decision, admitted)
+    except FrameError as error:
+        return failed(error, Addressed(error.ack_id, error.action, to.encoder))
+    except RoomcastError as error:
+        return failed(error, to)
+    except Exception:
+        logger.exception("action failed")
+        metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+        return to.error(RoomcastError(ErrorCode.INTERNAL, "internal error, try again later"))
+
+
+def judged(runtime: Services, now: datetime, answer: Admission, ahead: Future[Any] | None = None) -> Admitted | Refusal:
+    """The admit stage's rule (domain.admission) on the rate limiter's answer."""
+    config = runtime.config
+    refused = refusal(answer, now, config.jwt_leeway_seconds, config.rate_per_second, config.rate_strikes_to_close)
+    return Admitted(answer, ahead) if refused is None else refused
+
+
+def counted(runtime: Services, connection_id: str, now: datetime) -> Admitted | Refusal:
+    """Admit a message by counting it against the connection's rate."""
+    return judged(runtime, now, runtime.limiter.admit(connection_id, now))
+
+
+def refuse(runtime: Services, connection_id: str, to: Addressed, refused: Refusal) -> str | None:
+    """Answer a refusal; one that closes the connection is posted before the close, and leaves nothing to answer."""
+    if refused.error.code is ErrorCode.RATE_LIMITED:
+        metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
+    if not refused.closes:
+        return failed(refused.error, to)
+    # The reply cannot ride on the route response of a connection closed before it returns.
+    runtime.hub.send(connection_id, to.error(refused.error))
+    runtime.hub.close(connection_id)
+    logger.info("connection closed", extra={"code": str(refused.error.code)})
+    return None
+
+
+def failed(error: RoomcastError, to: Addressed) -> str:
+    logger.info("action refused", extra={"code": str(error.code), "reason": error.message})
+    metrics.add_metric(name="RefusedActions", unit=MetricUnit.Count, value=1)
+    return to.error(error)
 
 
 class Namespace:
@@ -114,20 +217,10 @@ class Namespace:
     def handle(
         self, event: WebSocketEvent, runtime: Services, frame: InboundFrame | FrameError | None = None
     ) -> LambdaResponse:
-        """`frame`: the event's frame when the caller has read it already (`read_native`)."""
-        return respond(self.dispatch(event, runtime, runtime.clock.now(), frame))
-
-    def dispatch(
-        self,
-        event: WebSocketEvent,
-        runtime: Services,
-        now: datetime,
-        frame: InboundFrame | FrameError | None = None,
-    ) -> Frame | None:
-        """Answer one native frame: with the action's reply, or with the error that stopped it."""
+        """Answer one native frame. `frame`: the event's frame when the caller has read it already (`read_native`)."""
         authorizer = event.request_context.raw_event.get("authorizer")
         parsed = read_native(event, runtime) if frame is None else frame
-        return self.perform(runtime, event.request_context.connection_id, authorizer, parsed, now, encoder=encode)
+        return respond(self.perform(runtime, event.request_context.connection_id, authorizer, parsed, runtime.clock.now()))
 
     def perform(
         self,
@@ -137,87 +230,71 @@ class Namespace:
         parsed: InboundFrame | FrameError,
         now: datetime,
         *,
-        encoder: Encoder,
+        encoder: Encoder = encode,
         opened: str | None = None,
-    ) -> Frame | None:
-        """Perform one decoded frame, whichever codec read it; `encoder` encodes what is pushed before a
-        close. `opened`: the Socket.IO namespace it was emitted in, which the connection must have opened.
-        Every frame counts against the connection's rate, garbage included, and a refusal answers first:
-        whatever else is wrong with the frame is said only once it is admitted."""
-        frame = parsed if isinstance(parsed, InboundFrame) else None
-        try:
-            call = self._decide(
-                parsed, authorizer, lambda readable, identity: Request(connection_id, identity, readable, now, runtime)
-            )
-            admission, ahead = self._admit(runtime, connection_id, frame, call, now, encoder=encoder)
-            if isinstance(parsed, FrameError):
-                raise parsed
-            assert frame is not None
-            if opened is not None and opened not in admission.namespaces:
-                raise RoomcastError(ErrorCode.BAD_REQUEST, f"namespace {opened} is not connected")
-            logger.append_keys(action=frame.action)
-            metrics.add_metric(name="Actions", unit=MetricUnit.Count, value=1)
-            if isinstance(call, RoomcastError):
-                raise call
-            assert call is not None
-            if ahead is None:
-                outcome = call.route.handler(call.request, call.data)
-            else:
-                outcome = call.route.handler(call.request, call.data, ahead.result())
-        except Closing:
-            return None
-        except FrameError as error:
-            return failed(error, error.ack_id, error.action)
-        except RoomcastError as error:
-            return failed(error, *_addressed(frame))
-        except Exception:
-            logger.exception("action failed")
-            metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
-            internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
-            return error_frame(internal, *_addressed(frame))
-        if outcome is None:
-            return None
-        return reply_frame(frame, outcome, self.name)
+    ) -> str | None:
+        """Perform one decoded frame, whichever codec read it; `encoder` writes a frame for the connection's codec.
+        `opened`: the Socket.IO namespace it was emitted in, which the connection must have opened. Every frame
+        counts against the connection's rate, garbage included, and a refusal answers first: whatever else is
+        wrong with the frame is said only once it is admitted."""
+
+        def perform(decision: Decision, admitted: Admitted) -> str | None:
+            if isinstance(parsed, InboundFrame):
+                if opened is not None and opened not in admitted.admission.namespaces:
+                    raise RoomcastError(ErrorCode.BAD_REQUEST, f"namespace {opened} is not connected")
+                logger.append_keys(action=parsed.action)
+                metrics.add_metric(name="Actions", unit=MetricUnit.Count, value=1)
+            if isinstance(decision, Stop):
+                raise decision.error
+            outcome = decision.perform(admitted.ahead)
+            reply = None if outcome is None else reply_frame(decision.request.frame, outcome, self.name)
+            return None if reply is None else encoder(reply)
+
+        return run(
+            runtime,
+            connection_id,
+            Addressed.of(parsed, encoder),
+            decide=lambda: self.decide(parsed, authorizer, connection_id, now, runtime),
+            admit=lambda decision: self._admit(runtime, connection_id, decision, now),
+            perform=perform,
+        )
 
     @staticmethod
-    def _admit(
-        runtime: Services,
-        connection_id: str,
-        frame: InboundFrame | None,
-        call: _Call | RoomcastError | None,
-        now: datetime,
-        *,
-        encoder: Encoder,
-    ) -> tuple[Admission, Future[Any] | None]:
+    def _admit(runtime: Services, connection_id: str, decision: Decision, now: datetime) -> Admitted | Refusal:
         """Admit the frame, running the route's reads meanwhile. What they read, or their failure, waits in
-        the future returned: a refusal is answered first, and drops it."""
-        if not isinstance(call, _Call) or call.route.reads is None:
-            return admit(runtime, connection_id, frame, now, encoder=encoder), None
+        the future admitted: a refusal is answered first, and drops it."""
+        if isinstance(decision, Stop) or decision.route.reads is None:
+            return counted(runtime, connection_id, now)
         limited = start(lambda: runtime.limiter.admit(connection_id, now))
         ahead: Future[Any] = Future()
         try:
-            ahead.set_result(call.route.reads(call.request, call.data))
+            ahead.set_result(decision.route.reads(decision.request, decision.data))
         except Exception as error:
             ahead.set_exception(error)
-        return enforce(runtime, connection_id, frame, limited.result(), now, encoder=encoder), ahead
+        return judged(runtime, now, limited.result(), ahead)
 
-    def _decide(
-        self, parsed: InboundFrame | FrameError, authorizer: dict[str, Any] | None, request: RequestOf
-    ) -> _Call | RoomcastError | None:
+    def decide(
+        self,
+        parsed: InboundFrame | FrameError,
+        authorizer: dict[str, Any] | None,
+        connection_id: str,
+        now: datetime,
+        runtime: Services,
+    ) -> Decision:
         """The route, caller and data of a readable frame, or why it cannot be performed: no I/O."""
         if isinstance(parsed, FrameError):
-            return None
+            return Stop(parsed)
         route = self.routes.get(parsed.action)
         if route is None:
-            return RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {parsed.action!r}")
+            return Stop(RoomcastError(ErrorCode.UNKNOWN_ACTION, f"no action named {parsed.action!r}"))
         try:
             identity = identity_from_authorizer(authorizer)
             data = route.model.model_validate(parsed.data)
         except ValidationError as error:
-            return validation_error(error)
+            return Stop(validation_error(error))
         except RoomcastError as error:
-            return error
-        return _Call(route, request(parsed, identity), data)
+            return Stop(error)
+        return Call(route, Request(connection_id, identity, parsed, now, runtime), data)
 
 
 def read_native(event: WebSocketEvent, runtime: Services) -> InboundFrame | FrameError:
@@ -228,54 +305,11 @@ def read_native(event: WebSocketEvent, runtime: Services) -> InboundFrame | Fram
         return error
 
 
-def admit(
-    runtime: Services, connection_id: str, frame: InboundFrame | None, now: datetime, *, encoder: Encoder
-) -> Admission:
-    """Count the frame against the connection's rate, and refuse it when it may not be acted on."""
-    return enforce(runtime, connection_id, frame, runtime.limiter.admit(connection_id, now), now, encoder=encoder)
-
-
-def enforce(
-    runtime: Services,
-    connection_id: str,
-    frame: InboundFrame | None,
-    admission: Admission,
-    now: datetime,
-    *,
-    encoder: Encoder,
-) -> Admission:
-    """Carry out the refusal the admission calls for, if any: raise it, or tell the client why and close."""
-    config = runtime.config
-    refused = refusal(admission, now, config.jwt_leeway_seconds, config.rate_per_second, config.rate_strikes_to_close)
-    if refused is None:
-        return admission
-    if refused.error.code is ErrorCode.RATE_LIMITED:
-        metrics.add_metric(name="RateLimited", unit=MetricUnit.Count, value=1)
-    if not refused.closes:
-        raise refused.error
-    # The reply cannot ride on the route response of a connection closed before it returns.
-    runtime.hub.send(connection_id, encoder(error_frame(refused.error, *_addressed(frame))))
-    runtime.hub.close(connection_id)
-    logger.info("connection closed", extra={"code": str(refused.error.code)})
-    raise Closing
-
-
-def failed(error: RoomcastError, ack_id: str | None, action: str | None) -> Frame:
-    logger.info("action refused", extra={"code": str(error.code), "reason": error.message})
-    metrics.add_metric(name="RefusedActions", unit=MetricUnit.Count, value=1)
-    return error_frame(error, ack_id, action)
-
-
-def _addressed(frame: InboundFrame | None) -> tuple[str | None, str | None]:
-    """The ackId and action an error answers, as far as the frame could be read."""
-    return (frame.ack_id, frame.action) if frame is not None else (None, None)
-
-
-def respond(frame: Frame | None) -> LambdaResponse:
+def respond(body: str | None) -> LambdaResponse:
     """With a route response configured, API Gateway sends `body` back on the caller's connection."""
-    if frame is None:
+    if body is None:
         return {"statusCode": 200}
-    return {"statusCode": 200, "body": encode(frame)}
+    return {"statusCode": 200, "body": body}
 
 
 def websocket_entry(handler: Entry) -> Entry:

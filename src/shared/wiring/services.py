@@ -20,6 +20,7 @@ from shared.delivery.large_rooms import LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
+from shared.domain.conversations import ConversationChanges
 from shared.domain.messages import Messages, Readers
 from shared.domain.presence import Presence
 from shared.domain.sessions import RecoveryPolicy, Sessions
@@ -82,6 +83,7 @@ class Services:
     kicks: Kicks
     analytics: Analytics
     messages: Messages
+    conversation_changes: ConversationChanges
     limiter: RateLimiter
     sessions: Sessions
     clock: Clock
@@ -170,6 +172,7 @@ def build_services(
             members=RoomReader(Table(member_reads, config.connections_table), config.large_room_threshold),
         )
 
+    messages = Messages(conversations, rooms, hub, analytics, readers)
     return Services(
         connections=connections,
         rooms=rooms,
@@ -183,7 +186,8 @@ def build_services(
         presence=presence,
         kicks=Kicks(access, connections, hub, presence),
         analytics=analytics,
-        messages=Messages(conversations, rooms, hub, analytics, readers),
+        messages=messages,
+        conversation_changes=ConversationChanges(conversations, connections, messages, analytics),
         limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
         sessions=Sessions(
             SessionStore(recovery_table, retention),

@@ -4,7 +4,6 @@ Decisions 0036-0038."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -12,16 +11,16 @@ from typing import Any
 
 from shared.delivery.hub import Hub
 from shared.delivery.management_api import Delivery
+from shared.domain.admission import expired
 from shared.domain.sessions import Greeting
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol import socketio
-from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.recovery import Claim, parse_offset
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionStore
-from shared.wiring.namespace import Closing, LambdaResponse, Namespace, admit, failed
+from shared.wiring.namespace import Addressed, LambdaResponse, Namespace, counted, respond, run
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
 
@@ -44,11 +43,10 @@ class SocketIoApp:
             text = frame_text(event.body, event.is_base64_encoded)
             message = socketio.read(text, runtime.config.limits.max_frame_bytes)
         except FrameError as error:
-            message = socketio.Refused(error.code, error.message)  # not UTF-8: refused and counted like garbage
-        answer = self.answer(
-            runtime, context.connection_id, context.raw_event.get("authorizer"), message, runtime.clock.now()
+            message = socketio.RefusedMessage(error.code, error.message)  # not UTF-8: refused and counted like garbage
+        return respond(
+            self.answer(runtime, context.connection_id, context.raw_event.get("authorizer"), message, runtime.clock.now())
         )
-        return {"statusCode": 200} if answer is None else {"statusCode": 200, "body": answer}
 
     def answer(
         self,
@@ -58,40 +56,33 @@ class SocketIoApp:
         message: socketio.ClientMessage,
         now: datetime,
     ) -> str | None:
-        if isinstance(message, socketio.Pong | socketio.Ignored):
-            # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write),
-            # unless the token it connected with has expired: then it is held to that as any action is.
-            exp = identity_from_authorizer(authorizer).exp
-            if exp is not None and now.timestamp() > exp + runtime.config.jwt_leeway_seconds:
-                with contextlib.suppress(Closing):
-                    default_answer = functools.partial(socketio.answer, socketio.DEFAULT_NAMESPACE)
-                    admit(runtime, connection_id, None, now, encoder=default_answer)
-            return None
-        if isinstance(message, socketio.Emit):
+        if isinstance(message, socketio.ActionPacket):
             namespace = message.namespace
-            reply = self._namespaces[message.handler].perform(
+            return self._namespaces[message.handler].perform(
                 runtime,
                 connection_id,
                 authorizer,
                 message.frame,
                 now,
-                encoder=lambda frame: socketio.answer(namespace, frame),
+                encoder=functools.partial(socketio.answer_packet, namespace),
                 opened=namespace,
             )
-            return None if reply is None else socketio.answer(namespace, reply)
-        namespace = getattr(message, "namespace", socketio.DEFAULT_NAMESPACE)
-        try:
-            admit(runtime, connection_id, None, now, encoder=lambda frame: socketio.answer(namespace, frame))
-            return self._session(runtime, connection_id, authorizer, message, now)
-        except Closing:
+        if isinstance(message, socketio.EnginePong | socketio.Ignored) and not expired(
+            identity_from_authorizer(authorizer).exp, now, runtime.config.jwt_leeway_seconds
+        ):
+            # A pong answers the heartbeat: it costs this invocation and nothing more (no rate-limit write),
+            # unless the token it connected with has expired: then it is held to the connection's record (which
+            # auth:refresh extends) as any action is.
             return None
-        except RoomcastError as error:
-            return socketio.answer(namespace, failed(error, None, None))
-        except Exception:
-            logger.exception("Socket.IO message failed")
-            metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
-            internal = RoomcastError(ErrorCode.INTERNAL, "internal error, try again later")
-            return socketio.answer(namespace, failed(internal, None, None))
+        namespace = getattr(message, "namespace", socketio.DEFAULT_NAMESPACE)
+        return run(
+            runtime,
+            connection_id,
+            Addressed(None, None, functools.partial(socketio.answer_packet, namespace)),
+            decide=lambda: message,
+            admit=lambda _: counted(runtime, connection_id, now),
+            perform=lambda packet, _: self._session(runtime, connection_id, authorizer, packet, now),
+        )
 
     def _session(
         self,
@@ -102,9 +93,9 @@ class SocketIoApp:
         now: datetime,
     ) -> str | None:
         """Engine.IO and namespace packets: everything but an event."""
-        if isinstance(message, socketio.Refused):
+        if isinstance(message, socketio.RefusedMessage):
             logger.info("Socket.IO message refused", extra={"code": str(message.code), "reason": message.message})
-            return socketio.refusal(message)
+            return socketio.refused_answer(message)
         if isinstance(message, socketio.Ping):
             return socketio.pong(message.data)
         if isinstance(message, socketio.Close):
@@ -119,8 +110,8 @@ class SocketIoApp:
             pid = runtime.connections.close_session(connection_id, message.namespace)
             if pid is not None:
                 runtime.sessions.end(connection_id, pid)  # socket.disconnect(): this session never recovers
-            return None
-        raise AssertionError(f"unhandled Socket.IO message {message!r}")  # pragma: no cover
+        # A Disconnect is done; a pong or an ignored message, admitted, has nothing more to do.
+        return None
 
     @staticmethod
     def _connect(
