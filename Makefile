@@ -82,9 +82,13 @@ template: build
 	$(BIN)/sam validate --lint
 
 # sam build without Docker needs the runtime's own Python on PATH: tools/lambda-python finds or installs it.
+# Then every function's code and the layer are compiled to bytecode with that Python (decision 0067): Lambda's
+# code directories are read-only, so what ships without .pyc is compiled again by every cold start.
+# unchecked-hash: the .pyc is used as it is, whatever timestamps the zip gives its source.
 build: $(STAMP)
 	python_dir=$$(tools/lambda-python $(RUNTIME)) && \
-		PATH="$$python_dir:$$PATH" $(BIN)/sam build --parameter-overrides $(BUILD_PARAMETERS)
+		PATH="$$python_dir:$$PATH" $(BIN)/sam build --parameter-overrides $(BUILD_PARAMETERS) && \
+		"$$python_dir/$(RUNTIME)" -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 # Builds, then deploys what it built, with the same parameters (docs/deploy.md).
 deploy: build

@@ -51,9 +51,10 @@ MEMORY_GB = 0.5  # template.yaml's Globals MemorySize: 512
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html); Python runs on one.
 FULL_VCPU_MB = 1769
 DYNAMODB_MS, POST_MS = 5.0, 20.0  # AWS's round trips, as the path-to-delivery bench injects them
-# What a send's reply waits for besides its CPU: the rate limit beside the reads, the write, the count's claim
-# and the counter, one after another, and the posts, which run at once.
-SEND_WAIT_MS = 4 * DYNAMODB_MS + POST_MS
+# What a send's reply waits for besides its CPU, one after another: the rate limit beside the reads, the write,
+# the posts (at once), the journal's last position and its put, the room read again for sessions (decision 0065),
+# and the counter (the count's claim too, with a clientMessageId: decision 0068).
+SEND_WAIT_MS = 6 * DYNAMODB_MS + POST_MS
 CHUNK, CHUNK_CONCURRENCY, BUDGET_CLAIM_MS = 500, 96, 5.0
 ASSUMPTIONS = {
     "write_units": "1 WRU per PutItem or UpdateItem (items under 1 KB), 2 per BatchWriteItem (two memberships)",
@@ -77,7 +78,7 @@ ASSUMPTIONS = {
     "excluded": "data transfer out, CloudWatch Logs and metrics, storage, free tiers, and the deferred function's "
     "work after the reply (presence announcements, trailing metrics pushes)",
     "memory": "with `python -m bench cpu` figures, a send is billed for its CPU measured here (one core of this "
-    "machine taken as one vCPU), stretched by 1769 MB / memory below a whole vCPU, plus 4 DynamoDB round trips "
+    "machine taken as one vCPU), stretched by 1769 MB / memory below a whole vCPU, plus 6 DynamoDB round trips "
     "in a row (5 ms) and a post (20 ms); a large room's chunk worker (500 posts, 96 at once) for the longer of "
     "its posts' CPU so stretched and their round trips, plus a 5 ms budget claim",
 }

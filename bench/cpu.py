@@ -44,6 +44,7 @@ TABLES = {
     "NotificationsTable": "cpu-notifications",
     "IdempotencyTable": "cpu-idempotency",
     "AnalyticsTable": "cpu-analytics",
+    "RecoveryTable": "cpu-recovery",
 }
 # What a function's own time counts as, by the file it is in. The stores' own modules (what a call is made of)
 # are "the rest", with the domain, the handlers and the standard library they call.
@@ -172,7 +173,8 @@ def sends(url: str, endpoint: str, post_ms: float) -> dict[str, float]:
         "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "MANAGEMENT_API_URL": url,
         "CONNECTIONS_TABLE": TABLES["ConnectionsTable"], "CONVERSATIONS_TABLE": TABLES["ConversationsTable"],
         "NOTIFICATIONS_TABLE": TABLES["NotificationsTable"], "IDEMPOTENCY_TABLE": TABLES["IdempotencyTable"],
-        "ANALYTICS_TABLE": TABLES["AnalyticsTable"], "JWT_SECRET_KEY_CALL": DEVELOPMENT_SECRET,
+        "ANALYTICS_TABLE": TABLES["AnalyticsTable"], "RECOVERY_TABLE": TABLES["RecoveryTable"],
+        "JWT_SECRET_KEY_CALL": DEVELOPMENT_SECRET,
         "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_DISABLED": "false", "POWERTOOLS_LOG_LEVEL": "INFO",
         # A real user's sends are spaced: each is admitted in one UpdateItem, as at any rate under the limit.
         "RATE_LIMIT_PER_SECOND": "100000", "RATE_LIMIT_BURST": "100000",

@@ -371,3 +371,18 @@ def test_a_write_whose_answer_was_lost_is_still_a_success(
     lost_answer.armed = True
     created = ana.ok("conversation:create", {"subject": "resent"})["conversation"]
     assert [f["data"]["conversation"]["id"] for f in ana.received("conversation:updated")] == [created["id"]]
+
+
+def test_a_send_without_a_client_message_id_is_counted_once_without_a_claim(
+    lost_answer: LostAnswer, services: Services, gateway: RecordingGateway
+) -> None:
+    """No retry can find a message without a clientMessageId, so the send that stored it counts it
+    (decision 0068), once even when botocore resent its write; each new attempt is a new message, counted."""
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    conversation = ana.ok("conversation:create", {})["conversation"]["id"]
+    lost_answer.armed = True
+    first = ana.ok("message:send", {"conversationId": conversation, "content": "resent"})
+    ana.ok("message:send", {"conversationId": conversation, "content": "again"})
+    stored = ana.ok("conversation:history", {"conversationId": conversation})["messages"]
+    assert [message["seq"] for message in stored] == [first["seq"], first["seq"] + 1]
+    assert ana.ok("analytics:request", {"period": "today"})["totalMessages"] == 2

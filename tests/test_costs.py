@@ -91,15 +91,15 @@ def test_send_to_a_room_of_ten_reserves_a_seq_writes_once_and_posts_ten_times(
     sender.ok("message:send", data)
     # Query: the room; for sessions (decision 0065) the journal's last position and the room again, once the
     # event is in the journal (its PutItem). UpdateItem: the rate limiter's admission, the seq's reservation
-    # (decision 0087), the message's count claim, the analytics counter and, as figures were pushed less than a
-    # second ago, the claim of the trailing push that is handed off.
+    # (decision 0087), the message's count claim (only with a clientMessageId: decision 0068), the analytics
+    # counter and, as figures were pushed less than a second ago, the claim of the trailing push that is handed off.
     journal = {"dynamodb.PutItem": 1} if write == "TransactWriteItems" else {"dynamodb.PutItem": 2}
     assert calls.calls == {
         "dynamodb.GetItem": 1,
         f"dynamodb.{write}": 1,
         **journal,
         "dynamodb.Query": 3,
-        "dynamodb.UpdateItem": 5,
+        "dynamodb.UpdateItem": 5 if with_client_id else 4,
     }
     assert gateway.calls == 10
     assert [task.kind for task in deferred.tasks] == ["metrics"]
@@ -148,8 +148,8 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
-    # Admission, seq reservation, count claim, counter and push claim UpdateItems; the room's and the analytics
-    # room's Query, and the journal's last position and the room again for sessions (with the journal's
-    # PutItem; metrics:update is volatile, not journaled); 10 + 1 posts.
-    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 2, "dynamodb.Query": 4, "dynamodb.UpdateItem": 5}
+    # Admission, seq reservation, counter and push claim UpdateItems (no count claim without a clientMessageId:
+    # decision 0068); the room's and the analytics room's Query, and the journal's last position and the room
+    # again for sessions (with the journal's PutItem; metrics:update is volatile, not journaled); 10 + 1 posts.
+    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 2, "dynamodb.Query": 4, "dynamodb.UpdateItem": 4}
     assert gateway.calls == 11

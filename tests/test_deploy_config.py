@@ -79,6 +79,18 @@ def test_a_chosen_runtime_reaches_both_build_and_deploy() -> None:
         assert value in TEMPLATE["Parameters"][name]["AllowedValues"]
 
 
+@pytest.mark.parametrize("runtime", ["python3.12", "python3.13"])
+def test_the_build_ships_bytecode_compiled_by_the_runtimes_own_python(runtime: str) -> None:
+    """Lambda's code directories are read-only: what ships without .pyc is compiled by every cold start
+    (decision 0067). The .pyc must be the runtime's version, and used whatever the zip's timestamps."""
+    words = sam_commands(f"RUNTIME={runtime}")["build"]
+    compiling = words[words.index("-m") - 1 :]
+    assert compiling[0].endswith(f"/{runtime}")
+    assert compiling[1:3] == ["-m", "compileall"]
+    assert compiling[compiling.index("--invalidation-mode") + 1] == "unchecked-hash"
+    assert compiling[-1] == ".aws-sam/build"
+
+
 def test_deploy_passes_only_what_the_user_set_so_updates_keep_the_rest() -> None:
     # sam deploy sends UsePreviousValue for a parameter it is not given: an update without
     # JWT_SECRET_ARN keeps the secret the stack was created with.

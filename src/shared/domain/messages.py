@@ -152,8 +152,10 @@ class Messages:
 
     def count_agent_message(self, company_id: str, conversation: Conversation, message: Message, now: datetime) -> None:
         """Count a stored message once: only the caller that claims its uncounted flag adds it (a retry that
-        finds the flag still set, because the first attempt died before counting, counts it then)."""
-        if not self._conversations.claim_message_count(company_id, message):
+        finds the flag still set, because the first attempt died before counting, counts it then). A message
+        without a clientMessageId has no retry that could find it (each attempt is a new message), so the send
+        that stored it counts it without the claim's UpdateItem (decision 0068)."""
+        if message.client_message_id is not None and not self._conversations.claim_message_count(company_id, message):
             return
         seconds = None
         since = conversation.awaiting_reply_since
