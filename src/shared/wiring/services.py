@@ -20,7 +20,7 @@ from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
 from shared.domain.messages import Messages, Readers
-from shared.domain.presence import Presence
+from shared.domain.presence import Digests, Presence
 from shared.domain.sessions import RecoveryPolicy, Sessions
 from shared.protocol.actions import Period
 from shared.protocol.clock import Clock, SystemClock
@@ -33,6 +33,7 @@ from shared.stores.conversations import ConversationStore
 from shared.stores.dynamo import Table
 from shared.stores.journal import Journal
 from shared.stores.notifications import NotificationStore
+from shared.stores.presence_digest import PresenceDigestStore
 from shared.stores.ratelimit import RateLimiter
 from shared.stores.sessions import SessionStore
 from shared.wiring.settings import Settings, settings
@@ -148,7 +149,15 @@ def build_services(
     )
     access = AccessStore(connections_table)
     delayer = delayer or QueueDelayer(session, config.delay_queue_url)
-    presence = Presence(connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds)
+    digests = Digests(
+        PresenceDigestStore(connections_table),
+        threshold=config.presence_digest_threshold,
+        posts_per_second=config.presence_posts_per_second,
+        max_frame_bytes=config.limits.max_outbound_bytes,
+    )
+    presence = Presence(
+        connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds, digests=digests
+    )
     conversations = ConversationStore(Table(dynamodb, config.conversations_table))
     analytics = Analytics(AnalyticsStore(Table(dynamodb, config.analytics_table)), hub, deferrer)
 
