@@ -1,7 +1,7 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
-`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu) runs only those and
-keeps the other figures of bench/results.json as they were."""
+`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, presence_capacity)
+runs only those and keeps the other figures of bench/results.json as they were."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import calls, cold_start, costs, cpu, e2e, fanout, large_room, latency, report
+from bench import calls, cold_start, costs, cpu, e2e, fanout, large_room, latency, presence_capacity, report
 
 
 def _calls() -> dict[str, Any]:
@@ -34,7 +34,17 @@ PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "large_room": ("a room of 10,000", lambda: {"large_room": large_room.run()}),
     "cold_start": ("cold starts", _cold_start),
     "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
+    "presence_capacity": ("presence at company scale (simulated time, moto)", presence_capacity.run),
 }
+
+
+def merge(results: dict[str, Any], piece: dict[str, Any]) -> None:
+    """A piece's figures into the results: "capacity" is shared by several pieces, each adding its own keys."""
+    for key, value in piece.items():
+        if key == "capacity" and isinstance(results.get(key), dict):
+            results[key] = {**results[key], **value}
+        else:
+            results[key] = value
 
 
 def main(chosen: list[str]) -> None:
@@ -46,7 +56,7 @@ def main(chosen: list[str]) -> None:
     for name, (title, piece) in PIECES.items():
         if not chosen or name in chosen:
             print(f"{title} ...", flush=True)
-            results.update(piece())
+            merge(results, piece())
     results.pop("costs", None)
     results["costs"] = costs.model(results)
     report.write(results)
