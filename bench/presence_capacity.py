@@ -55,6 +55,11 @@ WAVE_SIZES = (40, 80, 160)
 COMPANY = "big"
 OFF = 10**9  # a threshold no company reaches: every change announced on its own, as before the digests
 DIGEST = b'"presence:changed"'
+# What presence posts are held against: @connections posts count against API Gateway's account-wide rate.
+POST_LIMIT = (
+    "10,000 requests/s per account and Region, @connections posts included "
+    "([API Gateway quotas](https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html))"
+)
 
 
 class CountingGateway(RecordingGateway):
@@ -213,6 +218,7 @@ def _figure(points: list[tuple[int, float]], full: int, target: float, unit: str
         else f"measured 0 at n={[n for n, _ in points]}: 0 at any n",
         "measured": {str(n): round(v, 1) for n, v in points},
         "holds": value <= target,
+        "limit": POST_LIMIT,
     }
 
 
@@ -248,6 +254,7 @@ def _run() -> dict[str, Any]:
         "value": peak,
         "target": 1000.0,
         "unit": "posts/s",
+        "limit": POST_LIMIT,
         "how": f"the busiest {window} s: status:* while the company is under the threshold plus presence:changed "
         "after it (an upper bound: the two peaks are added), each extrapolated. The status:* part is the sign-in "
         "rate (10,000 / 1,800 s) times the company room under the threshold: about 5.6 x 500 = 2,800 a second "

@@ -95,6 +95,7 @@ def markdown(results: dict[str, Any]) -> str:
         "Path to delivery of a `message:send`, room of 10 (5 ms a DynamoDB call, 20 ms a post)", results["latency"]
     )
     lines += _table("A room of 10,000 (20 ms stand-in, chunk workers)", results["large_room"])
+    lines += _capacity(results.get("capacity", {}))
     lines += ["### Cold start (import time over `import boto3`)", ""]
     lines += ["| module | ratio | median ms |", "|---|---|---|"]
     lines += [f"| `boto3` | 1 | {results['cold_start_ms']['boto3']} |"]
@@ -141,6 +142,26 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Assumptions:", ""]
     lines += [f"- {name}: {text}" for name, text in costs.ASSUMPTIONS.items()]
     return "\n".join(lines)
+
+
+def _capacity(figures: dict[str, Any]) -> list[str]:
+    """Issue 23's capacity figures: those with a value, a target and a before figure get a row each."""
+    rows = [
+        f"| `{key}` | {figure['before']['value']:,} | {figure['value']:,} | {figure['target']:,.0f} {figure['unit']} "
+        f"| {figure.get('limit', '')} | {'yes' if figure['holds'] else 'no'} | {figure['how']} |"
+        for key, figure in sorted(figures.items())
+        if isinstance(figure, dict) and {"value", "target", "before", "unit", "holds", "how"} <= set(figure)
+    ]
+    if not rows:
+        return []
+    return [
+        "### Capacity (issue 23)",
+        "",
+        "| key | before | after | target | AWS limit | holds | how |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _table(title: str, figures: dict[str, Any]) -> list[str]:
