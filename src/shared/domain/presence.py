@@ -63,6 +63,10 @@ def departure_after(grace_seconds: int) -> Departure:
     return Departure.GRACE if grace_seconds > 0 else Departure.NOW
 
 
+# Bytes a digest's frame leaves for a session's offset and Socket.IO's framing.
+FRAMING_MARGIN = 64
+
+
 def coalesces(online: int, threshold: int, digest_scheduled: bool) -> bool:
     """Whether a presence change joins a digest rather than being announced on its own: the company has more
     users online than the threshold, or a digest is due already (an announcement of its own could overtake a
@@ -85,9 +89,9 @@ def net_changes(changes: Iterable[PendingChange]) -> tuple[list[str], list[str]]
 
 
 def digest_frames(online: list[str], offline: list[str], max_bytes: int) -> list[Frame]:
-    """The `presence:changed` events announcing a digest, as few as fit within `max_bytes` each (a Socket.IO
-    encoding is at most two bytes longer, decision 0035: kept as a margin)."""
-    room = max_bytes - len(encode(_digest_frame([], []))) - 2
+    """The `presence:changed` events announcing a digest, as few as fit within `max_bytes` each, with room for
+    what a session's copy adds (its offset) and Socket.IO's framing (decision 0035)."""
+    room = max_bytes - len(encode(_digest_frame([], []))) - FRAMING_MARGIN
     frames: list[Frame] = []
     batch: tuple[list[str], list[str]] = ([], [])
     used = 0
