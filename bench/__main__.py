@@ -1,8 +1,8 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
-`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, hot_conversation) runs
-only those and keeps the other figures of bench/results.json as they were. Pieces add their keys to "capacity";
-none replaces it."""
+`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, hot_conversation,
+presence_capacity) runs only those and keeps the other figures of bench/results.json as they were. Pieces add their
+keys to "capacity"; none replaces it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import calls, cold_start, costs, cpu, e2e, fanout, hot_conversation, large_room, latency, report
+from bench import (
+    calls,
+    cold_start,
+    costs,
+    cpu,
+    e2e,
+    fanout,
+    hot_conversation,
+    large_room,
+    latency,
+    presence_capacity,
+    report,
+)
 
 
 def _calls() -> dict[str, Any]:
@@ -37,6 +49,7 @@ PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "cold_start": ("cold starts", _cold_start),
     "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
     "hot_conversation": ("one hot conversation, 5 ms and 1,000 write units a second per key", hot_conversation.run),
+    "presence_capacity": ("presence at company scale (simulated time, moto)", presence_capacity.run),
 }
 # Keys several pieces add to: merged, not replaced.
 MERGED = ("capacity",)

@@ -97,6 +97,7 @@ def markdown(results: dict[str, Any]) -> str:
     if "hot_conversation" in results.get("capacity", {}):
         lines += _hot_conversation(results["capacity"])
     lines += _table("A room of 10,000 (20 ms stand-in, chunk workers)", results["large_room"])
+    lines += _capacity(results.get("capacity", {}))
     lines += ["### Cold start (CPU to import, over `import boto3`)", ""]
     lines += [
         "As `make build` ships the code, compiled to bytecode; and from source, as every cold start compiled it "
@@ -172,6 +173,26 @@ def _hot_conversation(capacity: dict[str, Any]) -> list[str]:
             for row in hot.get(allocation, [])
         ]
     return [*lines, ""]
+
+
+def _capacity(figures: dict[str, Any]) -> list[str]:
+    """Issue 23's capacity figures: those with a value, a target and a before figure get a row each."""
+    rows = [
+        f"| `{key}` | {figure['before']['value']:,} | {figure['value']:,} | {figure['target']:,.0f} {figure['unit']} "
+        f"| {figure.get('limit', '')} | {'yes' if figure['holds'] else 'no'} | {figure['how']} |"
+        for key, figure in sorted(figures.items())
+        if isinstance(figure, dict) and {"value", "target", "before", "unit", "holds", "how"} <= set(figure)
+    ]
+    if not rows:
+        return []
+    return [
+        "### Capacity (issue 23)",
+        "",
+        "| key | before | after | target | AWS limit | holds | how |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def _table(title: str, figures: dict[str, Any]) -> list[str]:

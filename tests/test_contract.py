@@ -22,7 +22,15 @@ import pytest
 import yaml
 
 from roomcast_local.asyncapi import OFFSET
-from roomcast_local.testing import Peer, RecordingGateway, SocketIoPeer, deliver, lifecycle_event, publish
+from roomcast_local.testing import (
+    Peer,
+    RecordingGateway,
+    SocketIoPeer,
+    deliver,
+    lifecycle_event,
+    publish,
+    run_delayed,
+)
 from shared.protocol import socketio
 from shared.protocol.outbound import EVENTS, REPLIES
 from shared.protocol.recovery import recoverable
@@ -30,6 +38,9 @@ from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
 from tests.conftest import make_token
+
+# The users online in acme, past which its presence changes are coalesced (the session has 6, then 7).
+PRESENCE_DIGEST_AT = 6
 
 COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
 CONVERSATIONS, NOTIFICATIONS, ANALYTICS = "/conversations", "/notifications", "/analytics"
@@ -157,11 +168,14 @@ def contract() -> Contract:
 @pytest.fixture
 def unhurried(services: Services, gateway: RecordingGateway) -> Services:
     """The handlers' services without the rate limit's burst in the way: the session sends about 150 frames a
-    second from one connection."""
+    second from one connection. Past 6 users online, acme's presence goes out in digests."""
     roomy = build_services(
-        dataclasses.replace(settings(), rate_per_second=10_000.0, rate_burst=10_000),
+        dataclasses.replace(
+            settings(), rate_per_second=10_000.0, rate_burst=10_000, presence_digest_threshold=PRESENCE_DIGEST_AT
+        ),
         gateway=gateway,
         deferrer=services.deferrer,
+        delayer=services.delayer,
     )
     runtime.install(roomy)
     return roomy
@@ -346,6 +360,9 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
         assert publish(detail_type, detail)["status"] == "applied", detail_type
     assert [frame["event"] for frame in dan.received()][-1:] == ["disconnect"]
     assert eli.pushed()[-1] == f"41{CONVERSATIONS},"
+    # eli was the seventh user online: from eli's online on, acme's presence is in a digest (eli came and went).
+    run_delayed()
+    assert [frame["data"] for frame in ana.received("presence:changed")] == [{"online": [], "offline": ["dan"]}]
 
     for peer in (ana, ben, outsider, dan, fay):
         for frame in peer.received():

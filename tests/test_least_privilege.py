@@ -135,6 +135,8 @@ def recorder(aws: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> 
     session.events.register("before-parameter-build", recorder.boto)
     # With a presence grace, every close that leaves a user without a connection sends its end to the queue.
     monkeypatch.setenv("PRESENCE_GRACE_SECONDS", "30")
+    # Past one user online, presence changes go into digests: their writes and their flush's too.
+    monkeypatch.setenv("PRESENCE_DIGEST_THRESHOLD", "1")
     settings.cache_clear()
     runtime.install(
         build_services(

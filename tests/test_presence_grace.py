@@ -25,7 +25,7 @@ from roomcast_local.testing import (
     run_delayed,
     sqs_event,
 )
-from shared.delivery.delayed import OfflineDue
+from shared.delivery.delayed import DelayedTask, OfflineDue
 from shared.domain.presence import departure_after
 from shared.protocol.identity import Identity
 from shared.stores.connections import ConnectionFailed, Departure, is_present, makes_present
@@ -130,6 +130,7 @@ def test_an_older_grace_cut_short_by_a_reconnect_never_ends_a_newer_one(
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     Peer(gateway, "ana-1", "ana", "acme").connect().disconnect()
     ((first, _),) = delayed.take()
+    assert isinstance(first, OfflineDue)
     Peer(gateway, "ana-2", "ana", "acme").connect().disconnect()
     # The first grace's end comes while the second grace runs: it finds another grace and says nothing.
     assert graced.presence.end_grace(first) is False
@@ -341,7 +342,7 @@ class FailingDelayer(QueuedDelayer):
         super().__init__()
         self.failures = failures
 
-    def delay(self, task: OfflineDue, seconds: int) -> None:
+    def delay(self, task: DelayedTask, seconds: int) -> None:
         if self.failures > 0:
             self.failures -= 1
             raise RuntimeError("SQS is unavailable")

@@ -20,6 +20,7 @@ const state = {
   olderCursor: null, // `before` for the previous page, null when history is complete
   typists: new Map(), // userId -> timer hiding their indicator
   online: new Set(),
+  lastDigest: null, // {online, offline}: the last presence:changed heard, in a large company
   notifications: new Map(), // id -> notification, newest first
   unread: 0,
   notificationsCursor: null,
@@ -214,6 +215,13 @@ function wireConversations(socket) {
   });
   socket.on("status:offline", ({ userId }) => {
     state.online.delete(userId);
+    renderPresence();
+  });
+  // A large company's presence comes in digests (PRESENCE_DIGEST_THRESHOLD): apply it, and say what it held.
+  socket.on("presence:changed", ({ online, offline }) => {
+    for (const userId of online) state.online.add(userId);
+    for (const userId of offline) state.online.delete(userId);
+    state.lastDigest = { online, offline };
     renderPresence();
   });
   socket.on("campaign:started", ({ name }) => note(`campaign started: ${name}`));
@@ -521,6 +529,9 @@ function renderPresence() {
     item.textContent = userId === state.me.userId ? `${userId} (you)` : userId;
     list.append(item);
   }
+  const digest = state.lastDigest;
+  $("#presence-digest").textContent = digest === null ? "" :
+    `last digest: ${digest.online.length} came online, ${digest.offline.length} went offline`;
 }
 
 function renderNotifications() {

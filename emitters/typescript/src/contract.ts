@@ -143,6 +143,7 @@ export const SCHEMAS: Record<DetailType, Record<string, unknown>> = {
             "notification:new",
             "notification:read",
             "pong",
+            "presence:changed",
             "presence:list",
             "session",
             "status:offline",

@@ -1,13 +1,13 @@
 """Work due later, not now: tasks handed to a queue that holds each for its delay (SQS `DelaySeconds`) before
 the delayed function (`handlers/delayed.py`) carries it out. Nothing sleeps inside a request: the presence
-grace's end is such a task (decision 0060)."""
+grace's end is such a task (decision 0060), and a large company's presence digest (decision 0089)."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -29,12 +29,25 @@ class OfflineDue(BaseModel):
     """The token the close that began the grace wrote (`offlinePending`)."""
 
 
-DelayedTask = OfflineDue
+class DigestDue(BaseModel):
+    """A large company's presence digest is due: announce the changes it holds in one `presence:changed`
+    (decision 0089)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, defer_build=True)
+
+    kind: Literal["digest"] = "digest"
+    company_id: str = Field(alias="companyId")
+    digest: str
+    """The digest's token (`presencedigest#{companyId}` / flush)."""
+
+
+DelayedTask = Annotated[OfflineDue | DigestDue, Field(discriminator="kind")]
+_TASKS: TypeAdapter[DelayedTask] = TypeAdapter(DelayedTask)
 
 
 def parse_delayed(body: str) -> DelayedTask:
     """The task a queued message carries; raises pydantic's ValidationError if it is none."""
-    return OfflineDue.model_validate_json(body)
+    return _TASKS.validate_json(body)
 
 
 class Delayer(Protocol):

@@ -97,6 +97,16 @@ class UserStatus(Outbound):
     user_id: str = Field(alias="userId")
 
 
+class PresenceChanged(Outbound):
+    """A large company's presence changes over an interval, coalesced (PRESENCE_DIGEST_THRESHOLD)."""
+
+    online: list[str] = Field(description="Users who came online (their first connection opened)")
+    offline: list[str] = Field(
+        description="Users who went offline (no connection for the presence grace); a user who came and went "
+        "within the interval is in neither list"
+    )
+
+
 class NewNotification(Outbound):
     notification: Notification
 
@@ -178,6 +188,12 @@ EVENTS: dict[str, Event] = {
     "conversation:updated": Event(CONVERSATIONS, ConversationState, "A conversation of the company changed"),
     "status:online": Event(CONVERSATIONS, UserStatus, "A user of the company opened their first connection"),
     "status:offline": Event(CONVERSATIONS, UserStatus, "A user of the company closed their last connection"),
+    "presence:changed": Event(
+        CONVERSATIONS,
+        PresenceChanged,
+        "In a company with more users online than PRESENCE_DIGEST_THRESHOLD, instead of status:online and "
+        "status:offline: the changes since the last digest, at most as often as PRESENCE_POSTS_PER_SECOND allows",
+    ),
     "campaign:started": Event(CONVERSATIONS, StartedCampaign, "Published by a backend service"),
     "contact:tagged": Event(CONVERSATIONS, TaggedContact, "Published by a backend service"),
     "notification:new": Event(NOTIFICATIONS, NewNotification, "A notification for the connection's user"),

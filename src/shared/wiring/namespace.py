@@ -220,7 +220,9 @@ class Namespace:
         """Answer one native frame. `frame`: the event's frame when the caller has read it already (`read_native`)."""
         authorizer = event.request_context.raw_event.get("authorizer")
         parsed = read_native(event, runtime) if frame is None else frame
-        return respond(self.perform(runtime, event.request_context.connection_id, authorizer, parsed, runtime.clock.now()))
+        return respond(
+            self.perform(runtime, event.request_context.connection_id, authorizer, parsed, runtime.clock.now())
+        )
 
     def perform(
         self,

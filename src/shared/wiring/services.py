@@ -22,7 +22,7 @@ from shared.domain.access import Kicks
 from shared.domain.analytics import Analytics
 from shared.domain.conversations import ConversationChanges
 from shared.domain.messages import Messages, Readers
-from shared.domain.presence import Presence
+from shared.domain.presence import Digests, Presence
 from shared.domain.sessions import RecoveryPolicy, Sessions
 from shared.protocol.actions import Period
 from shared.protocol.clock import Clock, SystemClock
@@ -35,6 +35,7 @@ from shared.stores.conversations import ConversationStore
 from shared.stores.dynamo import Table
 from shared.stores.journal import Journal
 from shared.stores.notifications import NotificationStore
+from shared.stores.presence_digest import PresenceDigestStore
 from shared.stores.ratelimit import RateLimiter
 from shared.stores.rooms import RoomReader
 from shared.stores.sessions import SessionStore
@@ -158,7 +159,16 @@ def build_services(
     )
     access = AccessStore(connections_table)
     delayer = delayer or QueueDelayer(session, config.delay_queue_url)
-    presence = Presence(connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds)
+    digests = Digests(
+        PresenceDigestStore(connections_table),
+        threshold=config.presence_digest_threshold,
+        posts_per_second=config.presence_posts_per_second,
+        max_frame_bytes=config.limits.max_outbound_bytes,
+        clock=clock,
+    )
+    presence = Presence(
+        connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds, digests=digests
+    )
     conversations = ConversationStore(Table(dynamodb, config.conversations_table), clock)
     analytics = Analytics(AnalyticsStore(Table(dynamodb, config.analytics_table)), hub, deferrer)
 

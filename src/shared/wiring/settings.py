@@ -39,6 +39,8 @@ class Settings:
     recovery_window_seconds: int
     recovery_max_events: int
     presence_grace_seconds: int
+    presence_digest_threshold: int
+    presence_posts_per_second: int
     delay_queue_url: str
 
 
@@ -87,5 +89,9 @@ def settings() -> Settings:
         recovery_max_events=_int("RECOVERY_MAX_EVENTS", 1000),
         # How long a user whose last connection closed stays present (decision 0060); 0 announces at once.
         presence_grace_seconds=max(0, _int("PRESENCE_GRACE_SECONDS", 30)),
+        # Past this many users online a company's presence goes out in digests, within that many posts a second
+        # (decision 0089).
+        presence_digest_threshold=max(0, _int("PRESENCE_DIGEST_THRESHOLD", 500)),
+        presence_posts_per_second=max(1, _int("PRESENCE_POSTS_PER_SECOND", 500)),
         delay_queue_url=os.environ.get("DELAY_QUEUE_URL", ""),
     )

@@ -45,7 +45,9 @@ class SocketIoApp:
         except FrameError as error:
             message = socketio.RefusedMessage(error.code, error.message)  # not UTF-8: refused and counted like garbage
         return respond(
-            self.answer(runtime, context.connection_id, context.raw_event.get("authorizer"), message, runtime.clock.now())
+            self.answer(
+                runtime, context.connection_id, context.raw_event.get("authorizer"), message, runtime.clock.now()
+            )
         )
 
     def answer(

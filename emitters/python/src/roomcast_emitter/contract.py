@@ -153,6 +153,7 @@ SCHEMAS: dict[str, dict[str, Any]] = json.loads(
                         "notification:new",
                         "notification:read",
                         "pong",
+                        "presence:changed",
                         "presence:list",
                         "session",
                         "status:offline",

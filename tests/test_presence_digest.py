@@ -1,0 +1,454 @@
+"""Presence digests (docs/protocol.md, decision 0089): in a company with more users online than
+PRESENCE_DIGEST_THRESHOLD, presence changes are coalesced into `presence:changed` digests, one flush scheduled at
+a time, each change announced once and none lost, whatever runs beside the flush; a small company still gets
+`status:online` / `status:offline` at once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from roomcast_local.testing import (
+    Peer,
+    QueuedDeferrer,
+    QueuedDelayer,
+    RecordingGateway,
+    invoke,
+    publish,
+    run_delayed,
+    sqs_event,
+)
+from shared.delivery.delayed import DelayedTask, DigestDue, OfflineDue, parse_delayed
+from shared.domain.presence import coalesces, digest_frames, digest_interval, net_changes
+from shared.protocol.frames import encode
+from shared.stores.presence_digest import PendingChange
+from shared.wiring import services as runtime
+from shared.wiring.services import Services, build_services
+from shared.wiring.settings import settings
+from tests.test_lifecycle import Interleaver
+
+THRESHOLD = 3
+GRACE = 30
+
+
+@pytest.fixture
+def interleaver(session: boto3.session.Session) -> Interleaver:
+    return Interleaver(session)
+
+
+def _built(
+    monkeypatch: pytest.MonkeyPatch,
+    gateway: RecordingGateway,
+    session: boto3.session.Session,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    grace: int,
+) -> Iterator[Services]:
+    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(grace))
+    monkeypatch.setenv("PRESENCE_DIGEST_THRESHOLD", str(THRESHOLD))
+    monkeypatch.setenv("PRESENCE_POSTS_PER_SECOND", "2")
+    settings.cache_clear()
+    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+    settings.cache_clear()
+
+
+@pytest.fixture
+def digested(
+    aws: None,
+    interleaver: Interleaver,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    session: boto3.session.Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Services]:
+    """Offline at once (no grace), digests past 3 users online, 2 presence posts a second."""
+    yield from _built(monkeypatch, gateway, session, deferred, delayed, grace=0)
+
+
+@pytest.fixture
+def graced(
+    aws: None,
+    interleaver: Interleaver,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    session: boto3.session.Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Services]:
+    yield from _built(monkeypatch, gateway, session, deferred, delayed, grace=GRACE)
+
+
+def statuses(peer: Peer) -> list[tuple[str, str]]:
+    return [(f["event"], f["data"]["userId"]) for f in peer.received() if f["event"].startswith("status:")]
+
+
+def digests(peer: Peer) -> list[tuple[list[str], list[str]]]:
+    return [(f["data"]["online"], f["data"]["offline"]) for f in peer.received("presence:changed")]
+
+
+def large_company(gateway: RecordingGateway) -> Peer:
+    """acme with THRESHOLD users online, each announced on their own; returns the first, who hears the rest."""
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    for user in ("ben", "cat"):
+        Peer(gateway, f"{user}-1", user, "acme").connect()
+    assert statuses(ana) == [("status:online", "ben"), ("status:online", "cat")]
+    return ana
+
+
+def digest_tasks(delayed: QueuedDelayer) -> list[tuple[DigestDue, int]]:
+    return [(task, seconds) for task, seconds in delayed.tasks if isinstance(task, DigestDue)]
+
+
+def run(tasks: list[DelayedTask], message_id: str | None = None) -> dict[str, Any]:
+    event = sqs_event([json.dumps(task.model_dump(by_alias=True, mode="json")) for task in tasks])
+    if message_id is not None:
+        for record in event["Records"]:
+            record["messageId"] = message_id
+    result: dict[str, Any] = invoke("handlers.delayed.handler", event)
+    return result
+
+
+# ---- pure decisions ----
+
+
+def test_a_change_joins_a_digest_past_the_threshold_or_while_one_is_due() -> None:
+    assert not coalesces(online=500, threshold=500, digest_scheduled=False)
+    assert coalesces(online=501, threshold=500, digest_scheduled=False)
+    # Back under the threshold, a digest still due takes the change: it may hold this user's earlier one.
+    assert coalesces(online=499, threshold=500, digest_scheduled=True)
+
+
+def test_digests_come_as_rarely_as_keeps_the_company_within_its_posts_a_second() -> None:
+    assert digest_interval(online=501, posts_per_second=500) == 2
+    assert digest_interval(online=10_000, posts_per_second=500) == 20
+    assert digest_interval(online=4, posts_per_second=500) == 1
+    assert digest_interval(online=10**9, posts_per_second=1) == 900  # SQS's longest delay
+
+
+def test_a_user_who_came_and_went_within_an_interval_is_no_change() -> None:
+    changes = [
+        PendingChange("ana", was_online=False, online=True),
+        PendingChange("ben", was_online=True, online=False),
+        PendingChange("cat", was_online=False, online=False),  # came, then went
+        PendingChange("dan", was_online=True, online=True),  # went, then came back
+    ]
+    assert net_changes(changes) == (["ana"], ["ben"])
+
+
+def test_a_digest_too_large_for_one_frame_is_split_and_loses_no_one() -> None:
+    online = [f"user-{index:05}" for index in range(3000)]
+    offline = [f"gone-{index:05}" for index in range(1000)]
+    frames = digest_frames(online, offline, max_bytes=8192)
+    assert len(frames) > 1
+    assert all(len(encode(frame).encode("utf-8")) <= 8192 for frame in frames)
+    assert [user for frame in frames for user in frame["data"]["online"]] == online
+    assert [user for frame in frames for user in frame["data"]["offline"]] == offline
+    assert digest_frames([], [], 8192) == []
+
+
+def test_a_digest_task_is_told_from_a_grace_end() -> None:
+    assert isinstance(parse_delayed('{"kind": "digest", "companyId": "acme", "digest": "t"}'), DigestDue)
+    grace_end = '{"kind": "offline", "companyId": "acme", "userId": "a", "grace": "g"}'
+    assert isinstance(parse_delayed(grace_end), OfflineDue)
+
+
+# ---- small and large companies ----
+
+
+def test_a_small_company_hears_each_change_at_once_and_schedules_no_digest(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "cat-1", "cat", "acme").disconnect()
+    assert statuses(ana)[-1] == ("status:offline", "cat")
+    assert digest_tasks(delayed) == []
+
+
+def test_past_the_threshold_changes_wait_for_one_digest_to_everyone(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    dan = Peer(gateway, "dan-1", "dan", "acme").connect()  # the fourth user online: past the threshold
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    Peer(gateway, "ben-1", "ben", "acme").disconnect()
+    assert statuses(ana) == [("status:online", "ben"), ("status:online", "cat")]
+    # Three changes, one flush, delayed by the interval that keeps 4 posts within 2 a second.
+    assert [seconds for _, seconds in digest_tasks(delayed)] == [2]
+    assert run_delayed() == {"batchItemFailures": []}
+    assert digests(ana) == [(["dan", "eve"], ["ben"])]
+    assert digests(dan) == [(["dan", "eve"], ["ben"])]
+    assert digests(Peer(gateway, "ben-1", "ben", "acme")) == []  # gone before it was sent
+
+
+def test_another_companys_presence_is_neither_counted_nor_digested(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    zed = Peer(gateway, "zed-1", "zed", "globex").connect()
+    yan = Peer(gateway, "yan-1", "yan", "globex").connect()
+    assert statuses(zed) == [("status:online", "yan")]
+    run_delayed()
+    assert digests(zed) == digests(yan) == []
+
+
+def test_a_user_who_came_and_went_within_the_interval_is_not_announced(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    eve = Peer(gateway, "eve-1", "eve", "acme").connect()
+    eve.disconnect()
+    run_delayed()
+    assert digests(ana) == [(["dan"], [])]
+
+
+def test_after_a_digest_the_next_change_schedules_the_next(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    run_delayed()
+    Peer(gateway, "dan-1", "dan", "acme").disconnect()  # 4 online: still large
+    assert len(digest_tasks(delayed)) == 1
+    run_delayed()
+    assert digests(ana) == [(["dan", "eve"], []), ([], ["dan"])]
+
+
+# ---- crossing the threshold ----
+
+
+def test_a_company_falling_under_the_threshold_with_a_digest_due_keeps_its_order(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """dan's online is in the digest due; the company falls back to 3, then dan leaves: announced on his own,
+    his offline would reach colleagues before the online the digest holds. Both go into that digest (net nothing),
+    and once it is out, changes are announced on their own again."""
+    ana = large_company(gateway)
+    dan = Peer(gateway, "dan-1", "dan", "acme").connect()
+    dan.disconnect()  # 3 online again, but a digest is due
+    Peer(gateway, "cat-1", "cat", "acme").disconnect()  # 2 online
+    assert statuses(ana) == [("status:online", "ben"), ("status:online", "cat")]
+    assert len(digest_tasks(delayed)) == 1
+    run_delayed()
+    assert digests(ana) == [([], ["cat"])]
+    Peer(gateway, "ben-1", "ben", "acme").disconnect()
+    assert statuses(ana)[-1] == ("status:offline", "ben")
+    assert digest_tasks(delayed) == []
+
+
+def test_a_company_growing_past_the_threshold_digests_from_the_first_change_past_it(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    assert digest_tasks(delayed) == []
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    assert statuses(ana) == [("status:online", "ben"), ("status:online", "cat")]
+    assert len(digest_tasks(delayed)) == 1
+
+
+# ---- a flush meeting changes ----
+
+
+def test_a_connect_landing_after_the_flush_closed_its_digest_goes_to_the_next(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+
+    @interleaver.before("Query", f"presencedigest#acme#{task.digest}")
+    def eve_connects() -> None:
+        Peer(gateway, "eve-1", "eve", "acme").connect()
+
+    assert run([task]) == {"batchItemFailures": []}
+    assert interleaver.fired == ["Query"]
+    assert digests(ana) == [(["dan"], [])]
+    ((following, _),) = digest_tasks(delayed)
+    assert following.digest != task.digest
+    run_delayed()
+    assert digests(ana) == [(["dan"], []), (["eve"], [])]
+
+
+def test_a_disconnect_landing_before_the_flush_closed_its_digest_is_in_it(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+
+    @interleaver.before("UpdateItem", "presencedigest#acme", "flush", "REMOVE")
+    def ben_disconnects() -> None:
+        Peer(gateway, "ben-1", "ben", "acme").disconnect()
+
+    run([task])
+    assert interleaver.fired == ["UpdateItem"]
+    assert digests(ana) == [(["dan"], ["ben"])]
+    assert digest_tasks(delayed) == []  # nothing left for another
+
+
+def test_a_change_whose_digest_is_closed_between_its_read_and_its_write_joins_the_next(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """eve's change read digest 1 as due; digest 1 is flushed before her write lands: her transaction's check
+    fails, and she schedules digest 2 rather than writing into one nobody will read."""
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+
+    @interleaver.before("TransactWriteItems", f"presencedigest#acme#{task.digest}", "user#eve")
+    def the_digest_is_flushed() -> None:
+        run([task])
+
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    assert interleaver.fired == ["TransactWriteItems"]
+    assert digests(ana) == [(["dan"], [])]
+    run_delayed()
+    assert digests(ana) == [(["dan"], []), (["eve"], [])]
+
+
+def test_changes_racing_to_schedule_a_digest_schedule_one(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """eve's change finds no digest due and is about to make one when dan's change makes it first: eve joins
+    dan's, and only one flush is queued."""
+    ana = large_company(gateway)
+
+    @interleaver.before("UpdateItem", "presencedigest#acme", "flush", "attribute_not_exists")
+    def dan_first() -> None:
+        Peer(gateway, "dan-1", "dan", "acme").connect()
+
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    assert interleaver.fired == ["UpdateItem"]
+    assert len(digest_tasks(delayed)) == 1
+    run_delayed()
+    assert digests(ana) == [(["dan", "eve"], [])]
+
+
+# ---- two flushes of one digest ----
+
+
+def test_a_digest_delivered_twice_is_announced_once(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert run([task], "m-1") == {"batchItemFailures": []}
+    assert run([task], "m-2") == {"batchItemFailures": []}  # another copy of it
+    assert run([task], "m-1") == {"batchItemFailures": []}  # the same, after it was announced
+    assert digests(ana) == [(["dan"], [])]
+
+
+def test_two_copies_of_a_digest_running_side_by_side_announce_once(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+    ran: list[dict[str, Any]] = []
+
+    @interleaver.before("Query", f"presencedigest#acme#{task.digest}")
+    def the_other_copy() -> None:
+        ran.append(run([task], "m-2"))
+
+    assert run([task], "m-1") == {"batchItemFailures": []}
+    assert ran == [{"batchItemFailures": []}]
+    assert digests(ana) == [(["dan"], [])]
+
+
+def test_a_digest_whose_announcement_failed_is_announced_on_redelivery(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    real = digested.rooms.members
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(digested.rooms, "members", throttled)
+    assert len(run([task], "m-1")["batchItemFailures"]) == 1
+    monkeypatch.setattr(digested.connections, "members", real)
+    # A change meanwhile goes to the next digest: the failed one is closed.
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    assert run([task], "m-1") == {"batchItemFailures": []}
+    assert digests(ana) == [(["dan"], [])]
+    run_delayed()
+    assert digests(ana) == [(["dan"], []), (["eve"], [])]
+
+
+class FailingDelayer(QueuedDelayer):
+    def delay(self, _task: DelayedTask, _seconds: int) -> None:
+        raise RuntimeError("SQS is unavailable")
+
+
+def test_a_digest_that_cannot_be_queued_is_announced_at_once_rather_than_never(
+    digested: Services, gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = large_company(gateway)
+    monkeypatch.setattr(digested.presence, "_delayer", FailingDelayer())
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    assert digests(ana) == [(["dan"], [])]
+    Peer(gateway, "eve-1", "eve", "acme").connect()  # the digest was closed: the next one is made, and flushed
+    assert digests(ana) == [(["dan"], []), (["eve"], [])]
+
+
+# ---- the grace ----
+
+
+def test_a_user_within_the_grace_is_not_in_the_digest_and_its_end_is_in_the_next(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    Peer(gateway, "ben-1", "ben", "acme").disconnect()  # ben's grace begins
+    graces = [task for task, _ in delayed.tasks if isinstance(task, OfflineDue)]
+    (digest,) = [task for task, _ in delayed.take() if isinstance(task, DigestDue)]
+    run([digest])
+    assert digests(ana) == [(["dan", "eve"], [])]  # ben is still present
+    run(list(graces))  # the grace ends: ben's offline joins a new digest
+    assert statuses(ana) == [("status:online", "ben"), ("status:online", "cat")]
+    run_delayed()
+    assert digests(ana) == [(["dan", "eve"], []), ([], ["ben"])]
+
+
+def test_a_reconnect_within_the_grace_is_in_no_digest(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    Peer(gateway, "ben-1", "ben", "acme").disconnect()
+    Peer(gateway, "ben-2", "ben", "acme").connect()
+    run_delayed()  # dan's digest and ben's grace end, which finds him back
+    run_delayed()
+    assert digests(ana) == [(["dan"], [])]
+    assert statuses(ana) == [("status:online", "ben"), ("status:online", "cat")]
+
+
+def test_a_kick_in_a_large_company_is_in_the_next_digest(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    run_delayed()
+    publish("Disconnect", {"companyId": "acme", "userId": "cat"})
+    assert digests(ana) == [(["dan", "eve"], [])]  # not at once: the company is large
+    run_delayed()
+    assert digests(ana)[-1] == ([], ["cat"])
