@@ -41,7 +41,7 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
     os.environ.pop(variable, None)
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
-from roomcast_local.testing import QueuedDeferrer, QueuedDelayer, RecordingGateway  # noqa: E402
+from roomcast_local.testing import QueuedDeferrer, QueuedDelayer, QueuedShards, RecordingGateway  # noqa: E402
 from shared.stores.connections import CONNECT_GRACE  # noqa: E402
 from shared.wiring import services as runtime  # noqa: E402
 from shared.wiring.services import Services, build_services  # noqa: E402
@@ -124,7 +124,9 @@ def services(
 ) -> Iterator[Services]:
     """The handlers' services, with @connections recorded, handed-off and delayed work queued and every AWS call
     counted."""
-    built = build_services(settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed)
+    built = build_services(
+        settings(), gateway=gateway, session=session, deferrer=deferred, delayer=delayed, shard_starter=QueuedShards()
+    )
     runtime.install(built)
     yield built
     runtime.install(None)

@@ -17,6 +17,7 @@ from roomcast_local.testing import (
     Peer,
     QueuedDeferrer,
     QueuedDelayer,
+    QueuedShards,
     RecordingGateway,
     SocketIoPeer,
     invoke,
@@ -25,6 +26,7 @@ from roomcast_local.testing import (
 )
 from shared.delivery.deferred import AnyTask
 from shared.delivery.delayed import DelayedTask
+from shared.delivery.heartbeat import HeartbeatShard
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
 from shared.wiring.settings import settings
@@ -69,6 +71,16 @@ class RecordingDelayer(QueuedDelayer):
         super().delay(task, seconds)
 
 
+class RecordingShards(QueuedShards):
+    def __init__(self, recorder: ActionRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def start(self, shard: HeartbeatShard) -> None:
+        self.recorder.record("lambda:InvokeFunction", "*")
+        super().start(shard)
+
+
 class ActionRecorder:
     """(IAM action, resource) per function, from boto3's parameters and the @connections stand-in."""
 
@@ -78,6 +90,7 @@ class ActionRecorder:
         self.gateway = RecordingGatewayWithActions(self)
         self.deferrer = RecordingDeferrer(self)
         self.delayer = RecordingDelayer(self)
+        self.shards = RecordingShards(self)
 
     def record(self, action: str, resource: str) -> None:
         self.used[self.current].add((action, resource))
@@ -142,6 +155,7 @@ def recorder(aws: None, settled: object, monkeypatch: pytest.MonkeyPatch) -> Ite
             session=session,
             deferrer=recorder.deferrer,
             delayer=recorder.delayer,
+            shard_starter=recorder.shards,
         )
     )
 
@@ -280,6 +294,8 @@ def socketio_scenario(recorder: ActionRecorder) -> None:
     cat.send("41/analytics,")
     recorder.current = "HeartbeatFunction"
     invoke("handlers.heartbeat.handler", {})
+    for shard in recorder.shards.take():
+        invoke("handlers.heartbeat.handler", shard.model_dump())
     cat.send("1")
     cat.disconnect()
 

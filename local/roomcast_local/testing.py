@@ -29,6 +29,7 @@ from roomcast_local.invoke import LocalContext, load_handler
 from roomcast_local.template import WebSocketApi, load_template, resources, websocket_api
 from shared.delivery.deferred import AnyTask
 from shared.delivery.delayed import DelayedTask
+from shared.delivery.heartbeat import HeartbeatShard
 from shared.delivery.management_api import Delivery
 from shared.wiring import services as runtime
 
@@ -37,6 +38,7 @@ __all__ = ["DEVELOPMENT_SECRET"]
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 DEFERRED_HANDLER = "handlers.deferred.handler"
 DELAYED_HANDLER = "handlers.delayed.handler"
+HEARTBEAT_HANDLER = "handlers.heartbeat.handler"
 
 # ---- the local stack, as a developer runs it: `roomcast serve` in its own process, on a free port ----
 
@@ -160,6 +162,23 @@ class QueuedDeferrer:
     def take(self) -> list[AnyTask]:
         with self._lock:
             taken, self.tasks = self.tasks, []
+        return taken
+
+
+class QueuedShards:
+    """Keeps the heartbeat shards a scheduled run started, until `run_heartbeat` pings them."""
+
+    def __init__(self) -> None:
+        self.shards: list[HeartbeatShard] = []
+        self._lock = threading.Lock()
+
+    def start(self, shard: HeartbeatShard) -> None:
+        with self._lock:
+            self.shards.append(shard)
+
+    def take(self) -> list[HeartbeatShard]:
+        with self._lock:
+            taken, self.shards = self.shards, []
         return taken
 
 
@@ -288,6 +307,15 @@ def run_deferred() -> int:
             invoke(DEFERRED_HANDLER, task.model_dump(by_alias=True, mode="json"))
             ran += 1
     return ran
+
+
+def run_heartbeat() -> int:
+    """The heartbeat's scheduled run, then each shard it started, as Lambda runs them; returns how many
+    connections were pinged."""
+    invoke(HEARTBEAT_HANDLER, load_event("schedule-heartbeat"))
+    queued = runtime.services().shard_starter
+    assert isinstance(queued, QueuedShards)
+    return sum(int(invoke(HEARTBEAT_HANDLER, shard.model_dump())["pinged"]) for shard in queued.take())
 
 
 def delayer() -> QueuedDelayer:

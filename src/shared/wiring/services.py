@@ -15,6 +15,7 @@ from botocore.config import Config
 
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
 from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
+from shared.delivery.heartbeat import HeartbeatShard, LambdaShardStarter, ShardStarter
 from shared.delivery.hub import Hub, LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
 from shared.domain.access import Kicks
@@ -49,6 +50,22 @@ _RETRIES = Config(
 )
 
 
+class LambdaShards:
+    """The heartbeat function's own client, made by the scheduled run: its shard invocations never need it."""
+
+    def __init__(self, session: boto3.session.Session, function_name: str) -> None:
+        self._session = session
+        self._function_name = function_name
+        self._starter: LambdaShardStarter | None = None
+
+    def start(self, shard: HeartbeatShard) -> None:
+        if self._starter is None:
+            if not self._function_name:
+                raise RuntimeError("set HEARTBEAT_FUNCTION to start the heartbeat's shards")
+            self._starter = LambdaShardStarter(self._session.client("lambda", config=_RETRIES), self._function_name)
+        self._starter.start(shard)
+
+
 class QueueDelayer:
     """The delay queue's client, made by the first delayed task: most containers never delay one."""
 
@@ -74,6 +91,7 @@ class Services:
     hub: Hub
     deferrer: Deferrer
     delayer: Delayer
+    shard_starter: ShardStarter
     presence: Presence
     kicks: Kicks
     analytics: Analytics
@@ -105,6 +123,7 @@ def build_services(
     clock: Clock | None = None,
     *,
     delayer: Delayer | None = None,
+    shard_starter: ShardStarter | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
     # Low-level clients under the stores' tables (decision 0076): boto3's resource layer cost a quarter again.
@@ -121,6 +140,7 @@ def build_services(
         config.max_rooms_per_connection,
         journal=journal,
         tombstone_life=retention,
+        hour_index_shards=config.hour_index_shards,
     )
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
@@ -162,6 +182,7 @@ def build_services(
             config.max_rooms_per_connection,
             journal=journal,
             tombstone_life=retention,
+            hour_index_shards=config.hour_index_shards,
         )
         return Readers(
             seq=ConversationStore(Table(seq_reads, config.conversations_table)),
@@ -178,6 +199,7 @@ def build_services(
         hub=hub,
         deferrer=deferrer,
         delayer=delayer,
+        shard_starter=shard_starter or LambdaShards(session, config.heartbeat_function),
         presence=presence,
         kicks=Kicks(access, connections, hub, presence),
         analytics=analytics,

@@ -198,11 +198,12 @@ def post_open_packet(
     return delivery
 
 
-def ping_all(store: ConnectionStore, hub: Hub, now: datetime) -> int:
-    """One Engine.IO ping to every Socket.IO connection that may be open; returns how many were pinged."""
+def ping_all(store: ConnectionStore, hub: Hub, now: datetime, shard: int) -> int:
+    """One Engine.IO ping to every Socket.IO connection of one shard of the heartbeat index that may be open;
+    returns how many were pinged."""
     data = socketio.PING.encode("utf-8")
     pinged = 0
-    for page in store.heartbeat_due(now):
+    for page in store.heartbeat_due(now, shard):
         hub.post(page, data)
         pinged += len(page)
     return pinged
