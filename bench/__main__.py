@@ -1,7 +1,8 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
-`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu) runs only those and
-keeps the other figures of bench/results.json as they were."""
+`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, capacity) runs only
+those and keeps the other figures of bench/results.json as they were. `capacity` is a key several pieces write
+into (issue 23): each piece's keys are merged into it, not put in its place."""
 
 from __future__ import annotations
 
@@ -11,30 +12,47 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import calls, cold_start, costs, cpu, e2e, fanout, large_room, latency, report
+from bench import calls, capacity, cold_start, costs, cpu, e2e, fanout, large_room, latency, report
+
+# Keys of results.json that more than one piece writes into: merged key by key.
+MERGED = ("capacity",)
 
 
-def _calls() -> dict[str, Any]:
+def _calls(_results: dict[str, Any]) -> dict[str, Any]:
     call_counts, items_read = calls.run()
     return {"calls": call_counts, "items_read": items_read}
 
 
-def _cold_start() -> dict[str, Any]:
+def _cold_start(_results: dict[str, Any]) -> dict[str, Any]:
     ratios, medians = cold_start.run()
     return {"cold_start": ratios, "cold_start_ms": medians}
 
 
 # In the order `make bench` runs them. Fan-out first, in a small heap: after moto's tables, garbage collection
 # alone doubles its CPU per post; the CPU figures next, for the same reason.
-PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
-    "fanout": ("fan-out against the 20 ms stand-in", lambda: {"fanout": fanout.run()}),
-    "cpu": ("CPU per post and per message:send (moto in its own process)", lambda: {"cpu": cpu.run()}),
+# Each is given the results so far (capacity reads the large room's CPU per post).
+PIECES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "fanout": ("fan-out against the 20 ms stand-in", lambda _results: {"fanout": fanout.run()}),
+    "cpu": ("CPU per post and per message:send (moto in its own process)", lambda _results: {"cpu": cpu.run()}),
     "calls": ("calls per operation (moto)", _calls),
-    "latency": ("path to delivery, 5 ms DynamoDB and 20 ms posts", lambda: {"latency": latency.run()}),
-    "large_room": ("a room of 10,000", lambda: {"large_room": large_room.run()}),
+    "latency": ("path to delivery, 5 ms DynamoDB and 20 ms posts", lambda _results: {"latency": latency.run()}),
+    "large_room": ("a room of 10,000", lambda _results: {"large_room": large_room.run()}),
     "cold_start": ("cold starts", _cold_start),
-    "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
+    "e2e": ("end to end through the local stack", lambda _results: {"e2e": e2e.run()}),
+    "capacity": (
+        "capacity: the storm's share of Lambda, the heartbeat's reach (moto, simulated time)",
+        lambda results: {"capacity": capacity.run(results)},
+    ),
 }
+
+
+def merge(results: dict[str, Any], figures: dict[str, Any]) -> None:
+    """A piece's figures into the results: a MERGED key keeps what other pieces wrote into it."""
+    for key, value in figures.items():
+        if key in MERGED and isinstance(results.get(key), dict) and isinstance(value, dict):
+            results[key] = {**results[key], **value}
+        else:
+            results[key] = value
 
 
 def main(chosen: list[str]) -> None:
@@ -46,7 +64,7 @@ def main(chosen: list[str]) -> None:
     for name, (title, piece) in PIECES.items():
         if not chosen or name in chosen:
             print(f"{title} ...", flush=True)
-            results.update(piece())
+            merge(results, piece(results))
     results.pop("costs", None)
     results["costs"] = costs.model(results)
     report.write(results)

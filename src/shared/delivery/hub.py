@@ -2,7 +2,7 @@
 post), then posted to in parallel, each in the encoding its membership names (encoded once per codec present).
 A recipient found gone is handed to the deferred function, never cleaned up inside the request that found it.
 A room past the large-room threshold is handed off whole after its first page, and posted to by chunk workers
-within a shared posts-per-second budget (decision 0052)."""
+within the company's and the platform's posts-per-second budgets (decisions 0052, 0092)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import Frame, encode
 from shared.protocol.recovery import offset_text, recoverable
 from shared.protocol.rooms import Room, parse_room
-from shared.stores.budget import PostBudget
+from shared.stores.budget import TenantBudgets
 from shared.stores.connections import ConnectionStore, Member
 from shared.stores.journal import Journal
 
@@ -52,7 +52,7 @@ class LargeRooms:
     """Recipients per chunk worker: one asynchronous invocation each."""
     batch: int
     """Posts a chunk worker claims from the budget and sends at once: its own concurrency."""
-    budget: PostBudget
+    budget: TenantBudgets
     clock: Clock
 
 
@@ -64,6 +64,8 @@ class FanoutReport:
     gone: list[GoneRecipient] = field(default_factory=list)
     handed_off: bool = False
     """The room was past the large-room threshold: chunk workers post to it after the reply."""
+    requeued: int = 0
+    """Recipients of a chunk sent back to the queue: a budget was spent (decision 0092)."""
 
 
 class Hub:
@@ -184,7 +186,8 @@ class Hub:
         return handed
 
     def post_chunk(self, chunk: BroadcastChunk) -> FanoutReport:
-        """Post to one chunk's members, a batch at a time, each batch claimed from the shared budget first."""
+        """Post to one chunk's members, a batch at a time, each batch claimed from the company's and the platform's
+        budgets first; once either is spent, the members left go back to the queue as a chunk of their own."""
         room = parse_room(chunk.room)
         if room is None or self._large_rooms is None:
             raise ValueError(f"no large-room broadcast to {chunk.room!r}")
@@ -192,11 +195,9 @@ class Hub:
         remaining = list(chunk.recipients)
         report = FanoutReport(recipients=len(remaining))
         while remaining:
-            granted = rooms.budget.take(min(rooms.batch, len(remaining)), rooms.clock.now())
+            granted = rooms.budget.take(chunk.company_id, min(rooms.batch, len(remaining)), rooms.clock.now())
             if granted == 0:
-                now = rooms.clock.now()
-                rooms.clock.sleep(1 - now.microsecond / 1_000_000)  # until the next second's budget
-                continue
+                break
             batch, remaining = remaining[:granted], remaining[granted:]
             by_codec: dict[Codec, list[str]] = {}
             sessions: list[Member] = []
@@ -212,6 +213,13 @@ class Hub:
             report.failed += part.failed
             report.gone.extend(part.gone)
         self._hand_off(report.gone)
+        if remaining:
+            # A budget is spent: the rest waits in the queue, not in this execution (decision 0092). Should this
+            # fail, the chunk fails and comes back whole: some members hear the event twice, none misses it.
+            self._deferrer.defer(
+                chunk.model_copy(update={"recipients": tuple(remaining), "requeues": chunk.requeues + 1})
+            )
+            report.requeued = len(remaining)
         return report
 
     def send(self, connection_id: str, text: str) -> Delivery:

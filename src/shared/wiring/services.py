@@ -13,6 +13,7 @@ import boto3
 import botocore
 from botocore.config import Config
 
+from shared.delivery.broadcasts import QueueDeferrer
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
 from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
 from shared.delivery.heartbeat import HeartbeatShard, LambdaShardStarter, ShardStarter
@@ -28,7 +29,7 @@ from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.recovery import MAX_CONNECTION_LIFE
 from shared.stores.access import AccessStore
 from shared.stores.analytics import AnalyticsStore
-from shared.stores.budget import PostBudget
+from shared.stores.budget import TenantBudgets
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
 from shared.stores.dynamo import Table
@@ -40,6 +41,7 @@ from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from mypy_boto3_sqs import SQSClient
 
 # A fixed User-Agent: botocore otherwise rebuilds and sanitises its own, character by character, twice for
 # every request, a sixth of a DynamoDB call's CPU (decision 0076).
@@ -64,6 +66,19 @@ class LambdaShards:
                 raise RuntimeError("set HEARTBEAT_FUNCTION to start the heartbeat's shards")
             self._starter = LambdaShardStarter(self._session.client("lambda", config=_RETRIES), self._function_name)
         self._starter.start(shard)
+
+
+class LazySqs:
+    """An SQS client made by the first message: most containers never send one."""
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self._session = session
+        self._client: SQSClient | None = None
+
+    def __call__(self) -> SQSClient:
+        if self._client is None:
+            self._client = self._session.client("sqs", config=_RETRIES)
+        return self._client
 
 
 class QueueDelayer:
@@ -155,12 +170,17 @@ def build_services(
             client,
         )
     if deferrer is None:
-        deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
+        # Large rooms' broadcasts to their own queue, every other task to the deferred function (decision 0092).
+        deferrer = QueueDeferrer(
+            LazySqs(session),
+            config.broadcast_queue_url,
+            LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function),
+        )
     large_rooms = LargeRooms(
         threshold=config.large_room_threshold,
         chunk=config.broadcast_chunk,
         batch=config.fanout_concurrency,
-        budget=PostBudget(connections_table, config.posts_per_second),
+        budget=TenantBudgets(connections_table, config.posts_per_second, config.company_posts_per_second),
         clock=clock or SystemClock(),
     )
     hub = Hub(

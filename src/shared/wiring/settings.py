@@ -27,6 +27,8 @@ class Settings:
     large_room_threshold: int
     broadcast_chunk: int
     posts_per_second: int
+    company_posts_per_second: int
+    broadcast_queue_url: str
     limits: Limits
     history_page_max: int
     max_rooms_per_connection: int
@@ -70,6 +72,9 @@ def settings() -> Settings:
         broadcast_chunk=_int("BROADCAST_CHUNK", 500),
         # Chunk workers' share of API Gateway's account-wide 10,000 requests a second, which posts count against.
         posts_per_second=_int("POSTS_PER_SECOND", 5000),
+        # One company's share of them: its storm leaves the rest to the others (decision 0092).
+        company_posts_per_second=_int("COMPANY_POSTS_PER_SECOND", 1000),
+        broadcast_queue_url=os.environ.get("BROADCAST_QUEUE_URL", ""),
         limits=limits(),
         history_page_max=_int("HISTORY_PAGE_MAX", 100),
         # Keeps the connection's record, rewritten by every action's rate limit, far below 400 KB.
