@@ -102,7 +102,8 @@ unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM) typescript
 	$(BIN)/pytest -n auto --dist loadgroup
 
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png. `make bench
-# PIECES="cpu"` runs only those pieces (fanout, cpu, calls, latency, large_room, cold_start, e2e), keeping the rest.
+# PIECES="cpu"` runs only those pieces (fanout, cpu, calls, latency, large_room, cold_start, e2e, capacity), keeping
+# the rest.
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench $(PIECES)
 

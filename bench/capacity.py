@@ -168,7 +168,7 @@ STORM_SIZES = (250, 500, 1000)
 # Agents that storm through the handlers at each size: the storm's work is theirs times agents / STORM_SAMPLE.
 STORM_SAMPLE = 4
 HEARTBEAT_SIZES = (250, 500, 1000)
-# One heartbeat invocation before the shards (decision 0038): 256 MB and the functions' 29 s.
+# One heartbeat invocation before the shards (decision 0038): 256 MB and the functions' 29 s (Globals).
 HEARTBEAT_BEFORE_MB = 256
 STORM_AGENTS = 10_000
 STORM_WINDOW_S = 60.0
@@ -454,10 +454,16 @@ def heartbeat_model(results: dict[str, Any]) -> dict[str, Any]:
     shard): each invocation's CPU within its timeout at its memory's share of a vCPU, at the CPU per ping
     measured here (the shard's index read and bookkeeping, moto included: an upper bound) plus the CPU per post
     the large-room bench measured for roomcast's posting code."""
-    from roomcast_local.template import load_template
+    from roomcast_local.template import load_template, resources
 
     template = load_template()
-    timeout = float(template["Globals"]["Function"]["Timeout"])
+    before_timeout = float(template["Globals"]["Function"]["Timeout"])
+    (heartbeat,) = (
+        body["Properties"]
+        for body in resources(template, "AWS::Serverless::Function").values()
+        if body["Properties"]["Handler"] == "handlers.heartbeat.handler"
+    )
+    timeout = float(heartbeat.get("Timeout", before_timeout))
     memory = _memory_by_handler()["handlers.heartbeat.handler"]
     shards = _parameter("HourIndexShards")
     sizes, cpu = [], []
@@ -474,19 +480,20 @@ def heartbeat_model(results: dict[str, Any]) -> dict[str, Any]:
     post_s = float(large_room.get("worker_cpu_ms_per_post", results.get("cpu", {}).get("post_ms", 0.0))) / 1000
     per_connection_s = max(per_ping_s, 0.0) + post_s
 
-    def reach(memory_mb: int) -> float:
-        return timeout * min(1.0, memory_mb / FULL_VCPU_MB) / per_connection_s
+    def reach(memory_mb: int, seconds: float) -> float:
+        return seconds * min(1.0, memory_mb / FULL_VCPU_MB) / per_connection_s
 
     balance = _shard_balance(shards)
     return {
-        "before": round(reach(HEARTBEAT_BEFORE_MB)),
-        "after": round(shards * reach(memory) * balance),
+        "before": round(reach(HEARTBEAT_BEFORE_MB, before_timeout)),
+        "after": round(shards * reach(memory, timeout) * balance),
         "target": 100_000,
         "measured": False,
         "basis": (
             f"extrapolated: CPU per ping {per_ping_s * 1000:.3f} ms fitted over {list(HEARTBEAT_SIZES)} "
             f"connections (real heartbeat handler, moto in-process) + {post_s * 1000:.3f} ms per post "
-            f"(large_room bench); {timeout:.0f} s timeout at {memory} MB (before 256 MB, one invocation); "
+            f"(large_room bench); {timeout:.0f} s timeout at {memory} MB (before: one invocation, "
+            f"{before_timeout:.0f} s at {HEARTBEAT_BEFORE_MB} MB); "
             f"{shards} shards, largest shard {1 / balance:.3f} x the mean"
         ),
         "per_connection_cpu_ms": round(per_connection_s * 1000, 4),
