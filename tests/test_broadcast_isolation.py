@@ -201,3 +201,12 @@ def test_broadcasts_go_to_their_queue_and_every_other_task_to_the_deferred_funct
     assert (first, 4 <= again <= 6) == (0, True)
     assert all(request["QueueUrl"] == "https://queue" for request in sqs.sent)
     assert other.take() == [online]
+
+
+def test_a_broadcast_the_deferred_function_still_receives_goes_to_the_queue_unposted(
+    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer
+) -> None:
+    chunk = chunk_of("acme", ["a-0", "a-1"])
+    assert invoke("handlers.deferred.handler", chunk.model_dump(by_alias=True, mode="json")) == {"done": True}
+    assert deferred.take() == [chunk]
+    assert heard(timed, ["a-0", "a-1"]) == {"a-0": 0, "a-1": 0}
