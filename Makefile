@@ -107,7 +107,7 @@ unit: $(STAMP) $(NODE_STAMP) $(CHROMIUM) typescript
 
 # Measurements, not tests: writes bench/results.json, docs/performance.md and docs/fanout.png. `make bench
 # PIECES="cpu"` runs only those pieces (fanout, cpu, calls, latency, large_room, cold_start, e2e,
-# hot_conversation, presence_capacity), keeping the rest.
+# hot_conversation, presence_capacity, capacity), keeping the rest.
 bench: $(STAMP)
 	PYTHONPATH=. $(BIN)/python -m bench $(PIECES)
 

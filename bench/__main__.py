@@ -1,8 +1,8 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
 `python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, hot_conversation,
-presence_capacity) runs only those and keeps the other figures of bench/results.json as they were. Pieces add their
-keys to "capacity"; none replaces it."""
+presence_capacity, capacity) runs only those and keeps the other figures of bench/results.json as they were.
+`capacity` is a key several pieces write into (issue 23): each piece's keys are merged into it, not put in its place."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from bench import (
     calls,
+    capacity,
     cold_start,
     costs,
     cpu,
@@ -28,37 +29,49 @@ from bench import (
 )
 
 
-def _calls() -> dict[str, Any]:
+def _calls(_results: dict[str, Any]) -> dict[str, Any]:
     call_counts, items_read = calls.run()
     return {"calls": call_counts, "items_read": items_read}
 
 
-def _cold_start() -> dict[str, Any]:
+def _cold_start(_results: dict[str, Any]) -> dict[str, Any]:
     figures: dict[str, Any] = cold_start.run()
     return {**figures, "cold_start_load_average_1m": round(os.getloadavg()[0], 2)}
 
 
 # In the order `make bench` runs them. Fan-out first, in a small heap: after moto's tables, garbage collection
 # alone doubles its CPU per post; the CPU figures next, for the same reason.
-PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
-    "fanout": ("fan-out against the 20 ms stand-in", lambda: {"fanout": fanout.run()}),
-    "cpu": ("CPU per post and per message:send (moto in its own process)", lambda: {"cpu": cpu.run()}),
+# Each is given the results so far (capacity reads the large room's CPU per post).
+PIECES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "fanout": ("fan-out against the 20 ms stand-in", lambda _results: {"fanout": fanout.run()}),
+    "cpu": ("CPU per post and per message:send (moto in its own process)", lambda _results: {"cpu": cpu.run()}),
     "calls": ("calls per operation (moto)", _calls),
-    "latency": ("path to delivery, 5 ms DynamoDB and 20 ms posts", lambda: {"latency": latency.run()}),
-    "large_room": ("a room of 10,000", lambda: {"large_room": large_room.run()}),
+    "latency": ("path to delivery, 5 ms DynamoDB and 20 ms posts", lambda _results: {"latency": latency.run()}),
+    "large_room": ("a room of 10,000", lambda _results: {"large_room": large_room.run()}),
     "cold_start": ("cold starts", _cold_start),
-    "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
-    "hot_conversation": ("one hot conversation, 5 ms and 1,000 write units a second per key", hot_conversation.run),
-    "presence_capacity": ("presence at company scale (simulated time, moto)", presence_capacity.run),
+    "e2e": ("end to end through the local stack", lambda _results: {"e2e": e2e.run()}),
+    "hot_conversation": (
+        "one hot conversation, 5 ms and 1,000 write units a second per key",
+        lambda _results: hot_conversation.run(),
+    ),
+    "presence_capacity": (
+        "presence at company scale (simulated time, moto)",
+        lambda _results: presence_capacity.run(),
+    ),
+    "capacity": (
+        "capacity: the storm's share of Lambda, the heartbeat's reach (moto, simulated time)",
+        lambda results: {"capacity": capacity.run(results)},
+    ),
 }
 # Keys several pieces add to: merged, not replaced.
 MERGED = ("capacity",)
 
 
 def merge(results: dict[str, Any], figures: dict[str, Any]) -> None:
+    """A piece's figures into the results: a MERGED key keeps what other pieces wrote into it."""
     for key, value in figures.items():
-        if key in MERGED:
-            results[key] = {**results.get(key, {}), **value}
+        if key in MERGED and isinstance(results.get(key), dict) and isinstance(value, dict):
+            results[key] = {**results[key], **value}
         else:
             results[key] = value
 
@@ -72,7 +85,7 @@ def main(chosen: list[str]) -> None:
     for name, (title, piece) in PIECES.items():
         if not chosen or name in chosen:
             print(f"{title} ...", flush=True)
-            merge(results, piece())
+            merge(results, piece(results))
     results.pop("costs", None)
     results["costs"] = costs.model(results)
     report.write(results)

@@ -142,13 +142,13 @@ def memory_model(results: dict[str, Any]) -> dict[str, float]:
         figures[f"million_sends_to_rooms_of_10_usd_{label}"] = round(
             send_usd(calls, reply / 1000, memory / 1024) * 1e6, 2
         )
-    for label, memory in (("512mb", 512), ("chosen", memory_mb("DeferredFunction"))):
+    for label, memory in (("512mb", 512), ("chosen", memory_mb("BroadcastFunction"))):
         chunk = chunk_ms_at(post_cpu, memory)
         figures[f"chunk_of_500_ms_{label}"] = round(chunk, 1)
         per_recipient = invocation_usd(chunk / 1000, memory / 1024) / CHUNK
         figures[f"million_large_room_recipients_lambda_usd_{label}"] = round(per_recipient * 1e6, 3)
     figures["conversations_memory_mb"] = memory_mb("ConversationsFunction")
-    figures["deferred_memory_mb"] = memory_mb("DeferredFunction")
+    figures["broadcast_memory_mb"] = memory_mb("BroadcastFunction")
     return figures
 
 

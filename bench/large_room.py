@@ -53,7 +53,7 @@ class RoundTripBudget:
 
     per_second = 1_000_000
 
-    def take(self, wanted: int, _now: datetime) -> int:
+    def take(self, _company_id: str, wanted: int, _now: datetime) -> int:
         time.sleep(CLAIM_S)
         return wanted
 

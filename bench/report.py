@@ -67,6 +67,91 @@ def plot_delivery(sweeps: dict[str, list[dict[str, float]]], target_ms: float) -
     figure.savefig(LATENCY_PLOT)
 
 
+_API_GATEWAY = "https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html"
+_WEBSOCKET = "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html"
+_LAMBDA = "https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"
+_DYNAMODB = "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html"
+POSTS_LIMIT = ("API Gateway: 10,000 requests/s per account, which `@connections` posts count against", _API_GATEWAY)
+# Every figure issue 23 names, as (key, scenario, target, AWS limit, its source). Pieces of several engineers
+# write them into results["capacity"]; one not written yet reads "not measured".
+CAPACITY_ROWS: tuple[tuple[str, str, str, tuple[str, str]], ...] = (
+    (
+        "flap_presence_posts_1000",
+        "1,000 agents of one company online, each connection closed at 2 h and reopened within a second",
+        "0 posts",
+        POSTS_LIMIT,
+    ),
+    (
+        "storm_presence_posts_1000",
+        "1,000 agents of one company drop at once and reconnect over the next 60 s",
+        "at most 40,000 posts",
+        ("API Gateway: 500 new connections/s per account; 10,000 requests/s", _WEBSOCKET),
+    ),
+    (
+        "login_wave_peak_posts_per_s_10000",
+        "10,000 agents of one company sign in over 30 minutes",
+        "at most 1,000 posts/s at the peak",
+        POSTS_LIMIT,
+    ),
+    (
+        "storm_share_of_concurrency",
+        "the 10,000-agent storm's share of the account's Lambda executions",
+        "at most 0.2",
+        ("Lambda: 1,000 concurrent executions per account and region", _LAMBDA),
+    ),
+    (
+        "max_key_writes_per_s",
+        "the busiest partition key: 1,000 companies x 50 agents; the storm; 1,000 messages/s",
+        "at most 1,000",
+        ("DynamoDB: 1,000 write units/s per partition", _DYNAMODB),
+    ),
+    (
+        "max_key_reads_per_s",
+        "the busiest partition key, the same loads",
+        "at most 3,000",
+        ("DynamoDB: 3,000 read units/s per partition", _DYNAMODB),
+    ),
+    (
+        "hot_conversation_msgs_per_s",
+        "one conversation, many senders, gap-free seq (5 ms / 1,000 WCU stand-in)",
+        "at least 300",
+        ("DynamoDB: 1,000 write units/s per partition", _DYNAMODB),
+    ),
+    (
+        "heartbeat_connections",
+        "Socket.IO connections pinged every interval within the heartbeat's limits",
+        "at least 100,000",
+        ("Lambda: 1,000 concurrent executions, the function's timeout; API Gateway 10,000 requests/s", _LAMBDA),
+    ),
+)
+
+
+def capacity_table(capacity: dict[str, Any]) -> list[str]:
+    """Issue 23's figures: each key as measured, extrapolated or not measured yet."""
+    lines = [
+        "### Capacity within AWS's limits (issue 23)",
+        "",
+        "| key | scenario | before | after | target | figure | AWS limit | source |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for key, scenario, target, (limit, source) in CAPACITY_ROWS:
+        entry = capacity.get(key)
+        before: Any
+        after: Any
+        if entry is None:
+            before, after, kind = "not measured", "not measured", "not measured"
+        elif isinstance(entry, dict):
+            before, after = entry.get("before", "not measured"), entry.get("after", entry.get("value", ""))
+            kind = "measured" if entry.get("measured") else "extrapolated"
+            if entry.get("basis"):
+                notes.append(f"- `{key}`: {entry['basis']}")
+        else:
+            before, after, kind = "not measured", entry, "measured"
+        lines.append(f"| `{key}` | {scenario} | {before} | {after} | {target} | {kind} | {limit} | {source} |")
+    return [*lines, "", *notes, ""]
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = ["### AWS calls per operation", "", "| operation | calls |", "|---|---|"]
     for operation, calls in results["calls"].items():
@@ -139,7 +224,8 @@ def markdown(results: dict[str, Any]) -> str:
         for stack, points in e2e["sweeps"].items()
         for point in points
     ]
-    lines += ["", "![delivery latency against message rate](delivery.png)"]
+    lines += ["", "![delivery latency against message rate](delivery.png)", ""]
+    lines += capacity_table(results.get("capacity", {}))
     lines += ["", *_table("Cost model (USD)", results["costs"])]
     lines += ["Prices (on-demand, " + costs.REGION + ", read " + costs.READ_ON + "):", ""]
     lines += ["| price | USD | per | source |", "|---|---|---|---|"]

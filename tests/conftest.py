@@ -41,7 +41,7 @@ for variable in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB")
     os.environ.pop(variable, None)
 
 from roomcast_local.template import create_tables, load_template  # noqa: E402
-from roomcast_local.testing import ManualClock, QueuedDeferrer, QueuedDelayer, RecordingGateway  # noqa: E402
+from roomcast_local.testing import ManualClock, QueuedDeferrer, QueuedDelayer, QueuedShards, RecordingGateway  # noqa: E402
 from shared.stores.connections import CONNECT_GRACE  # noqa: E402
 from shared.wiring import services as runtime  # noqa: E402
 from shared.wiring.services import Services, build_services  # noqa: E402
@@ -129,7 +129,13 @@ def services(
     """The handlers' services, with @connections recorded, handed-off and delayed work queued, every AWS call
     counted, and the test's clock."""
     built = build_services(
-        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
+        settings(),
+        gateway=gateway,
+        session=session,
+        deferrer=deferred,
+        clock=clock,
+        delayer=delayed,
+        shard_starter=QueuedShards(),
     )
     runtime.install(built)
     yield built

@@ -18,6 +18,7 @@ from roomcast_local.testing import (
     Peer,
     QueuedDeferrer,
     QueuedDelayer,
+    QueuedShards,
     RecordingGateway,
     SocketIoPeer,
     invoke,
@@ -26,6 +27,7 @@ from roomcast_local.testing import (
 )
 from shared.delivery.deferred import AnyTask
 from shared.delivery.delayed import DelayedTask
+from shared.delivery.heartbeat import HeartbeatShard
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
 from shared.wiring.settings import settings
@@ -70,6 +72,16 @@ class RecordingDelayer(QueuedDelayer):
         super().delay(task, seconds)
 
 
+class RecordingShards(QueuedShards):
+    def __init__(self, recorder: ActionRecorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def start(self, shard: HeartbeatShard) -> None:
+        self.recorder.record("lambda:InvokeFunction", "*")
+        super().start(shard)
+
+
 class ActionRecorder:
     """(IAM action, resource) per function, from boto3's parameters and the @connections stand-in."""
 
@@ -79,6 +91,7 @@ class ActionRecorder:
         self.gateway = RecordingGatewayWithActions(self)
         self.deferrer = RecordingDeferrer(self)
         self.delayer = RecordingDelayer(self)
+        self.shards = RecordingShards(self)
 
     def record(self, action: str, resource: str) -> None:
         self.used[self.current].add((action, resource))
@@ -146,6 +159,7 @@ def recorder(aws: None, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> 
             deferrer=recorder.deferrer,
             delayer=recorder.delayer,
             clock=clock,
+            shard_starter=recorder.shards,
         )
     )
 
@@ -285,6 +299,8 @@ def socketio_scenario(recorder: ActionRecorder) -> None:
     cat.send("41/analytics,")
     recorder.current = "HeartbeatFunction"
     invoke("handlers.heartbeat.handler", {})
+    for shard in recorder.shards.take():
+        invoke("handlers.heartbeat.handler", shard.model_dump())
     cat.send("1")
     cat.disconnect()
 

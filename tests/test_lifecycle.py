@@ -26,6 +26,7 @@ from roomcast_local.testing import (
 )
 from shared.protocol.frames import encode
 from shared.protocol.identity import Identity
+from shared.stores.connections import hour_index_shard
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -188,8 +189,9 @@ def test_a_disconnect_during_connects_presence_window_leaves_no_ghost(
     assert interleaver.fired == [operation]
     assert "ana" not in online(services)
     assert "ana-1" not in members("company:acme") + members("user:ana")
+    shard = hour_index_shard("ana-1", settings().hour_index_shards)
     assert [
-        item for item in items("opened#" + items("conn#ana-1")[0]["connectedAt"][:13]) if item["sk"] == "ana-1"
+        item for item in items(f"opened#{items('conn#ana-1')[0]['connectedAt'][:13]}#{shard}") if item["sk"] == "ana-1"
     ] == []
     assert watcher.received("status:online") == []
     # The watcher sees ana come and go later, as usual: the set was not left holding the dead id.

@@ -88,9 +88,68 @@ def test_the_templates_delay_queue_feeds_the_delayed_function_and_redrives_to_it
     definitions = {definition.name: definition for definition in queue_definitions(template)}
     delay = definitions["DelayQueue"]
     assert (delay.dead_letter, delay.max_receive_count, delay.visibility_timeout) == ("DelayDeadLetterQueue", 5, 180)
+    broadcast = definitions["BroadcastQueue"]
+    assert (broadcast.dead_letter, broadcast.max_receive_count) == ("BroadcastDeadLetterQueue", 3)
     assert event_sources(template) == [
-        EventSource("DelayedFunction.Due", "DelayedFunction", "DelayQueue", batch_size=10, report_failures=True)
+        EventSource("DelayedFunction.Due", "DelayedFunction", "DelayQueue", batch_size=10, report_failures=True),
+        EventSource(
+            "BroadcastFunction.Broadcasts",
+            "BroadcastFunction",
+            "BroadcastQueue",
+            batch_size=10,
+            report_failures=True,
+            maximum_concurrency=int(template["Parameters"]["BroadcastConcurrency"]["Default"]),
+        ),
     ]
+
+
+class SlowLambda:
+    """A function whose batches last until the test lets them end, counting how many run at once."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.most = 0
+        self.ran = 0
+        self.release = asyncio.Event()
+
+    async def invoke(self, _function: str, _event: Any, *_args: Any, **_kwargs: Any) -> Outcome:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        await self.release.wait()
+        self.running -= 1
+        self.ran += 1
+        return Outcome(result=None)
+
+
+def test_an_event_source_runs_at_most_its_maximum_concurrency_and_the_rest_waits_in_the_queue() -> None:
+    source = EventSource("F.Due", "F", "q", batch_size=1, maximum_concurrency=2)
+    functions = SlowLambda()
+
+    async def scenario() -> tuple[int, int]:
+        tasks: list[asyncio.Future[Any]] = []
+        api = SqsApi(
+            [QueueDefinition("q")],
+            [source],
+            functions,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            lambda work: tasks.append(asyncio.ensure_future(work)),
+            base_url="http://x",
+        )
+        for index in range(5):
+            api.queues["q"].send(str(index), 0)
+        api.start()
+        await asyncio.sleep(0.3)
+        at_once, waiting = functions.most, len(api.queues["q"])
+        functions.release.set()
+        await asyncio.sleep(0.5)
+        api.stop()
+        await asyncio.gather(*tasks)
+        return at_once, waiting
+
+    at_once, waiting = asyncio.run(scenario())
+    assert at_once == 2
+    assert waiting == 5  # received ones stay in the queue, hidden, until their batch is deleted
+    assert functions.ran == 5
 
 
 class AnsweringLambda:

@@ -22,6 +22,7 @@ from roomcast_local.testing import (
     load_event,
     message_event,
     run_deferred,
+    run_heartbeat,
 )
 from shared.delivery.deferred import SessionOpened
 from shared.delivery.hub import FIRST_POST_WAIT_SECONDS, Hub
@@ -165,7 +166,7 @@ def test_the_open_packet_follows_connect_and_only_then_the_heartbeat_reaches_it(
     SocketIoPeer(gateway, "sio-1", "ana", "acme").connect()
     Peer(gateway, "native-1", "ben", "acme").connect()
     assert isinstance(deferred.tasks[0], SessionOpened)
-    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+    assert run_heartbeat() == 0
 
     run_deferred()
     handshake = gateway.texts["sio-1"][0]
@@ -177,12 +178,12 @@ def test_the_open_packet_follows_connect_and_only_then_the_heartbeat_reaches_it(
         "pingTimeout": settings().socketio_ping_timeout_seconds * 1000,
         "maxPayload": settings().limits.max_frame_bytes,
     }
-    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
+    assert run_heartbeat() == 1
     assert gateway.texts["sio-1"][-1] == "2"
     assert "native-1" not in gateway.texts
 
     SocketIoPeer(gateway, "sio-1", "ana", "acme").disconnect()
-    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+    assert run_heartbeat() == 0
 
 
 class GoneUntil:
@@ -277,7 +278,7 @@ def test_an_open_packet_delivered_after_the_close_starts_no_heartbeat(
     ana.disconnect()
     run_deferred()  # the open packet's task runs after $disconnect (the stand-in delivers it anyway)
     assert "heartbeat" not in items("conn#sio-1")[0]
-    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 0}
+    assert run_heartbeat() == 0
 
 
 def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
@@ -291,7 +292,7 @@ def test_a_heartbeat_entry_left_by_a_close_in_between_is_forgotten_on_its_410(
     boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"]).put_item(Item=entry)
     gateway.gone.add("sio-1")
     settle(clock)
-    assert invoke("handlers.heartbeat.handler", load_event("schedule-heartbeat")) == {"pinged": 1}
+    assert run_heartbeat() == 1
     run_deferred()
     assert items(str(bucket)) == []
 

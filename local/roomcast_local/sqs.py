@@ -2,9 +2,9 @@
 `sqs` client speaks (`POST /`, `X-Amz-Target: AmazonSQS.<Operation>`) for SendMessage, SendMessageBatch,
 ReceiveMessage, DeleteMessage and GetQueueUrl, with DelaySeconds and visibility timeouts, and the Lambda event
 source of SAM `SQS` events: a poller per source that hands the function batches of up to `BatchSize` visible
-messages, deletes what it handled and lets what it reported failed (ReportBatchItemFailures), or all of a
-batch it raised on, be received again once the visibility timeout is over; past the redrive policy's
-maxReceiveCount a message moves to its dead-letter queue.
+messages, at most `ScalingConfig.MaximumConcurrency` batches at once, deletes what it handled and lets what it
+reported failed (ReportBatchItemFailures), or all of a batch it raised on, be received again once the
+visibility timeout is over; past the redrive policy's maxReceiveCount a message moves to its dead-letter queue.
 https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/Welcome.html"""
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ class EventSource:
     queue: str
     batch_size: int = 10
     report_failures: bool = False
+    maximum_concurrency: int | None = None
+    """`ScalingConfig.MaximumConcurrency`: the most batches of this source its function runs at once."""
 
 
 def _logical(reference: Any) -> str | None:
@@ -79,8 +81,18 @@ def queue_definitions(template: dict[str, Any]) -> list[QueueDefinition]:
     return found
 
 
+def _maximum_concurrency(scaling: Any, parameters: dict[str, Any]) -> int | None:
+    """A ScalingConfig's MaximumConcurrency, a number or a `!Ref` to a parameter (its default)."""
+    value: Any = (scaling or {}).get("MaximumConcurrency")
+    if isinstance(value, dict) and "Ref" in value:
+        value = parameters.get(str(value["Ref"]), {}).get("Default")
+    return None if value is None else int(str(value))
+
+
 def event_sources(template: dict[str, Any]) -> list[EventSource]:
-    """SAM `SQS` events of functions: each is a poller handing batches of its queue to the function."""
+    """SAM `SQS` events of functions: each is a poller handing batches of its queue to the function, at most
+    its MaximumConcurrency batches at once."""
+    parameters: dict[str, Any] = template.get("Parameters", {})
     found = []
     for function, body in resources(template, "AWS::Serverless::Function").items():
         for name, event in body["Properties"].get("Events", {}).items():
@@ -97,6 +109,7 @@ def event_sources(template: dict[str, Any]) -> list[EventSource]:
                     queue=queue,
                     batch_size=int(properties.get("BatchSize", 10)),
                     report_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+                    maximum_concurrency=_maximum_concurrency(properties.get("ScalingConfig"), parameters),
                 )
             )
     return found
@@ -216,6 +229,8 @@ class SqsApi:
         self.spawn = spawn
         self.base_url = base_url.rstrip("/")
         self._pollers: list[asyncio.Future[None]] = []
+        self.running: dict[str, int] = dict.fromkeys((source.name for source in sources), 0)
+        """Batches each source's function is running now."""
 
     def url_of(self, name: str) -> str:
         return f"{self.base_url}/{ACCOUNT}/{name}"
@@ -293,14 +308,24 @@ class SqsApi:
         queue = self.queues[source.queue]
         while True:
             self._redrive(queue)
+            if source.maximum_concurrency is not None and self.running[source.name] >= source.maximum_concurrency:
+                await asyncio.sleep(POLL_SECONDS)  # as Lambda does: the messages wait in the queue, none is throttled
+                continue
             batch = queue.receive(source.batch_size)
             if not batch:
                 await asyncio.sleep(POLL_SECONDS)
                 continue
             # Lambda's event source runs batches side by side: one slow batch holds up no other.
+            self.running[source.name] += 1
             self.spawn(self._deliver(source, queue, batch))
 
     async def _deliver(self, source: EventSource, queue: Queue, batch: list[Message]) -> None:
+        try:
+            await self._run(source, queue, batch)
+        finally:
+            self.running[source.name] -= 1
+
+    async def _run(self, source: EventSource, queue: Queue, batch: list[Message]) -> None:
         event = {"Records": [message.record(queue.definition.name) for message in batch]}
         outcome = await self.functions.invoke(source.function, event, "sqs", source.name)
         if outcome.error is not None:

@@ -28,9 +28,12 @@ from roomcast_local.environment import DEVELOPMENT_SECRET, function_arns
 from roomcast_local.eventbridge import matches, rules
 from roomcast_local.invoke import LocalContext, load_handler
 from roomcast_local.template import WebSocketApi, load_template, resources, websocket_api
-from shared.delivery.deferred import AnyTask
+from shared.delivery.broadcasts import is_broadcast, requeue_delay
+from shared.delivery.deferred import AnyTask, BroadcastChunk
 from shared.delivery.delayed import DelayedTask
+from shared.delivery.heartbeat import HeartbeatShard
 from shared.delivery.management_api import Delivery
+from shared.protocol.clock import Clock
 from shared.wiring import services as runtime
 
 __all__ = ["DEVELOPMENT_SECRET"]
@@ -38,6 +41,8 @@ __all__ = ["DEVELOPMENT_SECRET"]
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 DEFERRED_HANDLER = "handlers.deferred.handler"
 DELAYED_HANDLER = "handlers.delayed.handler"
+HEARTBEAT_HANDLER = "handlers.heartbeat.handler"
+BROADCAST_HANDLER = "handlers.broadcasts.handler"
 
 # ---- the local stack, as a developer runs it: `roomcast serve` in its own process, on a free port ----
 
@@ -152,6 +157,8 @@ class QueuedDeferrer:
     def __init__(self) -> None:
         self.tasks: list[AnyTask] = []
         self.auto = True
+        self.clock: Clock | None = None
+        """The clock a chunk sent back for its budget waits its delay on (`run_deferred`)."""
         self._lock = threading.Lock()
 
     def defer(self, task: AnyTask) -> None:
@@ -193,6 +200,23 @@ class ManualClock:
 
     def sleep(self, seconds: float) -> None:
         self.advance(seconds)
+
+
+class QueuedShards:
+    """Keeps the heartbeat shards a scheduled run started, until `run_heartbeat` pings them."""
+
+    def __init__(self) -> None:
+        self.shards: list[HeartbeatShard] = []
+        self._lock = threading.Lock()
+
+    def start(self, shard: HeartbeatShard) -> None:
+        with self._lock:
+            self.shards.append(shard)
+
+    def take(self) -> list[HeartbeatShard]:
+        with self._lock:
+            taken, self.shards = self.shards, []
+        return taken
 
 
 class QueuedDelayer:
@@ -313,13 +337,31 @@ def deferrer() -> QueuedDeferrer:
 
 
 def run_deferred() -> int:
-    """Run queued tasks, and the tasks they hand off in turn, until none is left; returns how many ran."""
+    """Run queued tasks, and the tasks they hand off in turn, until none is left; returns how many ran. A large
+    room's broadcast and its chunks are messages of the broadcast queue, each run by the broadcast function; a
+    chunk sent back for its budget first waits its delay on the deferrer's clock, when it has one."""
     ran = 0
-    while tasks := deferrer().take():
+    queued = deferrer()
+    while tasks := queued.take():
         for task in tasks:
-            invoke(DEFERRED_HANDLER, task.model_dump(by_alias=True, mode="json"))
+            if is_broadcast(task):
+                if isinstance(task, BroadcastChunk) and task.requeues and queued.clock is not None:
+                    queued.clock.sleep(requeue_delay(task.requeues))
+                body = json.dumps(task.model_dump(by_alias=True, mode="json"))
+                invoke(BROADCAST_HANDLER, sqs_event([body]))
+            else:
+                invoke(DEFERRED_HANDLER, task.model_dump(by_alias=True, mode="json"))
             ran += 1
     return ran
+
+
+def run_heartbeat() -> int:
+    """The heartbeat's scheduled run, then each shard it started, as Lambda runs them; returns how many
+    connections were pinged."""
+    invoke(HEARTBEAT_HANDLER, load_event("schedule-heartbeat"))
+    queued = runtime.services().shard_starter
+    assert isinstance(queued, QueuedShards)
+    return sum(int(invoke(HEARTBEAT_HANDLER, shard.model_dump())["pinged"]) for shard in queued.take())
 
 
 def delayer() -> QueuedDelayer:

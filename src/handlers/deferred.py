@@ -1,6 +1,6 @@
 """Work handed off until after a reply (shared.delivery.deferred): a Socket.IO open packet, connections found gone,
-a user come online, a trailing metrics push, a large room's broadcast and its chunks. Invoked asynchronously;
-Lambda retries a failed invocation twice."""
+a user come online, a trailing metrics push. Invoked asynchronously; Lambda retries a failed invocation twice.
+Large rooms' broadcasts have a queue and a function of their own (handlers/broadcasts.py, decision 0092)."""
 
 from __future__ import annotations
 
@@ -50,11 +50,9 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="GoneConnectionsForgotten", unit=MetricUnit.Count, value=forgotten)
     elif isinstance(task, UserOnline):
         runtime.presence.announce_online(task)
-    elif isinstance(task, RoomBroadcast):
-        chunks = runtime.large_rooms.split(task)
-        metrics.add_metric(name="BroadcastChunks", unit=MetricUnit.Count, value=chunks)
-    elif isinstance(task, BroadcastChunk):
-        runtime.large_rooms.post(task)
+    elif isinstance(task, RoomBroadcast | BroadcastChunk):
+        # Handed off before broadcasts had a queue of their own (decision 0092): they go there now.
+        runtime.deferrer.defer(task)
     else:
         _push_trailing(runtime, task)
     return {"done": True}

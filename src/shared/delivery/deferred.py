@@ -103,7 +103,8 @@ class RoomBroadcast(_Task):
 
 
 class BroadcastChunk(_Task):
-    """Post one event to these members of a room, within the shared posts-per-second budget."""
+    """Post one event to these members of a room, within the company's and the platform's posts-per-second
+    budgets; what a spent budget leaves is queued again, later (decision 0092)."""
 
     kind: Literal["chunk"] = "chunk"
     company_id: str = Field(alias="companyId")
@@ -111,6 +112,8 @@ class BroadcastChunk(_Task):
     frame: dict[str, Any]
     recipients: tuple[Recipient, ...]
     position: int | None = None
+    requeues: int = 0
+    """How many times a spent budget sent these recipients back to the queue: the next wait grows with it."""
 
 
 AnyTask = (

@@ -44,6 +44,8 @@ class FanoutReport:
     gone: list[GoneRecipient] = field(default_factory=list)
     handed_off: bool = False
     """The room was past the large-room threshold: chunk workers post to it after the reply."""
+    requeued: int = 0
+    """Recipients of a chunk sent back to the queue: a budget was spent (decision 0092)."""
 
 
 @dataclass(frozen=True)

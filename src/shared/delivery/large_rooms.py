@@ -1,6 +1,7 @@
 """A large room's broadcast, after the request handed it off (decision 0052): one worker reads every member and
 splits them into chunks, one asynchronous invocation each; each chunk worker posts to its members a batch at a
-time, every batch claimed first from a posts-per-second budget the workers share."""
+time, every batch claimed first from the company's and the platform's posts-per-second budgets; what a spent
+budget leaves goes back to the queue, later (decision 0092)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from shared.delivery.hub import FanoutReport, Hub
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import Clock
 from shared.protocol.rooms import Room, parse_room
-from shared.stores.budget import PostBudget
+from shared.stores.budget import TenantBudgets
 from shared.stores.rooms import Member, Recipients, RoomReader
 
 
@@ -21,7 +22,7 @@ class LargeRooms:
         rooms: RoomReader,
         hub: Hub,
         deferrer: Deferrer,
-        budget: PostBudget,
+        budget: TenantBudgets,
         clock: Clock,
         *,
         chunk: int,
@@ -68,18 +69,27 @@ class LargeRooms:
         return handed
 
     def post(self, chunk: BroadcastChunk) -> FanoutReport:
-        """Post to one chunk's members, a batch at a time, each batch claimed from the shared budget first."""
-        return self._hub.deliver_each(self._batches(chunk, _room(chunk.room)), chunk.frame, chunk.position)
-
-    def _batches(self, chunk: BroadcastChunk, room: Room) -> Iterator[Recipients]:
+        """Post to one chunk's members, a batch at a time, each batch claimed from the company's and the platform's
+        budgets first; once either is spent, the members left go back to the queue as a chunk of their own."""
         remaining = list(chunk.recipients)
+        report = self._hub.deliver_each(self._batches(chunk, _room(chunk.room), remaining), chunk.frame, chunk.position)
+        if remaining:
+            # A budget is spent: the rest waits in the queue, not in this execution (decision 0092). Should this
+            # fail, the chunk fails and comes back whole: some members hear the event twice, none misses it.
+            self._deferrer.defer(
+                chunk.model_copy(update={"recipients": tuple(remaining), "requeues": chunk.requeues + 1})
+            )
+            report.requeued = len(remaining)
+        return report
+
+    def _batches(self, chunk: BroadcastChunk, room: Room, remaining: list[Recipient]) -> Iterator[Recipients]:
+        """Batches as the budgets grant them; what no budget granted is left in `remaining`."""
         while remaining:
-            granted = self._budget.take(min(self._batch, len(remaining)), self._clock.now())
+            granted = self._budget.take(chunk.company_id, min(self._batch, len(remaining)), self._clock.now())
             if granted == 0:
-                now = self._clock.now()
-                self._clock.sleep(1 - now.microsecond / 1_000_000)  # until the next second's budget
-                continue
-            batch, remaining = remaining[:granted], remaining[granted:]
+                return
+            batch = remaining[:granted]
+            del remaining[:granted]
             members = [Member(recipient.connection_id, recipient.codec, recipient.since) for recipient in batch]
             yield Recipients.of(chunk.company_id, room, members)
 

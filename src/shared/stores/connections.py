@@ -6,8 +6,10 @@ One table, four item types (see docs/data-model.md):
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out
   presence#{companyId} / {userId}     the set of a user's open connections, and `offlinePending` while the
                                       user has none but is within the presence grace
-  opened#{YYYY-MM-DDTHH} / {connId}   connections by the hour they opened, for the sweep of stale ones
-  heartbeat#{YYYY-MM-DDTHH} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
+  opened#{YYYY-MM-DDTHH}#{shard} / {connId}    connections by the hour they opened, for the sweep of stale ones
+  heartbeat#{YYYY-MM-DDTHH}#{shard} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
+The hour indexes are sharded (`hour_index_shard`, decision 0093): every connect and close of the platform
+would otherwise write one partition, and one heartbeat invocation pings one shard.
 
 A Socket.IO connection's record and memberships carry `codec` (absent: native), so fan-out learns each
 member's encoding from the membership query itself (decision 0036).
@@ -18,6 +20,7 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -60,6 +63,8 @@ TOMBSTONE_LIFE = timedelta(hours=1)
 OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
 # DynamoDB's 100 items a transaction, less the record's update and the journal's condition check.
 TRANSACTION_ROOMS = 98
+# Partitions per hour of the opened and heartbeat indexes (the template's HourIndexShards).
+HOUR_INDEX_SHARDS = 16
 
 
 class Departure(Enum):
@@ -130,12 +135,18 @@ def _hour(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
-def _opened_pk(moment: datetime) -> str:
-    return f"opened#{_hour(moment)}"
+def hour_index_shard(connection_id: str, shards: int) -> int:
+    """The shard of the hour indexes a connection is written to: stable across processes and releases (a
+    sha256, not Python's salted `hash`), so its close and the sweep find it where its $connect put it."""
+    return int(hashlib.sha256(connection_id.encode("utf-8")).hexdigest()[:8], 16) % shards
 
 
-def _heartbeat_pk(moment: datetime) -> str:
-    return f"heartbeat#{_hour(moment)}"
+def _opened_pk(moment: datetime, shard: int) -> str:
+    return f"opened#{_hour(moment)}#{shard}"
+
+
+def _heartbeat_pk(moment: datetime, shard: int) -> str:
+    return f"heartbeat#{_hour(moment)}#{shard}"
 
 
 def leftovers(
@@ -200,14 +211,23 @@ class ConnectionStore:
         max_rooms: int,
         journal: Journal | None = None,
         tombstone_life: timedelta = TOMBSTONE_LIFE,
+        *,
+        hour_index_shards: int = HOUR_INDEX_SHARDS,
     ) -> None:
         """`journal`: where sessions' joins take their cut (decision 0065). `tombstone_life`: a session's
-        rooms are read from its last connection's tombstone, so it lives as long as the recovery window."""
+        rooms are read from its last connection's tombstone, so it lives as long as the recovery window.
+        `hour_index_shards`: partitions per hour of the opened and heartbeat indexes (decision 0093)."""
+        if hour_index_shards < 1:
+            raise ValueError("the hour indexes need at least one shard")
         self._table = table
         self._ttl_seconds = ttl_seconds
         self._max_rooms = max_rooms
         self._journal = journal
         self._tombstone_life = max(tombstone_life, TOMBSTONE_LIFE)
+        self.hour_index_shards = hour_index_shards
+
+    def _shard(self, connection_id: str) -> int:
+        return hour_index_shard(connection_id, self.hour_index_shards)
 
     def _expiry(self, now: datetime) -> int:
         return int(now.timestamp()) + self._ttl_seconds
@@ -221,6 +241,7 @@ class ConnectionStore:
         nothing of it stays recorded, and its undoing leaves the user as a close by `departure` would (a first
         connection's, as if never made)."""
         expires = self._expiry(now)
+        opened = _opened_pk(now, self._shard(connection_id))
         first: bool | None = None
         keys = {room.key(identity.company_id) for room in home_rooms(identity.company_id, identity.user_id)}
         record: dict[str, Any] = {
@@ -234,7 +255,7 @@ class ConnectionStore:
             "rooms": keys,
             # A session's rooms and the journal position each was joined at (decision 0065); leave removes one.
             "joined": {},
-            "opened": _opened_pk(now),
+            "opened": opened,
             "ttl": expires,
         }
         if identity.codec is not Codec.NATIVE:
@@ -264,7 +285,7 @@ class ConnectionStore:
                     batch.put_item(Item=self._membership(key, connection_id, identity, expires))
                 batch.put_item(
                     Item={
-                        "pk": _opened_pk(now),
+                        "pk": opened,
                         "sk": connection_id,
                         "userId": identity.user_id,
                         "companyId": identity.company_id,
@@ -464,8 +485,12 @@ class ConnectionStore:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
         newest = now - MAX_CONNECTION_LIFE - timedelta(hours=1)
         found: list[Opened] = []
-        for hours_back in range(SWEEP_LOOKBACK_HOURS):
-            bucket = _opened_pk(newest - timedelta(hours=hours_back))
+        buckets = (
+            _opened_pk(newest - timedelta(hours=hours_back), shard)
+            for hours_back in range(SWEEP_LOOKBACK_HOURS)
+            for shard in range(self.hour_index_shards)
+        )
+        for bucket in buckets:
             for items in query_pages(self._table, KeyConditionExpression=Key("pk").eq(bucket)):
                 found.extend(
                     Opened(
@@ -568,11 +593,14 @@ class ConnectionStore:
         # Closed: its close removes the memberships it lists; this one goes too, whatever it lists.
         self._table.delete_item(Key=membership)
 
-    def heartbeat_due(self, now: datetime) -> Iterator[list[str]]:
-        """Every Socket.IO connection that may still be open: those opened in the hours API Gateway lets live."""
+    def heartbeat_due(self, now: datetime, shard: int) -> Iterator[list[str]]:
+        """The Socket.IO connections of one shard of the heartbeat index that may still be open: those opened in
+        the hours API Gateway lets live."""
+        if not 0 <= shard < self.hour_index_shards:
+            raise ValueError(f"no heartbeat shard {shard} of {self.hour_index_shards}")
         hours = int(MAX_CONNECTION_LIFE / timedelta(hours=1)) + 1
         for hours_back in range(hours + 1):
-            bucket = _heartbeat_pk(now - timedelta(hours=hours_back))
+            bucket = _heartbeat_pk(now - timedelta(hours=hours_back), shard)
             for items in query_pages(
                 self._table, KeyConditionExpression=Key("pk").eq(bucket), ProjectionExpression="sk"
             ):
@@ -583,7 +611,7 @@ class ConnectionStore:
         index: an event or a ping before the open packet would break the client's handshake. The record
         names them all first, so a close that runs meanwhile either removes them or, for any written after
         it, leaves them to the 410 their next post meets."""
-        bucket = _heartbeat_pk(now)
+        bucket = _heartbeat_pk(now, self._shard(connection_id))
         try:
             record = self._table.update_item(
                 Key=connection_key(connection_id),

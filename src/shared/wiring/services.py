@@ -13,8 +13,10 @@ import boto3
 import botocore
 from botocore.config import Config
 
+from shared.delivery.broadcasts import QueueDeferrer
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
 from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
+from shared.delivery.heartbeat import HeartbeatShard, LambdaShardStarter, ShardStarter
 from shared.delivery.hub import Hub
 from shared.delivery.large_rooms import LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
@@ -29,7 +31,7 @@ from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.recovery import MAX_CONNECTION_LIFE
 from shared.stores.access import AccessStore
 from shared.stores.analytics import AnalyticsStore
-from shared.stores.budget import PostBudget
+from shared.stores.budget import TenantBudgets
 from shared.stores.connections import ConnectionStore
 from shared.stores.conversations import ConversationStore
 from shared.stores.dynamo import Table
@@ -43,6 +45,7 @@ from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from mypy_boto3_sqs import SQSClient
 
 # A fixed User-Agent: botocore otherwise rebuilds and sanitises its own, character by character, twice for
 # every request, a sixth of a DynamoDB call's CPU (decision 0076).
@@ -51,6 +54,35 @@ USER_AGENT = f"roomcast botocore/{botocore.__version__} Python/{platform.python_
 _RETRIES = Config(
     retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5, user_agent=USER_AGENT
 )
+
+
+class LambdaShards:
+    """The heartbeat function's own client, made by the scheduled run: its shard invocations never need it."""
+
+    def __init__(self, session: boto3.session.Session, function_name: str) -> None:
+        self._session = session
+        self._function_name = function_name
+        self._starter: LambdaShardStarter | None = None
+
+    def start(self, shard: HeartbeatShard) -> None:
+        if self._starter is None:
+            if not self._function_name:
+                raise RuntimeError("set HEARTBEAT_FUNCTION to start the heartbeat's shards")
+            self._starter = LambdaShardStarter(self._session.client("lambda", config=_RETRIES), self._function_name)
+        self._starter.start(shard)
+
+
+class LazySqs:
+    """An SQS client made by the first message: most containers never send one."""
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self._session = session
+        self._client: SQSClient | None = None
+
+    def __call__(self) -> SQSClient:
+        if self._client is None:
+            self._client = self._session.client("sqs", config=_RETRIES)
+        return self._client
 
 
 class QueueDelayer:
@@ -80,6 +112,7 @@ class Services:
     large_rooms: LargeRooms
     deferrer: Deferrer
     delayer: Delayer
+    shard_starter: ShardStarter
     presence: Presence
     kicks: Kicks
     analytics: Analytics
@@ -114,6 +147,7 @@ def build_services(
     clock: Clock | None = None,
     *,
     delayer: Delayer | None = None,
+    shard_starter: ShardStarter | None = None,
 ) -> Services:
     session = session or boto3.session.Session()
     clock = clock or SystemClock()
@@ -131,6 +165,7 @@ def build_services(
         config.max_rooms_per_connection,
         journal=journal,
         tombstone_life=retention,
+        hour_index_shards=config.hour_index_shards,
     )
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
@@ -145,14 +180,19 @@ def build_services(
             client,
         )
     if deferrer is None:
-        deferrer = LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function)
+        # Large rooms' broadcasts to their own queue, every other task to the deferred function (decision 0092).
+        deferrer = QueueDeferrer(
+            LazySqs(session),
+            config.broadcast_queue_url,
+            LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function),
+        )
     rooms = RoomReader(connections_table, config.large_room_threshold)
     hub = Hub(rooms, gateway, deferrer, config.limits.max_outbound_bytes, clock, journal=journal)
     large_rooms = LargeRooms(
         rooms,
         hub,
         deferrer,
-        PostBudget(connections_table, config.posts_per_second),
+        TenantBudgets(connections_table, config.posts_per_second, config.company_posts_per_second),
         clock,
         chunk=config.broadcast_chunk,
         batch=config.fanout_concurrency,
@@ -193,6 +233,7 @@ def build_services(
         large_rooms=large_rooms,
         deferrer=deferrer,
         delayer=delayer,
+        shard_starter=shard_starter or LambdaShards(session, config.heartbeat_function),
         presence=presence,
         kicks=Kicks(access, connections, hub, presence),
         analytics=analytics,

@@ -27,6 +27,8 @@ class Settings:
     large_room_threshold: int
     broadcast_chunk: int
     posts_per_second: int
+    company_posts_per_second: int
+    broadcast_queue_url: str
     limits: Limits
     history_page_max: int
     max_rooms_per_connection: int
@@ -42,6 +44,8 @@ class Settings:
     presence_digest_threshold: int
     presence_posts_per_second: int
     delay_queue_url: str
+    hour_index_shards: int
+    heartbeat_function: str
 
 
 def _int(name: str, default: int) -> int:
@@ -70,6 +74,9 @@ def settings() -> Settings:
         broadcast_chunk=_int("BROADCAST_CHUNK", 500),
         # Chunk workers' share of API Gateway's account-wide 10,000 requests a second, which posts count against.
         posts_per_second=_int("POSTS_PER_SECOND", 5000),
+        # One company's share of them: its storm leaves the rest to the others (decision 0092).
+        company_posts_per_second=_int("COMPANY_POSTS_PER_SECOND", 1000),
+        broadcast_queue_url=os.environ.get("BROADCAST_QUEUE_URL", ""),
         limits=limits(),
         history_page_max=_int("HISTORY_PAGE_MAX", 100),
         # Keeps the connection's record, rewritten by every action's rate limit, far below 400 KB.
@@ -94,4 +101,8 @@ def settings() -> Settings:
         presence_digest_threshold=max(0, _int("PRESENCE_DIGEST_THRESHOLD", 500)),
         presence_posts_per_second=max(1, _int("PRESENCE_POSTS_PER_SECOND", 500)),
         delay_queue_url=os.environ.get("DELAY_QUEUE_URL", ""),
+        # Partitions per hour of the opened and heartbeat indexes, one heartbeat invocation each (decision 0093);
+        # the template's HourIndexShards (default 16) sets it.
+        hour_index_shards=max(1, _int("HOUR_INDEX_SHARDS", 16)),
+        heartbeat_function=os.environ.get("HEARTBEAT_FUNCTION", ""),
     )

@@ -162,10 +162,11 @@ def post_open_packet(hub: Hub, connection_id: str, config: Settings, closed: Cal
     return first.delivery
 
 
-def ping_all(store: ConnectionStore, hub: Hub, now: datetime) -> int:
-    """One Engine.IO ping to every Socket.IO connection that may be open; returns how many were pinged."""
+def ping_all(store: ConnectionStore, hub: Hub, now: datetime, shard: int) -> int:
+    """One Engine.IO ping to every Socket.IO connection of one shard of the heartbeat index that may be open;
+    returns how many were pinged."""
     pinged = 0
-    for page in store.heartbeat_due(now):
+    for page in store.heartbeat_due(now, shard):
         hub.send_all(page, socketio.PING)
         pinged += len(page)
     return pinged
