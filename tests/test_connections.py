@@ -9,12 +9,18 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from roomcast_local.testing import Peer, RecordingGateway
+from shared.stores.connections import room_partitions
 from shared.wiring.services import Services
 
 
 def items(table: str, pk: str) -> list[dict[str, Any]]:
-    found = boto3.resource("dynamodb").Table(table).query(KeyConditionExpression=Key("pk").eq(pk))
-    return [dict(item) for item in found["Items"]]
+    """The items under `pk`; for a room, in every partition its memberships are spread over."""
+    found = boto3.resource("dynamodb").Table(table)
+    return [
+        dict(item)
+        for part in room_partitions(pk)
+        for item in found.query(KeyConditionExpression=Key("pk").eq(part))["Items"]
+    ]
 
 
 def test_connect_records_the_connection_in_its_home_rooms(services: Services, gateway: RecordingGateway) -> None:

@@ -3,11 +3,15 @@
 One table, four item types (see docs/data-model.md):
   conn#{connectionId} / conn          the connection, with the set of room keys it is in; once closed, a
                                       tombstone (`closedAt`) until its TTL, so a late $connect is refused
-  room#{companyId}#{room} / {connId}  a membership, queried for fan-out
+  room#{companyId}#{room} / {connId}  a membership, queried for fan-out; a company room's are spread over
+                                      room#{companyId}#company:{id}#{shard} / {connId} (`membership_pk`)
   presence#{companyId} / {userId}     the set of a user's open connections, and `offlinePending` while the
                                       user has none but is within the presence grace
-  opened#{YYYY-MM-DDTHH} / {connId}   connections by the hour they opened, for the sweep of stale ones
-  heartbeat#{YYYY-MM-DDTHH} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
+  opened#{YYYY-MM-DDTHH}#{shard} / {connId}    connections by the hour they opened, for the sweep of stale ones
+  heartbeat#{YYYY-MM-DDTHH}#{shard} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
+The hour indexes are sharded (`hour_index_shard`, decision 0093): every connect and close of the platform
+would otherwise write one partition, and one heartbeat invocation pings one shard. A company room's memberships
+are sharded the same way (decision 0096): every large broadcast of the company reads them all, its shards at once.
 
 A Socket.IO connection's record and memberships carry `codec` (absent: native), so fan-out learns each
 member's encoding from the membership query itself (decision 0036).
@@ -18,8 +22,10 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -33,7 +39,7 @@ from shared.protocol.codec import Codec
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import ListRoom
 from shared.protocol.identity import Identity
-from shared.protocol.rooms import Room, home_rooms
+from shared.protocol.rooms import Room, RoomKind, home_rooms
 from shared.stores.dynamo import (
     CONDITION_FAILED,
     TransactionCancelled,
@@ -59,6 +65,14 @@ TOMBSTONE_LIFE = timedelta(hours=1)
 OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
 # DynamoDB's 100 items a transaction, less the record's update and the journal's condition check.
 TRANSACTION_ROOMS = 98
+# Partitions per hour of the opened and heartbeat indexes (the template's HourIndexShards).
+HOUR_INDEX_SHARDS = 16
+# Partitions of a company room's memberships (decision 0096): a broadcast to a company of 10,000 reads about 16
+# read units from each, not 270 from one. Fixed, not a setting: a close finds each membership's partition from
+# its room key and connection id alone.
+COMPANY_ROOM_SHARDS = 16
+# Shards read at once; botocore keeps 10 connections per client.
+_MEMBER_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="members")
 
 
 class Departure(Enum):
@@ -137,12 +151,38 @@ def _hour(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
-def _opened_pk(moment: datetime) -> str:
-    return f"opened#{_hour(moment)}"
+def hour_index_shard(connection_id: str, shards: int) -> int:
+    """The shard of the hour indexes a connection is written to: stable across processes and releases (a
+    sha256, not Python's salted `hash`), so its close and the sweep find it where its $connect put it."""
+    return int(hashlib.sha256(connection_id.encode("utf-8")).hexdigest()[:8], 16) % shards
 
 
-def _heartbeat_pk(moment: datetime) -> str:
-    return f"heartbeat#{_hour(moment)}"
+def _opened_pk(moment: datetime, shard: int) -> str:
+    return f"opened#{_hour(moment)}#{shard}"
+
+
+def _heartbeat_pk(moment: datetime, shard: int) -> str:
+    return f"heartbeat#{_hour(moment)}#{shard}"
+
+
+def _sharded(room_key: str) -> bool:
+    """Whether `room_key` (`room#{companyId}#{kind}:{id}`; ids hold no `#`) is a company room's."""
+    return room_key.split("#", 2)[-1].startswith(f"{RoomKind.COMPANY}:")
+
+
+def membership_pk(room_key: str, connection_id: str) -> str:
+    """The partition a connection's membership of a room is in: a company room's shard for the connection,
+    the room's own key for any other room."""
+    if not _sharded(room_key):
+        return room_key
+    return f"{room_key}#{hour_index_shard(connection_id, COMPANY_ROOM_SHARDS)}"
+
+
+def room_partitions(room_key: str) -> list[str]:
+    """Every partition a room's memberships are in."""
+    if not _sharded(room_key):
+        return [room_key]
+    return [f"{room_key}#{shard}" for shard in range(COMPANY_ROOM_SHARDS)]
 
 
 def _codec(item: dict[str, Any]) -> Codec:
@@ -157,8 +197,10 @@ def leftovers(
     connection_id: str, room_keys: Iterable[str], found_in: str | None, buckets: Iterable[object]
 ) -> list[dict[str, str]]:
     """The items a closed connection leaves behind, each once: its memberships (with the one a 410 was found
-    through, which its record may no longer list) and its entries in the opened and heartbeat indexes."""
-    keys = set(room_keys) | ({found_in} if found_in is not None else set())
+    through, which its record may no longer list), each in its room's partition for the connection, and its
+    entries in the opened and heartbeat indexes."""
+    rooms = set(room_keys) | ({found_in} if found_in is not None else set())
+    keys = {membership_pk(key, connection_id) for key in rooms}
     keys |= {str(bucket) for bucket in buckets if bucket}
     return [{"pk": key, "sk": connection_id} for key in sorted(keys)]
 
@@ -215,14 +257,23 @@ class ConnectionStore:
         max_rooms: int,
         journal: Journal | None = None,
         tombstone_life: timedelta = TOMBSTONE_LIFE,
+        *,
+        hour_index_shards: int = HOUR_INDEX_SHARDS,
     ) -> None:
         """`journal`: where sessions' joins take their cut (decision 0065). `tombstone_life`: a session's
-        rooms are read from its last connection's tombstone, so it lives as long as the recovery window."""
+        rooms are read from its last connection's tombstone, so it lives as long as the recovery window.
+        `hour_index_shards`: partitions per hour of the opened and heartbeat indexes (decision 0093)."""
+        if hour_index_shards < 1:
+            raise ValueError("the hour indexes need at least one shard")
         self._table = table
         self._ttl_seconds = ttl_seconds
         self._max_rooms = max_rooms
         self._journal = journal
         self._tombstone_life = max(tombstone_life, TOMBSTONE_LIFE)
+        self.hour_index_shards = hour_index_shards
+
+    def _shard(self, connection_id: str) -> int:
+        return hour_index_shard(connection_id, self.hour_index_shards)
 
     def _expiry(self, now: datetime) -> int:
         return int(now.timestamp()) + self._ttl_seconds
@@ -236,6 +287,7 @@ class ConnectionStore:
         nothing of it stays recorded, and its undoing leaves the user as a close by `departure` would (a first
         connection's, as if never made)."""
         expires = self._expiry(now)
+        opened = _opened_pk(now, self._shard(connection_id))
         first: bool | None = None
         keys = {room.key(identity.company_id) for room in home_rooms(identity.company_id, identity.user_id)}
         record: dict[str, Any] = {
@@ -249,7 +301,7 @@ class ConnectionStore:
             "rooms": keys,
             # A session's rooms and the journal position each was joined at (decision 0065); leave removes one.
             "joined": {},
-            "opened": _opened_pk(now),
+            "opened": opened,
             "ttl": expires,
         }
         if identity.codec is not Codec.NATIVE:
@@ -279,7 +331,7 @@ class ConnectionStore:
                     batch.put_item(Item=self._membership(key, connection_id, identity, expires))
                 batch.put_item(
                     Item={
-                        "pk": _opened_pk(now),
+                        "pk": opened,
                         "sk": connection_id,
                         "userId": identity.user_id,
                         "companyId": identity.company_id,
@@ -479,8 +531,12 @@ class ConnectionStore:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
         newest = now - MAX_CONNECTION_LIFE - timedelta(hours=1)
         found: list[Opened] = []
-        for hours_back in range(SWEEP_LOOKBACK_HOURS):
-            bucket = _opened_pk(newest - timedelta(hours=hours_back))
+        buckets = (
+            _opened_pk(newest - timedelta(hours=hours_back), shard)
+            for hours_back in range(SWEEP_LOOKBACK_HOURS)
+            for shard in range(self.hour_index_shards)
+        )
+        for bucket in buckets:
             for items in query_pages(self._table, KeyConditionExpression=Key("pk").eq(bucket)):
                 found.extend(
                     Opened(
@@ -558,7 +614,7 @@ class ConnectionStore:
 
     def leave(self, connection_id: str, company_id: str, room: Room) -> None:
         key = room.key(company_id)
-        membership = {"pk": key, "sk": connection_id}
+        membership = {"pk": membership_pk(key, connection_id), "sk": connection_id}
         reasons = transact(
             self._table,
             [
@@ -584,33 +640,52 @@ class ConnectionStore:
         self._table.delete_item(Key=membership)
 
     def members(self, company_id: str, room: Room, page_size: int | None = None) -> Iterator[list[Member]]:
-        """The connections in a room and how each speaks, one DynamoDB page (of at most `page_size`) at a time."""
-        query: dict[str, Any] = {"Limit": page_size} if page_size is not None else {}
-        for items in query_pages(
-            self._table,
-            KeyConditionExpression=Key("pk").eq(room.key(company_id)),
+        """The connections in a room and how each speaks, one DynamoDB page (of at most `page_size` over all
+        of the room's partitions) at a time: a sharded room's partitions are read at once, a page of each."""
+        partitions = room_partitions(room.key(company_id))
+        limit = None if page_size is None else max(1, -(-page_size // len(partitions)))
+        # The partitions still to read, each with where its next page starts.
+        pending: dict[str, dict[str, Any] | None] = dict.fromkeys(partitions)
+        while pending:
+            if len(pending) == 1:
+                ((pk, start),) = pending.items()
+                pages = [(pk, self._member_page(pk, start, limit))]
+            else:
+                reads = {pk: _MEMBER_READS.submit(self._member_page, pk, start, limit) for pk, start in pending.items()}
+                pages = [(pk, read.result()) for pk, read in reads.items()]
+            pending = {pk: page["LastEvaluatedKey"] for pk, page in pages if "LastEvaluatedKey" in page}
+            for _, page in pages:
+                yield [Member(str(item["sk"]), _codec(item), _since(item)) for item in page.get("Items", [])]
+
+    def _member_page(self, pk: str, start: dict[str, Any] | None, limit: int | None) -> dict[str, Any]:
+        query: dict[str, Any] = {"Limit": limit} if limit is not None else {}
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        return self._table.query(
+            KeyConditionExpression=Key("pk").eq(pk),
             ProjectionExpression="sk, codec, since",
             ConsistentRead=True,
             **query,
-        ):
-            yield [Member(str(item["sk"]), _codec(item), _since(item)) for item in items]
+        )
 
     def heartbeat_due(self, now: datetime) -> Iterator[list[str]]:
-        """Every Socket.IO connection that may still be open: those opened in the hours API Gateway lets live."""
+        """Every Socket.IO connection that may still be open: those opened in the hours API Gateway lets live,
+        every shard of each."""
         hours = int(MAX_CONNECTION_LIFE / timedelta(hours=1)) + 1
         for hours_back in range(hours + 1):
-            bucket = _heartbeat_pk(now - timedelta(hours=hours_back))
-            for items in query_pages(
-                self._table, KeyConditionExpression=Key("pk").eq(bucket), ProjectionExpression="sk"
-            ):
-                yield [str(item["sk"]) for item in items]
+            for shard in range(self.hour_index_shards):
+                bucket = _heartbeat_pk(now - timedelta(hours=hours_back), shard)
+                for items in query_pages(
+                    self._table, KeyConditionExpression=Key("pk").eq(bucket), ProjectionExpression="sk"
+                ):
+                    yield [str(item["sk"]) for item in items]
 
     def start_session(self, connection_id: str, now: datetime) -> None:
         """Once its open packet is delivered, a Socket.IO connection joins its home rooms and the heartbeat's
         index: an event or a ping before the open packet would break the client's handshake. The record
         names them all first, so a close that runs meanwhile either removes them or, for any written after
         it, leaves them to the 410 their next post meets."""
-        bucket = _heartbeat_pk(now)
+        bucket = _heartbeat_pk(now, self._shard(connection_id))
         try:
             record = self._table.update_item(
                 Key=connection_key(connection_id),
@@ -766,7 +841,12 @@ class ConnectionStore:
     def _membership(
         key: str, connection_id: str, identity: Identity, expires: int, since: int | None = None
     ) -> dict[str, Any]:
-        item: dict[str, Any] = {"pk": key, "sk": connection_id, "userId": identity.user_id, "ttl": expires}
+        item: dict[str, Any] = {
+            "pk": membership_pk(key, connection_id),
+            "sk": connection_id,
+            "userId": identity.user_id,
+            "ttl": expires,
+        }
         # Absent for native connections: memberships written before codecs existed read as native.
         if identity.codec is not Codec.NATIVE:
             item["codec"] = str(identity.codec)

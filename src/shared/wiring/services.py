@@ -121,6 +121,7 @@ def build_services(
         config.max_rooms_per_connection,
         journal=journal,
         tombstone_life=retention,
+        hour_index_shards=config.hour_index_shards,
     )
     if gateway is None:
         client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
@@ -162,6 +163,7 @@ def build_services(
             config.max_rooms_per_connection,
             journal=journal,
             tombstone_life=retention,
+            hour_index_shards=config.hour_index_shards,
         )
         return Readers(
             seq=ConversationStore(Table(seq_reads, config.conversations_table)),

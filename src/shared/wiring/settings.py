@@ -40,6 +40,7 @@ class Settings:
     recovery_max_events: int
     presence_grace_seconds: int
     delay_queue_url: str
+    hour_index_shards: int
 
 
 def _int(name: str, default: int) -> int:
@@ -88,4 +89,7 @@ def settings() -> Settings:
         # How long a user whose last connection closed stays present (decision 0060); 0 announces at once.
         presence_grace_seconds=max(0, _int("PRESENCE_GRACE_SECONDS", 30)),
         delay_queue_url=os.environ.get("DELAY_QUEUE_URL", ""),
+        # Partitions per hour of the opened and heartbeat indexes, one heartbeat invocation each (decision 0093);
+        # the template's HourIndexShards (default 16) sets it.
+        hour_index_shards=max(1, _int("HOUR_INDEX_SHARDS", 16)),
     )
