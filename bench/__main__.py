@@ -1,7 +1,8 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
-`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu) runs only those and
-keeps the other figures of bench/results.json as they were."""
+`python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, hot_keys) runs only
+those and keeps the other figures of bench/results.json as they were. Pieces share `capacity` (issue 23): each
+adds its keys there, and keeps the others'."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import calls, cold_start, costs, cpu, e2e, fanout, large_room, latency, report
+from bench import calls, cold_start, costs, cpu, e2e, fanout, hot_keys, large_room, latency, report
 
 
 def _calls() -> dict[str, Any]:
@@ -34,7 +35,19 @@ PIECES: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "large_room": ("a room of 10,000", lambda: {"large_room": large_room.run()}),
     "cold_start": ("cold starts", _cold_start),
     "e2e": ("end to end through the local stack", lambda: {"e2e": e2e.run()}),
+    "hot_keys": ("DynamoDB units per partition key per second (moto)", lambda: {"capacity": hot_keys.run()}),
 }
+# Figures several pieces write into, each its own keys.
+SHARED = ("capacity",)
+
+
+def merge(results: dict[str, Any], figures: dict[str, Any]) -> None:
+    """Add a piece's figures: a shared section gains its keys (and keeps the other pieces'), the rest is replaced."""
+    for name, value in figures.items():
+        if name in SHARED and isinstance(results.get(name), dict):
+            results[name] = {**results[name], **value}
+        else:
+            results[name] = value
 
 
 def main(chosen: list[str]) -> None:
@@ -46,7 +59,7 @@ def main(chosen: list[str]) -> None:
     for name, (title, piece) in PIECES.items():
         if not chosen or name in chosen:
             print(f"{title} ...", flush=True)
-            results.update(piece())
+            merge(results, piece())
     results.pop("costs", None)
     results["costs"] = costs.model(results)
     report.write(results)

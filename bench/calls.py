@@ -11,7 +11,8 @@ os.environ.update(
     AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_SESSION_TOKEN="bench", AWS_DEFAULT_REGION="us-east-1",
     CONNECTIONS_TABLE="bench-connections", CONVERSATIONS_TABLE="bench-conversations",
     NOTIFICATIONS_TABLE="bench-notifications", IDEMPOTENCY_TABLE="bench-idempotency",
-    ANALYTICS_TABLE="bench-analytics", POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_DISABLED="true",
+    ANALYTICS_TABLE="bench-analytics", RECOVERY_TABLE="bench-recovery", POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_METRICS_DISABLED="true",
     POWERTOOLS_LOG_LEVEL="ERROR", JWT_SECRET_KEY_CALL=DEVELOPMENT_SECRET,
     RATE_LIMIT_PER_SECOND="100000", RATE_LIMIT_BURST="100000",
 )  # fmt: skip
@@ -41,6 +42,7 @@ TABLES = {
     "NotificationsTable": "bench-notifications",
     "IdempotencyTable": "bench-idempotency",
     "AnalyticsTable": "bench-analytics",
+    "RecoveryTable": "bench-recovery",
 }
 
 

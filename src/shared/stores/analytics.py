@@ -1,14 +1,15 @@
 """Company analytics: counters per company per UTC day, kept as data is written (see docs/analytics.md).
 
-company#{companyId} / day#{YYYY-MM-DD}#{shard}   agentMessages, contactMessages, conversationsCreated,
-                                                 conversationsConverted, responseSecondsSum, responseCount: a
-                                                 day's counters in ANALYTICS_SHARDS items, summed on read
-company#{companyId} / push                       watchedUntil (dashboards may be open), lastPushAt, trailingDue
-                                                 (a trailing push is on its way)
-subscribed / {companyId}                         a company with dashboard viewers, for the minute refresh
+company#{companyId}[#{shard}] / day#{YYYY-MM-DD}  agentMessages, contactMessages, conversationsCreated,
+                                                  conversationsConverted, responseSecondsSum, responseCount: a
+                                                  day's counters in ANALYTICS_SHARDS partitions, summed on read
+                                                  (shard 0 is `company#{companyId}`, where they were unsharded)
+push#{companyId} / push                           watchedUntil (dashboards may be open), lastPushAt, trailingDue
+                                                  (a trailing push is on its way)
+subscribed / {companyId}                          a company with dashboard viewers, for the minute refresh
 
-A company's busiest second writes each counted event to one shard chosen at random, so no item takes more
-than its share of the company's events; the push item is written only while someone watches (decision 0095).
+Each counted event is added to one shard chosen at random, so no partition takes more than its share of the
+company's events; the push item is read once per event and written only while someone watches (decision 0095).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from shared.stores.dynamo import query_pages, update_if
+from shared.stores.dynamo import get_many, query_pages, update_if
 
 if TYPE_CHECKING:
     from shared.stores.dynamo import Table
@@ -65,8 +66,9 @@ def _day_key(day: date) -> str:
     return f"day#{day.isoformat()}"
 
 
-def _shard_key(day: date, shard: int) -> str:
-    return f"{_day_key(day)}#{shard:02d}"
+def _counter_pk(company_id: str, shard: int) -> str:
+    """Shard 0 is the company's own key: the days counted before the counters were sharded are summed too."""
+    return _company_pk(company_id) if shard == 0 else f"{_company_pk(company_id)}#{shard}"
 
 
 def _ms(moment: datetime) -> int:
@@ -90,29 +92,27 @@ class AnalyticsStore:
         additions = ", ".join(f"#c{i} :c{i}" for i in range(len(changes)))
         shard = random.randrange(ANALYTICS_SHARDS)  # noqa: S311 - spreading writes, not secrecy
         self._table.update_item(
-            Key={"pk": _company_pk(company_id), "sk": _shard_key(now.date(), shard)},
+            Key={"pk": _counter_pk(company_id, shard), "sk": _day_key(now.date())},
             UpdateExpression=f"SET #ttl = :ttl ADD {additions}" if additions else "SET #ttl = :ttl",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
 
     def days(self, company_id: str, first: date, last: date) -> list[dict[str, Any]]:
-        """Every shard of the days from `first` to `last`: one Query over at most 30 x ANALYTICS_SHARDS small
-        items, whatever the traffic, to be summed. Consistent: a push right after a change must include it."""
-        return [
-            item
-            for items in query_pages(
-                self._table,
-                KeyConditionExpression=Key("pk").eq(_company_pk(company_id))
-                & Key("sk").between(_day_key(first), f"{_day_key(last)}#~"),
-                ConsistentRead=True,
-            )
-            for item in items
+        """Every shard of the days from `first` to `last`, to be summed: at most 30 x ANALYTICS_SHARDS small
+        items, whatever the traffic, in BatchGetItems of 100 (one for today). Consistent: a push right after a
+        change must include it."""
+        days = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+        keys = [
+            {"pk": _counter_pk(company_id, shard), "sk": _day_key(day)}
+            for day in days
+            for shard in range(ANALYTICS_SHARDS)
         ]
+        return get_many(self._table, keys, consistent=True)
 
     def push_state(self, company_id: str) -> dict[str, Any]:
         """The company's push item (`watchedUntil`, `lastPushAt`, `trailingDue`), read eventually consistently:
-        one read per counted event, half a read unit, on an item no counter shares."""
+        one read per counted event, half a read unit, in a partition of its own."""
         item = self._table.get_item(Key=_push_key(company_id)).get("Item")
         return dict(item or {})
 
@@ -182,4 +182,4 @@ class AnalyticsStore:
 
 
 def _push_key(company_id: str) -> dict[str, str]:
-    return {"pk": _company_pk(company_id), "sk": PUSH_SK}
+    return {"pk": f"push#{company_id}", "sk": PUSH_SK}
