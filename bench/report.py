@@ -131,6 +131,8 @@ def markdown(results: dict[str, Any]) -> str:
         for point in points
     ]
     lines += ["", "![delivery latency against message rate](delivery.png)"]
+    if "capacity" in results:
+        lines += ["", *_hot_keys(results["capacity"])]
     lines += ["", *_table("Cost model (USD)", results["costs"])]
     lines += ["Prices (on-demand, " + costs.REGION + ", read " + costs.READ_ON + "):", ""]
     lines += ["| price | USD | per | source |", "|---|---|---|---|"]
@@ -141,6 +143,41 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "Assumptions:", ""]
     lines += [f"- {name}: {text}" for name, text in costs.ASSUMPTIONS.items()]
     return "\n".join(lines)
+
+
+# DynamoDB's per-partition limits, which the busiest key is held to.
+PARTITION_LIMITS_SOURCE = (
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html"
+)
+
+
+def _hot_keys(capacity: dict[str, Any]) -> list[str]:
+    """The busiest partition key's units a second (`python -m bench hot_keys`), before and after sharding."""
+    lines = [
+        "### Busiest DynamoDB partition key (units a second, `python -m bench hot_keys`)",
+        "",
+        "| figure | scenario | before | after | AWS limit | measured / extrapolated |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("max_key_writes_per_s", "max_key_reads_per_s"):
+        figure = capacity.get(name)
+        if figure is None:
+            continue
+        for label, after, before in (
+            ("", figure["busiest"], figure["before"]),
+            (
+                " (keys outside other engineers' redesigns)",
+                figure["outside_redesigns"],
+                figure["outside_redesigns_before"],
+            ),
+        ):
+            how = "extrapolated (fit over n = 12, 24, 48)" if after["extrapolated"] else "measured (rate scaled)"
+            lines.append(
+                f"| `{name}`{label} | {after['scenario']} | {before['per_s']} `{before['key']}` "
+                f"| {after['per_s']} `{after['key']}` | {figure['target']} ([source]({PARTITION_LIMITS_SOURCE})) "
+                f"| {how} |"
+            )
+    return [*lines, ""]
 
 
 def _table(title: str, figures: dict[str, Any]) -> list[str]:
