@@ -166,7 +166,7 @@ def _hot_keys(capacity: dict[str, Any]) -> list[str]:
         for label, after, before in (
             ("", figure["busiest"], figure["before"]),
             (
-                " (keys outside other engineers' redesigns)",
+                " (outside redesigns)",
                 figure["outside_redesigns"],
                 figure["outside_redesigns_before"],
             ),
@@ -177,6 +177,16 @@ def _hot_keys(capacity: dict[str, Any]) -> list[str]:
                 f"| {after['per_s']} `{after['key']}` | {figure['target']} ([source]({PARTITION_LIMITS_SOURCE})) "
                 f"| {how} |"
             )
+    room = capacity.get("hot_keys", {}).get("company_room_read_units_per_partition_per_broadcast_10000", {})
+    if "1" in room and "16" in room:
+        lines += [
+            "",
+            f"A broadcast to a company room of 10,000 reads {room['16']} units from each of its 16 partitions "
+            f"({room['1']} from its one partition before): the busiest partition stays within 3,000 a second up to "
+            f"{3000 // room['16']} company-room broadcasts a second. Presence as it is on this branch makes about "
+            "5,000 in the one second the storm's unreturned agents' graces end, hence the storm's reads; "
+            "`presence#{id}` and `journal#{id}` are being redesigned (engineers presence and seq).",
+        ]
     return [*lines, ""]
 
 
