@@ -67,11 +67,11 @@ OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
 TRANSACTION_ROOMS = 98
 # Partitions per hour of the opened and heartbeat indexes (the template's HourIndexShards).
 HOUR_INDEX_SHARDS = 16
-# Partitions of a company room's memberships (decision 0096): a broadcast to a company of 10,000 reads about 16
-# read units from each, not 270 from one. Fixed, not a setting: a close finds each membership's partition from
-# its room key and connection id alone.
+# Partitions of a company room's memberships (decision 0096): a broadcast to a company of 10,000 reads about 11
+# read units from each, not about 160 from one. Fixed, not a setting: a close finds each membership's partition
+# from its room key and connection id alone.
 COMPANY_ROOM_SHARDS = 16
-# Shards read at once; botocore keeps 10 connections per client.
+# Partitions read at once, through the store's one client (thread-safe; botocore keeps 10 connections a client).
 _MEMBER_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="members")
 
 
