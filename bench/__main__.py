@@ -1,7 +1,7 @@
 """`make bench`: runs every measurement and writes bench/results.json, docs/performance.md and docs/fanout.png.
 
 `python -m bench PIECE...` (pieces: fanout, calls, latency, large_room, cold_start, e2e, cpu, hot_conversation,
-presence_capacity, capacity) runs only those and keeps the other figures of bench/results.json as they were.
+presence_capacity, capacity, hot_keys) runs only those and keeps the other figures of bench/results.json as they were.
 `capacity` is a key several pieces write into (issue 23): each piece's keys are merged into it, not put in its place."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench import (
     e2e,
     fanout,
     hot_conversation,
+    hot_keys,
     large_room,
     latency,
     presence_capacity,
@@ -61,6 +62,10 @@ PIECES: dict[str, tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]] = {
     "capacity": (
         "capacity: the storm's share of Lambda, the heartbeat's reach (moto, simulated time)",
         lambda results: {"capacity": capacity.run(results)},
+    ),
+    "hot_keys": (
+        "DynamoDB units per partition key per second (moto)",
+        lambda _results: {"capacity": hot_keys.run()},
     ),
 }
 # Keys several pieces add to: merged, not replaced.

@@ -409,7 +409,7 @@ def _heartbeat(connections: int) -> tuple[Work, dict[str, Any]]:
     and the open packet's delivery leave them): one scheduled heartbeat run and its shards. Returns the shards'
     work and the busiest index key's reads."""
     from roomcast_local.testing import run_heartbeat
-    from shared.stores.connections import hour_index_shard
+    from shared.stores.rooms import hour_index_shard
     from shared.wiring import services as runtime
 
     with _world({}) as (executions, clock):
@@ -440,7 +440,7 @@ def _shard_balance(shards: int, connections: int = 100_000) -> float:
     import base64
     import hashlib
 
-    from shared.stores.connections import hour_index_shard
+    from shared.stores.rooms import hour_index_shard
 
     sizes = Counter(
         hour_index_shard(base64.b64encode(hashlib.sha256(str(index).encode()).digest()[:9]).decode(), shards)

@@ -226,6 +226,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     lines += ["", "![delivery latency against message rate](delivery.png)", ""]
     lines += capacity_table(results.get("capacity", {}))
+    if "capacity" in results:
+        lines += ["", *_hot_keys(results["capacity"])]
     lines += ["", *_table("Cost model (USD)", results["costs"])]
     lines += ["Prices (on-demand, " + costs.REGION + ", read " + costs.READ_ON + "):", ""]
     lines += ["| price | USD | per | source |", "|---|---|---|---|"]
@@ -257,6 +259,51 @@ def _hot_conversation(capacity: dict[str, Any]) -> list[str]:
             f"| {allocation} | {row['senders']} | {row['msgs_per_s']} | {row['failed_sends_per_s']} "
             f"| {row['busiest_key_write_units_per_s']} | {row['calls_per_message']} |"
             for row in hot.get(allocation, [])
+        ]
+    return [*lines, ""]
+
+
+# DynamoDB's per-partition limits, which the busiest key is held to.
+PARTITION_LIMITS_SOURCE = (
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html"
+)
+
+
+def _hot_keys(capacity: dict[str, Any]) -> list[str]:
+    """The busiest partition key's units a second (`python -m bench hot_keys`), before and after sharding."""
+    lines = [
+        "### Busiest DynamoDB partition key (units a second, `python -m bench hot_keys`)",
+        "",
+        "| figure | scenario | before | after | AWS limit | measured / extrapolated |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("max_key_writes_per_s", "max_key_reads_per_s"):
+        figure = capacity.get(name)
+        if figure is None:
+            continue
+        for label, after, before in (
+            ("", figure["busiest"], figure["before"]),
+            (
+                " (outside redesigns)",
+                figure["outside_redesigns"],
+                figure["outside_redesigns_before"],
+            ),
+        ):
+            how = "extrapolated (fit over n = 12, 24, 48)" if after["extrapolated"] else "measured (rate scaled)"
+            lines.append(
+                f"| `{name}`{label} | {after['scenario']} | {before['per_s']} `{before['key']}` "
+                f"| {after['per_s']} `{after['key']}` | {figure['target']} ([source]({PARTITION_LIMITS_SOURCE})) "
+                f"| {how} |"
+            )
+    room = capacity.get("hot_keys", {}).get("company_room_read_units_per_partition_per_broadcast_10000", {})
+    if "1" in room and "16" in room:
+        lines += [
+            "",
+            f"A broadcast to a company room of 10,000 reads {room['16']} units from each of its 16 partitions "
+            f"({room['1']} from its one partition before): the busiest partition stays within 3,000 a second up to "
+            f"{3000 // room['16']} company-room broadcasts a second. Presence as it is on this branch makes about "
+            "5,000 in the one second the storm's unreturned agents' graces end, hence the storm's reads; "
+            "the presence digests (decision 0089) bound that rate in a large company; `journal#{id}` is unchanged.",
         ]
     return [*lines, ""]
 

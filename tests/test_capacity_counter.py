@@ -11,9 +11,9 @@ from bench.capacity import PartitionCounter
 from shared.protocol.identity import Identity
 from shared.protocol.rooms import company_room
 from shared.stores.budget import PostBudget
-from shared.stores.connections import ConnectionStore, hour_index_shard
+from shared.stores.connections import ConnectionStore
 from shared.stores.dynamo import Table
-from shared.stores.rooms import RoomReader
+from shared.stores.rooms import RoomReader, hour_index_shard
 from tests.conftest import TABLE_NAMES
 
 NOW = datetime(2026, 11, 26, 3, 44, 21, tzinfo=UTC)

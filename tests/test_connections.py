@@ -8,13 +8,19 @@ import boto3
 from boto3.dynamodb.conditions import Key
 
 from roomcast_local.testing import ManualClock, Peer, RecordingGateway
+from shared.stores.rooms import room_partitions
 from shared.wiring.services import Services
 from tests.conftest import settle
 
 
 def items(table: str, pk: str) -> list[dict[str, Any]]:
-    found = boto3.resource("dynamodb").Table(table).query(KeyConditionExpression=Key("pk").eq(pk))
-    return [dict(item) for item in found["Items"]]
+    """The items under `pk`; for a room, in every partition its memberships are spread over."""
+    found = boto3.resource("dynamodb").Table(table)
+    return [
+        dict(item)
+        for part in room_partitions(pk)
+        for item in found.query(KeyConditionExpression=Key("pk").eq(part))["Items"]
+    ]
 
 
 def test_connect_records_the_connection_in_its_home_rooms(services: Services, gateway: RecordingGateway) -> None:

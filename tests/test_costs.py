@@ -91,18 +91,19 @@ def test_send_to_a_room_of_ten_reserves_a_seq_writes_once_and_posts_ten_times(
     sender.ok("message:send", data)
     # Query: the room; for sessions (decision 0065) the journal's last position and the room again, once the
     # event is in the journal (its PutItem). UpdateItem: the rate limiter's admission, the seq's reservation
-    # (decision 0087), the message's count claim (only with a clientMessageId: decision 0068), the analytics
-    # counter and, as figures were pushed less than a second ago, the claim of the trailing push that is handed off.
+    # (decision 0087), the message's count claim (only with a clientMessageId: decision 0068) and one analytics
+    # counter shard. GetItem: the conversation, and the company's push state, which says no dashboard is open:
+    # no push claimed, none handed off (decision 0095).
     journal = {"dynamodb.PutItem": 1} if write == "TransactWriteItems" else {"dynamodb.PutItem": 2}
     assert calls.calls == {
-        "dynamodb.GetItem": 1,
+        "dynamodb.GetItem": 2,
         f"dynamodb.{write}": 1,
         **journal,
         "dynamodb.Query": 3,
         "dynamodb.UpdateItem": 5 if with_client_id else 4,
     }
     assert gateway.calls == 10
-    assert [task.kind for task in deferred.tasks] == ["metrics"]
+    assert deferred.tasks == []
 
 
 @pytest.mark.parametrize("unread", [1, 60])
@@ -126,14 +127,15 @@ def test_all_read_costs_one_index_query_and_an_update_per_unread_notification(
     }
 
 
-@pytest.mark.parametrize("period", ["today", "week", "month"])
-def test_an_analytics_request_is_one_query(
-    services: Services, gateway: RecordingGateway, calls: CallCounter, period: str
+@pytest.mark.parametrize(("period", "batches"), [("today", 1), ("week", 2), ("month", 5)])
+def test_an_analytics_request_is_a_batch_get_per_hundred_shards(
+    services: Services, gateway: RecordingGateway, calls: CallCounter, period: str, batches: int
 ) -> None:
     peer = Peer(gateway, "a", "ana", "acme").connect()
     calls.reset()
     peer.ok("analytics:request", {"period": period})
-    assert calls.calls == {"dynamodb.UpdateItem": 1, "dynamodb.Query": 1}  # admission, then the day items
+    # Admission, then every shard of every day: 16, 112, 480 keys, 100 a BatchGetItem (decision 0095).
+    assert calls.calls == {"dynamodb.UpdateItem": 1, "dynamodb.BatchGetItem": batches}
 
 
 def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
@@ -148,8 +150,15 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
-    # Admission, seq reservation, counter and push claim UpdateItems (no count claim without a clientMessageId:
-    # decision 0068); the room's and the analytics room's Query, and the journal's last position and the room
-    # again for sessions (with the journal's PutItem; metrics:update is volatile, not journaled); 10 + 1 posts.
-    assert calls.calls == {"dynamodb.GetItem": 1, "dynamodb.PutItem": 2, "dynamodb.Query": 4, "dynamodb.UpdateItem": 4}
+    # Admission, count claim, counter shard and push claim UpdateItems; the conversation's and the push state's
+    # GetItem; today's shards in one BatchGetItem; the last seq's, the room's and the analytics room's Query,
+    # and the journal's last position and the room again for sessions (with the journal's PutItem;
+    # metrics:update is volatile, not journaled); 10 + 1 posts.
+    assert calls.calls == {
+        "dynamodb.GetItem": 2,
+        "dynamodb.BatchGetItem": 1,
+        "dynamodb.PutItem": 2,
+        "dynamodb.Query": 5,
+        "dynamodb.UpdateItem": 4,
+    }
     assert gateway.calls == 11

@@ -19,7 +19,7 @@ from roomcast_local.testing import (
     run_heartbeat,
 )
 from shared.protocol import socketio
-from shared.stores.connections import hour_index_shard
+from shared.stores.rooms import hour_index_shard
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
 from tests.test_lifecycle import Interleaver, items

@@ -18,6 +18,7 @@ from shared.protocol.frames import event_frame
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.budget import PostBudget
 from shared.stores.dynamo import Table
+from shared.stores.rooms import membership_pk
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -82,11 +83,12 @@ def rooms(
 
 
 def add_members(room_key: str, connection_ids: list[str], codec: Codec = Codec.NATIVE) -> None:
-    """Memberships written straight into the room: joining through the handlers would measure nothing here."""
+    """Memberships written straight into the room (each in its partition of the room): joining through the
+    handlers would measure nothing here."""
     table = boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"])
     with table.batch_writer() as batch:
         for connection_id in connection_ids:
-            item = {"pk": room_key, "sk": connection_id, "userId": f"u-{connection_id}"}
+            item = {"pk": membership_pk(room_key, connection_id), "sk": connection_id, "userId": f"u-{connection_id}"}
             if codec is not Codec.NATIVE:
                 item["codec"] = str(codec)
             batch.put_item(Item=item)

@@ -26,7 +26,7 @@ from roomcast_local.testing import (
 )
 from shared.protocol.frames import encode
 from shared.protocol.identity import Identity
-from shared.stores.connections import hour_index_shard
+from shared.stores.rooms import hour_index_shard, room_partitions
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -34,8 +34,13 @@ from tests.conftest import settle
 
 
 def items(pk: str) -> list[dict[str, Any]]:
+    """The items under `pk`; for a room, in every partition its memberships are spread over."""
     table = boto3.resource("dynamodb").Table("test-connections")
-    return [dict(item) for item in table.query(KeyConditionExpression=Key("pk").eq(pk), ConsistentRead=True)["Items"]]
+    return [
+        dict(item)
+        for part in room_partitions(pk)
+        for item in table.query(KeyConditionExpression=Key("pk").eq(part), ConsistentRead=True)["Items"]
+    ]
 
 
 def members(room: str) -> list[str]:

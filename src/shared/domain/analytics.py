@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from shared.delivery.deferred import Deferrer, MetricsDue
@@ -22,15 +23,21 @@ def period_days(period: Period, today: date) -> tuple[date, date]:
     return today - timedelta(days=PERIOD_DAYS[period] - 1), today
 
 
-def _number(item: dict[str, Any], name: str) -> float:
-    return float(item.get(name, 0))
+def watched(push_state: dict[str, Any], now: datetime) -> bool:
+    """Whether a company's push item says dashboards may be open: subscribed to, and not found empty since."""
+    until = push_state.get("watchedUntil")
+    return until is not None and int(until) > int(now.timestamp() * 1000)
+
+
+def _number(item: dict[str, Any], name: str) -> Decimal:
+    return Decimal(str(item.get(name, 0)))
 
 
 def figures(days: list[dict[str, Any]], period: Period, now: datetime) -> Figures:
-    """The figures of docs/analytics.md from day items. The conversion rate is capped at 1: conversations created
-    before the period can convert within it."""
+    """The figures of docs/analytics.md from day items (every shard of every day: their sum, exact in decimal).
+    The conversion rate is capped at 1: conversations created before the period can convert within it."""
     total = {
-        name: sum(_number(day, name) for day in days)
+        name: float(sum((_number(day, name) for day in days), Decimal(0)))
         for name in (
             "agentMessages",
             "contactMessages",
@@ -62,15 +69,20 @@ class Analytics:
         self._deferrer = deferrer
 
     def count(self, company_id: str, now: datetime, counts: Counts) -> None:
-        today = self._store.add(company_id, now, counts)
+        """Add to the counters; push them if someone watches. The push state is read after the counter is
+        written: a push it may lead to, or one that claimed its second meanwhile, reads the counters after it."""
+        self._store.add(company_id, now, counts)
+        state = self._store.push_state(company_id)
+        if not watched(state, now):
+            return  # no dashboard open: nothing to push, nothing to claim
         now_ms = int(now.timestamp() * 1000)
-        last_push = today.get("lastPushAt")
+        last_push = state.get("lastPushAt")
         if last_push is None or now_ms - int(last_push) >= PUSH_INTERVAL_MS:
             if self._store.claim_push(company_id, now):
-                self._push(company_id, [today], now)
+                self._push_today(company_id, now, state)
                 return
             last_push = now_ms  # another writer pushes this very moment, perhaps without this change
-        pending = today.get("trailingDue")
+        pending = state.get("trailingDue")
         if pending is not None and int(pending) >= now_ms - TRAILING_ABANDONED_MS:
             return  # a trailing push is on its way, and reads the figures when it is made
         due_ms = int(last_push) + PUSH_INTERVAL_MS
@@ -81,14 +93,15 @@ class Analytics:
         except Exception:
             # The change is stored whatever becomes of its push: free the claim for the next change to retry.
             logger.exception("could not hand off the trailing metrics push")
-            self._store.release_trailing(company_id, now, due_ms)
+            self._store.release_trailing(company_id, due_ms)
 
     def push_trailing(self, company_id: str, now: datetime) -> bool:
         """The trailing push, with the figures as they are now. False when a push within the last second
         stands in the way: try again a second later."""
+        state = self._store.push_state(company_id)
         if not self._store.claim_push(company_id, now):
             return False
-        self._push(company_id, self._store.days(company_id, now.date(), now.date()), now)
+        self._push_today(company_id, now, state)
         return True
 
     def report(self, company_id: str, period: Period, now: datetime) -> Figures:
@@ -102,13 +115,19 @@ class Analytics:
         """The minute refresh: push today's figures to every company with viewers; forget those without."""
         pushed = 0
         for company_id in self._store.watched_companies():
-            report = self._push(company_id, self._store.days(company_id, now.date(), now.date()), now)
-            if report.recipients == 0:
-                self._store.forget_viewers(company_id)
-            else:
+            if self._push_today(company_id, now, self._store.push_state(company_id)):
                 pushed += 1
         return pushed
 
-    def _push(self, company_id: str, today: list[dict[str, Any]], now: datetime) -> Any:
-        frame = server_event("metrics:update", figures(today, Period.TODAY, now))
-        return self._hub.emit(company_id, analytics_room(company_id), frame)
+    def _push_today(self, company_id: str, now: datetime, state: dict[str, Any]) -> bool:
+        """Push today's figures (every shard, read now); a room found empty stops the pushes, unless a
+        subscribe came after `state` was read. False when nobody was there."""
+        frame = server_event(
+            "metrics:update", figures(self._store.days(company_id, now.date(), now.date()), Period.TODAY, now)
+        )
+        report = self._hub.emit(company_id, analytics_room(company_id), frame)
+        if report.recipients == 0 and not report.handed_off:
+            seen = state.get("watchedUntil")
+            self._store.forget_viewers(company_id, None if seen is None else int(seen))
+            return False
+        return True

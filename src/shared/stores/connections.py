@@ -3,13 +3,15 @@
 One table, four item types (see docs/data-model.md):
   conn#{connectionId} / conn          the connection, with the set of room keys it is in; once closed, a
                                       tombstone (`closedAt`) until its TTL, so a late $connect is refused
-  room#{companyId}#{room} / {connId}  a membership, queried for fan-out
+  room#{companyId}#{room} / {connId}  a membership, queried for fan-out; a company room's are spread over
+                                      room#{companyId}#company:{id}#{shard} / {connId} (`membership_pk`)
   presence#{companyId} / {userId}     the set of a user's open connections, and `offlinePending` while the
                                       user has none but is within the presence grace
   opened#{YYYY-MM-DDTHH}#{shard} / {connId}    connections by the hour they opened, for the sweep of stale ones
   heartbeat#{YYYY-MM-DDTHH}#{shard} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
 The hour indexes are sharded (`hour_index_shard`, decision 0093): every connect and close of the platform
-would otherwise write one partition, and one heartbeat invocation pings one shard.
+would otherwise write one partition, and one heartbeat invocation pings one shard. A company room's memberships
+are sharded the same way (decision 0096): every large broadcast of the company reads them all, its shards at once.
 
 A Socket.IO connection's record and memberships carry `codec` (absent: native), so fan-out learns each
 member's encoding from the membership query itself (decision 0036).
@@ -20,7 +22,6 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from shared.stores.dynamo import (
     update_if,
 )
 from shared.stores.journal import Journal
-from shared.stores.rooms import stored_codec
+from shared.stores.rooms import hour_index_shard, membership_pk, stored_codec
 
 if TYPE_CHECKING:
     from shared.stores.dynamo import Table
@@ -135,12 +136,6 @@ def _hour(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
-def hour_index_shard(connection_id: str, shards: int) -> int:
-    """The shard of the hour indexes a connection is written to: stable across processes and releases (a
-    sha256, not Python's salted `hash`), so its close and the sweep find it where its $connect put it."""
-    return int(hashlib.sha256(connection_id.encode("utf-8")).hexdigest()[:8], 16) % shards
-
-
 def _opened_pk(moment: datetime, shard: int) -> str:
     return f"opened#{_hour(moment)}#{shard}"
 
@@ -153,8 +148,10 @@ def leftovers(
     connection_id: str, room_keys: Iterable[str], found_in: str | None, buckets: Iterable[object]
 ) -> list[dict[str, str]]:
     """The items a closed connection leaves behind, each once: its memberships (with the one a 410 was found
-    through, which its record may no longer list) and its entries in the opened and heartbeat indexes."""
-    keys = set(room_keys) | ({found_in} if found_in is not None else set())
+    through, which its record may no longer list), each in its room's partition for the connection, and its
+    entries in the opened and heartbeat indexes."""
+    rooms = set(room_keys) | ({found_in} if found_in is not None else set())
+    keys = {membership_pk(key, connection_id) for key in rooms}
     keys |= {str(bucket) for bucket in buckets if bucket}
     return [{"pk": key, "sk": connection_id} for key in sorted(keys)]
 
@@ -568,7 +565,7 @@ class ConnectionStore:
 
     def leave(self, connection_id: str, company_id: str, room: Room) -> None:
         key = room.key(company_id)
-        membership = {"pk": key, "sk": connection_id}
+        membership = {"pk": membership_pk(key, connection_id), "sk": connection_id}
         reasons = transact(
             self._table,
             [
@@ -774,7 +771,12 @@ class ConnectionStore:
     def _membership(
         key: str, connection_id: str, identity: Identity, expires: int, since: int | None = None
     ) -> dict[str, Any]:
-        item: dict[str, Any] = {"pk": key, "sk": connection_id, "userId": identity.user_id, "ttl": expires}
+        item: dict[str, Any] = {
+            "pk": membership_pk(key, connection_id),
+            "sk": connection_id,
+            "userId": identity.user_id,
+            "ttl": expires,
+        }
         # Absent for native connections: memberships written before codecs existed read as native.
         if identity.codec is not Codec.NATIVE:
             item["codec"] = str(identity.codec)

@@ -174,6 +174,29 @@ def query_pages(table: Table, **query: Any) -> Iterator[list[dict[str, Any]]]:
         query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+# DynamoDB's most keys in one BatchGetItem.
+BATCH_GET_KEYS = 100
+
+
+def get_many(table: Table, keys: list[dict[str, Any]], *, consistent: bool) -> list[dict[str, Any]]:
+    """The items at `keys` that exist (in no order), BATCH_GET_KEYS to a BatchGetItem, again for any key
+    DynamoDB left unprocessed."""
+    client = table.meta.client
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_KEYS):
+        pending: list[Any] = [serialize(key) for key in keys[start : start + BATCH_GET_KEYS]]
+        attempt = 0
+        while pending:
+            request: Any = {table.name: {"Keys": pending, "ConsistentRead": consistent}}
+            answer: dict[str, Any] = dict(client.batch_get_item(RequestItems=request))
+            found.extend(deserialize(item) for item in answer.get("Responses", {}).get(table.name, []))
+            pending = list(answer.get("UnprocessedKeys", {}).get(table.name, {}).get("Keys", []))
+            if pending:
+                attempt += 1
+                conflict_pause(attempt)
+    return found
+
+
 def conditional_check_failed(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
