@@ -28,6 +28,7 @@ from roomcast_local.testing import (
     run_deferred,
     run_delayed,
 )
+from shared.delivery.deferred import ConnectionsGone
 from shared.domain.access import farewell
 from shared.domain.presence import ended_since
 from shared.protocol.clock import iso as clock_iso
@@ -459,3 +460,21 @@ def test_a_malformed_revocation_is_dropped_and_ends_nothing(
     assert ana.received("disconnect") == []
     assert graced.connections.get("ana-1") is not None
     assert graced.access.read("acme", "ana") == Access()
+
+
+def test_a_socketio_farewell_met_by_a_410_is_handed_off_once(
+    graced: Services, gateway: RecordingGateway, deferred: QueuedDeferrer
+) -> None:
+    """A gone connection answers 410 to every packet: its other namespaces' packets are not posted, and it is
+    handed off for clean-up once, not once a namespace."""
+    ana = SocketIoPeer(gateway, "ana-2", "ana", "acme").connect()
+    ana.send("40/conversations,")
+    ana.send("40/notifications,")
+    gateway.gone.add("ana-2")
+    deferred.auto = False
+    gateway.calls = 0
+    publish("Disconnect", {"companyId": "acme", "userId": "ana"})
+    gone = [task for task in deferred.take() if isinstance(task, ConnectionsGone)]
+    assert [[recipient.connection_id for recipient in task.recipients] for task in gone] == [["ana-2"]]
+    assert gateway.closed == ["ana-2"]
+    assert graced.connections.get("ana-2") is None

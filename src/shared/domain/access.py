@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from shared.delivery.hub import Hub
+from shared.delivery.management_api import Delivery
 from shared.domain.presence import Presence
 from shared.observability import logger
 from shared.protocol.codec import Codec
@@ -64,6 +65,8 @@ class Kicks:
     def _end(self, connection: Connection, reason: str, now: datetime) -> None:
         for text in farewell(connection.identity.codec, connection.namespaces, reason):
             # A 410 here is handed off as any is (the clean-up finds it closed); it is closed below all the same.
-            self._hub.send(connection.connection_id, text)
+            # The packets after it would meet the same 410, each handed off again: not posted.
+            if self._hub.send(connection.connection_id, text) is Delivery.GONE:
+                break
         self._hub.close(connection.connection_id)
         self._presence.end_now(connection.connection_id, now)
