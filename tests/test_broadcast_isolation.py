@@ -17,6 +17,7 @@ from shared.protocol.rooms import company_room
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
+from tests.conftest import settle
 from tests.test_large_rooms import START, TimedGateway, add_members
 from tests.test_lifecycle import Interleaver, items
 
@@ -141,11 +142,12 @@ def test_two_chunk_workers_of_one_broadcast_at_once_stay_within_the_budget_and_e
 
 
 def test_a_chunk_sent_back_for_its_budget_meets_the_clean_up_of_a_410(
-    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, settled: None
+    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, clock: ManualClock
 ) -> None:
     room_key = company_room("acme").key("acme")
     members = [f"a-{index}" for index in range(CHUNK)]
     add_members(room_key, members)
+    settle(clock)
     timed.gone.add("a-1")  # in the first batch: found gone by this execution
     run_chunk(chunk_of("acme", members))
     handed = deferred.take()

@@ -13,7 +13,7 @@ from shared.protocol.rooms import company_room
 from shared.stores.budget import PostBudget
 from shared.stores.connections import ConnectionStore
 from shared.stores.dynamo import Table
-from shared.stores.rooms import RoomReader, hour_index_shard
+from shared.stores.rooms import RoomReader, hour_index_shard, membership_pk, room_partitions
 from tests.conftest import TABLE_NAMES
 
 NOW = datetime(2026, 11, 26, 3, 44, 21, tzinfo=UTC)
@@ -48,9 +48,16 @@ def test_writes_and_reads_are_counted_by_partition_key_and_simulated_second(aws:
         store.open(f"{user}-1", Identity(userId=user, companyId="acme"), NOW)
     pages = list(RoomReader(table, 1000).members("acme", company_room("acme")))
     assert sorted(member.connection_id for page in pages for member in page) == ["ana-1", "ben-1"]
-    room = f"{TABLE_NAMES['ConnectionsTable']}/{company_room('acme').key('acme')}"
-    assert counter.units["read"][(room, 1)] == 1
-    assert counter.units["write"][(room, 1)] == 2
+    # A company room's memberships are in partitions of their own (decision 0096), each read once.
+    room_key = company_room("acme").key("acme")
+    table_name = TABLE_NAMES["ConnectionsTable"]
+    partitions = [f"{table_name}/{pk}" for pk in room_partitions(room_key)]
+    assert all(counter.units["read"][(partition, 1)] == 1 for partition in partitions)
+    written = {
+        f"{TABLE_NAMES['ConnectionsTable']}/{membership_pk(company_room('acme').key('acme'), c)}"
+        for c in ("ana-1", "ben-1")
+    }
+    assert sum(counter.units["write"][(partition, 1)] for partition in written) == 2
     shard = hour_index_shard("ana-1", 16)
     assert counter.per_key("write")[f"{TABLE_NAMES['ConnectionsTable']}/opened#2026-11-26T03#{shard}"] >= 1
-    assert counter.calls["Query"] == 1
+    assert counter.calls["Query"] == len(partitions)

@@ -258,13 +258,14 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
     both(ben, "conversation:typing", {"conversationId": conversation, "isTyping": True})
     both(ana, "conversation:update", {"conversationId": conversation, "status": "converted"})
 
-    # Six messages (the first sent twice, idempotently): pages of two, backwards then forwards.
+    # Six messages (the first sent twice, idempotently: the retry's reservation is skipped, decision 0087): pages of
+    # two, backwards then forwards.
     backwards = _pages(ana, contract, "conversation:history", {"conversationId": conversation, "limit": 2}, "before")
     forwards = _pages(
         ana, contract, "conversation:history", {"conversationId": conversation, "limit": 2, "after": 0}, "after"
     )
-    assert [[m["seq"] for m in page] for page in backwards] == [[5, 6], [3, 4], [1, 2]]
-    assert [m["seq"] for page in forwards for m in page] == [1, 2, 3, 4, 5, 6]
+    assert [[m["seq"] for m in page] for page in backwards] == [[6, 7], [4, 5], [1, 3]]
+    assert [m["seq"] for page in forwards for m in page] == [1, 3, 4, 5, 6, 7]
     both(ana, "conversation:history", {"conversationId": conversation, "limit": 2})
 
     # Six users online in acme: pages of one.

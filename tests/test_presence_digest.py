@@ -383,7 +383,7 @@ def test_a_digest_whose_announcement_failed_is_announced_on_redelivery(
 
     monkeypatch.setattr(digested.rooms, "members", throttled)
     assert len(run([task], "m-1")["batchItemFailures"]) == 1
-    monkeypatch.setattr(digested.connections, "members", real)
+    monkeypatch.setattr(digested.rooms, "members", real)
     # A change meanwhile goes to the next digest: the failed one is closed.
     Peer(gateway, "eve-1", "eve", "acme").connect()
     assert run([task], "m-1") == {"batchItemFailures": []}
