@@ -30,9 +30,9 @@ def encode_event(frame: Frame, codec: Codec, offset: str | None = None) -> bytes
     last argument; without one, exactly the frame as every other connection gets it."""
     if codec is Codec.NATIVE:
         return encode(frame if offset is None else {**frame, "offset": offset}).encode("utf-8")
-    from shared.protocol.socketio import server_event
+    from shared.protocol.socketio import event_packet
 
-    return (server_event(frame) if offset is None else server_event(frame, offset)).encode("utf-8")
+    return event_packet(frame, offset).encode("utf-8")
 
 
 def encodings(frame: Frame, codecs: Iterable[Codec]) -> dict[Codec, bytes]:

@@ -467,7 +467,7 @@ def refused_answer(refused: RefusedMessage) -> str:
     return answer_packet(refused.namespace, error_frame(error, refused.ack_id, refused.action))
 
 
-def server_event(frame: Frame, offset: str | None = None) -> str:
+def event_packet(frame: Frame, offset: str | None = None) -> str:
     """A native server event (`event_frame`) in the namespace that docs/protocol.md gives it; with `offset` (a session's
     event, decision 0065) that offset is its last argument, as Socket.IO's connection state recovery has it."""
     namespace = frame.get("namespace") or DEFAULT_NAMESPACE
