@@ -43,11 +43,11 @@ from shared.protocol.socketio import (
     connected,
     encode_engine,
     encode_packet,
+    event_packet,
     open_packet,
     parse,
     read,
     refused_answer,
-    server_event,
 )
 from shared.routes.analytics import analytics
 from shared.routes.common import common
@@ -475,7 +475,7 @@ def test_a_refusal_goes_to_the_ack_when_there_is_one_else_to_the_error_event() -
     ],
 )
 def test_server_events_arrive_in_their_namespace(frame: dict[str, Any], text: str) -> None:
-    assert server_event(frame) == text
+    assert event_packet(frame) == text
 
 
 @given(st.sampled_from(sorted(codec.NAMESPACES)), st.text(max_size=30), OBJECTS)
@@ -484,7 +484,7 @@ def test_socketio_text_is_never_more_than_two_bytes_longer_than_the_native_frame
 ) -> None:
     # What lets one size check on the native frame stand for both codecs, to within two bytes.
     for frame in (event_frame(name, data, None if namespace == "/" else namespace), event_frame(name, data)):
-        assert len(server_event(frame).encode()) < len(encode(frame).encode())
+        assert len(event_packet(frame).encode()) < len(encode(frame).encode())
         assert len(answer_packet(namespace, frame).encode()) <= len(encode(frame).encode()) + 2
     failure = error_frame(RoomcastError(ErrorCode.INTERNAL, name), "9", None)
     assert len(answer_packet(namespace, failure).encode()) < len(encode(failure).encode())
@@ -509,20 +509,20 @@ def test_the_query_chooses_the_codec(query: dict[str, str] | None, expected: Cod
 def test_a_mixed_room_is_encoded_once_per_codec(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
 
-    def counted(name: str, encoder: Callable[[Frame], str]) -> Callable[[Frame], str]:
-        def encoding(frame: Frame) -> str:
+    def counted(name: str, encoder: Callable[..., str]) -> Callable[..., str]:
+        def encoding(frame: Frame, *offset: str | None) -> str:
             calls.append(name)
-            return encoder(frame)
+            return encoder(frame, *offset)
 
         return encoding
 
     monkeypatch.setattr(codecs, "encode", counted("native", encode))
-    monkeypatch.setattr(codec, "server_event", counted("socketio", server_event))
+    monkeypatch.setattr(codec, "event_packet", counted("socketio", event_packet))
     frame = event_frame("message:new", {"content": "é"}, CONVERSATIONS)
     members = [Codec.NATIVE, Codec.SOCKETIO, Codec.NATIVE, Codec.SOCKETIO, Codec.SOCKETIO]
     assert encodings(frame, members) == {
         Codec.NATIVE: encode(frame).encode(),
-        Codec.SOCKETIO: server_event(frame).encode(),
+        Codec.SOCKETIO: event_packet(frame).encode(),
     }
     assert sorted(calls) == ["native", "socketio"]
     assert encodings(frame, [Codec.NATIVE, Codec.NATIVE]).keys() == {Codec.NATIVE}
