@@ -394,7 +394,7 @@ def test_every_frame_of_a_session_of_every_action_is_as_the_document_says(
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # Where frames are built: the one backend event whose data is the publisher's own (Emit) builds its frame itself.
-HAND_BUILT_ALLOWED = {("handlers/backend_events.py", "event_frame")}
+HAND_BUILT_ALLOWED = {("shared/routes/publishing.py", "event_frame")}
 
 
 @pytest.mark.parametrize(
