@@ -143,7 +143,11 @@ def capacity_table(capacity: dict[str, Any]) -> list[str]:
             before, after, kind = "not measured", "not measured", "not measured"
         elif isinstance(entry, dict):
             before, after = entry.get("before", "not measured"), entry.get("after", entry.get("value", ""))
-            kind = "measured" if entry.get("measured") else "extrapolated"
+            if isinstance(before, dict):  # a figure of its own (presence_capacity's, hot_keys'): its value
+                before = before.get("value", before.get("per_s", "not measured"))
+            # presence_capacity's figures say in `how`, or by an `extrapolated` entry, that they were extrapolated.
+            extrapolated = entry.get("extrapolated") or str(entry.get("how", "")).startswith("extrapolated")
+            kind = "measured" if entry.get("measured") and not extrapolated else "extrapolated"
             if entry.get("basis"):
                 notes.append(f"- `{key}`: {entry['basis']}")
         else:
@@ -324,6 +328,40 @@ def _capacity(figures: dict[str, Any]) -> list[str]:
         "| key | before | after | target | AWS limit | holds | how |",
         "|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        *_login_wave(figures.get("login_wave_peak_posts_per_s_10000", {})),
+    ]
+
+
+def _login_wave(wave: dict[str, Any]) -> list[str]:
+    """The login wave at the template's defaults and at the threshold an operator sets for companies that sign in
+    in waves (`python -m bench presence_capacity`, decision 0098)."""
+    operator = wave.get("at_threshold_for_target")
+    if not operator:
+        return []
+    lines = [
+        "#### Presence in a login wave: the defaults and the threshold for waves",
+        "",
+        "| configuration | peak posts/s | status:* peak | digest peak | busiest second | target | holds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {figure['configuration']} | {figure['value']:,} | {figure['status_posts_per_s']:,} "
+        f"| {figure['digest_posts_per_s']:,} | {figure['busiest_second']} s | {figure['target']:,.0f} "
+        f"| {'yes' if figure['holds'] else 'no'} |"
+        for figure in (wave, operator)
+    ]
+    return [
+        *lines,
+        "",
+        f"A company at or under `PresenceDigestThreshold` gets `status:*` within a second (SPEC 2): each sign-in "
+        f"is a post to every colleague online, {wave['sign_ins_per_s']} sign-ins a second (measured, at 10,000 "
+        "agents over 30 minutes) times the company room, which `PresencePostsPerSecond` does not bound. At the "
+        "default threshold that is the peak, just before the company passes it; the digests after it peak at "
+        "other seconds, so the peak is the busiest second of the two together, not their peaks added. An "
+        "operator whose companies sign in in waves sets `PresenceDigestThreshold` to the posts a second allowed "
+        f"/ their sign-ins a second: `threshold_for_target` = {wave['threshold_for_target']} here. The threshold "
+        "is one value for the stack: every company past it gets `presence:changed` digests instead.",
         "",
     ]
 
