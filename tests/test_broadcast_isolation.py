@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import boto3
 import pytest
@@ -348,3 +349,65 @@ def test_a_chunk_the_split_cannot_hand_off_loses_nobody_the_event(
         # handed on before, hear the event twice (the message id lets clients drop it), the others once.
         assert receives == 2
         assert sorted(counted.values()) == [1] * (2 * CHUNK) + [2] * CHUNK
+
+
+class BudgetWrites:
+    """The budget claims made, by item: each second's platform item and each company's."""
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self.claims: Counter[str] = Counter()
+        # Registered before the services' clients are made: a client copies the hooks it is created with.
+        session.events.register("before-parameter-build.dynamodb.UpdateItem", self._count)
+
+    def _count(self, params: dict[str, Any], **_: Any) -> None:
+        key = str(params["Key"]["pk"]["S"])
+        if key.startswith("postbudget#"):
+            self.claims[key] += 1
+
+    def platform(self) -> int:
+        return sum(count for key, count in self.claims.items() if key.count("#") == 1)
+
+
+@pytest.fixture
+def budget_writes(session: boto3.session.Session) -> BudgetWrites:
+    return BudgetWrites(session)
+
+
+def test_many_companies_past_a_spent_platform_second_cost_its_item_one_refused_claim_not_one_each(
+    budget_writes: BudgetWrites, rooms: Services, timed: TimedGateway, clock: ManualClock
+) -> None:
+    """The platform's item of a second is the one every company's claims share: a hot key if each chunk arriving
+    after the second is spent claimed it again. Nor is a company's budget spent on posts the platform refuses."""
+    first, second = [f"a-{index}" for index in range(3)], [f"g-{index}" for index in range(3)]
+    run_chunk(chunk_of("acme", first))
+    run_chunk(chunk_of("globex", second))  # the platform's second is spent
+    assert budget_writes.platform() == 2
+    late = {f"co-{index}": [f"co-{index}-m"] for index in range(10)}
+    for company, members in late.items():
+        run_chunk(chunk_of(company, members))
+    assert budget_writes.platform() == 3  # one refused claim for the ten
+    late_companies = [key for key in budget_writes.claims if key.startswith("postbudget#co-")]
+    assert len(late_companies) == 1  # only the first late company's own budget was asked (and spent for nothing)
+    run_deferred()
+    everyone = first + second + [member for members in late.values() for member in members]
+    assert heard(timed, everyone) == dict.fromkeys(everyone, 1)
+    assert max(timed.seconds.values()) <= PLATFORM_PER_SECOND
+
+
+def test_a_storms_chunks_waiting_in_the_queue_do_not_hold_back_another_companys(
+    budget_writes: BudgetWrites, rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, clock: ManualClock
+) -> None:
+    """Received in one batch with a storm's chunks, another company's chunk is posted at once, the storm's sent back
+    to wait out their delay (holding no execution); the storm's spent second costs its item one claim each."""
+    storm = [chunk_of("acme", [f"a-{chunk}-{index}" for index in range(CHUNK)]) for chunk in range(9)]
+    other = chunk_of("globex", ["g-0", "g-1"])
+    bodies = [chunk.model_dump_json(by_alias=True) for chunk in [*storm, other]]
+    before = clock.now()
+    assert invoke("handlers.broadcasts.handler", sqs_event(bodies)) == {"batchItemFailures": []}
+    assert clock.now() == before  # nobody waited
+    assert heard(timed, ["g-0", "g-1"]) == {"g-0": 1, "g-1": 1}
+    assert budget_writes.claims[f"postbudget#acme#{int(before.timestamp())}"] == 2  # granted once, refused once
+    requeued = deferred.take()
+    assert len(requeued) == len(storm)
+    assert all(isinstance(task, BroadcastChunk) and task.company_id == "acme" and task.requeues for task in requeued)
+    assert {requeue_delay(1)} == {1}  # and sent back to wait at least a second, invisible meanwhile
