@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from roomcast_local.template import load_template
-from roomcast_local.testing import ManualClock, QueuedDeferrer, invoke, run_deferred, sqs_event
+from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, invoke, run_deferred, sqs_event
 from shared.delivery.broadcasts import (
     MAX_REQUEUE_DELAY_SECONDS,
     QueueDeferrer,
@@ -32,7 +32,7 @@ from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
 from tests.conftest import settle
 from tests.test_large_rooms import START, TimedGateway, add_members
-from tests.test_lifecycle import Interleaver, items
+from tests.test_lifecycle import Interleaver, items, online
 
 CHUNK = 8
 BATCH = 3
@@ -411,3 +411,86 @@ def test_a_storms_chunks_waiting_in_the_queue_do_not_hold_back_another_companys(
     assert len(requeued) == len(storm)
     assert all(isinstance(task, BroadcastChunk) and task.company_id == "acme" and task.requeues for task in requeued)
     assert {requeue_delay(1)} == {1}  # and sent back to wait at least a second, invisible meanwhile
+
+
+def connected(timed: TimedGateway, count: int) -> list[str]:
+    ids = [f"p-{index:02d}" for index in range(count)]
+    for connection_id in ids:
+        Peer(timed, connection_id, f"u-{connection_id}", "acme").connect()
+    run_deferred()
+    return ids
+
+
+def campaign(rooms: Services) -> None:
+    report = rooms.hub.emit("acme", company_room("acme"), event_frame("campaign:started", {"name": "x"}))
+    assert report.handed_off
+
+
+def test_a_disconnect_and_its_410_while_a_chunk_posts_to_it_lose_the_others_nothing_and_leave_nothing(
+    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, interleaver: Interleaver
+) -> None:
+    members = connected(timed, CHUNK)
+    leaving = members[2]
+    deferred.auto = False
+    campaign(rooms)
+
+    # The chunk has its members and claims its first batch; meanwhile the connection closes (API Gateway answers
+    # 410 from then on) and its $disconnect runs whole.
+    @interleaver.before("UpdateItem", "postbudget#acme#")
+    def it_closes() -> None:
+        timed.gone.add(leaving)
+        Peer(timed, leaving, f"u-{leaving}", "acme").disconnect()
+
+    run_deferred()  # the split, its chunk (the 410 handed off) and the clean-up after the $disconnect's
+    assert interleaver.fired == ["UpdateItem"]
+    staying = [member for member in members if member != leaving]
+    assert heard(timed, members) == {**dict.fromkeys(staying, 1), leaving: 0}
+    (record,) = items(f"conn#{leaving}")
+    assert "closedAt" in record  # its tombstone only (decision 12), not brought back by the clean-up
+    assert leaving not in {str(item["sk"]) for item in items(company_room("acme").key("acme"))}
+    assert f"u-{leaving}" not in online(rooms)
+    offline = [frame for member in staying for frame in timed.events(member, "status:offline")]
+    assert [frame["data"]["userId"] for frame in offline] == [f"u-{leaving}"] * len(staying)
+
+
+def test_a_connect_joining_the_room_while_the_split_reads_it_hears_the_event_at_most_once_and_the_others_once(
+    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, interleaver: Interleaver
+) -> None:
+    members = connected(timed, CHUNK)
+    deferred.auto = False
+    campaign(rooms)
+
+    @interleaver.before("Query", "room#acme#company:acme")
+    def one_connects() -> None:
+        Peer(timed, "late", "u-late", "acme").connect()
+
+    run_deferred()
+    assert interleaver.fired == ["Query"]
+    assert heard(timed, members) == dict.fromkeys(members, 1)
+    assert heard(timed, ["late"])["late"] <= 1
+    assert "late" in {str(item["sk"]) for item in items(company_room("acme").key("acme"))}
+
+
+def test_the_410_clean_up_of_a_chunk_meeting_the_connections_own_disconnect_announces_it_gone_once(
+    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, interleaver: Interleaver, clock: ManualClock
+) -> None:
+    members = connected(timed, CHUNK)
+    leaving = members[1]
+    settle(clock)
+    timed.gone.add(leaving)  # closed by API Gateway; its $disconnect not run yet
+    deferred.auto = False
+    campaign(rooms)
+
+    # The chunk's 410 is cleaned up; as the clean-up closes the record, the $disconnect runs whole.
+    @interleaver.before("UpdateItem", f"conn#{leaving}")
+    def its_disconnect_arrives() -> None:
+        Peer(timed, leaving, f"u-{leaving}", "acme").disconnect()
+
+    run_deferred()
+    assert interleaver.fired == ["UpdateItem"]
+    staying = [member for member in members if member != leaving]
+    assert heard(timed, members) == {**dict.fromkeys(staying, 1), leaving: 0}
+    assert leaving not in {str(item["sk"]) for item in items(company_room("acme").key("acme"))}
+    assert f"u-{leaving}" not in online(rooms)
+    offline = [frame for member in staying for frame in timed.events(member, "status:offline")]
+    assert [frame["data"]["userId"] for frame in offline] == [f"u-{leaving}"] * len(staying)
