@@ -25,8 +25,8 @@ from shared.delivery.deferred import AnyTask, BroadcastChunk, ConnectionsGone, R
 from shared.protocol.codec import Codec
 from shared.protocol.frames import encoded_size, event_frame
 from shared.protocol.limits import Limits
+from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.budget import TenantBudgets
-from shared.protocol.rooms import company_room
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -494,3 +494,31 @@ def test_the_410_clean_up_of_a_chunk_meeting_the_connections_own_disconnect_anno
     assert f"u-{leaving}" not in online(rooms)
     offline = [frame for member in staying for frame in timed.events(member, "status:offline")]
     assert [frame["data"]["userId"] for frame in offline] == [f"u-{leaving}"] * len(staying)
+
+
+def test_every_chunk_and_requeue_of_a_split_carries_only_members_read_under_its_own_company(
+    rooms: Services, timed: TimedGateway, deferred: QueuedDeferrer, clock: ManualClock
+) -> None:
+    """Where chunks come from: the split reads the room under the broadcast's company's key, a requeue is a part of
+    its own chunk's members. Another company's room of the same name (its own key) is never read into one."""
+    room = conversation_room("c-1")
+    ours = [f"a-{index:02d}" for index in range(2 * CHUNK + 1)]
+    theirs = [f"b-{index:02d}" for index in range(2 * CHUNK + 1)]
+    add_members(room.key("acme"), ours)
+    add_members(room.key("globex"), theirs)
+    deferred.defer(RoomBroadcast(companyId="acme", room=room.name, frame=event_frame("message:new", {"id": "m"})))
+    seen: list[BroadcastChunk] = []
+    while tasks := deferred.take():
+        for task in tasks:
+            if isinstance(task, BroadcastChunk):
+                seen.append(task)
+                clock.sleep(requeue_delay(task.requeues))
+            body = task.model_dump_json(by_alias=True)
+            invoke("handlers.broadcasts.handler", sqs_event([body]))
+    assert any(chunk.requeues for chunk in seen)
+    assert {chunk.company_id for chunk in seen} == {"acme"}
+    assert {recipient.connection_id for chunk in seen for recipient in chunk.recipients} == set(ours)
+    assert {member: len(timed.events(member)) for member in ours + theirs} == {
+        **dict.fromkeys(ours, 1),
+        **dict.fromkeys(theirs, 0),
+    }

@@ -5,6 +5,7 @@ neither lose a connection its pings nor leave one pinged after its close."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import boto3
 import pytest
@@ -80,7 +81,13 @@ def test_a_shard_it_cannot_read_is_refused_not_pinged(
     shards = settings().hour_index_shards
     # Out of range too (a payload of a deploy with more shards, or none of ours): refused as cleanly as the rest,
     # not raised (an error of an invocation nobody retries, on the function's Errors alarm).
-    refused = [{"shard": "seven"}, {"shard": 3, "more": 1}, {"shard": -1}, {"shard": shards}, {"shard": 10**30}]
+    refused: list[dict[str, Any]] = [
+        {"shard": "seven"},
+        {"shard": 3, "more": 1},
+        {"shard": -1},
+        {"shard": shards},
+        {"shard": 10**30},
+    ]
     for event in refused:
         assert invoke("handlers.heartbeat.handler", event) == {"pinged": 0}
     assert [record.getMessage() for record in caplog.records] == ["not a heartbeat shard"] * len(refused)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from shared.delivery.heartbeat import parse_shard, start_shards
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.wiring.services import services
