@@ -78,13 +78,14 @@ class TenantBudgets:
         if second in (self._spent.get(company_id), self._spent.get(None)):
             return 0
         granted = self.company.take(wanted, now, company_id)
-        if granted:
-            granted = self.platform.take(granted, now)
-            if granted:
-                return granted
-            spent: str | None = None
-        else:
-            spent = company_id
-        self._spent = {budget: at for budget, at in self._spent.items() if at == second}
-        self._spent[spent] = second
-        return 0
+        if granted == 0:
+            self._saw_spent(company_id, second)
+            return 0
+        granted = self.platform.take(granted, now)
+        if granted == 0:
+            self._saw_spent(None, second)
+        return granted
+
+    def _saw_spent(self, budget: str | None, second: int) -> None:
+        self._spent = {spent: at for spent, at in self._spent.items() if at == second}
+        self._spent[budget] = second
