@@ -23,7 +23,8 @@ DEPLOY_PARAMETERS = $(BUILD_PARAMETERS) \
 	$(if $(EVENT_BUS_NAME),'EventBusName=$(EVENT_BUS_NAME)') \
 	$(if $(ALARM_TOPIC_ARN),'AlarmTopicArn=$(ALARM_TOPIC_ARN)') \
 	$(if $(SNAPSTART),'SnapStart=$(SNAPSTART)') \
-	$(if $(ROUTE_PER_ACTION),'RoutePerAction=$(ROUTE_PER_ACTION)')
+	$(if $(ROUTE_PER_ACTION),'RoutePerAction=$(ROUTE_PER_ACTION)') \
+	$(if $(RESERVE_BROADCAST_CONCURRENCY),'ReserveBroadcastConcurrency=$(RESERVE_BROADCAST_CONCURRENCY)')
 # Deploy to the region of the user's own AWS configuration, not the fake one the tests export below.
 DEPLOY_REGION := $(AWS_REGION)$(if $(AWS_REGION),,$(AWS_DEFAULT_REGION))
 export AWS_DEFAULT_REGION ?= us-east-1

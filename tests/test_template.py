@@ -520,3 +520,21 @@ def test_the_local_stack_reads_route_per_action() -> None:
         with_parameters(TEMPLATE, {"RoutePerAction": "no"})
     with pytest.raises(ValueError, match="no parameter 'RoutesPerAction'"):
         with_parameters(TEMPLATE, {"RoutesPerAction": "false"})
+
+
+def test_the_broadcast_functions_reservation_is_a_parameter_an_account_with_a_reduced_quota_turns_off() -> None:
+    """Lambda refuses a reservation that leaves an account's unreserved concurrency under 100 (or under a new
+    account's reduced quota); the event source's MaximumConcurrency caps broadcasts' executions either way."""
+    parameter = TEMPLATE["Parameters"]["ReserveBroadcastConcurrency"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("true", ["true", "false"])
+    assert TEMPLATE["Conditions"]["BroadcastConcurrencyReserved"] == {
+        "Fn::Equals": [{"Ref": "ReserveBroadcastConcurrency"}, "true"]
+    }
+    broadcast = FUNCTIONS["BroadcastFunction"]["Properties"]
+    assert broadcast["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["BroadcastConcurrencyReserved", {"Ref": "BroadcastConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert broadcast["Events"]["Broadcasts"]["Properties"]["ScalingConfig"] == {
+        "MaximumConcurrency": {"Ref": "BroadcastConcurrency"}
+    }
+    assert FUNCTIONS["BroadcastFunction"].get("Condition") is None

@@ -28,6 +28,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, list[di
             task = parse_broadcast(str(record.get("body", "")))
         except (ValidationError, ValueError):
             logger.error("not a broadcast", extra={"message_id": message_id})
+            metrics.add_metric(name="BroadcastsDropped", unit=MetricUnit.Count, value=1)
             continue
         try:
             if isinstance(task, RoomBroadcast):

@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
 
-from shared.delivery.heartbeat import HeartbeatShard, start_shards
+from shared.delivery.heartbeat import parse_shard, start_shards
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.wiring.services import services
 from shared.wiring.socketio_app import ping_all
@@ -25,8 +24,8 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
         metrics.add_metric(name="HeartbeatShardsStarted", unit=MetricUnit.Count, value=started)
         return {"shards": started}
     try:
-        shard = HeartbeatShard.model_validate(event)
-    except ValidationError:
+        shard = parse_shard(event, runtime.config.hour_index_shards)
+    except ValueError:
         logger.error("not a heartbeat shard", extra={"keys": sorted(event)[:10]})
         return {"pinged": 0}
     pinged = ping_all(runtime.connections, runtime.hub, runtime.clock.now(), shard.shard)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from shared.delivery.deferred import AnyTask, BroadcastChunk, Deferrer, RoomBroadcast, parse_task
+from shared.protocol.rooms import parse_room
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -37,10 +39,13 @@ def requeue_delay(requeues: int) -> int:
 
 
 def parse_broadcast(body: str) -> BroadcastTask:
-    """The task a broadcast queue message carries; raises pydantic's ValidationError (or ValueError) if it is none."""
+    """The task a broadcast queue message carries; raises pydantic's ValidationError (or ValueError) if it is none,
+    a room's name included: such a message would fail each time it is received, and be dead-lettered."""
     task = parse_task(json.loads(body))
     if not isinstance(task, RoomBroadcast | BroadcastChunk):
         raise ValueError(f"a {task.kind} task is not a broadcast")
+    if parse_room(task.room) is None:
+        raise ValueError(f"a broadcast to no room ({task.room!r})")
     return task
 
 
@@ -60,8 +65,16 @@ class QueueDeferrer:
         if not self._queue_url:
             raise RuntimeError("set BROADCAST_QUEUE_URL to send large rooms' broadcasts")
         delay = requeue_delay(task.requeues) if isinstance(task, BroadcastChunk) else 0
-        self._client().send_message(
-            QueueUrl=self._queue_url,
-            MessageBody=json.dumps(task.model_dump(by_alias=True, mode="json")),
-            DelaySeconds=delay,
-        )
+        self._client().send_message(QueueUrl=self._queue_url, MessageBody=message_body(task), DelaySeconds=delay)
+
+
+# What SQS refuses in a message (its allowed characters are XML's) that JSON does not escape by itself.
+_REFUSED_BY_SQS = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
+
+
+def message_body(task: BroadcastTask) -> str:
+    """A broadcast as a queue message, its text as the event's own size counts it: in UTF-8, not escaped to ASCII,
+    which takes up to three times the bytes (the queue takes 1 MiB, the template says so; SQS bills each 64 KiB).
+    The few characters SQS refuses are escaped, as JSON lets any character be."""
+    text = json.dumps(task.model_dump(by_alias=True, mode="json"), ensure_ascii=False, separators=(",", ":"))
+    return _REFUSED_BY_SQS.sub(lambda found: f"\\u{ord(found.group()):04x}", text)

@@ -100,6 +100,8 @@ class RoomBroadcast(_Task):
     exclude: str | None = None
     position: int | None = None
     """The event's journal position, when it is recoverable."""
+    start_at: str | None = Field(default=None, alias="startAt")
+    """The members from this connection id on (in id order): what a split left when a chunk could not be handed on."""
 
 
 class BroadcastChunk(_Task):

@@ -5,7 +5,7 @@ connections pinged within one interval grow with the shards, not with one invoca
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,6 +21,15 @@ class HeartbeatShard(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     shard: int = Field(ge=0)
+
+
+def parse_shard(event: dict[str, Any], shards: int) -> HeartbeatShard:
+    """The shard a self-invocation names, one of the `shards` of the index; raises pydantic's ValidationError (a
+    ValueError) or ValueError if it names none: a deploy with another count may have started it."""
+    shard = HeartbeatShard.model_validate(event)
+    if shard.shard >= shards:
+        raise ValueError(f"no heartbeat shard {shard.shard} of {shards}")
+    return shard
 
 
 class ShardStarter(Protocol):

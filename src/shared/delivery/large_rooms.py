@@ -1,5 +1,5 @@
 """A large room's broadcast, after the request handed it off (decision 0052): one worker reads every member and
-splits them into chunks, one asynchronous invocation each; each chunk worker posts to its members a batch at a
+splits them into chunks, one broadcast-queue message each; each chunk worker posts to its members a batch at a
 time, every batch claimed first from the company's and the platform's posts-per-second budgets; what a spent
 budget leaves goes back to the queue, later (decision 0092)."""
 
@@ -39,15 +39,21 @@ class LargeRooms:
         self._batch = batch
 
     def split(self, task: RoomBroadcast) -> int:
-        """The worker's side of a hand-off: every member of the room, in chunks of one worker each. Returns how
-        many chunks were handed on; one that could not be is logged, and its members miss this event."""
+        """The worker's side of a hand-off: every member of the room from `task.start_at` on, in order of their
+        ids, in chunks of one worker each. Returns how many chunks were handed on. Should one fail to be, the
+        members from its first on are handed on as a split of their own; should that fail too, this raises and
+        the split is received again whole: the chunks handed on before are posted twice, nobody misses the event."""
         room = _room(task.room)
-        members = [
-            Recipient(connectionId=member.connection_id, codec=member.codec, since=member.since)
-            for page in self._rooms.members(task.company_id, room)
-            for member in page
-            if member.connection_id != task.exclude
-        ]
+        members = sorted(
+            (
+                Recipient(connectionId=member.connection_id, codec=member.codec, since=member.since)
+                for page in self._rooms.members(task.company_id, room)
+                for member in page
+                if member.connection_id != task.exclude
+                and (task.start_at is None or member.connection_id >= task.start_at)
+            ),
+            key=lambda recipient: recipient.connection_id,
+        )
         size = self._chunk
         handed = 0
         for start in range(0, len(members), size):
@@ -61,11 +67,14 @@ class LargeRooms:
             )
             try:
                 self._deferrer.defer(task_of_chunk)
-                handed += 1
             except Exception:
-                # Not retried by failing the whole split: the chunks already handed on would be posted twice.
                 logger.exception("could not hand off a chunk", extra={"room": task.room, "members": len(chunk)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
+                # The rest as a split of its own, read again when it runs: those handed on already are not posted
+                # twice, and a member who joins meanwhile is, or is not, posted to, as after any split's read.
+                self._deferrer.defer(task.model_copy(update={"start_at": chunk[0].connection_id}))
+                return handed
+            handed += 1
         return handed
 
     def post(self, chunk: BroadcastChunk) -> FanoutReport:

@@ -67,17 +67,25 @@ class TenantBudgets:
     def __init__(self, table: Table, platform_per_second: int, company_per_second: int) -> None:
         self.platform = PostBudget(table, platform_per_second)
         self.company = PostBudget(table, min(company_per_second, platform_per_second))
-        self._spent: dict[str, int] = {}
-        """Companies whose budget this container saw spent, and the second it was: asked again only after it,
-        so that the chunks of a storm waiting for their company cost no refused write each."""
+        self._spent: dict[str | None, int] = {}
+        """Budgets this container saw spent (a company's, or None: the platform's), and the second it was: asked
+        again only after it. A storm's waiting chunks cost no refused write each; nor do every company's chunks
+        that arrive after the platform's second is spent cost its item (the one key all companies share) one
+        each, or their company a grant the platform then refuses."""
 
     def take(self, company_id: str, wanted: int, now: datetime) -> int:
         second = int(now.timestamp())
-        if self._spent.get(company_id) == second:
+        if second in (self._spent.get(company_id), self._spent.get(None)):
             return 0
         granted = self.company.take(wanted, now, company_id)
         if granted == 0:
-            self._spent = {company: spent for company, spent in self._spent.items() if spent == second}
-            self._spent[company_id] = second
+            self._saw_spent(company_id, second)
             return 0
-        return self.platform.take(granted, now)
+        granted = self.platform.take(granted, now)
+        if granted == 0:
+            self._saw_spent(None, second)
+        return granted
+
+    def _saw_spent(self, budget: str | None, second: int) -> None:
+        self._spent = {spent: at for spent, at in self._spent.items() if at == second}
+        self._spent[budget] = second
