@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from unittest import mock
 
 import boto3
@@ -38,7 +38,7 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
         "PutItem",
         {
             "TableName": TABLE,
-            "Item": serialize({"pk": "p", "sk": "s", "n": 3, "b": b"\x00\xff", "set": {b"a", b"b"}, "t": "hé\"\\"}),
+            "Item": serialize({"pk": "p", "sk": "s", "n": 3, "b": b"\x00\xff", "set": {b"a", b"b"}, "t": 'hé"\\'}),
             "ConditionExpression": "attribute_not_exists(pk)",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         },
@@ -91,7 +91,7 @@ class _Raw:
 def _client(token: str | None, endpoint: str | None = None, **config: Any) -> Any:
     session = boto3.session.Session(
         aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",  # noqa: S106 - AWS's documented example
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         aws_session_token=token,
         region_name="eu-west-1",
     )
@@ -104,7 +104,8 @@ def _captured(client: Any, operation: str, params: dict[str, Any]) -> Any:
 
     def capture(request: Any, **_: Any) -> AWSResponse:
         sent.append(request)
-        return AWSResponse(request.url, 200, {}, _Raw(b"{}"))
+        headers: Any = {}
+        return AWSResponse(request.url, 200, headers, _Raw(b"{}"))
 
     client.meta.events.register_first(f"before-send.dynamodb.{operation}", capture)
     gmtime = time.gmtime
@@ -150,7 +151,7 @@ def _without_metadata(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def table(aws: None) -> Iterator[tuple[Any, Table]]:
+def table(aws: None) -> tuple[Any, Table]:
     """A table under moto, and botocore's client and a Table on it."""
     client = boto3.client("dynamodb")
     client.create_table(
@@ -162,7 +163,7 @@ def table(aws: None) -> Iterator[tuple[Any, Table]]:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    yield client, Table(client, TABLE)
+    return client, Table(client, TABLE)
 
 
 def test_answers_are_botocores_binary_values_included(table: tuple[Any, Table]) -> None:
@@ -224,7 +225,13 @@ def test_a_cancelled_transaction_raises_botocores_error_with_its_reasons(table: 
     client, ours = table
     client.put_item(TableName=TABLE, Item=serialize({"pk": "p", "sk": "s"}))
     items = [
-        {"Put": {"TableName": TABLE, "Item": serialize({"pk": "p", "sk": "s"}), "ConditionExpression": "attribute_not_exists(pk)"}},
+        {
+            "Put": {
+                "TableName": TABLE,
+                "Item": serialize({"pk": "p", "sk": "s"}),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        },
         {"Put": {"TableName": TABLE, "Item": serialize({"pk": "q", "sk": "s"})}},
     ]
     with pytest.raises(client.exceptions.TransactionCanceledException) as raised:
@@ -232,7 +239,8 @@ def test_a_cancelled_transaction_raises_botocores_error_with_its_reasons(table: 
     with pytest.raises(client.exceptions.TransactionCanceledException) as botocores:
         client.transact_write_items(TransactItems=items)
     assert _without_metadata(raised.value.response) == _without_metadata(botocores.value.response)
-    assert [reason["Code"] for reason in raised.value.response["CancellationReasons"]] == ["ConditionalCheckFailed", "None"]
+    reasons = raised.value.response["CancellationReasons"]
+    assert [reason["Code"] for reason in reasons] == ["ConditionalCheckFailed", "None"]
 
 
 def test_throttling_is_retried_by_the_clients_handler_then_raised(aws: None) -> None:
@@ -255,7 +263,8 @@ def test_throttling_is_retried_by_the_clients_handler_then_raised(aws: None) -> 
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         table.get_item(Key={"pk": "p"})
     assert raised.value.response["Error"]["Code"] == "InternalServerError"
-    assert raised.value.response["ResponseMetadata"]["MaxAttemptsReached"] is True
+    metadata: Any = raised.value.response["ResponseMetadata"]
+    assert metadata["MaxAttemptsReached"] is True
     assert faults.injected["GetItem"] == 3
 
 
@@ -269,11 +278,11 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     """DynamoDB over HTTP/1.1: answers from a script, then GetItem's item; counts connections and requests."""
 
     protocol_version = "HTTP/1.1"
-    script: list[tuple[int, dict[str, Any]]] = []
-    requests: list[dict[str, str]] = []
-    connections: set[int] = set()
+    script: ClassVar[list[tuple[int, dict[str, Any]]]] = []
+    requests: ClassVar[list[dict[str, str]]] = []
+    connections: ClassVar[set[int]] = set()
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).requests.append(dict(self.headers.items()))
         type(self).connections.add(id(self.connection))
@@ -332,8 +341,8 @@ def test_credentials_are_read_at_each_call(stub: str) -> None:
     client = _client(None, stub)
     table = Table(client, TABLE)
     table.get_item(Key={"pk": "p"})
-    rotated = Credentials("AKIDROTATED", "secret", "token")
-    with mock.patch.object(client._request_signer._credentials, "get_frozen_credentials", rotated.get_frozen_credentials):
+    rotated = Credentials("AKIDROTATED", "secret", "token").get_frozen_credentials
+    with mock.patch.object(client._request_signer._credentials, "get_frozen_credentials", rotated):
         table.get_item(Key={"pk": "p"})
     assert "Credential=AKIDEXAMPLE/" in _Stub.requests[0]["Authorization"]
     assert "Credential=AKIDROTATED/" in _Stub.requests[1]["Authorization"]

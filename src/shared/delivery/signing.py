@@ -6,8 +6,9 @@ alone (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.ht
 derived once a day here and each post costs one SHA-256 and one HMAC. What is signed is what botocore signs for
 the same request, byte for byte (tests/test_signing.py checks it against botocore's own signer): the method, the
 path as botocore canonicalises it, the host, `x-amz-date`, the session token when there is one, and the payload's
-SHA-256. Credentials come from botocore's provider chain and are read on every batch, so rotated ones (a Lambda
-role's session token, refreshable credentials) sign the next batch."""
+SHA-256; a DynamoDB call (decision 0104) signs its content type and target too, as botocore does. Credentials
+come from botocore's provider chain and are read on every batch, so rotated ones (a Lambda role's session token,
+refreshable credentials) sign the next batch."""
 
 from __future__ import annotations
 

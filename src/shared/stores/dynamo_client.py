@@ -70,7 +70,7 @@ class _Body:
 
 class _Operation:
     """What a call to one operation needs that does not change: its model (for names, and for parsing errors),
-    its event names, the headers it always carries."""
+    its event names, its target and the user agent."""
 
     def __init__(self, model: OperationModel, user_agent: str) -> None:
         self.model = model
@@ -90,7 +90,6 @@ class _Operation:
         self.after_call = f"after-call.{prefix}.{model.name}"
         self.after_call_error = f"after-call-error.{prefix}.{model.name}"
         self.target = f"{model.metadata['targetPrefix']}.{model.name}"
-        self.signed = {"content-type": CONTENT_TYPE, "x-amz-target": self.target}
         self.user_agent = user_agent
 
 
@@ -120,10 +119,6 @@ class JsonClient:
             retries=False,
             **tls,
         )
-
-    @property
-    def exceptions(self) -> Any:
-        return self._client.exceptions
 
     def call(self, operation_name: str, params: dict[str, Any]) -> dict[str, Any]:
         """One call, as `client.<operation>(**params)` makes it: same events, retries, answer and errors."""
@@ -214,9 +209,9 @@ class JsonClient:
         return answer
 
     def _attempt(self, operation: _Operation, request_dict: dict[str, Any]) -> tuple[AWSResponse, dict[str, Any]]:
-        body: bytes = request_dict["body"]
-        headers = urllib3.HTTPHeaderDict(request_dict["headers"])
-        request = AWSPreparedRequest("POST", self._url, headers, body, stream_output=False)
+        # Case-insensitive headers, as hooks (and moto) read them, without botocore's email.message ones.
+        headers: Any = urllib3.HTTPHeaderDict(request_dict["headers"])
+        request = AWSPreparedRequest("POST", self._url, headers, request_dict["body"], stream_output=False)
         self._events.emit(
             operation.before_sign,
             request=request,
@@ -228,7 +223,8 @@ class JsonClient:
         )
         # Signed as botocore signs: every header but those it leaves out, the host, the date, the session token.
         signed = {name: value for name, value in headers.items() if name.lower() not in UNSIGNED}
-        payload_sha256 = hashlib.sha256(request.body).hexdigest()
+        body: Any = request.body  # bytes, as a before-sign hook left it
+        payload_sha256 = hashlib.sha256(body).hexdigest()
         headers.update(self._signer.batch().headers("/", payload_sha256, signed=signed))
         responses = self._events.emit(operation.before_send, request=request)
         http = next((response for _, response in responses if response is not None), None)
@@ -239,8 +235,10 @@ class JsonClient:
     def _http(self, request: AWSPreparedRequest) -> AWSResponse:
         """The request over this client's pool, its failures as botocore's (which its retry handler knows)."""
         url = request.url
+        body: Any = request.body
+        headers: Any = request.headers
         try:
-            response = self._pool.urlopen("POST", "/", body=request.body, headers=request.headers, redirect=False)
+            response = self._pool.urlopen("POST", "/", body=body, headers=headers, redirect=False)
         except Urllib3SSLError as error:
             raise SSLError(endpoint_url=url, error=error) from error
         except NewConnectionError as error:
@@ -253,7 +251,8 @@ class JsonClient:
             raise ConnectionClosedError(error=error, request=request, endpoint_url=url) from error
         except urllib3.exceptions.HTTPError as error:
             raise HTTPClientError(error=error) from error
-        return AWSResponse(url, response.status, response.headers, _Body(response.data))
+        answer_headers: Any = response.headers
+        return AWSResponse(url, response.status, answer_headers, _Body(response.data))
 
     def _parse(self, operation: _Operation, http: AWSResponse) -> dict[str, Any]:
         """A success as botocore parses DynamoDB's (binary values as bytes, ResponseMetadata); an error by
@@ -261,7 +260,8 @@ class JsonClient:
         content = http.content
         if http.status_code >= 300:
             response_dict = convert_to_response_dict(http, operation.model)
-            parsed: dict[str, Any] = self._parser.parse(response_dict, operation.model.output_shape)
+            output_shape: Any = operation.model.output_shape
+            parsed: dict[str, Any] = self._parser.parse(response_dict, output_shape)
             error_shape = self._service_model.shape_for_error_code(parsed.get("Error", {}).get("Code"))
             if error_shape is not None:
                 parsed.update(self._parser.parse(response_dict, error_shape))
@@ -274,7 +274,7 @@ class JsonClient:
         metadata["HTTPStatusCode"] = http.status_code
         metadata["HTTPHeaders"] = headers
         parsed["ResponseMetadata"] = metadata
-        return parsed  # type: ignore[no-any-return]
+        return parsed
 
 
 # The headers botocore's SigV4 signer leaves unsigned (botocore.auth.SIGNED_HEADERS_BLACKLIST).
