@@ -1,4 +1,4 @@
-"""SigV4 for `@connections` posts, the few lines of it a post needs (decision 0075).
+"""SigV4 for `@connections` posts and DynamoDB calls, the few lines of it a POST needs (decisions 0075, 0104).
 
 botocore's `SigV4Auth` derives the signing key (four HMACs) and rebuilds every header map for each request,
 which was half the CPU of a post. AWS's key is a function of the secret, the date, the region and the service
@@ -6,14 +6,16 @@ alone (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.ht
 derived once a day here and each post costs one SHA-256 and one HMAC. What is signed is what botocore signs for
 the same request, byte for byte (tests/test_signing.py checks it against botocore's own signer): the method, the
 path as botocore canonicalises it, the host, `x-amz-date`, the session token when there is one, and the payload's
-SHA-256. Credentials come from botocore's provider chain and are read on every batch, so rotated ones (a Lambda
-role's session token, refreshable credentials) sign the next batch."""
+SHA-256; a DynamoDB call (decision 0104) signs its content type and target too, as botocore does. Credentials
+come from botocore's provider chain and are read on every batch, so rotated ones (a Lambda role's session token,
+refreshable credentials) sign the next batch."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
@@ -77,14 +79,27 @@ class BatchSigner:
         self._token_line = f"x-amz-security-token:{token}\n" if token else ""
         self._signed_headers = "host;x-amz-date;x-amz-security-token" if token else "host;x-amz-date"
 
-    def headers(self, encoded_path: str, payload_sha256: str, at: float | None = None) -> dict[str, str]:
-        """The headers that sign a POST of a payload with this SHA-256 (hex) to `encoded_path` under the endpoint."""
+    def headers(
+        self, encoded_path: str, payload_sha256: str, at: float | None = None, signed: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The headers that sign a POST of a payload with this SHA-256 (hex) to `encoded_path` under the endpoint;
+        `signed`, the request's other headers botocore would sign (a DynamoDB call's content type and target)."""
         signer = self._signer
         amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(at))
         date = amz_date[:8]
+        if signed:
+            lines = {name.lower(): " ".join(value.split()) for name, value in signed.items()}
+            lines.update(host=signer.host, **{"x-amz-date": amz_date})
+            if self._credentials.token:
+                lines["x-amz-security-token"] = self._credentials.token
+            names = sorted(lines)
+            canonical_headers = "".join(f"{name}:{lines[name]}\n" for name in names)
+            signed_headers = ";".join(names)
+        else:
+            canonical_headers = f"host:{signer.host}\nx-amz-date:{amz_date}\n{self._token_line}"
+            signed_headers = self._signed_headers
         canonical = (
-            f"POST\n{signer.canonical_path(encoded_path)}\n\nhost:{signer.host}\nx-amz-date:{amz_date}\n"
-            f"{self._token_line}\n{self._signed_headers}\n{payload_sha256}"
+            f"POST\n{signer.canonical_path(encoded_path)}\n\n{canonical_headers}\n{signed_headers}\n{payload_sha256}"
         )
         scope = signer.scope(date)
         to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode('utf-8')).hexdigest()}"
@@ -94,7 +109,7 @@ class BatchSigner:
             "X-Amz-Date": amz_date,
             "Authorization": (
                 f"{ALGORITHM} Credential={self._credentials.access_key}/{scope}, "
-                f"SignedHeaders={self._signed_headers}, Signature={signature}"
+                f"SignedHeaders={signed_headers}, Signature={signature}"
             ),
         }
         if self._credentials.token:

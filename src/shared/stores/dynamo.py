@@ -14,7 +14,9 @@ builder (decision 0076). Stores obtain tables with `Table(client, name)`; client
 from __future__ import annotations
 
 import random
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import ConditionBase, ConditionExpressionBuilder
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
+
+from shared.stores.dynamo_client import JsonClient
 
 if TYPE_CHECKING:
     from boto3.dynamodb.table import BatchWriter
@@ -93,16 +97,30 @@ class _Meta:
     client: DynamoDBClient
 
 
+_JSON_CLIENTS: weakref.WeakKeyDictionary[Any, JsonClient] = weakref.WeakKeyDictionary()
+_JSON_CLIENTS_LOCK = threading.Lock()
+
+
+def json_client(client: DynamoDBClient) -> JsonClient:
+    """The hand-made caller of `client` (decision 0104), one per client: every Table over one client shares its
+    connection pool, as the client's own calls would."""
+    with _JSON_CLIENTS_LOCK:
+        caller = _JSON_CLIENTS.get(client)
+        if caller is None:
+            caller = _JSON_CLIENTS[client] = JsonClient(client)
+        return caller
+
+
 class _BatchClient:
     """What boto3's BatchWriter calls, over the low-level client: it buffers Python items and resends the
     unprocessed ones it is given back, so both directions are converted here."""
 
-    def __init__(self, client: DynamoDBClient) -> None:
+    def __init__(self, client: JsonClient) -> None:
         self._client = client
 
     def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:  # noqa: N803
         writes: Any = _batch(RequestItems, serialize)
-        answer: dict[str, Any] = dict(self._client.batch_write_item(RequestItems=writes))
+        answer = self._client.call("BatchWriteItem", {"RequestItems": writes})
         answer["UnprocessedItems"] = _batch(answer.get("UnprocessedItems", {}), deserialize)
         return answer
 
@@ -125,32 +143,33 @@ class Table:
     def __init__(self, client: DynamoDBClient, name: str) -> None:
         self.name = name
         self.meta = _Meta(client)
+        self.calls = json_client(client)
 
     def get_item(self, **params: Any) -> dict[str, Any]:
-        return response(dict(self.meta.client.get_item(**request({"TableName": self.name, **params}))))
+        return response(self.calls.call("GetItem", request({"TableName": self.name, **params})))
 
     def put_item(self, **params: Any) -> dict[str, Any]:
-        return response(dict(self.meta.client.put_item(**request({"TableName": self.name, **params}))))
+        return response(self.calls.call("PutItem", request({"TableName": self.name, **params})))
 
     def update_item(self, **params: Any) -> dict[str, Any]:
-        return response(dict(self.meta.client.update_item(**request({"TableName": self.name, **params}))))
+        return response(self.calls.call("UpdateItem", request({"TableName": self.name, **params})))
 
     def delete_item(self, **params: Any) -> dict[str, Any]:
-        return response(dict(self.meta.client.delete_item(**request({"TableName": self.name, **params}))))
+        return response(self.calls.call("DeleteItem", request({"TableName": self.name, **params})))
 
     def query(self, **params: Any) -> dict[str, Any]:
-        return response(dict(self.meta.client.query(**request({"TableName": self.name, **params}))))
+        return response(self.calls.call("Query", request({"TableName": self.name, **params})))
 
     def batch_writer(self, overwrite_by_pkeys: list[str] | None = None) -> BatchWriter:
         from boto3.dynamodb.table import BatchWriter  # only some writes batch: not loaded by every cold start
 
-        client: Any = _BatchClient(self.meta.client)  # BatchWriter calls only its batch_write_item
+        client: Any = _BatchClient(self.calls)  # BatchWriter calls only its batch_write_item
         return BatchWriter(self.name, client, overwrite_by_pkeys=overwrite_by_pkeys)
 
     def transact_write_items(self, items: list[TransactWriteItemTypeDef]) -> None:
         """Write `items` (Python values; conditions as strings) in one transaction. A cancellation raises the
         client's TransactionCanceledException, its reasons as DynamoDB sent them."""
-        self.meta.client.transact_write_items(TransactItems=[_transact_item(item) for item in items])
+        self.calls.call("TransactWriteItems", {"TransactItems": [_transact_item(item) for item in items]})
 
 
 def _transact_item(item: Any) -> Any:
@@ -181,14 +200,13 @@ BATCH_GET_KEYS = 100
 def get_many(table: Table, keys: list[dict[str, Any]], *, consistent: bool) -> list[dict[str, Any]]:
     """The items at `keys` that exist (in no order), BATCH_GET_KEYS to a BatchGetItem, again for any key
     DynamoDB left unprocessed."""
-    client = table.meta.client
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_KEYS):
         pending: list[Any] = [serialize(key) for key in keys[start : start + BATCH_GET_KEYS]]
         attempt = 0
         while pending:
             request: Any = {table.name: {"Keys": pending, "ConsistentRead": consistent}}
-            answer: dict[str, Any] = dict(client.batch_get_item(RequestItems=request))
+            answer = table.calls.call("BatchGetItem", {"RequestItems": request})
             found.extend(deserialize(item) for item in answer.get("Responses", {}).get(table.name, []))
             pending = list(answer.get("UnprocessedKeys", {}).get(table.name, {}).get("Keys", []))
             if pending:
