@@ -18,6 +18,7 @@ from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, invoke, ru
 from shared.delivery.broadcasts import (
     MAX_REQUEUE_DELAY_SECONDS,
     QueueDeferrer,
+    message_body,
     parse_broadcast,
     requeue_delay,
 )
@@ -537,3 +538,64 @@ def test_a_chunk_forged_to_name_another_companys_connections_reaches_none_of_the
     add_members(company_room("globex").key("globex"), theirs)
     run_chunk(chunk_of("acme", theirs))
     assert heard(timed, theirs) == {"b-00": 0, "b-01": 0}
+
+
+# ---- A second review (decision 0103's amendments) ----
+
+
+@pytest.fixture
+def queued_rooms(
+    aws: None, timed: TimedGateway, clock: ManualClock, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Services, Any, str]]:
+    """The services with the real QueueDeferrer, on a moto queue too small for a chunk of the room's event but large
+    enough for what a split leaves (as a queue of SQS's old 256 KiB is, for a 120 KiB event of U+FFFF)."""
+    for name, value in {"LARGE_ROOM_THRESHOLD": 5, "BROADCAST_CHUNK": CHUNK, "FANOUT_CONCURRENCY": BATCH}.items():
+        monkeypatch.setenv(name, str(value))
+    settings.cache_clear()
+    sqs = session.client("sqs")
+    frame = event_frame("campaign:started", {"name": "x" * 2000})
+    leftover = RoomBroadcast(companyId="acme", room=company_room("acme").name, frame=frame, startAt="a-00")
+    most = len(message_body(leftover)) + 40  # a chunk of 8 takes some 300 bytes more
+    url = sqs.create_queue(QueueName="broadcasts", Attributes={"MaximumMessageSize": str(most)})["QueueUrl"]
+    built = build_services(
+        settings(),
+        gateway=timed,
+        session=session,
+        deferrer=QueueDeferrer(lambda: sqs, url, QueuedDeferrer()),
+        clock=clock,
+    )
+    runtime.install(built)
+    yield built, sqs, url
+    runtime.install(None)
+    settings.cache_clear()
+
+
+def test_a_split_whose_chunk_the_queue_always_refuses_is_dead_lettered_not_sent_on_unchanged_forever(
+    queued_rooms: tuple[Services, Any, str], timed: TimedGateway
+) -> None:
+    """A refusal that is the chunk's own (its size) refuses it again in every split of what it left: each such split
+    must fail, so that the redrive policy (3 receives) ends it in the dead-letter queue and its alarm."""
+    _, sqs, url = queued_rooms
+    members = [f"a-{index:02d}" for index in range(2 * CHUNK)]
+    add_members(company_room("acme").key("acme"), members)
+    frame = event_frame("campaign:started", {"name": "x" * 2000})
+    split = RoomBroadcast(companyId="acme", room=company_room("acme").name, frame=frame)
+    sqs.send_message(QueueUrl=url, MessageBody=message_body(split))
+    receives: Counter[str] = Counter()
+    dead_lettered = 0
+    for _ in range(12):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        if not messages:
+            break
+        event = sqs_event([message["Body"] for message in messages])
+        failed = {
+            failure["itemIdentifier"] for failure in invoke("handlers.broadcasts.handler", event)["batchItemFailures"]
+        }
+        for record, message in zip(event["Records"], messages, strict=True):
+            receives[message["Body"]] += 1
+            if record["messageId"] not in failed or receives[message["Body"]] == 3:  # done, or past the redrive
+                dead_lettered += record["messageId"] in failed
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert not sqs.receive_message(QueueUrl=url).get("Messages"), "still sending itself on after 12 receives"
+    assert dead_lettered == 1
+    assert sum(heard(timed, members).values()) == 0
