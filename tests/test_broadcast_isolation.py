@@ -5,6 +5,7 @@ what a 410 or a second worker does meanwhile loses nobody an event. Small number
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
@@ -12,6 +13,9 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from roomcast_local.template import load_template
 from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, invoke, run_deferred, sqs_event
@@ -28,10 +32,11 @@ from shared.protocol.frames import encoded_size, event_frame
 from shared.protocol.limits import Limits
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.budget import TenantBudgets
+from shared.stores.rooms import membership_pk
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.conftest import settle
+from tests.conftest import TABLE_NAMES, settle
 from tests.test_large_rooms import START, TimedGateway, add_members
 from tests.test_lifecycle import Interleaver, items, online
 
@@ -599,3 +604,83 @@ def test_a_split_whose_chunk_the_queue_always_refuses_is_dead_lettered_not_sent_
     assert not sqs.receive_message(QueueUrl=url).get("Messages"), "still sending itself on after 12 receives"
     assert dead_lettered == 1
     assert sum(heard(timed, members).values()) == 0
+
+
+def test_what_a_refused_chunk_left_is_read_again_in_id_order_across_the_partitions_with_its_joins_and_leaves(
+    rooms: Services,
+    timed: TimedGateway,
+    deferred: QueuedDeferrer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ids that sort apart from the order the 16 partitions are read in: the continuation starts at the refused
+    chunk's first member; a member before it who leaves was posted to, one after it who leaves is not; one who joins
+    after it is, one who joins before it is not; the excluded member never is; nobody hears it twice."""
+    room = company_room("acme")
+    members = sorted(f"{index:x}{'z' * (index % 3)}=" for index in range(3 * CHUNK + 2))
+    add_members(room.key("acme"), members)
+    refusing(deferred, monkeypatch, {3})  # the split (1) and chunks 2..: its second chunk refused
+    frame = event_frame("campaign:started", {"name": "x"})
+    excluded = members[CHUNK + 2]
+    split = RoomBroadcast(companyId="acme", room=room.name, frame=frame, exclude=excluded)
+    deferred.defer(split)
+    deferred.auto = False
+    # The split runs first (one receive), its continuation after: between them, members come and go.
+    (first,) = deferred.take()
+    invoke("handlers.broadcasts.handler", sqs_event([first.model_dump_json(by_alias=True)]))
+    handed = deferred.take()
+    (leftover,) = [task for task in handed if isinstance(task, RoomBroadcast)]
+    readers = [member for member in members if member != excluded]
+    assert leftover.start_at == readers[CHUNK]
+    assert {r.connection_id for task in handed if isinstance(task, BroadcastChunk) for r in task.recipients} == set(
+        readers[:CHUNK]
+    )
+    left_before, left_after = readers[1], readers[CHUNK + 3]
+    joined_before, joined_after = readers[0] + "a", readers[-1] + "a"
+    table = boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"])
+    for gone in (left_before, left_after):
+        table.delete_item(Key={"pk": membership_pk(room.key("acme"), gone), "sk": gone})
+    add_members(room.key("acme"), [joined_before, joined_after])
+    for task in handed:
+        deferred.defer(task)
+    deferred.auto = True
+    run_deferred()
+    expected = {member: 1 for member in readers if member != left_after}
+    assert heard(timed, [*members, joined_before, joined_after]) == {
+        **expected,
+        excluded: 0,
+        left_after: 0,
+        joined_before: 0,
+        joined_after: 1,
+    }
+
+
+# The characters SQS takes in a message body (XML's): anything else is refused with InvalidMessageContents. moto does
+# not check them, so a body is checked against this set itself.
+SQS_CHARACTERS = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+# Any string the Hub can hand off: its frame is encoded in strict UTF-8 first (`Hub._check_size`), so no surrogate.
+EDGES = '\ufffe\uffff\ufffd\ud7ff\ue000\U0010ffff\x00\x08\x0b\x1f\x7f\\"\u2028'
+# Lists joined, not st.text: st.text folds the sampled edges into its own characters and almost never draws them.
+ENCODABLE = st.lists(st.characters(exclude_categories=["Cs"]) | st.sampled_from(EDGES), max_size=40).map("".join)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    key=ENCODABLE,
+    value=ENCODABLE,
+    anything=st.lists(st.characters(codec=None) | st.sampled_from(EDGES + "\ud800\udfff"), max_size=40).map("".join),
+)
+def test_a_queue_body_is_sqs_characters_only_and_gives_back_exactly_any_frame_the_hub_can_hand_off(
+    key: str, value: str, anything: str
+) -> None:
+    """Control characters, the escape character and SQS's refused U+FFFE and U+FFFF included, as key or value;
+    a surrogate (which no frame can hold) is at least never sent to SQS as itself."""
+    chunk = BroadcastChunk(
+        companyId="acme",
+        room="company:acme",
+        frame=event_frame("campaign:started", {key: value, "list": [value, "\\" + value]}),
+        recipients=(Recipient(connectionId="c-0"),),
+    )
+    body = message_body(chunk)
+    assert SQS_CHARACTERS.fullmatch(body)
+    assert parse_broadcast(body) == chunk
+    assert SQS_CHARACTERS.fullmatch(message_body(chunk.model_copy(update={"frame": {"name": anything}})))
