@@ -684,3 +684,15 @@ def test_a_queue_body_is_sqs_characters_only_and_gives_back_exactly_any_frame_th
     assert SQS_CHARACTERS.fullmatch(body)
     assert parse_broadcast(body) == chunk
     assert SQS_CHARACTERS.fullmatch(message_body(chunk.model_copy(update={"frame": {"name": anything}})))
+
+
+def test_a_body_nested_past_the_parsers_depth_is_dropped_alone_not_failing_the_batch_it_came_in(
+    rooms: Services, timed: TimedGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """json.loads raises RecursionError, no ValueError: the whole invocation failed, the batch was received again
+    (its chunks posted again) three times, then dead-lettered whole."""
+    good = chunk_of("acme", ["a-0"]).model_dump_json(by_alias=True)
+    capsys.readouterr()
+    assert invoke("handlers.broadcasts.handler", sqs_event([good, "[" * 100_000])) == {"batchItemFailures": []}
+    assert emitted(capsys.readouterr().out)["BroadcastsDropped"] == 1
+    assert heard(timed, ["a-0"]) == {"a-0": 1}
