@@ -8,7 +8,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
@@ -696,3 +696,21 @@ def test_a_body_nested_past_the_parsers_depth_is_dropped_alone_not_failing_the_b
     assert invoke("handlers.broadcasts.handler", sqs_event([good, "[" * 100_000])) == {"batchItemFailures": []}
     assert emitted(capsys.readouterr().out)["BroadcastsDropped"] == 1
     assert heard(timed, ["a-0"]) == {"a-0": 1}
+
+
+def test_a_container_that_saw_the_platforms_second_spent_asks_again_in_the_next_one(
+    budget_writes: BudgetWrites, rooms: Services, timed: TimedGateway, clock: ManualClock, deferred: QueuedDeferrer
+) -> None:
+    """At the last microsecond of the spent second the next chunk is refused without a claim; a microsecond later,
+    in a new second, it is granted."""
+    run_chunk(chunk_of("acme", [f"a-{index}" for index in range(3)]))
+    run_chunk(chunk_of("globex", [f"g-{index}" for index in range(3)]))
+    run_chunk(chunk_of("initech", ["i-0"]))  # refused by the platform: remembered
+    claims = sum(budget_writes.claims.values())
+    clock.set(START.replace(microsecond=999_999))
+    run_chunk(chunk_of("umbrella", ["u-0"]))
+    assert sum(budget_writes.claims.values()) == claims  # the same second: not asked
+    clock.set(START.replace(microsecond=999_999) + timedelta(microseconds=1))
+    run_chunk(chunk_of("hooli", ["h-0"]))
+    assert heard(timed, ["h-0", "u-0", "i-0"]) == {"h-0": 1, "u-0": 0, "i-0": 0}
+    assert {type(task) for task in deferred.take()} == {BroadcastChunk}
