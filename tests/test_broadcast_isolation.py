@@ -5,19 +5,24 @@ what a 410 or a second worker does meanwhile loses nobody an event. Small number
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from roomcast_local.template import load_template
 from roomcast_local.testing import ManualClock, Peer, QueuedDeferrer, invoke, run_deferred, sqs_event
 from shared.delivery.broadcasts import (
     MAX_REQUEUE_DELAY_SECONDS,
     QueueDeferrer,
+    message_body,
     parse_broadcast,
     requeue_delay,
 )
@@ -27,10 +32,11 @@ from shared.protocol.frames import encoded_size, event_frame
 from shared.protocol.limits import Limits
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.budget import TenantBudgets
+from shared.stores.rooms import membership_pk
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.conftest import settle
+from tests.conftest import TABLE_NAMES, settle
 from tests.test_large_rooms import START, TimedGateway, add_members
 from tests.test_lifecycle import Interleaver, items, online
 
@@ -537,3 +543,174 @@ def test_a_chunk_forged_to_name_another_companys_connections_reaches_none_of_the
     add_members(company_room("globex").key("globex"), theirs)
     run_chunk(chunk_of("acme", theirs))
     assert heard(timed, theirs) == {"b-00": 0, "b-01": 0}
+
+
+# ---- A second review (decision 0103's amendments) ----
+
+
+@pytest.fixture
+def queued_rooms(
+    aws: None, timed: TimedGateway, clock: ManualClock, session: boto3.session.Session, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Services, Any, str]]:
+    """The services with the real QueueDeferrer, on a moto queue too small for a chunk of the room's event but large
+    enough for what a split leaves (as a queue of SQS's old 256 KiB is, for a 120 KiB event of U+FFFF)."""
+    for name, value in {"LARGE_ROOM_THRESHOLD": 5, "BROADCAST_CHUNK": CHUNK, "FANOUT_CONCURRENCY": BATCH}.items():
+        monkeypatch.setenv(name, str(value))
+    settings.cache_clear()
+    sqs = session.client("sqs")
+    frame = event_frame("campaign:started", {"name": "x" * 2000})
+    leftover = RoomBroadcast(companyId="acme", room=company_room("acme").name, frame=frame, startAt="a-00")
+    most = len(message_body(leftover)) + 40  # a chunk of 8 takes some 300 bytes more
+    url = sqs.create_queue(QueueName="broadcasts", Attributes={"MaximumMessageSize": str(most)})["QueueUrl"]
+    built = build_services(
+        settings(),
+        gateway=timed,
+        session=session,
+        deferrer=QueueDeferrer(lambda: sqs, url, QueuedDeferrer()),
+        clock=clock,
+    )
+    runtime.install(built)
+    yield built, sqs, url
+    runtime.install(None)
+    settings.cache_clear()
+
+
+def test_a_split_whose_chunk_the_queue_always_refuses_is_dead_lettered_not_sent_on_unchanged_forever(
+    queued_rooms: tuple[Services, Any, str], timed: TimedGateway
+) -> None:
+    """A refusal that is the chunk's own (its size) refuses it again in every split of what it left: each such split
+    must fail, so that the redrive policy (3 receives) ends it in the dead-letter queue and its alarm."""
+    _, sqs, url = queued_rooms
+    members = [f"a-{index:02d}" for index in range(2 * CHUNK)]
+    add_members(company_room("acme").key("acme"), members)
+    frame = event_frame("campaign:started", {"name": "x" * 2000})
+    split = RoomBroadcast(companyId="acme", room=company_room("acme").name, frame=frame)
+    sqs.send_message(QueueUrl=url, MessageBody=message_body(split))
+    receives: Counter[str] = Counter()
+    dead_lettered = 0
+    for _ in range(12):
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
+        if not messages:
+            break
+        event = sqs_event([message["Body"] for message in messages])
+        failed = {
+            failure["itemIdentifier"] for failure in invoke("handlers.broadcasts.handler", event)["batchItemFailures"]
+        }
+        for record, message in zip(event["Records"], messages, strict=True):
+            receives[message["Body"]] += 1
+            if record["messageId"] not in failed or receives[message["Body"]] == 3:  # done, or past the redrive
+                dead_lettered += record["messageId"] in failed
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert not sqs.receive_message(QueueUrl=url).get("Messages"), "still sending itself on after 12 receives"
+    assert dead_lettered == 1
+    assert sum(heard(timed, members).values()) == 0
+
+
+def test_what_a_refused_chunk_left_is_read_again_in_id_order_across_the_partitions_with_its_joins_and_leaves(
+    rooms: Services,
+    timed: TimedGateway,
+    deferred: QueuedDeferrer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ids that sort apart from the order the 16 partitions are read in: the continuation starts at the refused
+    chunk's first member; a member before it who leaves was posted to, one after it who leaves is not; one who joins
+    after it is, one who joins before it is not; the excluded member never is; nobody hears it twice."""
+    room = company_room("acme")
+    members = sorted(f"{index:x}{'z' * (index % 3)}=" for index in range(3 * CHUNK + 2))
+    add_members(room.key("acme"), members)
+    refusing(deferred, monkeypatch, {3})  # the split (1) and chunks 2..: its second chunk refused
+    frame = event_frame("campaign:started", {"name": "x"})
+    excluded = members[CHUNK + 2]
+    split = RoomBroadcast(companyId="acme", room=room.name, frame=frame, exclude=excluded)
+    deferred.defer(split)
+    deferred.auto = False
+    # The split runs first (one receive), its continuation after: between them, members come and go.
+    (first,) = deferred.take()
+    invoke("handlers.broadcasts.handler", sqs_event([first.model_dump_json(by_alias=True)]))
+    handed = deferred.take()
+    (leftover,) = [task for task in handed if isinstance(task, RoomBroadcast)]
+    readers = [member for member in members if member != excluded]
+    assert leftover.start_at == readers[CHUNK]
+    assert {r.connection_id for task in handed if isinstance(task, BroadcastChunk) for r in task.recipients} == set(
+        readers[:CHUNK]
+    )
+    left_before, left_after = readers[1], readers[CHUNK + 3]
+    joined_before, joined_after = readers[0] + "a", readers[-1] + "a"
+    table = boto3.resource("dynamodb").Table(TABLE_NAMES["ConnectionsTable"])
+    for gone in (left_before, left_after):
+        table.delete_item(Key={"pk": membership_pk(room.key("acme"), gone), "sk": gone})
+    add_members(room.key("acme"), [joined_before, joined_after])
+    for task in handed:
+        deferred.defer(task)
+    deferred.auto = True
+    run_deferred()
+    expected = {member: 1 for member in readers if member != left_after}
+    assert heard(timed, [*members, joined_before, joined_after]) == {
+        **expected,
+        excluded: 0,
+        left_after: 0,
+        joined_before: 0,
+        joined_after: 1,
+    }
+
+
+# The characters SQS takes in a message body (XML's): anything else is refused with InvalidMessageContents. moto does
+# not check them, so a body is checked against this set itself.
+SQS_CHARACTERS = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
+# Any string the Hub can hand off: its frame is encoded in strict UTF-8 first (`Hub._check_size`), so no surrogate.
+EDGES = '\ufffe\uffff\ufffd\ud7ff\ue000\U0010ffff\x00\x08\x0b\x1f\x7f\\"\u2028'
+# Lists joined, not st.text: st.text folds the sampled edges into its own characters and almost never draws them.
+ENCODABLE = st.lists(st.characters(exclude_categories=["Cs"]) | st.sampled_from(EDGES), max_size=40).map("".join)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(
+    key=ENCODABLE,
+    value=ENCODABLE,
+    anything=st.lists(st.characters(codec=None) | st.sampled_from(EDGES + "\ud800\udfff"), max_size=40).map("".join),
+)
+def test_a_queue_body_is_sqs_characters_only_and_gives_back_exactly_any_frame_the_hub_can_hand_off(
+    key: str, value: str, anything: str
+) -> None:
+    """Control characters, the escape character and SQS's refused U+FFFE and U+FFFF included, as key or value;
+    a surrogate (which no frame can hold) is at least never sent to SQS as itself."""
+    chunk = BroadcastChunk(
+        companyId="acme",
+        room="company:acme",
+        frame=event_frame("campaign:started", {key: value, "list": [value, "\\" + value]}),
+        recipients=(Recipient(connectionId="c-0"),),
+    )
+    body = message_body(chunk)
+    assert SQS_CHARACTERS.fullmatch(body)
+    assert parse_broadcast(body) == chunk
+    assert SQS_CHARACTERS.fullmatch(message_body(chunk.model_copy(update={"frame": {"name": anything}})))
+
+
+def test_a_body_nested_past_the_parsers_depth_is_dropped_alone_not_failing_the_batch_it_came_in(
+    rooms: Services, timed: TimedGateway, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """json.loads raises RecursionError, no ValueError: the whole invocation failed, the batch was received again
+    (its chunks posted again) three times, then dead-lettered whole."""
+    good = chunk_of("acme", ["a-0"]).model_dump_json(by_alias=True)
+    capsys.readouterr()
+    assert invoke("handlers.broadcasts.handler", sqs_event([good, "[" * 100_000])) == {"batchItemFailures": []}
+    assert emitted(capsys.readouterr().out)["BroadcastsDropped"] == 1
+    assert heard(timed, ["a-0"]) == {"a-0": 1}
+
+
+def test_a_container_that_saw_the_platforms_second_spent_asks_again_in_the_next_one(
+    budget_writes: BudgetWrites, rooms: Services, timed: TimedGateway, clock: ManualClock, deferred: QueuedDeferrer
+) -> None:
+    """At the last microsecond of the spent second the next chunk is refused without a claim; a microsecond later,
+    in a new second, it is granted."""
+    run_chunk(chunk_of("acme", [f"a-{index}" for index in range(3)]))
+    run_chunk(chunk_of("globex", [f"g-{index}" for index in range(3)]))
+    run_chunk(chunk_of("initech", ["i-0"]))  # refused by the platform: remembered
+    claims = sum(budget_writes.claims.values())
+    clock.set(START.replace(microsecond=999_999))
+    run_chunk(chunk_of("umbrella", ["u-0"]))
+    assert sum(budget_writes.claims.values()) == claims  # the same second: not asked
+    clock.set(START.replace(microsecond=999_999) + timedelta(microseconds=1))
+    run_chunk(chunk_of("hooli", ["h-0"]))
+    assert heard(timed, ["h-0", "u-0", "i-0"]) == {"h-0": 1, "u-0": 0, "i-0": 0}
+    assert {type(task) for task in deferred.take()} == {BroadcastChunk}

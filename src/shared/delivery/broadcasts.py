@@ -41,7 +41,11 @@ def requeue_delay(requeues: int) -> int:
 def parse_broadcast(body: str) -> BroadcastTask:
     """The task a broadcast queue message carries; raises pydantic's ValidationError (or ValueError) if it is none,
     a room's name included: such a message would fail each time it is received, and be dead-lettered."""
-    task = parse_task(json.loads(body))
+    try:
+        decoded = json.loads(body)
+    except RecursionError as error:  # nested past the parser's depth: no ValueError of its own
+        raise ValueError("a body nested too deep") from error
+    task = parse_task(decoded)
     if not isinstance(task, RoomBroadcast | BroadcastChunk):
         raise ValueError(f"a {task.kind} task is not a broadcast")
     if parse_room(task.room) is None:

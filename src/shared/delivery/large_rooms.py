@@ -41,8 +41,9 @@ class LargeRooms:
     def split(self, task: RoomBroadcast) -> int:
         """The worker's side of a hand-off: every member of the room from `task.start_at` on, in order of their
         ids, in chunks of one worker each. Returns how many chunks were handed on. Should one fail to be, the
-        members from its first on are handed on as a split of their own; should that fail too, this raises and
-        the split is received again whole: the chunks handed on before are posted twice, nobody misses the event."""
+        members from its first on are handed on as a split of their own; should that fail too, or should such a
+        split fail at its first chunk, this raises and the split is received again whole: the chunks handed on
+        before are posted twice, nobody misses the event."""
         room = _room(task.room)
         members = sorted(
             (
@@ -70,6 +71,11 @@ class LargeRooms:
             except Exception:
                 logger.exception("could not hand off a chunk", extra={"room": task.room, "members": len(chunk)})
                 metrics.add_metric(name="HandOffFailures", unit=MetricUnit.Count, value=1)
+                if handed == 0 and task.start_at is not None:
+                    # A split of what a refused chunk left, refused at its first chunk again (a refusal may be the
+                    # chunk's own, its size): failed, so the redrive policy ends it (none of it was handed on, none
+                    # is posted twice), not sent on unchanged for ever.
+                    raise
                 # The rest as a split of its own, read again when it runs: those handed on already are not posted
                 # twice, and a member who joins meanwhile is, or is not, posted to, as after any split's read.
                 self._deferrer.defer(task.model_copy(update={"start_at": chunk[0].connection_id}))
