@@ -146,7 +146,8 @@ def test_a_message_stored_while_a_lower_seq_is_unfilled_is_not_readable_until_th
     room: tuple[list[Peer], Peer, str], gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's Y/X interleaving: Y reserves its seq first, X is stored and broadcast, then Y is written.
-    Meanwhile history holds X back (Y's lower seq is unfilled); carl, who saw X, fills his gap and gets both."""
+    Meanwhile history holds X back (Y's lower seq is unfilled) and tells carl, who saw X, to ask again; then he
+    fills his gap and gets both."""
     (ana, ben, *_), carl, conversation = room
     y_has_reserved = threading.Event()
     x_is_done = threading.Event()
@@ -168,8 +169,10 @@ def test_a_message_stored_while_a_lower_seq_is_unfilled_is_not_readable_until_th
     x_ack = ben.ok("message:send", {"conversationId": conversation, "content": "X"})
     [x_new] = carl.received("message:new")
     assert (x_new["data"]["content"], x_new["data"]["seq"]) == ("X", 2)
-    # Seq 1 is reserved, not filled: X is not readable yet, from any cursor or as the newest page.
-    assert history_after(carl, conversation, 0) == []
+    # Seq 1 is reserved, not filled: X is not readable yet, from any cursor or as the newest page. After 0, X is
+    # stored above the unfilled seq: the page is empty and says to come back (nextCursor 0); after X, nothing is.
+    early = carl.ok("conversation:history", {"conversationId": conversation, "after": 0})
+    assert (early["messages"], early["nextCursor"]) == ([], 0)
     assert history_after(carl, conversation, x_ack["seq"]) == []
     assert carl.ok("conversation:history", {"conversationId": conversation})["messages"] == []
     x_is_done.set()

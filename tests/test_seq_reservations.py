@@ -60,13 +60,14 @@ def send(store: ConversationStore, content: str, client_message_id: str | None =
 
 
 def after(store: ConversationStore, seq: int) -> list[str]:
-    """Every message after `seq`, following the pages as a client does."""
+    """Every message readable now after `seq`, following the pages as a client does (to an empty page: one that
+    says more follows asks the client to come back in a moment)."""
     found: list[str] = []
     cursor: int | None = seq
     while cursor is not None:
         page = store.messages(COMPANY, CONVERSATION, cursor, None, 2)
         found += [str(m.content) for m in page.messages]
-        cursor = page.messages[-1].seq if page.has_more else None
+        cursor = page.messages[-1].seq if page.has_more and page.messages else None
     return found
 
 

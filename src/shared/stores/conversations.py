@@ -96,10 +96,21 @@ def _seq_of_item(item: dict[str, Any]) -> int:
 
 @dataclass(frozen=True)
 class MessageSlice:
-    """Messages read from a cursor outward: oldest first when paging forward, newest first otherwise."""
+    """Messages read from a cursor outward: oldest first when paging forward, newest first otherwise. Forward,
+    `has_more` also when the page stops below a seq not yet filled while a later one is stored: that later one
+    may have been broadcast, so its reader must ask again (from its last message, or the same cursor) rather
+    than hear that nothing follows."""
 
     messages: list[Message]
     has_more: bool
+
+
+@dataclass
+class _Walk:
+    """How a walk of the filled seqs ended: `held` when it stopped at a seq whose writer may still fill it, with
+    an item stored above that seq."""
+
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -439,10 +450,13 @@ class ConversationStore:
             return MessageSlice([], has_more=False)
         pk = _pk(company_id, conversation_id)
         counter = _counter_key(company_id, conversation_id)
+        walk = _Walk()
         if after is not None:
             if self._watermark(pk, counter, after) < after:
-                return MessageSlice([], has_more=False)  # a seq up to `after` is unfilled: nothing later is readable
-            found = self._filled(pk, low, high, limit + 1)
+                # A seq up to `after` is unfilled: nothing later is readable yet, but one may be stored (and
+                # broadcast) already.
+                return MessageSlice([], has_more=self._any_between(pk, low, high))
+            found = self._filled(pk, low, high, limit + 1, walk)
         else:
             top = self._watermark(pk, counter, high)
             key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(top))
@@ -452,12 +466,20 @@ class ConversationStore:
             found = (item for page in pages for item in page) if top >= low else iter(())
         # One more than asked tells whether more remain.
         messages = list(itertools.islice((item for item in found if SKIPPED not in item), limit + 1))
-        return MessageSlice([Message.model_validate(item) for item in messages[:limit]], len(messages) > limit)
+        kept = [Message.model_validate(item) for item in messages[:limit]]
+        return MessageSlice(kept, len(messages) > limit or walk.held)
 
-    def _filled(self, pk: str, low: int, high: int, page: int) -> Iterator[dict[str, Any]]:
+    def _any_between(self, pk: str, low: int, high: int) -> bool:
+        """Whether any seq from `low` up to `high` is filled (by a message or a skip)."""
+        key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(high))
+        found = self._table.query(KeyConditionExpression=key, Limit=1, ConsistentRead=True, ProjectionExpression="sk")
+        return bool(found.get("Items"))
+
+    def _filled(self, pk: str, low: int, high: int, page: int, walk: _Walk | None = None) -> Iterator[dict[str, Any]]:
         """The items from seq `low` up to `high` (messages and skipped seqs) in order, up to the first seq not
-        yet filled whose writer may still fill it. A seq below a stored one was reserved before it; once that
-        stored item is older than any writer lives, the seq's writer is dead and the seq is skipped here."""
+        yet filled whose writer may still fill it (`walk.held` then). A seq below a stored one was reserved before
+        it; once that stored item is older than any writer lives, the seq's writer is dead and the seq is skipped
+        here."""
         expected = low
         key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(high))
         for items in query_pages(self._table, KeyConditionExpression=key, Limit=page, ConsistentRead=True):
@@ -465,10 +487,15 @@ class ConversationStore:
                 seq = _seq_of_item(item)
                 if seq > expected:
                     if self._now_ms() - int(item.get(STORED_AT, 0)) <= RESERVATION_LIFE_MS:
-                        return  # the writer of `expected` may be alive: nothing above it is readable yet
+                        # The writer of `expected` may be alive: nothing above it is readable yet.
+                        if walk is not None:
+                            walk.held = True
+                        return
                     for gap in range(expected, seq):
                         filled = self._skip(pk, gap)
                         if filled is None:
+                            if walk is not None:
+                                walk.held = True
                             return  # its writer is storing it now
                         yield filled
                 yield item
