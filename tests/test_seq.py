@@ -13,6 +13,7 @@ import pytest
 
 from roomcast_local.testing import ManualClock, Peer, RecordingGateway, publish
 from shared.stores.conversations import ConversationStore
+from shared.stores.sequence import Sequence
 from shared.wiring.services import Services
 from tests.faults import FaultInjector
 
@@ -90,11 +91,11 @@ def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exact
     per_sender = 8
     # Seqs reserved and not yet filled, at most at once: above one, senders raced between their two calls.
     unfilled, most_unfilled, counting = 0, 0, threading.Lock()
-    real_reserve, real_fill = ConversationStore._reserve, ConversationStore._fill
+    real_reserve, real_fill = Sequence.reserve, ConversationStore._fill
 
-    def reserve(store: ConversationStore, counter: dict[str, str]) -> tuple[int, int]:
+    def reserve(seqs: Sequence) -> tuple[int, int]:
         nonlocal unfilled, most_unfilled
-        reserved = real_reserve(store, counter)
+        reserved = real_reserve(seqs)
         with counting:
             unfilled += 1
             most_unfilled = max(most_unfilled, unfilled)
@@ -108,7 +109,7 @@ def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exact
             with counting:
                 unfilled -= 1
 
-    monkeypatch.setattr(ConversationStore, "_reserve", reserve)
+    monkeypatch.setattr(Sequence, "reserve", reserve)
     monkeypatch.setattr(ConversationStore, "_fill", fill)
 
     def send_all(peer: Peer) -> list[dict[str, Any]]:

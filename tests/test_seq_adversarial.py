@@ -69,8 +69,8 @@ def test_a_committed_hint_far_behind_is_walked_whole(
     """A writer slow or dead at seq 1 holds the hint back while thousands of messages are stored above it (at
     nearly 500 a second, 60 s is 30,000); once it is filled or skipped, a read must see all of them, not the
     first WATERMARK_SCAN, or a client that saw seq 7 and asks `after: 6` is told nothing follows."""
-    monkeypatch.setattr("shared.stores.conversations.WATERMARK_SCAN", 3)
-    monkeypatch.setattr("shared.stores.conversations.WATERMARK_PAGE", 2)
+    monkeypatch.setattr("shared.stores.sequence.WATERMARK_SCAN", 3)
+    monkeypatch.setattr("shared.stores.sequence.WATERMARK_PAGE", 2)
     dead = HeldWriter(monkeypatch, store, "lost")
     dead.die = True
     dead.finish()

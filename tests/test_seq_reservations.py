@@ -16,7 +16,8 @@ import pytest
 from shared.domain.messages import agent_draft
 from shared.protocol.ids import message_id
 from shared.protocol.records import Message
-from shared.stores.conversations import RESERVATION_LIFE_MS, ConversationStore, Stored
+from shared.stores.conversations import ConversationStore, Stored
+from shared.stores.sequence import RESERVATION_LIFE_MS
 from shared.stores.dynamo import Table
 from tests.faults import FaultInjector
 
@@ -236,7 +237,7 @@ def test_reads_raise_the_committed_hint_only_to_a_seq_every_seq_below_which_is_f
 def test_without_history_reads_a_writer_raises_the_committed_hint_every_so_many_seqs(
     store: ConversationStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("shared.stores.conversations.ADVANCE_EVERY", 4)
+    monkeypatch.setattr("shared.stores.sequence.ADVANCE_EVERY", 4)
     counter = boto3.resource("dynamodb").Table("test-conversations")
     key = {"pk": f"seq#{COMPANY}#{CONVERSATION}", "sk": "#seq"}
     for index in range(9):
