@@ -22,8 +22,8 @@ last position, put at the next one if free, again on a lost race), "after" as `J
 from __future__ import annotations
 
 import heapq
-import json
 import itertools
+import json
 import math
 import threading
 import time as wall
@@ -201,6 +201,15 @@ def _old_append(table: Table, frame: dict[str, Any]) -> None:
     raise RuntimeError("no free journal position")
 
 
+def _journal_append(allocation: str, journal: Journal, table: Table, message: Message) -> None:
+    """Put the message's `message:new` in the company journal, as `Hub.record` does for a send with sessions on."""
+    frame = server_event("message:new", message)
+    if allocation == "after":
+        journal.append(COMPANY, f"conversation:{CONVERSATION}", frame, None, SENT_AT)
+    else:
+        _old_append(table, frame)
+
+
 def _run(senders: int, allocation: str, keyed: bool = False, journal: str | None = None) -> dict[str, Any]:
     time = SimulatedTime()
     with mock_aws():
@@ -210,7 +219,7 @@ def _run(senders: int, allocation: str, keyed: bool = False, journal: str | None
         table = Table(dynamodb, TABLE)  # type: ignore[arg-type]
         store = ConversationStore(table, SystemClock())
         recovery = Table(dynamodb, RECOVERY_TABLE)  # type: ignore[arg-type]
-        company_journal = Journal(recovery, RETENTION)
+        company_journal = Journal(recovery, RETENTION, SystemClock())
         pk = f"conv#{COMPANY}#{CONVERSATION}"
         stored: list[float] = []
         failed: list[float] = []
@@ -233,12 +242,8 @@ def _run(senders: int, allocation: str, keyed: bool = False, journal: str | None
                         continue
                     store.claim_message_count(COMPANY, message)
                     if journal is not None:
-                        frame = server_event("message:new", message)
                         try:
-                            if journal == "after":
-                                company_journal.append(COMPANY, f"conversation:{CONVERSATION}", frame, None, SENT_AT)
-                            else:
-                                _old_append(recovery, frame)
+                            _journal_append(journal, company_journal, recovery, message)
                         except RuntimeError:
                             failed.append(time.now)
                             continue
@@ -283,7 +288,9 @@ def run() -> dict[str, Any]:
     sweeps["after_with_client_message_ids"] = [_run(KEYED_SENDERS, "after", keyed=True)]
     # Sessions on: each message also appended to the company's journal, before and after decision 0101.
     for journal in ("before", "after"):
-        sweeps[f"end_to_end_journal_{journal}"] = [_run(senders, "after", journal=journal) for senders in JOURNAL_SENDERS]
+        sweeps[f"end_to_end_journal_{journal}"] = [
+            _run(senders, "after", journal=journal) for senders in JOURNAL_SENDERS
+        ]
     for allocation, rows in sweeps.items():
         print(f"  hot conversation, {allocation}: {rows}", flush=True)
     best = {allocation: max(rows, key=lambda row: row["msgs_per_s"]) for allocation, rows in sweeps.items()}

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from shared.protocol.records import Message
 from shared.domain.history import history_page
+from shared.protocol.records import Message
 from shared.stores.conversations import ConversationStore, MessageSlice, Stored
 from shared.stores.dynamo import Table
 from tests.faults import FaultInjector

@@ -17,8 +17,8 @@ from shared.domain.messages import agent_draft
 from shared.protocol.ids import message_id
 from shared.protocol.records import Message
 from shared.stores.conversations import ConversationStore, Stored
-from shared.stores.sequence import RESERVATION_LIFE_MS
 from shared.stores.dynamo import Table
+from shared.stores.sequence import RESERVATION_LIFE_MS
 from tests.faults import FaultInjector
 
 COMPANY, CONVERSATION = "acme", "c-1"

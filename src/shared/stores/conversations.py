@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
@@ -52,6 +52,7 @@ MAX_SEQ = 10**SEQ_DIGITS - 1
 COUNTER_SK = "#seq"
 # A reservation is taken again only when its writer was presumed dead, or the counter lagged the messages.
 SEQ_ATTEMPTS = 5
+
 
 def _pk(company_id: str, conversation_id: str) -> str:
     return f"conv#{company_id}#{conversation_id}"
@@ -238,8 +239,8 @@ class ConversationStore:
         stored = Stored(message.model_copy(update={"uncounted": True}), created=True)
         if sender_key is None:
             # A retried request whose first attempt was written (its answer lost) finds itself.
-            filled = seqs.fill(item, lambda found: found.get("id") == {"S": message.id})
-            return stored if filled is True else cast(Taken, filled)
+            taken = seqs.fill(item, lambda found: found.get("id") == {"S": message.id})
+            return stored if taken is None else taken
         marker = {**_marker_key(pk, sender_key), "messageId": message.id}
         written = {**item, "pk": pk, STORED_AT: seqs.now_ms()}
         codes: list[str] = []
@@ -251,8 +252,8 @@ class ConversationStore:
                 seqs.skip_quietly(message.seq)
                 return Stored(self._first_message(pk, sender_key), created=False)
             if codes[1] == CONDITION_FAILED:
-                taken = self._table.get_item(Key={"pk": pk, "sk": _message_sk(message.seq)}, ConsistentRead=True)
-                return Taken(skipped=SKIPPED in taken.get("Item", {}))
+                found = self._table.get_item(Key={"pk": pk, "sk": _message_sk(message.seq)}, ConsistentRead=True)
+                return Taken(skipped=SKIPPED in found.get("Item", {}))
             if TRANSACTION_CONFLICT not in codes:
                 break
             conflict_pause(attempt)  # the same send retried at once, or a reader skipping this seq: again

@@ -111,8 +111,8 @@ class Sequence:
         reserved = result["Attributes"]
         return int(reserved[LAST]), int(reserved.get(COMMITTED, 0))
 
-    def fill(self, item: dict[str, Any], match: Callable[[dict[str, Any]], bool]) -> bool | Taken:
-        """Put `item` at its reserved number if unfilled: True when written (or found written by this very write,
+    def fill(self, item: dict[str, Any], match: Callable[[dict[str, Any]], bool]) -> Taken | None:
+        """Put `item` at its reserved number if unfilled: None when written (or found written by this very write,
         `match`: a retried request whose answer was lost), else what took the number."""
         try:
             self.table.put_item(
@@ -124,10 +124,8 @@ class Sequence:
             if not conditional_check_failed(error):
                 raise
             found: dict[str, Any] = cast(dict[str, Any], error.response).get("Item", {})
-            if match(found):
-                return True
-            return Taken(skipped=SKIPPED in found)
-        return True
+            return None if match(found) else Taken(skipped=SKIPPED in found)
+        return None
 
     def stored(self, number: int, committed: int) -> None:
         """After a number is filled: every ADVANCE_EVERY numbers, raise the hint if no reader has lately. What was
