@@ -7,7 +7,7 @@ on a key of its own (so that its write units do not share the entries' 1,000 a s
 
 Positions are a gap-free sequence (`shared.stores.sequence`), as a conversation's seqs are: a writer reserves its
 position with one ADD on the counter and puts its entry if the position is unfilled; readers see nothing above the
-first unfilled position (the head), a writer that will not write its position skips it at once, and one that died
+first unfilled position, a writer that will not write its position skips it at once, and one that died
 is skipped a minute after a later entry. So k is readable before k + 1 is, positions are never reused, and the
 journal has no hole until its TTL removes old entries, which `read_after` detects (it reads at and below the head
 only, where nothing is skipped for being unfilled)."""
@@ -110,18 +110,21 @@ class Journal:
         raise RuntimeError(f"no free journal position after {APPEND_ATTEMPTS} reservations")
 
     def head(self, company_id: str) -> int:
-        """The last position at and below which every position is written (0 before the first), read
-        consistently: nothing is readable above it."""
-        return self._positions(company_id, self._clock.now()).watermark(TOP)
+        """The last position reserved (0 before the first), read consistently: an event at a later position is
+        reserved after this read, so its broadcast reads its room after it. Events up to it may still be being
+        written: `read_after` stops below the first of them."""
+        return self._positions(company_id, self._clock.now()).reserved()
 
     def read_after(self, company_id: str, position: int, limit: int) -> Span | None:
-        """The entries after `position` up to the head, in order, at most `limit` of them: None when there are more
-        (the caller must not replay part of them). `complete` is False when one is missing (expired)."""
-        head = self.head(company_id)
+        """The entries after `position`, in order, up to the first position not yet written, at most `limit` of them:
+        None when there are more (the caller must not replay part of them). `complete` is False when one is missing
+        (expired)."""
+        positions = self._positions(company_id, self._clock.now())
+        # Nothing above a position not yet written is replayed: it would be jumped over.
+        head = positions.watermark(TOP)
         entries: list[Entry] = []
         if head <= position:
             return Span(entries, position, True)
-        positions = self._positions(company_id, self._clock.now())
         query: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(_pk(company_id))
             & Key("sk").between(positions.sk(position + 1), positions.sk(head)),

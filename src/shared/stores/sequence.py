@@ -168,6 +168,17 @@ class Sequence:
             ExpressionAttributeValues={":last": last},
         )
 
+    def reserved(self) -> int:
+        """The last number reserved (0 before the first), read consistently: a number reserved later is reserved
+        after this read."""
+        item = self.table.get_item(Key=self.counter, ConsistentRead=True).get("Item", {})
+        if LAST in item:
+            return int(item[LAST])
+        stored = self.last_stored()
+        if stored:
+            self.catch_up(stored)
+        return stored
+
     def last_stored(self) -> int:
         result = self.table.query(
             KeyConditionExpression=Key("pk").eq(self.pk) & Key("sk").between(self.sk(1), self.sk(TOP)),
