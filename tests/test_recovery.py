@@ -369,7 +369,7 @@ def test_recording_an_event_costs_the_same_whatever_the_rooms_size(
         calls.reset()
         services.hub.record(f"co{members}", company_room(f"co{members}"), frame)
         costs.append(dict(calls.calls))
-    assert costs[0] == costs[1] == {"dynamodb.Query": 1, "dynamodb.PutItem": 1}
+    assert costs[0] == costs[1] == {"dynamodb.UpdateItem": 1, "dynamodb.PutItem": 1}
 
 
 # ---- interleavings of the hand-over, each played deterministically ----
