@@ -91,7 +91,7 @@ def test_two_appends_at_once_take_distinct_positions_and_are_replayed_in_order(
     journal: Journal, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both reserve before either writes: neither waits for or retries after the other."""
-    both = threading.Barrier(2, timeout=10)
+    both = threading.Barrier(2, timeout=60)
     real_fill = Sequence.fill
     calls: list[str] = []
 
@@ -102,14 +102,20 @@ def test_two_appends_at_once_take_distinct_positions_and_are_replayed_in_order(
 
     monkeypatch.setattr(Sequence, "fill", fill)
     positions: dict[str, int] = {}
-    threads = [
-        threading.Thread(name=text, target=lambda text=text: positions.update({text: append(journal, clock, text)}))
-        for text in ("a", "b")
-    ]
+    errors: list[BaseException] = []
+
+    def appender(text: str) -> None:
+        try:
+            positions[text] = append(journal, clock, text)
+        except BaseException as error:  # shown below rather than lost in the thread
+            errors.append(error)
+
+    threads = [threading.Thread(name=text, target=appender, args=(text,)) for text in ("a", "b")]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(10)
+        thread.join(60)
+    assert errors == []
     assert sorted(positions.values()) == [1, 2]
     assert sorted(calls) == ["a", "b"]  # one write each: no lost race
     by_position = sorted((position, text) for text, position in positions.items())
