@@ -52,8 +52,8 @@ MEMORY_GB = 0.5  # template.yaml's Globals MemorySize: 512
 FULL_VCPU_MB = 1769
 DYNAMODB_MS, POST_MS = 5.0, 20.0  # AWS's round trips, as the path-to-delivery bench injects them
 # What a send's reply waits for besides its CPU, one after another: the rate limit beside the reads, the write,
-# the posts (at once), the journal's last position and its put, the room read again for sessions (decision 0065),
-# and the counter (the count's claim too, with a clientMessageId: decision 0068).
+# the posts (at once), the journal's position (decision 0102) and its put, the room read again for sessions
+# (decision 0065), and the counter (the count's claim too, with a clientMessageId: decision 0068).
 SEND_WAIT_MS = 6 * DYNAMODB_MS + POST_MS
 CHUNK, CHUNK_CONCURRENCY, BUDGET_CLAIM_MS = 500, 96, 5.0
 ASSUMPTIONS = {
@@ -70,7 +70,7 @@ ASSUMPTIONS = {
     "company": "500 agents, one connection each, 8 hours a day, 22 days a month, 200 message:send a day each to "
     "rooms of 10",
     "recording": "a recoverable event recorded for sessions (decision 0065): one PutItem of the event (under 1 KB) "
-    "and a Query of the journal's last position; a message:send also reads its room again once recorded",
+    "and the UpdateItem reserving its position (decision 0102); a message:send also reads its room again once recorded",
     "recovery": "a recovery of 100 missed events (1 KB each, 25 per 4 KB read unit) in 3 rooms: the session's "
     "GetItem and UpdateItem, the old record's GetItem, the journal's last position, the pages after the offset, "
     "one transaction (2 WRU per item: the record, the condition check, each membership), a post per event and "
@@ -174,9 +174,9 @@ def connection_hour_usd(results: dict[str, Any], socketio: bool) -> float:
 
 
 def recording_usd() -> float:
-    """What recording one event costs, whatever the room's size: its journal put and the last position's read
+    """What recording one event costs, whatever the room's size: its position's reservation and its journal put
     (and for a message, the second read of its room)."""
-    return _price("dynamodb_write_request_unit") + 2 * _price("dynamodb_read_request_unit")
+    return 2 * _price("dynamodb_write_request_unit") + _price("dynamodb_read_request_unit")
 
 
 def recovery_usd(events: int, rooms: int, event_kb: float = 1.0) -> float:

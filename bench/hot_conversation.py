@@ -13,18 +13,23 @@ Each sender stores messages back to back (without a clientMessageId; in one more
 `message:send` writes it to the conversation's keys: the seq, the message, then its count claim (the other
 writes a send makes go to other keys). "Before" is the allocation this replaced (decision 20: read the last
 seq, put at the next one if free, again on a lost race), kept here only to measure it; "after" is
-`ConversationStore.add_message`."""
+`ConversationStore.add_message`.
+
+With sessions on, a send also puts its `message:new` in the company's journal (decision 0065) before it reads the
+room: the end-to-end runs add that append, "before" as the journal took positions until decision 0101 (read the
+last position, put at the next one if free, again on a lost race), "after" as `Journal.append` does now."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import math
 import threading
 import time as wall
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -36,19 +41,26 @@ from bench.calls import TABLES
 from roomcast_local.template import create_tables, load_template
 from shared.domain.messages import agent_draft
 from shared.protocol.clock import SystemClock
+from shared.protocol.outbound import server_event
 from shared.protocol.records import Message
 from shared.stores.conversations import UNCOUNTED, ConversationStore, MessageSlice
 from shared.stores.dynamo import Table, conditional_check_failed
+from shared.stores.journal import Journal
 
 CALL_S = 0.005
 KEY_WRITE_UNITS_PER_S = 1000
 SENDERS = (8, 32, 128)
+JOURNAL_SENDERS = (32, 128)
 KEYED_SENDERS = 32
 SIMULATED_S = 0.5
 TABLE = TABLES["ConversationsTable"]
+RECOVERY_TABLE = TABLES["RecoveryTable"]
 COMPANY, CONVERSATION = "acme", "hot"
 # decision 20's allocation gave up after this many lost races in a row
 OLD_ATTEMPTS = 25
+# and the journal's after this many
+OLD_JOURNAL_ATTEMPTS = 50
+RETENTION = timedelta(hours=2)
 SENT_AT = datetime(2026, 12, 1, tzinfo=UTC)
 
 
@@ -170,7 +182,35 @@ def _old_add_message(table: Table, pk: str, compose: Callable[[int], Message]) -
     raise RuntimeError("no free seq")
 
 
-def _run(senders: int, allocation: str, keyed: bool = False) -> dict[str, Any]:
+def _old_append(table: Table, frame: dict[str, Any]) -> None:
+    """The journal's append until decision 0101: the last position + 1, put if free, read again on a lost race."""
+    pk = f"journal#{COMPANY}"
+    item = {"pk": pk, "room": f"conversation:{CONVERSATION}", "frame": json.dumps(frame), "ttl": 0}
+    for _ in range(OLD_JOURNAL_ATTEMPTS):
+        last = table.query(
+            KeyConditionExpression=Key("pk").eq(pk), ScanIndexForward=False, Limit=1, ConsistentRead=True
+        ).get("Items", [])
+        position = int(str(last[0]["sk"])) + 1 if last else 1
+        try:
+            table.put_item(Item={**item, "sk": f"{position:012d}"}, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if not conditional_check_failed(error):
+                raise
+            continue
+        return
+    raise RuntimeError("no free journal position")
+
+
+def _journal_append(allocation: str, journal: Journal, table: Table, message: Message) -> None:
+    """Put the message's `message:new` in the company journal, as `Hub.record` does for a send with sessions on."""
+    frame = server_event("message:new", message)
+    if allocation == "after":
+        journal.append(COMPANY, f"conversation:{CONVERSATION}", frame, None, SENT_AT)
+    else:
+        _old_append(table, frame)
+
+
+def _run(senders: int, allocation: str, keyed: bool = False, journal: str | None = None) -> dict[str, Any]:
     time = SimulatedTime()
     with mock_aws():
         client = boto3.client("dynamodb")
@@ -178,6 +218,8 @@ def _run(senders: int, allocation: str, keyed: bool = False) -> dict[str, Any]:
         dynamodb = StandInDynamoDb(client, time)
         table = Table(dynamodb, TABLE)  # type: ignore[arg-type]
         store = ConversationStore(table, SystemClock())
+        recovery = Table(dynamodb, RECOVERY_TABLE)  # type: ignore[arg-type]
+        company_journal = Journal(recovery, RETENTION, SystemClock())
         pk = f"conv#{COMPANY}#{CONVERSATION}"
         stored: list[float] = []
         failed: list[float] = []
@@ -199,6 +241,12 @@ def _run(senders: int, allocation: str, keyed: bool = False) -> dict[str, Any]:
                         failed.append(time.now)
                         continue
                     store.claim_message_count(COMPANY, message)
+                    if journal is not None:
+                        try:
+                            _journal_append(journal, company_journal, recovery, message)
+                        except RuntimeError:
+                            failed.append(time.now)
+                            continue
                     stored.append(time.now)
             finally:
                 time.leave()
@@ -217,6 +265,7 @@ def _run(senders: int, allocation: str, keyed: bool = False) -> dict[str, Any]:
     assert seqs == list(range(1, len(seqs) + 1)), "seqs are gap-free"
     return {
         "senders": senders,
+        **({} if journal is None else {"journal": journal}),
         "msgs_per_s": round(within / SIMULATED_S),
         "failed_sends_per_s": round(sum(1 for moment in failed if moment <= SIMULATED_S) / SIMULATED_S),
         "busiest_key_write_units_per_s": round(max(dynamodb.units.values()) / time.now),
@@ -237,6 +286,11 @@ def run() -> dict[str, Any]:
     sweeps = {allocation: [_run(senders, allocation) for senders in SENDERS] for allocation in ("before", "after")}
     # Every send with a clientMessageId: its marker and message put in one transaction (twice the write units).
     sweeps["after_with_client_message_ids"] = [_run(KEYED_SENDERS, "after", keyed=True)]
+    # Sessions on: each message also appended to the company's journal, before and after decision 0101.
+    for journal in ("before", "after"):
+        sweeps[f"end_to_end_journal_{journal}"] = [
+            _run(senders, "after", journal=journal) for senders in JOURNAL_SENDERS
+        ]
     for allocation, rows in sweeps.items():
         print(f"  hot conversation, {allocation}: {rows}", flush=True)
     best = {allocation: max(rows, key=lambda row: row["msgs_per_s"]) for allocation, rows in sweeps.items()}
@@ -244,6 +298,8 @@ def run() -> dict[str, Any]:
         "capacity": {
             "hot_conversation_msgs_per_s": best["after"]["msgs_per_s"],
             "hot_conversation_msgs_per_s_before": best["before"]["msgs_per_s"],
+            "hot_conversation_with_journal_msgs_per_s": best["end_to_end_journal_after"]["msgs_per_s"],
+            "hot_conversation_with_journal_msgs_per_s_before": best["end_to_end_journal_before"]["msgs_per_s"],
             "hot_conversation": {
                 "stand_in": f"{CALL_S * 1000:g} ms a call, {KEY_WRITE_UNITS_PER_S} write units a second per key, "
                 f"{SIMULATED_S:g} s simulated",

@@ -253,12 +253,22 @@ def _hot_conversation(capacity: dict[str, Any]) -> list[str]:
         "driving it; a write waits for its key's capacity. AWS's limit: 1,000 write units a second per partition "
         '(DynamoDB Developer Guide, "Service, account, and table quotas": throughput per partition). '
         f"`hot_conversation_msgs_per_s` {capacity['hot_conversation_msgs_per_s']} (target at least 300), before "
-        f"{capacity['hot_conversation_msgs_per_s_before']}.",
+        f"{capacity['hot_conversation_msgs_per_s_before']}. With sessions on (each message also put in the "
+        "company journal, decision 0102): "
+        f"{capacity.get('hot_conversation_with_journal_msgs_per_s', 'not measured')} messages a second end to end, "
+        f"before {capacity.get('hot_conversation_with_journal_msgs_per_s_before', 'not measured')}.",
         "",
         "| allocation | senders | messages/s | failed sends/s | busiest key write units/s | DynamoDB calls/message |",
         "|---|---|---|---|---|---|",
     ]
-    for allocation in ("before", "after", "after_with_client_message_ids"):
+    allocations = (
+        "before",
+        "after",
+        "after_with_client_message_ids",
+        "end_to_end_journal_before",
+        "end_to_end_journal_after",
+    )
+    for allocation in allocations:
         lines += [
             f"| {allocation} | {row['senders']} | {row['msgs_per_s']} | {row['failed_sends_per_s']} "
             f"| {row['busiest_key_write_units_per_s']} | {row['calls_per_message']} |"

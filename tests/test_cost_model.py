@@ -44,10 +44,11 @@ def test_every_price_names_its_source_and_the_figures_follow_from_the_counts() -
     assert model["company_500_agents_month_socketio_usd"] > model["company_500_agents_month_native_usd"]
 
 
-def test_recording_for_sessions_costs_one_write_and_two_reads_and_a_recovery_grows_with_what_it_replays() -> None:
+def test_recording_for_sessions_costs_two_writes_and_a_read_and_a_recovery_grows_with_what_it_replays() -> None:
     price = {name: float(entry["usd"]) for name, entry in costs.PRICES.items()}
+    # The position's reservation and the entry's put (decision 0102), and a message's second read of its room.
     assert costs.recording_usd() == pytest.approx(
-        price["dynamodb_write_request_unit"] + 2 * price["dynamodb_read_request_unit"]
+        2 * price["dynamodb_write_request_unit"] + price["dynamodb_read_request_unit"]
     )
     small, large = costs.recovery_usd(1, 3), costs.recovery_usd(101, 3)
     # 100 more events: 100 more posts and 25 more 4 KB read units of the journal.

@@ -89,9 +89,9 @@ def test_send_to_a_room_of_ten_reserves_a_seq_writes_once_and_posts_ten_times(
     if with_client_id:
         data["clientMessageId"] = "m-1"
     sender.ok("message:send", data)
-    # Query: the room; for sessions (decision 0065) the journal's last position and the room again, once the
-    # event is in the journal (its PutItem). UpdateItem: the rate limiter's admission, the seq's reservation
-    # (decision 0087), the message's count claim (only with a clientMessageId: decision 0068) and one analytics
+    # Query: the room; for sessions (decision 0065) the room again, once the event is in the journal (its PutItem).
+    # UpdateItem: the rate limiter's admission, the seq's reservation (decision 0087), the journal position's
+    # (decision 0102), the message's count claim (only with a clientMessageId: decision 0068) and one analytics
     # counter shard. GetItem: the conversation, and the company's push state, which says no dashboard is open:
     # no push claimed, none handed off (decision 0095).
     journal = {"dynamodb.PutItem": 1} if write == "TransactWriteItems" else {"dynamodb.PutItem": 2}
@@ -99,8 +99,8 @@ def test_send_to_a_room_of_ten_reserves_a_seq_writes_once_and_posts_ten_times(
         "dynamodb.GetItem": 2,
         f"dynamodb.{write}": 1,
         **journal,
-        "dynamodb.Query": 3,
-        "dynamodb.UpdateItem": 4 if with_client_id else 3,
+        "dynamodb.Query": 2,
+        "dynamodb.UpdateItem": 5 if with_client_id else 4,
     }
     assert gateway.calls == 10
     assert deferred.tasks == []
@@ -119,10 +119,11 @@ def test_all_read_costs_one_index_query_and_an_update_per_unread_notification(
     calls.reset()
     assert peer.ok("notification:all_read") == {"count": unread}
     assert calls.calls == {
-        "dynamodb.UpdateItem": 1 + unread,  # the rate limiter's admission, then one per unread notification
+        # The rate limiter's admission, one per unread notification, and the receipt's journal position.
+        "dynamodb.UpdateItem": 2 + unread,
         # The unread index (one page up to 1 MB), then the user's room for the receipt, which is first put in
-        # the company journal for sessions (its last position's Query and its PutItem, decision 0065).
-        "dynamodb.Query": 3,
+        # the company journal for sessions (a position reserved, decision 0102, and its PutItem, decision 0065).
+        "dynamodb.Query": 2,
         "dynamodb.PutItem": 1,
     }
 
@@ -150,15 +151,15 @@ def test_the_send_that_pushes_metrics_adds_a_claim_and_a_room_query(
     calls.reset()
     gateway.calls = 0
     sender.ok("message:send", {"conversationId": conversation, "content": "hi"})
-    # Admission, count claim, counter shard and push claim UpdateItems; the conversation's and the push state's
-    # GetItem; today's shards in one BatchGetItem; the last seq's, the room's and the analytics room's Query,
-    # and the journal's last position and the room again for sessions (with the journal's PutItem;
-    # metrics:update is volatile, not journaled); 10 + 1 posts.
+    # Admission, seq, journal position, counter shard and push claim UpdateItems; the conversation's
+    # and the push state's GetItem; today's shards in one BatchGetItem; the room's and the analytics room's Query,
+    # and the room again for sessions (with the journal's PutItem; metrics:update is volatile, not journaled);
+    # 10 + 1 posts.
     assert calls.calls == {
         "dynamodb.GetItem": 2,
         "dynamodb.BatchGetItem": 1,
         "dynamodb.PutItem": 2,
-        "dynamodb.Query": 4,
-        "dynamodb.UpdateItem": 4,
+        "dynamodb.Query": 3,
+        "dynamodb.UpdateItem": 5,
     }
     assert gateway.calls == 11

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,7 +37,8 @@ from shared.protocol.recovery import (
     unrecoverable,
 )
 from shared.protocol.rooms import company_room, conversation_room
-from shared.stores.connections import ConnectionStore
+from shared.stores.connections import ConnectionStore, JournalMoved
+from shared.stores.sequence import Sequence
 from shared.stores.sessions import SessionStore
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
@@ -369,7 +371,7 @@ def test_recording_an_event_costs_the_same_whatever_the_rooms_size(
         calls.reset()
         services.hub.record(f"co{members}", company_room(f"co{members}"), frame)
         costs.append(dict(calls.calls))
-    assert costs[0] == costs[1] == {"dynamodb.Query": 1, "dynamodb.PutItem": 1}
+    assert costs[0] == costs[1] == {"dynamodb.UpdateItem": 1, "dynamodb.PutItem": 1}
 
 
 # ---- interleavings of the hand-over, each played deterministically ----
@@ -420,6 +422,66 @@ def test_a_broadcast_recorded_before_the_memberships_and_read_after_them_arrives
     back.open(auth={"pid": pid, "offset": offset})
     services.hub.deliver(services.rooms.recipients("acme", room), frame, positions[0])
     assert [name for name, _, _ in back.events()].count("conversation:updated") == 1
+
+
+def test_a_broadcast_reserved_before_the_replay_was_read_and_written_after_it_arrives_once(
+    services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0102: an event's position is reserved before the recovery reads the journal, and its entry is
+    written only later. The replay stops below it; the memberships' cut is refused while it is reserved; its writer
+    then writes it and reads the room (no session member yet); the hand-over reads on and posts it, once."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    slow = HeldAppend(monkeypatch, services, conversation)
+    real_attach = ConnectionStore.attach
+    refused: list[int] = []
+
+    def attach(self: ConnectionStore, *args: Any, **kwargs: Any) -> None:
+        try:
+            real_attach(self, *args, **kwargs)
+        except JournalMoved:
+            if not refused:
+                slow.finish()  # the slow writer writes its entry and broadcasts, before the next attempt
+            refused.append(1)
+            raise
+
+    monkeypatch.setattr(ConnectionStore, "attach", attach)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+    assert refused == [1]
+    names = [name for name, _, _ in back.events()]
+    assert names.count("conversation:updated") == 1
+    assert contents(back) == ["missed"]
+
+
+class HeldAppend:
+    """A broadcast to a conversation whose journal write waits, once its position is reserved, until released."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, services: Services, conversation: str) -> None:
+        self.reserved, self.release = threading.Event(), threading.Event()
+        real_fill = Sequence.fill
+
+        def fill(self_: Sequence, item: dict[str, Any], match: Any) -> Any:
+            if threading.current_thread().name == "slow" and not self.reserved.is_set():
+                self.reserved.set()
+                assert self.release.wait(10)
+            return real_fill(self_, item, match)
+
+        monkeypatch.setattr(Sequence, "fill", fill)
+        frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
+        room = conversation_room(conversation)
+        self.thread = threading.Thread(name="slow", target=lambda: services.hub.emit("acme", room, frame))
+        self.thread.start()
+        assert self.reserved.wait(10)
+
+    def finish(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
 
 
 def test_a_send_that_read_its_room_before_the_memberships_still_reaches_the_session(

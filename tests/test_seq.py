@@ -13,6 +13,7 @@ import pytest
 
 from roomcast_local.testing import ManualClock, Peer, RecordingGateway, publish
 from shared.stores.conversations import ConversationStore
+from shared.stores.sequence import Sequence
 from shared.wiring.services import Services
 from tests.faults import FaultInjector
 
@@ -90,14 +91,15 @@ def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exact
     per_sender = 8
     # Seqs reserved and not yet filled, at most at once: above one, senders raced between their two calls.
     unfilled, most_unfilled, counting = 0, 0, threading.Lock()
-    real_reserve, real_fill = ConversationStore._reserve, ConversationStore._fill
+    real_reserve, real_fill = Sequence.reserve, ConversationStore._fill
 
-    def reserve(store: ConversationStore, counter: dict[str, str]) -> tuple[int, int]:
+    def reserve(seqs: Sequence) -> tuple[int, int]:
         nonlocal unfilled, most_unfilled
-        reserved = real_reserve(store, counter)
-        with counting:
-            unfilled += 1
-            most_unfilled = max(most_unfilled, unfilled)
+        reserved = real_reserve(seqs)
+        if seqs.prefix == "msg#":  # a seq, not a journal position (decision 0102: the same allocator)
+            with counting:
+                unfilled += 1
+                most_unfilled = max(most_unfilled, unfilled)
         return reserved
 
     def fill(store: ConversationStore, pk: str, message: Any, sender_key: str | None) -> Any:
@@ -108,7 +110,7 @@ def test_concurrent_senders_get_gap_free_seqs_and_history_after_any_seq_is_exact
             with counting:
                 unfilled -= 1
 
-    monkeypatch.setattr(ConversationStore, "_reserve", reserve)
+    monkeypatch.setattr(Sequence, "reserve", reserve)
     monkeypatch.setattr(ConversationStore, "_fill", fill)
 
     def send_all(peer: Peer) -> list[dict[str, Any]]:
@@ -146,7 +148,8 @@ def test_a_message_stored_while_a_lower_seq_is_unfilled_is_not_readable_until_th
     room: tuple[list[Peer], Peer, str], gateway: RecordingGateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The issue's Y/X interleaving: Y reserves its seq first, X is stored and broadcast, then Y is written.
-    Meanwhile history holds X back (Y's lower seq is unfilled); carl, who saw X, fills his gap and gets both."""
+    Meanwhile history holds X back (Y's lower seq is unfilled) and tells carl, who saw X, to ask again; then he
+    fills his gap and gets both."""
     (ana, ben, *_), carl, conversation = room
     y_has_reserved = threading.Event()
     x_is_done = threading.Event()
@@ -168,8 +171,10 @@ def test_a_message_stored_while_a_lower_seq_is_unfilled_is_not_readable_until_th
     x_ack = ben.ok("message:send", {"conversationId": conversation, "content": "X"})
     [x_new] = carl.received("message:new")
     assert (x_new["data"]["content"], x_new["data"]["seq"]) == ("X", 2)
-    # Seq 1 is reserved, not filled: X is not readable yet, from any cursor or as the newest page.
-    assert history_after(carl, conversation, 0) == []
+    # Seq 1 is reserved, not filled: X is not readable yet, from any cursor or as the newest page. After 0, X is
+    # stored above the unfilled seq: the page is empty and says to come back (nextCursor 0); after X, nothing is.
+    early = carl.ok("conversation:history", {"conversationId": conversation, "after": 0})
+    assert (early["messages"], early["nextCursor"]) == ([], 0)
     assert history_after(carl, conversation, x_ack["seq"]) == []
     assert carl.ok("conversation:history", {"conversationId": conversation})["messages"] == []
     x_is_done.set()

@@ -16,8 +16,9 @@ import pytest
 from shared.domain.messages import agent_draft
 from shared.protocol.ids import message_id
 from shared.protocol.records import Message
-from shared.stores.conversations import RESERVATION_LIFE_MS, ConversationStore, Stored
+from shared.stores.conversations import ConversationStore, Stored
 from shared.stores.dynamo import Table
+from shared.stores.sequence import RESERVATION_LIFE_MS
 from tests.faults import FaultInjector
 
 COMPANY, CONVERSATION = "acme", "c-1"
@@ -60,13 +61,14 @@ def send(store: ConversationStore, content: str, client_message_id: str | None =
 
 
 def after(store: ConversationStore, seq: int) -> list[str]:
-    """Every message after `seq`, following the pages as a client does."""
+    """Every message readable now after `seq`, following the pages as a client does (to an empty page: one that
+    says more follows asks the client to come back in a moment)."""
     found: list[str] = []
     cursor: int | None = seq
     while cursor is not None:
         page = store.messages(COMPANY, CONVERSATION, cursor, None, 2)
         found += [str(m.content) for m in page.messages]
-        cursor = page.messages[-1].seq if page.has_more else None
+        cursor = page.messages[-1].seq if page.has_more and page.messages else None
     return found
 
 
@@ -235,7 +237,7 @@ def test_reads_raise_the_committed_hint_only_to_a_seq_every_seq_below_which_is_f
 def test_without_history_reads_a_writer_raises_the_committed_hint_every_so_many_seqs(
     store: ConversationStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("shared.stores.conversations.ADVANCE_EVERY", 4)
+    monkeypatch.setattr("shared.stores.sequence.ADVANCE_EVERY", 4)
     counter = boto3.resource("dynamodb").Table("test-conversations")
     key = {"pk": f"seq#{COMPANY}#{CONVERSATION}", "sk": "#seq"}
     for index in range(9):

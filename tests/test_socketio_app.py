@@ -111,9 +111,9 @@ def test_a_mixed_room_hears_each_event_in_its_own_encoding_with_one_query_per_pa
     for peer in sio:
         assert [event_of(text) for text in peer.pushed()] == [(CONVERSATIONS, "campaign:started", {"x": 1})]
     # The members' codecs came with the membership query of each of the company room's partitions (decision
-    # 0096): no read per recipient. The other Query and the PutItem record the event in the company journal
-    # for sessions (decision 0065), whatever the room's size.
-    assert dict(calls.calls) == {"dynamodb.Query": COMPANY_ROOM_SHARDS + 1, "dynamodb.PutItem": 1}
+    # 0096): no read per recipient. The UpdateItem (its position, decision 0102) and the PutItem record the event
+    # in the company journal for sessions (decision 0065), whatever the room's size.
+    assert dict(calls.calls) == {"dynamodb.Query": COMPANY_ROOM_SHARDS, "dynamodb.UpdateItem": 1, "dynamodb.PutItem": 1}
     assert gateway.calls - posts_before == 4
 
 

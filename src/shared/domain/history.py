@@ -7,10 +7,12 @@ from shared.protocol.outbound import HistoryPage
 from shared.stores.conversations import MessageSlice
 
 
-def history_page(found: MessageSlice, forward: bool, max_bytes: int) -> HistoryPage:
-    """`found` runs outward from the cursor. Keep what fits in `max_bytes`, nearest the cursor first;
-    the next cursor is the seq of the last message kept when anything was left out."""
+def history_page(found: MessageSlice, after: int | None, max_bytes: int) -> HistoryPage:
+    """`found` runs outward from the cursor, forward when `after` is given. Keep what fits in `max_bytes`,
+    nearest the cursor first; the next cursor is the seq of the last message kept when anything was left out,
+    or `after` itself when a forward page is empty but more follows (a lower seq is still being written)."""
     kept = fitting(found.messages, max_bytes)
     truncated = len(kept) < len(found.messages)
-    next_cursor = kept[-1].seq if kept and (found.has_more or truncated) else None
-    return HistoryPage(messages=kept if forward else kept[::-1], nextCursor=next_cursor)
+    more = found.has_more or truncated
+    next_cursor = (kept[-1].seq if kept else after) if more else None
+    return HistoryPage(messages=kept if after is not None else kept[::-1], nextCursor=next_cursor)

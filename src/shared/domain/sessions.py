@@ -6,13 +6,13 @@ The hand-over, in order, on the connection `C` that (re)connects:
    take the session over (a conditional write: one connection wins it);
 2. post the missed events, then the greeting (Socket.IO's CONNECT reply, the `session` event), all with
    their offsets, the greeting's being the last position read, the cut;
-3. write C's memberships hearing their rooms from cut + 1, in one transaction with the condition that no event
-   is at cut + 1 yet. If one is, post what the journal holds after the cut for the rooms not yet written,
-   move the cut, and write again.
+3. write C's memberships hearing their rooms from cut + 1, in one transaction with the condition that no
+   position after the cut is reserved yet (decision 0102). If one is, post what the journal holds after the cut
+   for the rooms not yet written, move the cut, and write again.
 An event at a position up to the cut reached C in step 2 (or 3's catch-up) and never live: its broadcast reads
-C's membership, if at all, with `since` past it. An event after the cut is committed after the memberships
-(the condition saw its position free), and every broadcast reads its members after its journal write: it
-finds C and posts it live. Live posts come after step 2's, which had returned."""
+C's membership, if at all, with `since` past it. An event after the cut is reserved after the memberships
+(the condition saw no position past the cut reserved), and every broadcast reads its members after its journal
+write: it finds C and posts it live. Live posts come after step 2's, which had returned."""
 
 from __future__ import annotations
 

@@ -73,7 +73,9 @@ class HistoryPage(Outbound):
     messages: list[Message]
     next_cursor: int | None = Field(
         alias="nextCursor",
-        description="The seq to pass as the same cursor (`before`, or `after`) for the next page; null at the end",
+        description="The seq to pass as the same cursor (`before`, or `after`) for the next page; null at the end. "
+        "A page after a cursor with no messages and the cursor itself here: a lower seq is still being written, "
+        "ask again in a moment",
     )
 
 

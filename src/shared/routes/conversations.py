@@ -139,7 +139,7 @@ def history(request: Request, data: History) -> Outcome:
     config = request.config
     limit = min(data.limit, config.history_page_max)
     found = store.messages(company_id, data.conversation_id, data.after_seq, data.before_seq, limit)
-    page = history_page(found, forward=data.after is not None, max_bytes=config.limits.max_outbound_bytes)
+    page = history_page(found, after=data.after_seq, max_bytes=config.limits.max_outbound_bytes)
     return answer("conversation:history", page)
 
 

@@ -197,7 +197,7 @@ class ConnectionGone(Exception):
 
 
 class JournalMoved(Exception):
-    """An event was committed at the cut a session's rooms were being written at: read on from there."""
+    """An event's position past the cut a session's rooms were being written at is reserved: read on from there."""
 
 
 class ConnectionStore:
@@ -524,7 +524,7 @@ class ConnectionStore:
                 self._join(connection_id, identity, key, now)
                 return
             except JournalMoved:
-                continue  # an event was committed meanwhile: take the cut after it
+                continue  # an event's position was reserved meanwhile: take the cut after it
 
     def _join(self, connection_id: str, identity: Identity, key: str, now: datetime) -> None:
         update: dict[str, Any] = {
@@ -708,7 +708,7 @@ class ConnectionStore:
         now: datetime,
     ) -> None:
         """Write a session's memberships (`rooms`: room key to the position the session has been in it since),
-        each hearing its room live from `cut + 1`, on the condition that no event is at `cut + 1` yet; and
+        each hearing its room live from `cut + 1`, on the condition that no position after the cut is reserved; and
         name the session (namespace, pid) and its rooms on the record. Raises JournalMoved when one is
         (nothing written), ConnectionGone when the connection closed (nothing written: `remember`). Up to 98
         rooms at once."""

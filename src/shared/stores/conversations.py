@@ -8,26 +8,22 @@ have partition keys of their own, so that their write units do not share the mes
   client#{companyId}#{conversationId}  / {sender}#{id}          a sender's clientMessageId, for idempotent sends
 Every non-message sort key of a conversation starts with '#', which sorts below 'msg#'.
 
-A writer reserves its seq with one atomic ADD on the counter (no two writers share one, none waits for
-another), then puts the message on the condition that the seq is unfilled. Readers return nothing above the
-first unfilled seq, so k + 1 is never readable before k. A writer that will not fill its seq (a retry found its
-first message, a write failed) skips it at once; a seq whose writer died is skipped by the first reader that
-meets it once a later item is older than any writer lives (RESERVATION_LIFE_MS), and a late put then fails on
-the skip and its writer reserves again. So a seq is filled once, by a message or a skip, and never reused.
+Seqs are a gap-free sequence (`shared.stores.sequence`): reserved with one atomic ADD on the counter, the message
+put on the condition that its seq is unfilled, nothing returned above the first unfilled seq, a seq whose writer
+will not fill it skipped at once, one whose writer died skipped by a reader a minute after a later item.
 Items written with `uncounted` are not yet in the analytics counters: whoever removes the flag (a conditional
 update) counts them, so a retry or redelivery counts what a failure left uncounted, once.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from shared.protocol.clock import Clock
 from shared.protocol.errors import ErrorCode, RoomcastError, not_found
@@ -40,11 +36,11 @@ from shared.stores.dynamo import (
     TransactionCancelled,
     conditional_check_failed,
     conflict_pause,
-    deserialize,
     put_all,
     query_pages,
     update_if,
 )
+from shared.stores.sequence import FREE, SKIPPED, STORED_AT, Sequence, Taken, Walk
 
 if TYPE_CHECKING:
     from shared.stores.dynamo import Table
@@ -53,25 +49,9 @@ CONVERSATION_SK = "#conversation"
 MESSAGE_PREFIX = "msg#"
 UNCOUNTED = "uncounted"
 MAX_SEQ = 10**SEQ_DIGITS - 1
-# The counter's attributes: the last seq reserved, and a seq at and below which every seq is filled.
 COUNTER_SK = "#seq"
-LAST, COMMITTED = "last", "committed"
-# A message's or a skip's writer's clock (epoch ms), read after its reservation: so later than the reservation
-# of any seq below it.
-STORED_AT = "storedAt"
-SKIPPED = "skipped"
-# A single write refused because a transaction was writing the same item at that moment.
-TRANSACTION_CONFLICT_REFUSAL = "TransactionConflictException"
-# Longer than any writer lives: the functions that store messages time out at 29 s (template.yaml), and a
-# request in flight when one does arrives within seconds; the rest is margin for clocks apart.
-RESERVATION_LIFE_MS = 60_000
 # A reservation is taken again only when its writer was presumed dead, or the counter lagged the messages.
 SEQ_ATTEMPTS = 5
-# Without history reads, every this many seqs a writer raises the committed hint, so that the next reader's
-# walk from it stays short; a walk reads at most WATERMARK_SCAN items, WATERMARK_PAGE a query.
-ADVANCE_EVERY = 256
-WATERMARK_PAGE = 100
-WATERMARK_SCAN = 1000
 
 
 def _pk(company_id: str, conversation_id: str) -> str:
@@ -82,21 +62,20 @@ def _message_sk(seq: int) -> str:
     return f"{MESSAGE_PREFIX}{seq:0{SEQ_DIGITS}d}"
 
 
-def _counter_key(company_id: str, conversation_id: str) -> dict[str, str]:
-    return {"pk": f"seq#{company_id}#{conversation_id}", "sk": COUNTER_SK}
+def _sequence_key(pk: str) -> dict[str, str]:
+    return {"pk": "seq#" + pk.removeprefix("conv#"), "sk": COUNTER_SK}
 
 
 def _marker_key(pk: str, sender_key: str) -> dict[str, str]:
     return {"pk": "client#" + pk.removeprefix("conv#"), "sk": sender_key}
 
 
-def _seq_of_item(item: dict[str, Any]) -> int:
-    return int(str(item["sk"])[len(MESSAGE_PREFIX) :])
-
-
 @dataclass(frozen=True)
 class MessageSlice:
-    """Messages read from a cursor outward: oldest first when paging forward, newest first otherwise."""
+    """Messages read from a cursor outward: oldest first when paging forward, newest first otherwise. Forward,
+    `has_more` also when the page stops below a seq not yet filled while a later one is stored: that later one
+    may have been broadcast, so its reader must ask again (from its last message, or the same cursor) rather
+    than hear that nothing follows."""
 
     messages: list[Message]
     has_more: bool
@@ -108,13 +87,6 @@ class Stored:
 
     message: Message
     created: bool
-
-
-@dataclass(frozen=True)
-class _Taken:
-    """The reserved seq was filled by another: a skip (this writer was presumed dead), else a message."""
-
-    skipped: bool
 
 
 class ConversationStore:
@@ -239,129 +211,53 @@ class ConversationStore:
         """Store the message `compose(seq)` builds at a seq reserved for it, flagged uncounted. With a sender key
         (sender and clientMessageId), a retry returns the first message instead, and skips the seq it reserved."""
         pk = _pk(company_id, conversation_id)
-        counter = _counter_key(company_id, conversation_id)
+        seqs = self._seqs(pk)
         for _ in range(SEQ_ATTEMPTS):
-            seq, committed = self._reserve(counter)
+            seq, committed = seqs.reserve()
             try:
                 outcome = self._fill(pk, compose(seq), sender_key)
             except Exception:
                 # A live writer skips its own seq at once, so that history does not wait out the reservation.
-                self._skip_quietly(pk, seq)
+                seqs.skip_quietly(seq)
                 raise
             if isinstance(outcome, Stored):
-                if seq % ADVANCE_EVERY == 0 and seq - committed > ADVANCE_EVERY:
-                    # No history read has moved the hint along lately. Stored means sent: a failure here is not
-                    # the sender's, and the next reader walks a little further.
-                    with contextlib.suppress(ClientError, BotoCoreError):
-                        self._watermark(pk, counter, seq, WATERMARK_SCAN)
+                seqs.stored(seq, committed)
                 return outcome
             if not outcome.skipped:
                 # A message is stored at the seq: the counter lags the messages.
-                self._catch_up(counter, self._last_seq(pk))
+                seqs.catch_up(seqs.last_stored())
             # Else this writer was presumed dead and its seq skipped: it takes another.
         raise RuntimeError(f"no seq after {SEQ_ATTEMPTS} reservations")
 
-    def _now_ms(self) -> int:
-        return int(self._clock.now().timestamp() * 1000)
+    def _seqs(self, pk: str) -> Sequence:
+        return Sequence(self._table, self._clock, pk, _sequence_key(pk), MESSAGE_PREFIX)
 
-    def _reserve(self, counter: dict[str, str]) -> tuple[int, int]:
-        """The next seq (one atomic ADD, so no two writers share one), and the committed hint as it stood."""
-        result = self._table.update_item(
-            Key=counter,
-            UpdateExpression="ADD #last :one",
-            ExpressionAttributeNames={"#last": LAST},
-            ExpressionAttributeValues={":one": 1},
-            ReturnValues="ALL_NEW",
-        )
-        reserved = result["Attributes"]
-        return int(reserved[LAST]), int(reserved.get(COMMITTED, 0))
-
-    def _fill(self, pk: str, message: Message, sender_key: str | None) -> Stored | _Taken:
+    def _fill(self, pk: str, message: Message, sender_key: str | None) -> Stored | Taken:
         """Put the message at its reserved seq, on the condition that the seq is still unfilled."""
-        item = {
-            "pk": pk,
-            "sk": _message_sk(message.seq),
-            **message.public(),
-            UNCOUNTED: True,
-            STORED_AT: self._now_ms(),
-        }
+        seqs = self._seqs(pk)
+        item = {"sk": _message_sk(message.seq), **message.public(), UNCOUNTED: True}
         stored = Stored(message.model_copy(update={"uncounted": True}), created=True)
-        free = "attribute_not_exists(pk)"
         if sender_key is None:
-            try:
-                self._table.put_item(Item=item, ConditionExpression=free, ReturnValuesOnConditionCheckFailure="ALL_OLD")
-            except ClientError as error:
-                if not conditional_check_failed(error):
-                    raise
-                found: dict[str, Any] = cast(dict[str, Any], error.response).get("Item", {})
-                # A retried request whose first attempt was written (its answer lost) finds itself.
-                if found.get("id") == {"S": message.id}:
-                    return stored
-                return _Taken(skipped=SKIPPED in found)
-            return stored
+            # A retried request whose first attempt was written (its answer lost) finds itself.
+            taken = seqs.fill(item, lambda found: found.get("id") == {"S": message.id})
+            return stored if taken is None else taken
         marker = {**_marker_key(pk, sender_key), "messageId": message.id}
+        written = {**item, "pk": pk, STORED_AT: seqs.now_ms()}
         codes: list[str] = []
         for attempt in range(CONFLICT_ATTEMPTS):
-            codes = put_all(self._table, [(marker, free), (item, free)]) or []
+            codes = put_all(self._table, [(marker, FREE), (written, FREE)]) or []
             if not codes:
                 return stored
             if codes[0] == CONDITION_FAILED:  # a retry: the first message stands, the seq reserved now is skipped
-                self._skip_quietly(pk, message.seq)
+                seqs.skip_quietly(message.seq)
                 return Stored(self._first_message(pk, sender_key), created=False)
             if codes[1] == CONDITION_FAILED:
-                taken = self._table.get_item(Key={"pk": pk, "sk": _message_sk(message.seq)}, ConsistentRead=True)
-                return _Taken(skipped=SKIPPED in taken.get("Item", {}))
+                found = self._table.get_item(Key={"pk": pk, "sk": _message_sk(message.seq)}, ConsistentRead=True)
+                return Taken(skipped=SKIPPED in found.get("Item", {}))
             if TRANSACTION_CONFLICT not in codes:
                 break
             conflict_pause(attempt)  # the same send retried at once, or a reader skipping this seq: again
         raise TransactionCancelled(codes)
-
-    def _skip(self, pk: str, seq: int) -> dict[str, Any] | None:
-        """Fill `seq` with a skipped-seq item unless it is filled: what fills it now, either way. None when a
-        transaction is writing the seq's item at this moment (botocore does not retry that refusal): its writer
-        is alive and filling it."""
-        item = {"pk": pk, "sk": _message_sk(seq), "seq": seq, SKIPPED: True, STORED_AT: self._now_ms()}
-        try:
-            self._table.put_item(
-                Item=item, ConditionExpression="attribute_not_exists(pk)", ReturnValuesOnConditionCheckFailure="ALL_OLD"
-            )
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == TRANSACTION_CONFLICT_REFUSAL:
-                return None
-            if not conditional_check_failed(error):
-                raise
-            return deserialize(cast(dict[str, Any], error.response)["Item"])
-        return item
-
-    def _skip_quietly(self, pk: str, seq: int) -> None:
-        """Skip a seq this writer will not fill; if even that fails, readers skip it once its writer is
-        presumed dead."""
-        with contextlib.suppress(ClientError, BotoCoreError):
-            self._skip(pk, seq)
-
-    def _catch_up(self, counter: dict[str, str], last: int) -> None:
-        """Raise the counter to `last`, the last stored seq: a conversation whose messages were stored before it
-        had a counter (each taken as the last stored + 1, so they have no gap, and the committed hint is theirs).
-        Any seq reserved since is at most the counter's last: it is raised only when the messages are older."""
-        update_if(
-            self._table,
-            Key=counter,
-            UpdateExpression="SET #last = :last, #committed = if_not_exists(#committed, :last)",
-            ConditionExpression="attribute_not_exists(#last) OR #last < :last",
-            ExpressionAttributeNames={"#last": LAST, "#committed": COMMITTED},
-            ExpressionAttributeValues={":last": last},
-        )
-
-    def _last_seq(self, pk: str) -> int:
-        result = self._table.query(
-            KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with(MESSAGE_PREFIX),
-            ScanIndexForward=False,
-            Limit=1,
-            ConsistentRead=True,
-            ProjectionExpression="sk",
-        )
-        items = result.get("Items", [])
-        return _seq_of_item(items[0]) if items else 0
 
     def _first_message(self, pk: str, sender_key: str) -> Message:
         marker = self._table.get_item(Key=_marker_key(pk, sender_key), ConsistentRead=True)
@@ -438,13 +334,16 @@ class ConversationStore:
         if high < low:
             return MessageSlice([], has_more=False)
         pk = _pk(company_id, conversation_id)
-        counter = _counter_key(company_id, conversation_id)
+        seqs = self._seqs(pk)
+        walk = Walk()
         if after is not None:
-            if self._watermark(pk, counter, after) < after:
-                return MessageSlice([], has_more=False)  # a seq up to `after` is unfilled: nothing later is readable
-            found = self._filled(pk, low, high, limit + 1)
+            if seqs.watermark(after) < after:
+                # A seq up to `after` is unfilled: nothing later is readable yet, but one may be stored (and
+                # broadcast) already.
+                return MessageSlice([], has_more=seqs.any_between(low, high))
+            found = seqs.filled(low, high, limit + 1, walk)
         else:
-            top = self._watermark(pk, counter, high)
+            top = seqs.watermark(high)
             key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(top))
             pages = query_pages(
                 self._table, KeyConditionExpression=key, ScanIndexForward=False, Limit=limit + 1, ConsistentRead=True
@@ -452,58 +351,5 @@ class ConversationStore:
             found = (item for page in pages for item in page) if top >= low else iter(())
         # One more than asked tells whether more remain.
         messages = list(itertools.islice((item for item in found if SKIPPED not in item), limit + 1))
-        return MessageSlice([Message.model_validate(item) for item in messages[:limit]], len(messages) > limit)
-
-    def _filled(self, pk: str, low: int, high: int, page: int) -> Iterator[dict[str, Any]]:
-        """The items from seq `low` up to `high` (messages and skipped seqs) in order, up to the first seq not
-        yet filled whose writer may still fill it. A seq below a stored one was reserved before it; once that
-        stored item is older than any writer lives, the seq's writer is dead and the seq is skipped here."""
-        expected = low
-        key = Key("pk").eq(pk) & Key("sk").between(_message_sk(low), _message_sk(high))
-        for items in query_pages(self._table, KeyConditionExpression=key, Limit=page, ConsistentRead=True):
-            for item in items:
-                seq = _seq_of_item(item)
-                if seq > expected:
-                    if self._now_ms() - int(item.get(STORED_AT, 0)) <= RESERVATION_LIFE_MS:
-                        return  # the writer of `expected` may be alive: nothing above it is readable yet
-                    for gap in range(expected, seq):
-                        filled = self._skip(pk, gap)
-                        if filled is None:
-                            return  # its writer is storing it now
-                        yield filled
-                yield item
-                expected = seq + 1
-
-    def _watermark(self, pk: str, counter: dict[str, str], at_most: int, scan: int | None = None) -> int:
-        """The highest seq, up to `at_most`, at and below which every seq is filled. The counter's committed
-        hint is such a seq; from it, the items above are read in order, and the hint is raised to what they show,
-        every WATERMARK_SCAN items. A reader walks as far as the items go: a hint held back by a slow or dead
-        writer may lag by as many seqs as were stored meanwhile, and stopping short would hide them. A writer
-        walks at most `scan` items, so that a send's path stays short."""
-        item = self._table.get_item(Key=counter, ConsistentRead=True).get("Item", {})
-        if LAST not in item:
-            # No seq reserved yet: any messages were stored before the counter, each at the last stored + 1.
-            stored = self._last_seq(pk)
-            if stored == 0:
-                return 0
-            self._catch_up(counter, stored)
-            item = self._table.get_item(Key=counter, ConsistentRead=True).get("Item", {})
-        committed, last = int(item.get(COMMITTED, 0)), int(item.get(LAST, 0))
-        top, end = committed, min(at_most, last)
-        while top < end and (scan is None or top - committed < scan):
-            walked = top
-            ahead = self._filled(pk, walked + 1, end, WATERMARK_PAGE)
-            for filled in itertools.islice(ahead, WATERMARK_SCAN):
-                top = _seq_of_item(filled)
-            if top > walked:
-                update_if(
-                    self._table,
-                    Key=counter,
-                    UpdateExpression="SET #committed = :top",
-                    ConditionExpression="attribute_not_exists(#committed) OR #committed < :top",
-                    ExpressionAttributeNames={"#committed": COMMITTED},
-                    ExpressionAttributeValues={":top": top},
-                )
-            if top - walked < WATERMARK_SCAN:
-                break  # the walk met an unfilled seq, or the end
-        return min(top, at_most)
+        kept = [Message.model_validate(item) for item in messages[:limit]]
+        return MessageSlice(kept, len(messages) > limit or walk.held)

@@ -158,7 +158,7 @@ def build_services(
     window = timedelta(seconds=config.recovery_window_seconds)
     # A journal entry must outlive any session that may still replay it: its last connection's life, then the window.
     retention = window + MAX_CONNECTION_LIFE
-    journal = Journal(recovery_table, retention)
+    journal = Journal(recovery_table, retention, clock)
     connections = ConnectionStore(
         connections_table,
         config.connection_ttl_seconds,
