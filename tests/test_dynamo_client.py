@@ -6,11 +6,13 @@ standard-mode handler; and over real HTTP the calls share one kept-alive connect
 from __future__ import annotations
 
 import datetime
+import gc
 import hashlib
 import http.server
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -347,3 +349,13 @@ def test_credentials_are_read_at_each_call(stub: str) -> None:
     assert "Credential=AKIDEXAMPLE/" in _Stub.requests[0]["Authorization"]
     assert "Credential=AKIDROTATED/" in _Stub.requests[1]["Authorization"]
     assert _Stub.requests[1]["X-Amz-Security-Token"] == "token"
+
+
+def test_a_client_under_tables_is_freed_with_its_pool_once_unused() -> None:
+    """The cache of callers is weak: a caller must not keep its own client (and pool, and sockets) alive."""
+    client = _client(None)
+    Table(client, TABLE).get_item  # noqa: B018  (a Table made, its caller cached)
+    freed = weakref.ref(client)
+    del client
+    gc.collect()
+    assert freed() is None

@@ -97,7 +97,10 @@ class JsonClient:
     """DynamoDB calls through `client`'s events, credentials and configuration, made by hand (see the module)."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
+        # Not the client itself: `shared.stores.dynamo` caches callers weakly by client, and a caller holding its
+        # client would keep it (and this pool) alive for ever.
+        self._exceptions = client.exceptions
+        self._endpoint = client._endpoint  # needs-retry's `endpoint` argument, as botocore gives it
         meta = client.meta
         self._events = meta.events
         self._service_model = meta.service_model
@@ -165,7 +168,7 @@ class JsonClient:
         events.emit(operation.after_call, http_response=http, parsed=parsed, model=model, context=context)
         if http.status_code >= 300:
             code = context.get("error_code_override") or parsed.get("Error", {}).get("Code")
-            raise self._client.exceptions.from_code(code)(parsed, operation_name)
+            raise self._exceptions.from_code(code)(parsed, operation_name)
         return parsed  # type: ignore[no-any-return]
 
     def _operation(self, name: str) -> _Operation:
@@ -191,7 +194,7 @@ class JsonClient:
             pause = self._events.emit(
                 operation.needs_retry,
                 response=answer,
-                endpoint=self._client._endpoint,
+                endpoint=self._endpoint,
                 operation=operation.model,
                 attempts=attempts,
                 caught_exception=failure,
