@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -359,3 +360,66 @@ def test_a_client_under_tables_is_freed_with_its_pool_once_unused() -> None:
     del client
     gc.collect()
     assert freed() is None
+
+
+class _Wire(http.server.BaseHTTPRequestHandler):
+    """DynamoDB over HTTP/1.1 as the wire can go wrong: each request takes the next step of a script, a body sent
+    with the x-amz-crc32 it claims, or a connection dropped (after an answer, or instead of one)."""
+
+    protocol_version = "HTTP/1.1"
+    script: ClassVar[list[tuple[str, bytes, int | None]]] = []
+    requests: ClassVar[int] = 0
+    GOOD: ClassVar[bytes] = json.dumps({"Item": {"pk": {"S": "p"}}}).encode()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests += 1
+        step, body, crc = self.script.pop(0) if self.script else ("answer", self.GOOD, None)
+        if step == "drop":  # the server closed the kept-alive connection as the request came
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amz-crc32", str(zlib.crc32(body) if crc is None else crc))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        if step == "close":  # an idle connection the server closes without saying so
+            self.close_connection = True
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+@pytest.fixture
+def wire() -> Iterator[str]:
+    _Wire.script, _Wire.requests = [], 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Wire)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_whose_crc32_does_not_match_is_retried_as_botocore_retries_it(wire: str) -> None:
+    good = _Wire.GOOD
+    for corrupted in (good.replace(b'"p"', b'"q"'), good[:-3] + b"\x00\x00\x00"):  # still JSON, and no longer
+        _Wire.script, _Wire.requests = [("answer", corrupted, zlib.crc32(good))], 0
+        client = _client(None, wire, retries={"mode": "standard", "total_max_attempts": 3})
+        assert Table(client, TABLE).get_item(Key={"pk": "p"})["Item"] == {"pk": "p"}
+        assert _Wire.requests == 2
+        _Wire.script, _Wire.requests = [("answer", corrupted, zlib.crc32(good))], 0
+        botocores = _client(None, wire, retries={"mode": "standard", "total_max_attempts": 3})
+        assert botocores.get_item(TableName=TABLE, Key={"pk": {"S": "p"}})["Item"] == {"pk": {"S": "p"}}
+        assert _Wire.requests == 2
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_surfaced(wire: str) -> None:
+    client = _client(None, wire, retries={"mode": "standard", "total_max_attempts": 3})
+    table = Table(client, TABLE)
+    _Wire.script = [("close", _Wire.GOOD, None)]
+    table.get_item(Key={"pk": "p"})
+    assert table.get_item(Key={"pk": "p"})["Item"] == {"pk": "p"}  # the closed one noticed before it is used
+    _Wire.script, _Wire.requests = [("drop", b"", None)], 0
+    assert table.get_item(Key={"pk": "p"})["ResponseMetadata"]["RetryAttempts"] == 1  # closed as the call came
+    assert _Wire.requests == 2

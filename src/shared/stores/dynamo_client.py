@@ -269,7 +269,12 @@ class JsonClient:
             if error_shape is not None:
                 parsed.update(self._parser.parse(response_dict, error_shape))
             return parsed
-        parsed = json.loads(content, object_hook=_binary) if b'"B' in content else json.loads(content or b"{}")
+        try:
+            parsed = json.loads(content, object_hook=_binary) if b'"B' in content else json.loads(content or b"{}")
+        except ValueError:
+            # As botocore's parser reads a body that is not JSON, so that needs-retry sees the answer: a body its
+            # x-amz-crc32 does not match is retried, not raised.
+            parsed = {"message": content.decode("utf-8", "replace")}
         headers = {name.lower(): value for name, value in http.headers.items()}
         metadata: dict[str, Any] = {}
         if "x-amzn-requestid" in headers:
