@@ -80,6 +80,15 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("BatchWriteItem", {"RequestItems": {TABLE: [{"PutRequest": {"Item": serialize({"pk": "a", "sk": "c"})}}]}}),
     ("BatchGetItem", {"RequestItems": {TABLE: {"Keys": [KEY], "ConsistentRead": True}}}),
+    (  # awkward values: names and text beyond ASCII, empty ones, every byte, a body near DynamoDB's item limit
+        "PutItem",
+        {
+            "TableName": TABLE,
+            "Item": serialize(
+                {"pk": "ключ", "sk": "", "名前": "💬\u2028\x00", "b": bytes(range(256)), "big": "x" * 390_000}
+            ),
+        },
+    ),
 ]
 
 
