@@ -25,7 +25,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
-from botocore.credentials import Credentials
+from botocore.credentials import CredentialResolver, Credentials
 
 from shared.stores.dynamo import Table, json_client, serialize
 from shared.stores.dynamo_client import JsonClient
@@ -432,3 +432,11 @@ def test_a_kept_alive_connection_the_server_closed_is_not_surfaced(wire: str) ->
     _Wire.script, _Wire.requests = [("drop", b"", None)], 0
     assert table.get_item(Key={"pk": "p"})["ResponseMetadata"]["RetryAttempts"] == 1  # closed as the call came
     assert _Wire.requests == 2
+
+
+def test_no_credentials_is_botocores_error() -> None:
+    session = boto3.session.Session(region_name="eu-west-1")
+    session._session.register_component("credential_provider", CredentialResolver([]))
+    client = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(botocore.exceptions.NoCredentialsError):
+        Table(client, TABLE).get_item(Key={"pk": "p"})

@@ -39,6 +39,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
+    NoCredentialsError,
     ReadTimeoutError,
     SSLError,
 )
@@ -228,6 +229,8 @@ class JsonClient:
         signed = {name: value for name, value in headers.items() if name.lower() not in UNSIGNED}
         body: Any = request.body  # bytes, as a before-sign hook left it
         payload_sha256 = hashlib.sha256(body).hexdigest()
+        if self._request_signer._credentials is None:
+            raise NoCredentialsError  # as botocore's signer raises it, rather than failing on the missing value
         headers.update(self._signer.batch().headers("/", payload_sha256, signed=signed))
         responses = self._events.emit(operation.before_send, request=request)
         http = next((response for _, response in responses if response is not None), None)
