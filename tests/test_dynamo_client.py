@@ -25,6 +25,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
+from botocore.httpsession import get_cert_path
 from botocore.credentials import CredentialResolver, Credentials
 
 from shared.stores.dynamo import Table, json_client, serialize
@@ -440,3 +441,15 @@ def test_no_credentials_is_botocores_error() -> None:
     client = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
     with pytest.raises(botocore.exceptions.NoCredentialsError):
         Table(client, TABLE).get_item(Key={"pk": "p"})
+
+
+@pytest.mark.parametrize("verify", [True, False, "/etc/ssl/roomcast-ca.pem"])
+def test_tls_is_verified_as_the_client_is_configured(verify: Any) -> None:
+    """`verify=` (or AWS_CA_BUNDLE) is the client's: a private CA bundle, or none."""
+    session = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1")
+    pool: Any = JsonClient(session.client("dynamodb", verify=verify))._pool
+    if verify is False:
+        assert pool.cert_reqs == "CERT_NONE"
+    else:
+        assert pool.cert_reqs == "CERT_REQUIRED"
+        assert pool.ca_certs == get_cert_path(verify)

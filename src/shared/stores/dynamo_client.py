@@ -115,7 +115,7 @@ class JsonClient:
         self._parser = create_parser(self._service_model.resolved_protocol)
         config = self._config
         # One pool for this client's calls (decision 0047: calls at once have clients, and pools, of their own).
-        tls = {"ca_certs": get_cert_path(True)} if urlsplit(self._endpoint_url).scheme == "https" else {}
+        tls = _tls(client._endpoint.http_session._verify) if urlsplit(self._endpoint_url).scheme == "https" else {}
         self._pool = urllib3.connection_from_url(
             self._endpoint_url,
             maxsize=config.max_pool_connections,
@@ -286,6 +286,14 @@ class JsonClient:
         metadata["HTTPHeaders"] = headers
         parsed["ResponseMetadata"] = metadata
         return parsed
+
+
+def _tls(verify: bool | str | None) -> dict[str, str]:
+    """Certificate checks as the client's `verify` (or AWS_CA_BUNDLE) asks, as botocore's urllib3 session sets
+    them (`_setup_ssl_cert`): none, or against the CA bundle it names (certifi's for `True`)."""
+    if not verify:
+        return {"cert_reqs": "CERT_NONE"}
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": get_cert_path(verify)}
 
 
 # The headers botocore's SigV4 signer leaves unsigned (botocore.auth.SIGNED_HEADERS_BLACKLIST).
