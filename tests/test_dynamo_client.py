@@ -25,8 +25,8 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest, AWSResponse
 from botocore.config import Config
-from botocore.httpsession import get_cert_path
 from botocore.credentials import CredentialResolver, Credentials
+from botocore.httpsession import get_cert_path
 
 from shared.stores.dynamo import Table, json_client, serialize
 from shared.stores.dynamo_client import JsonClient

@@ -209,7 +209,9 @@ def test_a_key_derived_by_another_thread_between_the_check_and_the_read_is_not_r
     key. The first must still sign with its own, never with the key the other cached."""
     signer = PostSigner(ENDPOINTS[0], Credentials("AKID", "old-secret"), "us-east-1")
     mine = signer.signing_key("old-secret", "20261201")
-    theirs = PostSigner(ENDPOINTS[0], Credentials("AKID", "new-secret"), "us-east-1").signing_key("new-secret", "20261201")
+    theirs = PostSigner(ENDPOINTS[0], Credentials("AKID", "new-secret"), "us-east-1").signing_key(
+        "new-secret", "20261201"
+    )
 
     class Interleaved(tuple):  # type: ignore[type-arg]
         """The cached key, read by this thread's check while the other thread caches a rotated secret's key."""

@@ -288,7 +288,7 @@ class JsonClient:
         return parsed
 
 
-def _tls(verify: bool | str | None) -> dict[str, str]:
+def _tls(verify: Any) -> dict[str, Any]:  # botocore's `verify`: a bool, or a CA bundle's path
     """Certificate checks as the client's `verify` (or AWS_CA_BUNDLE) asks, as botocore's urllib3 session sets
     them (`_setup_ssl_cert`): none, or against the CA bundle it names (certifi's for `True`)."""
     if not verify:
