@@ -23,7 +23,7 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.awsrequest import AWSRequest, AWSResponse, prepare_request_dict
 from botocore.config import Config
 from botocore.credentials import CredentialResolver, Credentials
 from botocore.httpsession import get_cert_path
@@ -128,7 +128,7 @@ def _captured(client: Any, operation: str, params: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("token", [None, "FQoGZXIvYXdzEBY//token+with/=="])
-@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:4566"])
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:4566", "http://127.0.0.1:4566/dynamodb"])
 @pytest.mark.parametrize(("operation", "params"), CALLS, ids=[operation for operation, _ in CALLS])
 def test_each_request_is_botocores_serialized_and_signed_byte_for_byte(
     operation: str, params: dict[str, Any], token: str | None, endpoint: str | None
@@ -138,17 +138,18 @@ def test_each_request_is_botocores_serialized_and_signed_byte_for_byte(
     # botocore's serializer: the same body, target and content type.
     expected = client._serializer.serialize_to_request(params, client.meta.service_model.operation_model(operation))
     assert request.body == expected["body"]
-    assert request.url == client.meta.endpoint_url + "/"
+    prepare_request_dict(expected, endpoint_url=client.meta.endpoint_url)  # botocore's URL for the call
+    assert request.url == expected["url"]
     for name in ("X-Amz-Target", "Content-Type"):
         assert request.headers[name] == expected["headers"][name]
     # botocore's signer, over the same headers at the same moment: the same canonical request and signature.
     unsigned = {name: value for name, value in request.headers.items() if name not in ("Authorization", "X-Amz-Date")}
     unsigned.pop("X-Amz-Security-Token", None)
-    theirs = AWSRequest(method="POST", url=request.url, headers=unsigned, data=expected["body"])
+    theirs = AWSRequest(method="POST", url=expected["url"], headers=unsigned, data=expected["body"])
     signer = SigV4Auth(client._request_signer._credentials.get_frozen_credentials(), "dynamodb", "eu-west-1")
     with mock.patch("botocore.auth.get_current_datetime", return_value=MOMENT.replace(tzinfo=None)):
         signer.add_auth(theirs)
-    signed = AWSRequest(method="POST", url=request.url, headers=dict(theirs.headers.items()), data=expected["body"])
+    signed = AWSRequest(method="POST", url=expected["url"], headers=dict(theirs.headers.items()), data=expected["body"])
     del signed.headers["Authorization"]  # the canonical request botocore signed: its headers before the signature
     *_, signed_headers, payload_hash = signer.canonical_request(signed).split("\n")
     token_header = "" if token is None else "x-amz-security-token;"
@@ -297,7 +298,7 @@ class _Stub(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append(dict(self.headers.items()))
+        type(self).requests.append({**dict(self.headers.items()), "path": self.path})
         type(self).connections.add(id(self.connection))
         status, answer = self.script.pop(0) if self.script else (200, {"Item": {"pk": {"S": "p"}, "n": {"N": "1"}}})
         body = json.dumps(answer).encode()
@@ -453,3 +454,12 @@ def test_tls_is_verified_as_the_client_is_configured(verify: Any) -> None:
     else:
         assert pool.cert_reqs == "CERT_REQUIRED"
         assert pool.ca_certs == get_cert_path(verify)
+
+
+def test_an_endpoint_with_a_path_is_posted_to_where_botocore_posts_and_signs(stub: str) -> None:
+    """A local endpoint behind a prefix (a proxy's path): the request goes to that path, as botocore's, signed."""
+    client = _client(None, stub + "/dynamodb")
+    Table(client, TABLE).get_item(Key={"pk": "p"})
+    client.get_item(TableName=TABLE, Key={"pk": {"S": "p"}})
+    ours, botocores = _Stub.requests
+    assert ours["path"] == botocores["path"] == "/dynamodb"

@@ -107,8 +107,11 @@ class JsonClient:
         self._service_model = meta.service_model
         self._config = meta.config
         self._region = meta.region_name
-        self._endpoint_url = meta.endpoint_url.rstrip("/")
-        self._url = self._endpoint_url + "/"
+        endpoint = urlsplit(meta.endpoint_url)
+        self._endpoint_url = f"{endpoint.scheme}://{endpoint.netloc}"
+        # Where botocore posts a call (its url_path "/" joined to the endpoint): the endpoint's own path, if any.
+        self._path = endpoint.path or "/"
+        self._url = self._endpoint_url + self._path
         self._request_signer = client._request_signer  # what botocore passes its hooks; its credentials sign here
         self._signer = PostSigner(self._endpoint_url, self._request_signer._credentials, self._region, SERVICE)
         self._operations: dict[str, _Operation] = {}
@@ -231,7 +234,7 @@ class JsonClient:
         payload_sha256 = hashlib.sha256(body).hexdigest()
         if self._request_signer._credentials is None:
             raise NoCredentialsError  # as botocore's signer raises it, rather than failing on the missing value
-        headers.update(self._signer.batch().headers("/", payload_sha256, signed=signed))
+        headers.update(self._signer.batch().headers(self._path, payload_sha256, signed=signed))
         responses = self._events.emit(operation.before_send, request=request)
         http = next((response for _, response in responses if response is not None), None)
         if http is None:
@@ -244,7 +247,7 @@ class JsonClient:
         body: Any = request.body
         headers: Any = request.headers
         try:
-            response = self._pool.urlopen("POST", "/", body=body, headers=headers, redirect=False)
+            response = self._pool.urlopen("POST", self._path, body=body, headers=headers, redirect=False)
         except Urllib3SSLError as error:
             raise SSLError(endpoint_url=url, error=error) from error
         except NewConnectionError as error:
