@@ -6,11 +6,14 @@ standard-mode handler; and over real HTTP the calls share one kept-alive connect
 from __future__ import annotations
 
 import datetime
+import gc
 import hashlib
 import http.server
 import json
 import threading
 import time
+import weakref
+import zlib
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -20,9 +23,10 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest, AWSResponse
+from botocore.awsrequest import AWSRequest, AWSResponse, prepare_request_dict
 from botocore.config import Config
-from botocore.credentials import Credentials
+from botocore.credentials import CredentialResolver, Credentials
+from botocore.httpsession import get_cert_path
 
 from shared.stores.dynamo import Table, json_client, serialize
 from shared.stores.dynamo_client import JsonClient
@@ -77,6 +81,15 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("BatchWriteItem", {"RequestItems": {TABLE: [{"PutRequest": {"Item": serialize({"pk": "a", "sk": "c"})}}]}}),
     ("BatchGetItem", {"RequestItems": {TABLE: {"Keys": [KEY], "ConsistentRead": True}}}),
+    (  # awkward values: names and text beyond ASCII, empty ones, every byte, a body near DynamoDB's item limit
+        "PutItem",
+        {
+            "TableName": TABLE,
+            "Item": serialize(
+                {"pk": "ключ", "sk": "", "名前": "💬\u2028\x00", "b": bytes(range(256)), "big": "x" * 390_000}
+            ),
+        },
+    ),
 ]
 
 
@@ -115,7 +128,7 @@ def _captured(client: Any, operation: str, params: dict[str, Any]) -> Any:
 
 
 @pytest.mark.parametrize("token", [None, "FQoGZXIvYXdzEBY//token+with/=="])
-@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:4566"])
+@pytest.mark.parametrize("endpoint", [None, "http://127.0.0.1:4566", "http://127.0.0.1:4566/dynamodb"])
 @pytest.mark.parametrize(("operation", "params"), CALLS, ids=[operation for operation, _ in CALLS])
 def test_each_request_is_botocores_serialized_and_signed_byte_for_byte(
     operation: str, params: dict[str, Any], token: str | None, endpoint: str | None
@@ -125,17 +138,18 @@ def test_each_request_is_botocores_serialized_and_signed_byte_for_byte(
     # botocore's serializer: the same body, target and content type.
     expected = client._serializer.serialize_to_request(params, client.meta.service_model.operation_model(operation))
     assert request.body == expected["body"]
-    assert request.url == client.meta.endpoint_url + "/"
+    prepare_request_dict(expected, endpoint_url=client.meta.endpoint_url)  # botocore's URL for the call
+    assert request.url == expected["url"]
     for name in ("X-Amz-Target", "Content-Type"):
         assert request.headers[name] == expected["headers"][name]
     # botocore's signer, over the same headers at the same moment: the same canonical request and signature.
     unsigned = {name: value for name, value in request.headers.items() if name not in ("Authorization", "X-Amz-Date")}
     unsigned.pop("X-Amz-Security-Token", None)
-    theirs = AWSRequest(method="POST", url=request.url, headers=unsigned, data=expected["body"])
+    theirs = AWSRequest(method="POST", url=expected["url"], headers=unsigned, data=expected["body"])
     signer = SigV4Auth(client._request_signer._credentials.get_frozen_credentials(), "dynamodb", "eu-west-1")
     with mock.patch("botocore.auth.get_current_datetime", return_value=MOMENT.replace(tzinfo=None)):
         signer.add_auth(theirs)
-    signed = AWSRequest(method="POST", url=request.url, headers=dict(theirs.headers.items()), data=expected["body"])
+    signed = AWSRequest(method="POST", url=expected["url"], headers=dict(theirs.headers.items()), data=expected["body"])
     del signed.headers["Authorization"]  # the canonical request botocore signed: its headers before the signature
     *_, signed_headers, payload_hash = signer.canonical_request(signed).split("\n")
     token_header = "" if token is None else "x-amz-security-token;"
@@ -284,7 +298,7 @@ class _Stub(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).requests.append(dict(self.headers.items()))
+        type(self).requests.append({**dict(self.headers.items()), "path": self.path})
         type(self).connections.add(id(self.connection))
         status, answer = self.script.pop(0) if self.script else (200, {"Item": {"pk": {"S": "p"}, "n": {"N": "1"}}})
         body = json.dumps(answer).encode()
@@ -347,3 +361,105 @@ def test_credentials_are_read_at_each_call(stub: str) -> None:
     assert "Credential=AKIDEXAMPLE/" in _Stub.requests[0]["Authorization"]
     assert "Credential=AKIDROTATED/" in _Stub.requests[1]["Authorization"]
     assert _Stub.requests[1]["X-Amz-Security-Token"] == "token"
+
+
+def test_a_client_under_tables_is_freed_with_its_pool_once_unused() -> None:
+    """The cache of callers is weak: a caller must not keep its own client (and pool, and sockets) alive."""
+    client = _client(None)
+    Table(client, TABLE).get_item  # noqa: B018  (a Table made, its caller cached)
+    freed = weakref.ref(client)
+    del client
+    gc.collect()
+    assert freed() is None
+
+
+class _Wire(http.server.BaseHTTPRequestHandler):
+    """DynamoDB over HTTP/1.1 as the wire can go wrong: each request takes the next step of a script, a body sent
+    with the x-amz-crc32 it claims, or a connection dropped (after an answer, or instead of one)."""
+
+    protocol_version = "HTTP/1.1"
+    script: ClassVar[list[tuple[str, bytes, int | None]]] = []
+    requests: ClassVar[int] = 0
+    GOOD: ClassVar[bytes] = json.dumps({"Item": {"pk": {"S": "p"}}}).encode()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests += 1
+        step, body, crc = self.script.pop(0) if self.script else ("answer", self.GOOD, None)
+        if step == "drop":  # the server closed the kept-alive connection as the request came
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-amz-crc32", str(zlib.crc32(body) if crc is None else crc))
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+        if step == "close":  # an idle connection the server closes without saying so
+            self.close_connection = True
+
+    def log_message(self, *_: Any) -> None:
+        return
+
+
+@pytest.fixture
+def wire() -> Iterator[str]:
+    _Wire.script, _Wire.requests = [], 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Wire)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_answer_whose_crc32_does_not_match_is_retried_as_botocore_retries_it(wire: str) -> None:
+    good = _Wire.GOOD
+    for corrupted in (good.replace(b'"p"', b'"q"'), good[:-3] + b"\x00\x00\x00"):  # still JSON, and no longer
+        _Wire.script, _Wire.requests = [("answer", corrupted, zlib.crc32(good))], 0
+        client = _client(None, wire, retries={"mode": "standard", "total_max_attempts": 3})
+        assert Table(client, TABLE).get_item(Key={"pk": "p"})["Item"] == {"pk": "p"}
+        assert _Wire.requests == 2
+        _Wire.script, _Wire.requests = [("answer", corrupted, zlib.crc32(good))], 0
+        botocores = _client(None, wire, retries={"mode": "standard", "total_max_attempts": 3})
+        assert botocores.get_item(TableName=TABLE, Key={"pk": {"S": "p"}})["Item"] == {"pk": {"S": "p"}}
+        assert _Wire.requests == 2
+
+
+def test_a_kept_alive_connection_the_server_closed_is_not_surfaced(wire: str) -> None:
+    client = _client(None, wire, retries={"mode": "standard", "total_max_attempts": 3})
+    table = Table(client, TABLE)
+    _Wire.script = [("close", _Wire.GOOD, None)]
+    table.get_item(Key={"pk": "p"})
+    assert table.get_item(Key={"pk": "p"})["Item"] == {"pk": "p"}  # the closed one noticed before it is used
+    _Wire.script, _Wire.requests = [("drop", b"", None)], 0
+    assert table.get_item(Key={"pk": "p"})["ResponseMetadata"]["RetryAttempts"] == 1  # closed as the call came
+    assert _Wire.requests == 2
+
+
+def test_no_credentials_is_botocores_error() -> None:
+    session = boto3.session.Session(region_name="eu-west-1")
+    session._session.register_component("credential_provider", CredentialResolver([]))
+    client = session.client("dynamodb", endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(botocore.exceptions.NoCredentialsError):
+        Table(client, TABLE).get_item(Key={"pk": "p"})
+
+
+@pytest.mark.parametrize("verify", [True, False, "/etc/ssl/roomcast-ca.pem"])
+def test_tls_is_verified_as_the_client_is_configured(verify: Any) -> None:
+    """`verify=` (or AWS_CA_BUNDLE) is the client's: a private CA bundle, or none."""
+    session = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="eu-west-1")
+    pool: Any = JsonClient(session.client("dynamodb", verify=verify))._pool
+    if verify is False:
+        assert pool.cert_reqs == "CERT_NONE"
+    else:
+        assert pool.cert_reqs == "CERT_REQUIRED"
+        assert pool.ca_certs == get_cert_path(verify)
+
+
+def test_an_endpoint_with_a_path_is_posted_to_where_botocore_posts_and_signs(stub: str) -> None:
+    """A local endpoint behind a prefix (a proxy's path): the request goes to that path, as botocore's, signed."""
+    client = _client(None, stub + "/dynamodb")
+    Table(client, TABLE).get_item(Key={"pk": "p"})
+    client.get_item(TableName=TABLE, Key={"pk": {"S": "p"}})
+    ours, botocores = _Stub.requests
+    assert ours["path"] == botocores["path"] == "/dynamodb"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from collections.abc import Iterator
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -200,3 +201,25 @@ def test_a_server_checking_with_botocore_accepts_every_post(
         assert checker.refused == ["InvalidSignatureException"]
     finally:
         sender.shutdown()
+
+
+def test_a_key_derived_by_another_thread_between_the_check_and_the_read_is_not_returned() -> None:
+    """Batches of one signer sign on several threads at once (a fan-out, a send's reads): while one thread checks
+    the cached key is its secret's and its day's, another may replace it with a rotated secret's or the next day's
+    key. The first must still sign with its own, never with the key the other cached."""
+    signer = PostSigner(ENDPOINTS[0], Credentials("AKID", "old-secret"), "us-east-1")
+    mine = signer.signing_key("old-secret", "20261201")
+    theirs = PostSigner(ENDPOINTS[0], Credentials("AKID", "new-secret"), "us-east-1").signing_key(
+        "new-secret", "20261201"
+    )
+
+    class Interleaved(tuple):  # type: ignore[type-arg]
+        """The cached key, read by this thread's check while the other thread caches a rotated secret's key."""
+
+        def __getitem__(self, index: Any) -> Any:
+            if index == 1:
+                signer.signing_key("new-secret", "20261201")
+            return super().__getitem__(index)
+
+    signer._key = Interleaved(signer._key)  # type: ignore[arg-type]
+    assert signer.signing_key("old-secret", "20261201") == mine != theirs

@@ -52,12 +52,13 @@ class PostSigner:
 
     def signing_key(self, secret: str, date: str) -> bytes:
         """The day's key for this secret, derived on the first request of a day or of a rotated secret."""
-        if self._key is None or self._key[0] != secret or self._key[1] != date:
+        cached = self._key  # read once: another thread's batch may cache another secret's or day's key meanwhile
+        if cached is None or cached[0] != secret or cached[1] != date:
             key = _hmac(f"AWS4{secret}".encode(), date)
             for part in (self._region, self._service, "aws4_request"):
                 key = _hmac(key, part)
-            self._key = (secret, date, key)
-        return self._key[2]
+            cached = self._key = (secret, date, key)
+        return cached[2]
 
     def scope(self, date: str) -> str:
         return f"{date}/{self._region}/{self._service}/aws4_request"

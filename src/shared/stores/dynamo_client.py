@@ -39,6 +39,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     HTTPClientError,
+    NoCredentialsError,
     ReadTimeoutError,
     SSLError,
 )
@@ -97,21 +98,27 @@ class JsonClient:
     """DynamoDB calls through `client`'s events, credentials and configuration, made by hand (see the module)."""
 
     def __init__(self, client: Any) -> None:
-        self._client = client
+        # Not the client itself: `shared.stores.dynamo` caches callers weakly by client, and a caller holding its
+        # client would keep it (and this pool) alive for ever.
+        self._exceptions = client.exceptions
+        self._endpoint = client._endpoint  # needs-retry's `endpoint` argument, as botocore gives it
         meta = client.meta
         self._events = meta.events
         self._service_model = meta.service_model
         self._config = meta.config
         self._region = meta.region_name
-        self._endpoint_url = meta.endpoint_url.rstrip("/")
-        self._url = self._endpoint_url + "/"
+        endpoint = urlsplit(meta.endpoint_url)
+        self._endpoint_url = f"{endpoint.scheme}://{endpoint.netloc}"
+        # Where botocore posts a call (its url_path "/" joined to the endpoint): the endpoint's own path, if any.
+        self._path = endpoint.path or "/"
+        self._url = self._endpoint_url + self._path
         self._request_signer = client._request_signer  # what botocore passes its hooks; its credentials sign here
         self._signer = PostSigner(self._endpoint_url, self._request_signer._credentials, self._region, SERVICE)
         self._operations: dict[str, _Operation] = {}
         self._parser = create_parser(self._service_model.resolved_protocol)
         config = self._config
         # One pool for this client's calls (decision 0047: calls at once have clients, and pools, of their own).
-        tls = {"ca_certs": get_cert_path(True)} if urlsplit(self._endpoint_url).scheme == "https" else {}
+        tls = _tls(client._endpoint.http_session._verify) if urlsplit(self._endpoint_url).scheme == "https" else {}
         self._pool = urllib3.connection_from_url(
             self._endpoint_url,
             maxsize=config.max_pool_connections,
@@ -165,7 +172,7 @@ class JsonClient:
         events.emit(operation.after_call, http_response=http, parsed=parsed, model=model, context=context)
         if http.status_code >= 300:
             code = context.get("error_code_override") or parsed.get("Error", {}).get("Code")
-            raise self._client.exceptions.from_code(code)(parsed, operation_name)
+            raise self._exceptions.from_code(code)(parsed, operation_name)
         return parsed  # type: ignore[no-any-return]
 
     def _operation(self, name: str) -> _Operation:
@@ -191,7 +198,7 @@ class JsonClient:
             pause = self._events.emit(
                 operation.needs_retry,
                 response=answer,
-                endpoint=self._client._endpoint,
+                endpoint=self._endpoint,
                 operation=operation.model,
                 attempts=attempts,
                 caught_exception=failure,
@@ -225,7 +232,9 @@ class JsonClient:
         signed = {name: value for name, value in headers.items() if name.lower() not in UNSIGNED}
         body: Any = request.body  # bytes, as a before-sign hook left it
         payload_sha256 = hashlib.sha256(body).hexdigest()
-        headers.update(self._signer.batch().headers("/", payload_sha256, signed=signed))
+        if self._request_signer._credentials is None:
+            raise NoCredentialsError  # as botocore's signer raises it, rather than failing on the missing value
+        headers.update(self._signer.batch().headers(self._path, payload_sha256, signed=signed))
         responses = self._events.emit(operation.before_send, request=request)
         http = next((response for _, response in responses if response is not None), None)
         if http is None:
@@ -238,7 +247,7 @@ class JsonClient:
         body: Any = request.body
         headers: Any = request.headers
         try:
-            response = self._pool.urlopen("POST", "/", body=body, headers=headers, redirect=False)
+            response = self._pool.urlopen("POST", self._path, body=body, headers=headers, redirect=False)
         except Urllib3SSLError as error:
             raise SSLError(endpoint_url=url, error=error) from error
         except NewConnectionError as error:
@@ -266,7 +275,12 @@ class JsonClient:
             if error_shape is not None:
                 parsed.update(self._parser.parse(response_dict, error_shape))
             return parsed
-        parsed = json.loads(content, object_hook=_binary) if b'"B' in content else json.loads(content or b"{}")
+        try:
+            parsed = json.loads(content, object_hook=_binary) if b'"B' in content else json.loads(content or b"{}")
+        except ValueError:
+            # As botocore's parser reads a body that is not JSON, so that needs-retry sees the answer: a body its
+            # x-amz-crc32 does not match is retried, not raised.
+            parsed = {"message": content.decode("utf-8", "replace")}
         headers = {name.lower(): value for name, value in http.headers.items()}
         metadata: dict[str, Any] = {}
         if "x-amzn-requestid" in headers:
@@ -275,6 +289,14 @@ class JsonClient:
         metadata["HTTPHeaders"] = headers
         parsed["ResponseMetadata"] = metadata
         return parsed
+
+
+def _tls(verify: Any) -> dict[str, Any]:  # botocore's `verify`: a bool, or a CA bundle's path
+    """Certificate checks as the client's `verify` (or AWS_CA_BUNDLE) asks, as botocore's urllib3 session sets
+    them (`_setup_ssl_cert`): none, or against the CA bundle it names (certifi's for `True`)."""
+    if not verify:
+        return {"cert_reqs": "CERT_NONE"}
+    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": get_cert_path(verify)}
 
 
 # The headers botocore's SigV4 signer leaves unsigned (botocore.auth.SIGNED_HEADERS_BLACKLIST).
