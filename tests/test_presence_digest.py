@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -35,6 +36,7 @@ from tests.test_lifecycle import Interleaver
 
 THRESHOLD = 3
 GRACE = 30
+NOW_DIGEST = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -472,10 +474,12 @@ def test_two_shards_of_the_count_updated_at_once_sum_exactly(aws: None, monkeypa
         return {"a": 0, "b": 1}[threading.current_thread().name[0]]
 
     monkeypatch.setattr("shared.stores.presence_digest.random.randrange", shard)
-    writers = [
-        threading.Thread(target=lambda delta=delta: [store.add("acme", delta) for _ in range(5)], name=name)
-        for name, delta in (("a-writer", +1), ("b-writer", -1))
-    ]
+
+    def writer(delta: int) -> None:
+        for _ in range(5):
+            store.add("acme", delta)
+
+    writers = [threading.Thread(target=writer, args=(delta,), name=name) for name, delta in (("a-w", +1), ("b-w", -1))]
     for thread in writers:
         thread.start()
     for thread in writers:
@@ -571,3 +575,35 @@ def test_a_digests_changes_written_before_the_shards_are_announced(
     table.put_item(Item={"pk": pk, "sk": "user#gus", "was": False, "now": True})  # written in the old layout
     run([task])
     assert digests(ana) == [(["dan", "gus"], [])]
+
+
+def test_a_change_that_read_the_digest_before_its_close_and_lands_before_the_markers_is_in_it(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """eve's change read `flush` naming digest 1; the flush removes that name before eve's write lands, but has
+    not marked eve's shard closed yet: her write lands, and the flush, reading after its markers, announces it."""
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+    table = boto3.resource("dynamodb").Table("test-connections")
+
+    @interleaver.before("TransactWriteItems", f"presencedigest#acme#{task.digest}", "user#eve")
+    def the_flush_removes_its_name() -> None:
+        table.update_item(Key={"pk": "presencedigest#acme", "sk": "flush"}, UpdateExpression="REMOVE flush")
+
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    assert interleaver.fired == ["TransactWriteItems"]
+    run([task])
+    assert digests(ana) == [(["dan", "eve"], [])]
+    assert digest_tasks(delayed) == []  # eve's change was in digest 1: nothing for another
+
+
+def test_a_closed_shard_refuses_a_change_that_read_the_digest_before_its_close(aws: None) -> None:
+    store = digest_store()
+    token, made = store.schedule("acme")
+    assert made
+    assert store.record("acme", token, "eve", True, NOW_DIGEST)
+    store.close("acme", token, NOW_DIGEST)
+    assert not store.record("acme", token, "dan", True, NOW_DIGEST)  # read `flush` before the close: refused
+    assert [change.user_id for change in store.changes("acme", token)] == ["eve"]

@@ -291,7 +291,7 @@ class Presence:
         `delivery`: the message that carried the task; its redelivery announces a digest whose announcement
         failed, another copy running beside it says nothing. Returns how many users it announced."""
         store = self._digests.store
-        store.close(task.company_id, task.digest)
+        store.close(task.company_id, task.digest, self._digests.clock.now())
         if not store.claim(task.company_id, task.digest, delivery, self._digests.clock.now()):
             return 0
         online, offline = net_changes(store.changes(task.company_id, task.digest))

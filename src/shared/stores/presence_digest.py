@@ -9,14 +9,17 @@
                                            a user's change pending for that digest, in the user's shard (none
                                            for shard 0): `was` (the state before the first change of the
                                            interval) and `now` (the latest)
+  presencedigest#{companyId}#{token}[#{1..15}] / closed
+                                           the shard's marker, written by the flush: no change joins it since
   presencedigest#{companyId}#{token} / claim
                                            which delivery of the digest's message announces it, and `announced`
 
-A change goes into the digest its `flush` item names, in one transaction with a check that the item still
-names it; the flush first removes that name, then reads the digest's changes: a change either reached the
-digest before it was read or goes to the next one. The count and the changes are spread over DIGEST_SHARDS
-partitions each: the graces of a storm's agents end together, thousands of changes in one second, more than
-DynamoDB's 1,000 write units a second a partition takes (decision 0099).
+A change goes into the digest its `flush` item names, in one transaction with a check that its shard of the
+digest is not `closed`; the flush first removes that name, then marks every shard `closed`, then reads the
+digest's changes: a change either reached the digest before it was read or goes to the next one. The count
+and the changes are spread over DIGEST_SHARDS partitions each, and the check is in the change's own shard:
+the graces of a storm's agents end together, thousands of changes in one second, more than one partition
+takes (DynamoDB: 1,000 write and 3,000 read units a second; decision 0099).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 USER_PREFIX = "user#"
 CLAIM_SK = "claim"
+CLOSED_SK = "closed"
 # A digest's changes outlive the delay queue's retries of its message (at most 15 minutes' delay, 5 receives).
 DIGEST_LIFE = timedelta(days=1)
 # A change meeting flush after flush (each takes the digest it was about to join) tries again this often.
@@ -128,7 +132,10 @@ class PresenceDigestStore:
         return Count(online=self.online(company_id) if flush is None else None, flush=flush)
 
     def scheduled(self, company_id: str) -> str | None:
-        item = self._table.get_item(Key=_flush_key(company_id), ConsistentRead=True).get("Item") or {}
+        """The digest changes join now, read eventually consistently (half a read unit: every change of a storm
+        reads it). A stale answer costs a retry, never a change: a closed digest's markers refuse it, and a
+        digest scheduled meanwhile is found by `schedule`'s conditional write."""
+        item = self._table.get_item(Key=_flush_key(company_id)).get("Item") or {}
         flush = item.get("flush")
         return None if flush is None else str(flush)
 
@@ -155,27 +162,24 @@ class PresenceDigestStore:
         return token, True
 
     def record(self, company_id: str, token: str, user_id: str, online: bool, now: datetime) -> bool:
-        """Put the user's change in digest `token`, if that digest is still the one scheduled. False: it was
-        flushed meanwhile (the change belongs to the next one)."""
-        flush_key = _flush_key(company_id)
+        """Put the user's change in digest `token`, if that digest is not closed yet: in one transaction with a
+        check that the user's shard of the digest has no `closed` marker, in that shard's own partition. False:
+        it was flushed meanwhile (the change belongs to the next one)."""
+        shard = user_shard(user_id)
         reasons = transact(
             self._table,
             [
                 {
                     "ConditionCheck": {
                         "TableName": self._table.name,
-                        "Key": flush_key,
-                        "ConditionExpression": "flush = :token",
-                        "ExpressionAttributeValues": {":token": token},
+                        "Key": {"pk": _digest_pk(company_id, token, shard), "sk": CLOSED_SK},
+                        "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
                 {
                     "Update": {
                         "TableName": self._table.name,
-                        "Key": {
-                            "pk": _digest_pk(company_id, token, user_shard(user_id)),
-                            "sk": f"{USER_PREFIX}{user_id}",
-                        },
+                        "Key": {"pk": _digest_pk(company_id, token, shard), "sk": f"{USER_PREFIX}{user_id}"},
                         # `was` keeps what colleagues knew before the interval: online then offline nets out.
                         "UpdateExpression": "SET was = if_not_exists(was, :was), #now = :now, #ttl = :ttl",
                         "ExpressionAttributeNames": {"#now": "now", "#ttl": "ttl"},
@@ -194,8 +198,10 @@ class PresenceDigestStore:
             return False
         raise TransactionCancelled([str(reason.get("Code")) for reason in reasons])
 
-    def close(self, company_id: str, token: str) -> None:
-        """No change joins digest `token` from now on: the next change schedules another."""
+    def close(self, company_id: str, token: str, now: datetime) -> None:
+        """No change joins digest `token` from now on: `flush` stops naming it (the next change schedules
+        another), then each shard gets its `closed` marker (a change that read `flush` before either fails its
+        check, or landed before the marker and is read after it). Both steps hold when repeated."""
         update_if(
             self._table,
             Key=_flush_key(company_id),
@@ -203,6 +209,14 @@ class PresenceDigestStore:
             ConditionExpression="flush = :token",
             ExpressionAttributeValues={":token": token},
         )
+        # UpdateItems, not a batch: every function that may flush a digest holds `UpdateItem` (template.yaml).
+        for shard in range(DIGEST_SHARDS):
+            self._table.update_item(
+                Key={"pk": _digest_pk(company_id, token, shard), "sk": CLOSED_SK},
+                UpdateExpression="SET #ttl = :ttl",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":ttl": int((now + DIGEST_LIFE).timestamp())},
+            )
 
     def claim(self, company_id: str, token: str, delivery: str, now: datetime) -> bool:
         """Whether the message `delivery` announces digest `token`: not once it was announced, nor while another
