@@ -317,11 +317,7 @@ def _hot_keys(capacity: dict[str, Any]) -> list[str]:
         for scenario, found in scenarios.items():
             for kind in ("writes", "reads"):
                 cells = [
-                    ", ".join(
-                        f"`{entry['key']}` {entry['per_s']:,.0f}"
-                        + (f" ({entry['redesign']})" if entry["redesign"] else "")
-                        for entry in found.get(f"{kind}_{variant}", [])
-                    )
+                    ", ".join(_key_cell(entry) for entry in found.get(f"{kind}_{variant}", []))
                     for variant in ("before", "after")
                 ]
                 lines.append(f"| {scenario} | {kind} | {cells[0]} | {cells[1]} |")
@@ -330,7 +326,8 @@ def _hot_keys(capacity: dict[str, Any]) -> list[str]:
 
 def _key_cell(entry: dict[str, Any]) -> str:
     flag = f" ({entry['redesign']})" if entry["redesign"] else ""
-    return f"`{entry['key']}` {entry['per_s']:,.0f}{flag}"
+    units = f"{entry['per_s']:,.0f}" if entry["per_s"] >= 10 else f"{entry['per_s']:.1f}"
+    return f"`{entry['key']}` {units}{flag}"
 
 
 def _capacity(figures: dict[str, Any]) -> list[str]:
