@@ -31,6 +31,7 @@ from moto import mock_aws
 
 from roomcast_local.template import create_tables, load_template
 from roomcast_local.testing import Peer, QueuedDeferrer, QueuedDelayer, RecordingGateway
+from shared.protocol.clock import Clock
 from shared.protocol.rooms import conversation_room
 from shared.wiring import services as runtime
 from shared.wiring.services import build_services
@@ -71,10 +72,13 @@ class Counting:
 
 @contextmanager
 def bench_world(
-    gateway: RecordingGateway | None = None, hook: Callable[[boto3.session.Session], object] | None = None
+    gateway: RecordingGateway | None = None,
+    hook: Callable[[boto3.session.Session], object] | None = None,
+    clock: Clock | None = None,
 ) -> Iterator[tuple[Counting, Any]]:
     """The real handlers against moto, with @connections recorded (by `gateway`, if given); `hook` registers its
-    botocore event handlers before the clients are made (a client copies its session's handlers when made)."""
+    botocore event handlers before the clients are made (a client copies its session's handlers when made);
+    `clock`: the services' (decision 0086), the system's if None."""
     settings.cache_clear()
     with mock_aws():
         create_tables(boto3.client("dynamodb"), load_template(), TABLES)
@@ -89,7 +93,9 @@ def bench_world(
         # A grace's end is sent to the delay queue and runs in another function: counted apart, like the above.
         delayer = QueuedDelayer()
         runtime.install(
-            build_services(settings(), gateway=gateway, session=session, deferrer=deferrer, delayer=delayer)
+            build_services(
+                settings(), gateway=gateway, session=session, deferrer=deferrer, clock=clock, delayer=delayer
+            )
         )
         try:
             yield counting, gateway

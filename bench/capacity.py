@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,9 +49,31 @@ class KeyLoad:
     units: float
 
 
-def _size(item: Mapping[str, Any]) -> int:
-    """An item's size as DynamoDB counts it, near enough: its attribute names and values as JSON."""
-    return len(json.dumps(item, separators=(",", ":"), default=str))
+# A Query is charged for the items it reads as stored, not for what a projection returns: a projected item is
+# counted as what it returned, its partition key and this many bytes more (the attributes left out, near enough).
+UNPROJECTED_BYTES = 40
+
+
+def _value_size(attribute: Mapping[str, Any]) -> int:
+    """A low-level attribute value's size as DynamoDB counts it, near enough: strings and binaries their bytes,
+    numbers about a byte a two digits, a list or map 3 bytes and a byte an element more."""
+    ((kind, value),) = attribute.items()
+    if kind in ("S", "B"):
+        return len(value.encode() if isinstance(value, str) else value)
+    if kind == "N":
+        return len(str(value)) // 2 + 1
+    if kind in ("SS", "BS", "NS"):
+        return sum(_value_size({kind[0]: member}) for member in value)
+    if kind == "L":
+        return 3 + sum(1 + _value_size(member) for member in value)
+    if kind == "M":
+        return 3 + item_size(value) + len(value)
+    return 1  # BOOL, NULL
+
+
+def item_size(item: Mapping[str, Any]) -> int:
+    """An item's size as DynamoDB counts it, near enough: its attribute names and values."""
+    return sum(len(name.encode()) + _value_size(value) for name, value in item.items())
 
 
 def _value(attribute: Mapping[str, Any]) -> str:
@@ -65,11 +87,17 @@ class PartitionCounter:
     """DynamoDB read and write units per partition key per simulated second, counted from the low-level
     requests a botocore client makes (`provide-client-params` sees the parameters, `after-call` the answer).
     `now`: simulated seconds. `hash_keys`: a table's (or `table/index`'s) partition key attribute when it is
-    not `pk`. A conditional write that fails still costs its units, as in DynamoDB."""
+    not `pk`. As DynamoDB charges: a write a unit a KB (a conditional write that fails too), a read a unit per
+    4 KB consistent and half that eventually consistent, each item of a transaction twice (a `ConditionCheck`
+    in read units). `exact`: a Query's units as its bytes over 4 KB, not rounded up per call (at scaled sizes the
+    rounding, not the data, would decide them)."""
 
     now: Callable[[], float]
     hash_keys: Mapping[str, str] = field(default_factory=dict)
-    units: dict[Kind, Counter[tuple[str, int]]] = field(default_factory=lambda: {"read": Counter(), "write": Counter()})
+    exact: bool = False
+    units: dict[Kind, defaultdict[tuple[str, int], float]] = field(
+        default_factory=lambda: {"read": defaultdict(float), "write": defaultdict(float)}
+    )
     calls: Counter[str] = field(default_factory=Counter)
 
     def watch(self, events: Any) -> PartitionCounter:
@@ -88,7 +116,7 @@ class PartitionCounter:
         counted = self.units[kind]
         if not counted:
             return None
-        (key, second), units = counted.most_common(1)[0]
+        (key, second), units = max(counted.items(), key=lambda entry: entry[1])
         return KeyLoad(key, second, units)
 
     def per_key(self, kind: Kind) -> dict[str, float]:
@@ -98,11 +126,18 @@ class PartitionCounter:
             found[key] = max(found.get(key, 0.0), units)
         return found
 
+    def by_second(self, kind: Kind) -> dict[int, dict[str, float]]:
+        """Units of `kind` by simulated second, then by key."""
+        found: dict[int, dict[str, float]] = {}
+        for (key, second), units in self.units[kind].items():
+            found.setdefault(second, {})[key] = units
+        return found
+
     def total(self, kind: Kind, prefix: str = "") -> float:
         """All units of `kind`, over keys starting with `prefix` (`table/pk-prefix`)."""
         return sum(units for (key, _second), units in self.units[kind].items() if key.startswith(prefix))
 
-    def _add(self, kind: Kind, table: str, key: str, units: int) -> None:
+    def _add(self, kind: Kind, table: str, key: str, units: float) -> None:
         self.units[kind][(f"{table}/{key}", math.floor(self.now()))] += units
 
     def _partition(self, table: str, item: Mapping[str, Any], index: str | None = None) -> str:
@@ -116,39 +151,44 @@ class PartitionCounter:
         if operation in _SINGLE_WRITES:
             table = params["TableName"]
             written = params[_SINGLE_WRITES[operation]]
-            self._add(
-                "write", table, self._partition(table, written), max(1, math.ceil(_size(written) / WRITE_UNIT_BYTES))
-            )
+            self._add("write", table, self._partition(table, written), _write_units(written))
         elif operation == "BatchWriteItem":
             for table, requests in params["RequestItems"].items():
                 for request in requests:
                     ((kind, body),) = request.items()
                     written = body["Item"] if kind == "PutRequest" else body["Key"]
-                    units = max(1, math.ceil(_size(written) / WRITE_UNIT_BYTES))
-                    self._add("write", table, self._partition(table, written), units)
+                    self._add("write", table, self._partition(table, written), _write_units(written))
         elif operation == "TransactWriteItems":
             for entry in params["TransactItems"]:
-                ((_, body),) = entry.items()
+                ((action, body),) = entry.items()
+                table = body["TableName"]
                 written = body.get("Item") or body["Key"]
-                units = TRANSACTION_FACTOR * max(1, math.ceil(_size(written) / WRITE_UNIT_BYTES))
-                self._add("write", body["TableName"], self._partition(body["TableName"], written), units)
+                if action == "ConditionCheck":
+                    self._add("read", table, self._partition(table, written), TRANSACTION_FACTOR)
+                else:
+                    self._add(
+                        "write", table, self._partition(table, written), TRANSACTION_FACTOR * _write_units(written)
+                    )
+        elif operation == "BatchGetItem":
+            for table, request in params["RequestItems"].items():
+                share = 1.0 if request.get("ConsistentRead") else 0.5
+                for key in request["Keys"]:
+                    self._add("read", table, self._partition(table, key), share)
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         params: dict[str, Any] = context.get("capacity_params", {})
         operation = model.name
-        consistent = bool(params.get("ConsistentRead"))
-        per_unit = READ_UNIT_BYTES if consistent else 2 * READ_UNIT_BYTES
+        share = 1.0 if params.get("ConsistentRead") else 0.5
         if operation == "GetItem":
-            units = max(1, math.ceil(_size(parsed.get("Item", {})) / per_unit))
-            self._add("read", params["TableName"], self._partition(params["TableName"], params["Key"]), units)
+            whole = max(1, math.ceil(item_size(parsed.get("Item", {})) / READ_UNIT_BYTES))
+            self._add("read", params["TableName"], self._partition(params["TableName"], params["Key"]), whole * share)
         elif operation == "Query":
             table, index = params["TableName"], params.get("IndexName")
-            read = sum(_size(item) for item in parsed.get("Items", []))
-            self._add("read", table, self._queried(params, index), max(1, math.ceil(read / per_unit)))
-        elif operation == "BatchGetItem":
-            for table, request in params["RequestItems"].items():
-                for key in request["Keys"]:
-                    self._add("read", table, self._partition(table, key), 1)
+            partition = self._queried(params, index)
+            extra = len("pk") + len(partition) + UNPROJECTED_BYTES if "ProjectionExpression" in params else 0
+            read = sum(item_size(item) + extra for item in parsed.get("Items", []))
+            units: float = read / READ_UNIT_BYTES if self.exact else max(1, math.ceil(read / READ_UNIT_BYTES))
+            self._add("read", table, partition, units * share)
 
     def _queried(self, params: dict[str, Any], index: str | None) -> str:
         """The partition a Query reads: the value its key condition sets the partition key equal to."""
@@ -160,6 +200,10 @@ class PartitionCounter:
             if names.get(name, name) == wanted:
                 return (f"{index}/" if index else "") + _value(values[placeholder])
         raise ValueError(f"no partition key in {params.get('KeyConditionExpression')!r}")
+
+
+def _write_units(written: Mapping[str, Any]) -> int:
+    return max(1, math.ceil(item_size(written) / WRITE_UNIT_BYTES))
 
 
 # ---- the model: the real handlers at scaled sizes, fitted over n, extrapolated ----

@@ -315,11 +315,33 @@ def _hot_keys(capacity: dict[str, Any]) -> list[str]:
             "",
             f"A broadcast to a company room of 10,000 reads {room['16']} units from each of its 16 partitions "
             f"({room['1']} from its one partition before): the busiest partition stays within 3,000 a second up to "
-            f"{3000 // room['16']} company-room broadcasts a second. Presence as it is on this branch makes about "
-            "5,000 in the one second the storm's unreturned agents' graces end, hence the storm's reads; "
-            "the presence digests (decision 0089) bound that rate in a large company; `journal#{id}` is unchanged.",
+            f"{3000 // room['16']} company-room broadcasts a second; with the presence digests (decision 0089) the "
+            "storm makes a few.",
         ]
+    scenarios = capacity.get("hot_keys", {}).get("scenarios", {})
+    if scenarios:
+        lines += [
+            "",
+            "The busiest keys of each scenario (units a second at full size; before: one shard of everything; "
+            "flagged keys are another engineer's):",
+            "",
+            "| scenario | units | before | after |",
+            "|---|---|---|---|",
+        ]
+        for scenario, found in scenarios.items():
+            for kind in ("writes", "reads"):
+                cells = [
+                    ", ".join(_key_cell(entry) for entry in found.get(f"{kind}_{variant}", []))
+                    for variant in ("before", "after")
+                ]
+                lines.append(f"| {scenario} | {kind} | {cells[0]} | {cells[1]} |")
     return [*lines, ""]
+
+
+def _key_cell(entry: dict[str, Any]) -> str:
+    flag = f" ({entry['redesign']})" if entry["redesign"] else ""
+    units = f"{entry['per_s']:,.0f}" if entry["per_s"] >= 10 else f"{entry['per_s']:.1f}"
+    return f"`{entry['key']}` {units}{flag}"
 
 
 def _capacity(figures: dict[str, Any]) -> list[str]:

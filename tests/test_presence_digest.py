@@ -6,7 +6,9 @@ a time, each change announced once and none lost, whatever runs beside the flush
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -25,7 +27,8 @@ from roomcast_local.testing import (
 from shared.delivery.delayed import DelayedTask, DigestDue, OfflineDue, parse_delayed
 from shared.domain.presence import coalesces, digest_frames, digest_interval, net_changes
 from shared.protocol.frames import encode
-from shared.stores.presence_digest import PendingChange
+from shared.stores.dynamo import Table
+from shared.stores.presence_digest import PendingChange, PresenceDigestStore, user_shard
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -33,6 +36,7 @@ from tests.test_lifecycle import Interleaver
 
 THRESHOLD = 3
 GRACE = 30
+NOW_DIGEST = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -452,3 +456,154 @@ def test_a_kick_in_a_large_company_is_in_the_next_digest(
     assert digests(ana) == [(["dan", "eve"], [])]  # not at once: the company is large
     run_delayed()
     assert digests(ana)[-1] == ([], ["cat"])
+
+
+# ---- the count and the changes in shards (decision 0099) ----
+
+
+def digest_store() -> PresenceDigestStore:
+    return PresenceDigestStore(Table(boto3.client("dynamodb"), "test-connections"))
+
+
+def test_two_shards_of_the_count_updated_at_once_sum_exactly(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = digest_store()
+    both_ready = threading.Barrier(2)
+
+    def shard(_: int) -> int:
+        both_ready.wait()  # each writer holds its shard until the other has chosen its own: the writes overlap
+        return {"a": 0, "b": 1}[threading.current_thread().name[0]]
+
+    monkeypatch.setattr("shared.stores.presence_digest.random.randrange", shard)
+
+    def writer(delta: int) -> None:
+        for _ in range(5):
+            store.add("acme", delta)
+
+    writers = [threading.Thread(target=writer, args=(delta,), name=name) for name, delta in (("a-w", +1), ("b-w", -1))]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    table = boto3.resource("dynamodb").Table("test-connections")
+    shard_0 = table.get_item(Key={"pk": "presencedigest#acme", "sk": "online"})["Item"]
+    shard_1 = table.get_item(Key={"pk": "presencecount#acme#1", "sk": "online"})["Item"]
+    assert (shard_0["online"], shard_1["online"]) == (5, -5)
+    assert store.online("acme") == 0
+
+
+def test_the_count_summed_while_changes_land_is_between_before_and_after(aws: None) -> None:
+    store = digest_store()
+    for _ in range(10):
+        store.add("acme", +1)
+    done = threading.Event()
+    seen: list[int] = []
+
+    def reader() -> None:
+        while not done.is_set():
+            seen.append(store.online("acme"))
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    for _ in range(30):
+        store.add("acme", +1)
+    done.set()
+    thread.join()
+    assert seen
+    # Each shard is read consistently after every addition it had taken: a sum never loses one it saw before.
+    assert all(10 <= total <= 40 for total in seen)
+    assert seen == sorted(seen)
+    assert store.online("acme") == 40
+
+
+def test_the_count_kept_before_the_shards_stays_in_the_sum(aws: None) -> None:
+    table = boto3.resource("dynamodb").Table("test-connections")
+    table.put_item(Item={"pk": "presencedigest#acme", "sk": "online", "online": 7})  # the unsharded count
+    store = digest_store()
+    assert store.online("acme") == 7
+    store.add("acme", +1)
+    assert store.online("acme") == 8
+
+
+def test_a_change_while_a_digest_is_due_does_not_read_the_count(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()  # past the threshold: schedules a digest
+    assert len(digest_tasks(delayed)) == 1
+
+    @interleaver.before("BatchGetItem", "presencecount#acme")
+    def summed() -> None:
+        pass
+
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    assert interleaver.fired == []  # eve joined the digest due without summing the shards
+    run_delayed()
+
+
+def test_a_change_landing_while_the_flush_reads_its_shards_goes_to_the_next(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """The flush has closed its digest and read shards 0 to 11 (dan's): eve's change, in shard 15, not yet read,
+    lands now; it joins the next digest, not this one's unread shard."""
+    assert (user_shard("dan"), user_shard("eve")) == (11, 15)
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+
+    @interleaver.before("Query", f"presencedigest#acme#{task.digest}#12")
+    def eve_connects() -> None:
+        Peer(gateway, "eve-1", "eve", "acme").connect()
+
+    run([task])
+    assert interleaver.fired == ["Query"]
+    assert digests(ana) == [(["dan"], [])]
+    run_delayed()
+    assert digests(ana) == [(["dan"], []), (["eve"], [])]
+
+
+def test_a_digests_changes_written_before_the_shards_are_announced(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """A digest scheduled before the deploy holds its changes under its own key: the flush reads that as shard 0."""
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+    table = boto3.resource("dynamodb").Table("test-connections")
+    pk = f"presencedigest#acme#{task.digest}"
+    table.put_item(Item={"pk": pk, "sk": "user#gus", "was": False, "now": True})  # written in the old layout
+    run([task])
+    assert digests(ana) == [(["dan", "gus"], [])]
+
+
+def test_a_change_that_read_the_digest_before_its_close_and_lands_before_the_markers_is_in_it(
+    digested: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver
+) -> None:
+    """eve's change read `flush` naming digest 1; the flush removes that name before eve's write lands, but has
+    not marked eve's shard closed yet: her write lands, and the flush, reading after its markers, announces it."""
+    ana = large_company(gateway)
+    Peer(gateway, "dan-1", "dan", "acme").connect()
+    ((task, _),) = delayed.take()
+    assert isinstance(task, DigestDue)
+    table = boto3.resource("dynamodb").Table("test-connections")
+
+    @interleaver.before("TransactWriteItems", f"presencedigest#acme#{task.digest}", "user#eve")
+    def the_flush_removes_its_name() -> None:
+        table.update_item(Key={"pk": "presencedigest#acme", "sk": "flush"}, UpdateExpression="REMOVE flush")
+
+    Peer(gateway, "eve-1", "eve", "acme").connect()
+    assert interleaver.fired == ["TransactWriteItems"]
+    run([task])
+    assert digests(ana) == [(["dan", "eve"], [])]
+    assert digest_tasks(delayed) == []  # eve's change was in digest 1: nothing for another
+
+
+def test_a_closed_shard_refuses_a_change_that_read_the_digest_before_its_close(aws: None) -> None:
+    store = digest_store()
+    token, made = store.schedule("acme")
+    assert made
+    assert store.record("acme", token, "eve", True, NOW_DIGEST)
+    store.close("acme", token, NOW_DIGEST)
+    assert not store.record("acme", token, "dan", True, NOW_DIGEST)  # read `flush` before the close: refused
+    assert [change.user_id for change in store.changes("acme", token)] == ["eve"]

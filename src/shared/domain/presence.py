@@ -66,11 +66,11 @@ def departure_after(grace_seconds: int) -> Departure:
 FRAMING_MARGIN = 64
 
 
-def coalesces(online: int, threshold: int, digest_scheduled: bool) -> bool:
-    """Whether a presence change joins a digest rather than being announced on its own: the company has more
-    users online than the threshold, or a digest is due already (an announcement of its own could overtake a
-    change of the same user that digest holds)."""
-    return digest_scheduled or online > threshold
+def coalesces(online: int | None, threshold: int, digest_scheduled: bool) -> bool:
+    """Whether a presence change joins a digest rather than being announced on its own: a digest is due already
+    (an announcement of its own could overtake a change of the same user that digest holds; `online` is then not
+    read, None), or the company has more users online than the threshold."""
+    return digest_scheduled or (online is not None and online > threshold)
 
 
 def digest_interval(online: int, posts_per_second: int) -> int:
@@ -179,7 +179,7 @@ class Presence:
         if self._store.is_online(task.company_id, task.user_id):
             self._changed(task.company_id, task.user_id, online=True, exclude=task.connection_id)
         else:
-            self._digests.store.count(task.company_id, +1)
+            self._digests.store.add(task.company_id, +1)
 
     def disconnect(self, connection_id: str, now: datetime) -> Closed | None:
         """Forget the connection; returns what was closed (None: nothing was recorded)."""
@@ -262,7 +262,7 @@ class Presence:
             return
         self._hub.emit(company_id, company_room(company_id), presence_event(user_id, online), exclude=exclude)
 
-    def _join_digest(self, company_id: str, user_id: str, online: bool, users: int, due: str | None) -> bool:
+    def _join_digest(self, company_id: str, user_id: str, online: bool, users: int | None, due: str | None) -> bool:
         """Record the change in the digest scheduled, scheduling one if none is (one flush a digest, whatever
         races to make it). False: every digest it tried was flushed before it joined."""
         store = self._digests.store
@@ -271,6 +271,8 @@ class Presence:
             queued = True
             if made:
                 task = DigestDue(companyId=company_id, digest=token)
+                if users is None:  # the count was not read: a digest was due when this change came
+                    users = store.online(company_id)
                 try:
                     self._delayer.delay(task, digest_interval(users, self._digests.posts_per_second))
                 except Exception:
@@ -289,7 +291,7 @@ class Presence:
         `delivery`: the message that carried the task; its redelivery announces a digest whose announcement
         failed, another copy running beside it says nothing. Returns how many users it announced."""
         store = self._digests.store
-        store.close(task.company_id, task.digest)
+        store.close(task.company_id, task.digest, self._digests.clock.now())
         if not store.claim(task.company_id, task.digest, delivery, self._digests.clock.now()):
             return 0
         online, offline = net_changes(store.changes(task.company_id, task.digest))
