@@ -57,7 +57,7 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
         detail = validated(parsed)
         IDEMPOTENCY.register_lambda_context(context)
         once = idempotent_function(
-            data_keyword_argument="event", persistence_store=runtime.idempotency(), config=IDEMPOTENCY
+            data_keyword_argument="event", persistence_store=runtime.idempotency, config=IDEMPOTENCY
         )(apply)
         result: dict[str, str] = once(event=event, detail=detail, runtime=runtime)
     except (Dropped, RoomcastError) as refusal:

@@ -10,10 +10,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.delivery.heartbeat import HeartbeatShard, start_shards
+from shared.delivery.heartbeat import HeartbeatShard, ping_all, start_shards
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.wiring.services import services
-from shared.wiring.socketio_app import ping_all
 
 
 @instrumented()
