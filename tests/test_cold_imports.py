@@ -97,3 +97,15 @@ def test_a_heartbeat_shard_loads_neither_the_socketio_app_nor_sessions() -> None
 def test_the_delayed_task_validator_is_built_by_the_first_task_not_the_import() -> None:
     code = "import handlers.delayed, shared.delivery.delayed as tasks; print(tasks._task_adapter.cache_info())"
     assert "currsize=0" in _run(code)
+
+
+@pytest.mark.parametrize("name", ["connect", "disconnect"])
+def test_connect_and_disconnect_load_no_action_pipeline(name: str) -> None:
+    """They run no action: the pipeline, the action and reply models and the rate limit are not theirs to load."""
+    pipeline = {
+        "shared.wiring.namespace",
+        "shared.protocol.actions",
+        "shared.protocol.outbound",
+        "shared.stores.ratelimit",
+    }
+    assert _loaded_by(f"handlers.{name}") & pipeline == set()

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.observability import MetricUnit, instrumented, metrics
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.analytics import analytics
-from shared.wiring.namespace import LambdaResponse, websocket_entry
+from shared.wiring.entry import LambdaResponse, websocket_entry
 from shared.wiring.services import services
 
 

@@ -11,7 +11,7 @@ from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionRefused
-from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
+from shared.wiring.entry import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
 
 

@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.protocol.codec import Codec
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.table import namespaces, owner
-from shared.wiring.namespace import LambdaResponse, read_native, websocket_entry
+from shared.wiring.entry import LambdaResponse, websocket_entry
+from shared.wiring.namespace import read_native
 from shared.wiring.services import services
 
 if TYPE_CHECKING:

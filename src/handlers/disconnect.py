@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.recovery import session_ended_by
 from shared.protocol.websocket import WebSocketEvent
-from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
+from shared.wiring.entry import LambdaResponse, respond, websocket_entry
 from shared.wiring.services import services
 
 

@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.notifications import notifications
-from shared.wiring.namespace import LambdaResponse, websocket_entry
+from shared.wiring.entry import LambdaResponse, websocket_entry
 from shared.wiring.services import services
 
 

@@ -19,7 +19,8 @@ from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.recovery import Claim, parse_offset
 from shared.protocol.websocket import WebSocketEvent
-from shared.wiring.namespace import Addressed, LambdaResponse, Namespace, counted, respond, run
+from shared.wiring.entry import LambdaResponse, respond
+from shared.wiring.namespace import Addressed, Namespace, counted, run
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
 
