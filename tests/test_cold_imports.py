@@ -109,3 +109,16 @@ def test_connect_and_disconnect_load_no_action_pipeline(name: str) -> None:
         "shared.stores.ratelimit",
     }
     assert _loaded_by(f"handlers.{name}") & pipeline == set()
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_a_handler_loads_without_a_full_collection_and_leaves_the_collector_on(name: str) -> None:
+    """A full collection in the middle of the import scans every object loaded so far to free nothing (decision
+    0106): none runs, what the import allocated is frozen, and the collector is on again afterwards."""
+    code = (
+        "import gc, json; full = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'start' and info['generation'] == 2 and full.append(1))\n"
+        f"import handlers.{name}\n"
+        "print(json.dumps([len(full), gc.isenabled(), gc.get_freeze_count() > 0]))"
+    )
+    assert json.loads(_run(code)) == [0, True, True]

@@ -35,6 +35,7 @@ from shared.protocol.publishing import (
     RevokeTokens,
 )
 from shared.protocol.rooms import RoomKind, company_room, conversation_room, user_room
+from shared.wiring.loading import loaded
 from shared.wiring.services import Services, services
 
 # EventBridge retries for up to 24 hours; a redelivery within two days is recognised.
@@ -159,3 +160,7 @@ APPLY: dict[type[Detail], Callable[[Services, Any, str], None]] = {
     Disconnect: disconnect,
     RevokeTokens: revoke_tokens,
 }
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -13,6 +13,7 @@ from shared.protocol.codec import Codec
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.table import namespaces, owner
 from shared.wiring.entry import LambdaResponse, websocket_entry
+from shared.wiring.loading import loaded
 from shared.wiring.namespace import read_native
 from shared.wiring.services import services
 
@@ -37,3 +38,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         return sockets().handle(parsed, runtime)
     frame = read_native(parsed, runtime)
     return owner(frame).handle(parsed, runtime, frame)
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

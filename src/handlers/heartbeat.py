@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from shared.delivery.heartbeat import HeartbeatShard, ping_all, start_shards
 from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -31,3 +32,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     pinged = ping_all(runtime.connections, runtime.hub, runtime.clock.now(), shard.shard)
     metrics.add_metric(name="SocketIoPings", unit=MetricUnit.Count, value=pinged)
     return {"pinged": pinged}
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()
