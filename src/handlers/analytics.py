@@ -9,7 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.observability import MetricUnit, instrumented, metrics
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.analytics import analytics
-from shared.wiring.namespace import LambdaResponse, websocket_entry
+from shared.wiring.entry import LambdaResponse, websocket_entry
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -25,3 +26,7 @@ def push_figures(_event: dict[str, Any], _context: LambdaContext) -> dict[str, i
     pushed = runtime.analytics.refresh_all(runtime.clock.now())
     metrics.add_metric(name="AnalyticsRefreshed", unit=MetricUnit.Count, value=pushed)
     return {"companies": pushed}
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -17,6 +17,7 @@ from shared.protocol.codec import codec_of
 from shared.protocol.identity import origin_allowed
 from shared.protocol.recovery import recovery_asked
 from shared.stores.access import AccessStore
+from shared.wiring.loading import loaded
 from shared.wiring.settings import settings
 
 BEARER = "bearer "
@@ -102,3 +103,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, Any]:
     )
     policy.allow_all_routes()
     return policy.asdict()
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.errors import RoomcastError
 from shared.routes.publishing import Dropped, apply, validated
+from shared.wiring.loading import loaded
 from shared.wiring.services import Services, services
 
 # EventBridge retries for up to 24 hours; a redelivery within two days is recognised.
@@ -31,7 +32,7 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
         detail = validated(parsed)
         IDEMPOTENCY.register_lambda_context(context)
         once = idempotent_function(
-            data_keyword_argument="event", persistence_store=runtime.idempotency(), config=IDEMPOTENCY
+            data_keyword_argument="event", persistence_store=runtime.idempotency, config=IDEMPOTENCY
         )(apply)
         result: dict[str, str] = once(event=event, detail=detail, runtime=runtime)
     except (Dropped, RoomcastError) as refusal:
@@ -40,3 +41,7 @@ def receive(event: dict[str, Any], context: LambdaContext, runtime: Services) ->
         return {"status": "dropped"}
     metrics.add_metric(name="EventsApplied", unit=MetricUnit.Count, value=1)
     return result
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

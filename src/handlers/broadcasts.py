@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from shared.delivery.broadcasts import parse_broadcast
 from shared.delivery.deferred import RoomBroadcast
 from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -42,3 +43,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, list[di
     if requeued:
         metrics.add_metric(name="BroadcastRecipientsRequeued", unit=MetricUnit.Count, value=requeued)
     return {"batchItemFailures": failures}
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

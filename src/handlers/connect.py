@@ -11,7 +11,8 @@ from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.connections import ConnectionRefused
-from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
+from shared.wiring.entry import LambdaResponse, respond, websocket_entry
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -44,3 +45,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
 def _text(value: object) -> str | None:
     """A query value to pass on, bounded: what it means is checked by the session's recovery."""
     return value[:64] if isinstance(value, str) else None
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -8,10 +8,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.conversations import conversations
-from shared.wiring.namespace import LambdaResponse, websocket_entry
+from shared.wiring.entry import LambdaResponse, websocket_entry
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
 @websocket_entry
 def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
     return conversations.handle(WebSocketEvent.of(event), services())
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

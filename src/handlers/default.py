@@ -12,7 +12,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.protocol.codec import Codec
 from shared.protocol.websocket import WebSocketEvent
 from shared.routes.table import namespaces, owner
-from shared.wiring.namespace import LambdaResponse, read_native, websocket_entry
+from shared.wiring.entry import LambdaResponse, websocket_entry
+from shared.wiring.loading import loaded
+from shared.wiring.namespace import read_native
 from shared.wiring.services import services
 
 if TYPE_CHECKING:
@@ -36,3 +38,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         return sockets().handle(parsed, runtime)
     frame = read_native(parsed, runtime)
     return owner(frame).handle(parsed, runtime, frame)
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -25,6 +25,7 @@ from shared.observability import MetricUnit, instrumented, logger, metrics
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.recovery import NATIVE_SESSION, Claim, parse_offset
 from shared.stores.analytics import PUSH_INTERVAL_MS
+from shared.wiring.loading import loaded
 from shared.wiring.services import Services, services
 
 # A trailing push waits for the second after the last push; pushes by others can push it back a little.
@@ -92,3 +93,7 @@ def _push_trailing(runtime: Services, task: MetricsDue) -> None:
             return
         wait_until_ms = int(now.timestamp() * 1000) + PUSH_INTERVAL_MS
     logger.info("trailing push left to the next change or the minute refresh", extra={"company_id": task.company_id})
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from shared.delivery.delayed import DigestDue, parse_delayed
 from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -38,3 +39,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, list[di
     metrics.add_metric(name="OfflineAfterGrace", unit=MetricUnit.Count, value=announced)
     metrics.add_metric(name="PresenceDigestUsers", unit=MetricUnit.Count, value=digested)
     return {"batchItemFailures": failures}
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

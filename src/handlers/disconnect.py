@@ -10,7 +10,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.recovery import session_ended_by
 from shared.protocol.websocket import WebSocketEvent
-from shared.wiring.namespace import LambdaResponse, respond, websocket_entry
+from shared.wiring.entry import LambdaResponse, respond, websocket_entry
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -30,3 +31,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> LambdaResponse:
         "disconnected", extra={"status": raw.get("disconnectStatusCode"), "reason": raw.get("disconnectReason")}
     )
     return respond(None)
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -9,10 +9,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.delivery.heartbeat import parse_shard, start_shards
+from shared.delivery.heartbeat import parse_shard, ping_all, start_shards
 from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
-from shared.wiring.socketio_app import ping_all
 
 
 @instrumented()
@@ -31,3 +31,7 @@ def handler(event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     pinged = ping_all(runtime.connections, runtime.hub, runtime.clock.now(), shard.shard)
     metrics.add_metric(name="SocketIoPings", unit=MetricUnit.Count, value=pinged)
     return {"pinged": pinged}
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.observability import MetricUnit, instrumented, metrics
+from shared.wiring.loading import loaded
 from shared.wiring.services import services
 
 
@@ -16,3 +17,7 @@ def handler(_event: dict[str, Any], _context: LambdaContext) -> dict[str, int]:
     swept = runtime.presence.sweep(runtime.clock.now())
     metrics.add_metric(name="StaleConnectionsSwept", unit=MetricUnit.Count, value=swept)
     return {"swept": swept}
+
+
+# Last: everything this function imports is loaded (shared.wiring.loading).
+loaded()

@@ -5,6 +5,7 @@ grace's end is such a task (decision 0060), and a large company's presence diges
 from __future__ import annotations
 
 import json
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -42,12 +43,18 @@ class DigestDue(BaseModel):
 
 
 DelayedTask = Annotated[OfflineDue | DigestDue, Field(discriminator="kind")]
-_TASKS: TypeAdapter[DelayedTask] = TypeAdapter(DelayedTask)
+
+
+@cache
+def _task_adapter() -> TypeAdapter[DelayedTask]:
+    # Built by the first task, not at import: every function that can delay one imports this module, and only the
+    # delayed function reads one (as shared.delivery.deferred's validator, decision 0050).
+    return TypeAdapter[DelayedTask](DelayedTask)
 
 
 def parse_delayed(body: str) -> DelayedTask:
     """The task a queued message carries; raises pydantic's ValidationError if it is none."""
-    return _TASKS.validate_json(body)
+    return _task_adapter().validate_json(body)
 
 
 class Delayer(Protocol):

@@ -3,19 +3,17 @@ parse, decide, admit, perform, answer (`run`, the one place a message is logged,
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from shared.domain.admission import Refusal, refusal
 from shared.domain.together import start
-from shared.observability import MetricUnit, instrumented, logger, metrics
+from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.actions import validation_error
 from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.frames import (
@@ -32,13 +30,12 @@ from shared.protocol.identity import Identity, identity_from_authorizer
 from shared.protocol.outbound import error_frame
 from shared.protocol.websocket import WebSocketEvent
 from shared.stores.ratelimit import Admission
+from shared.wiring.entry import LambdaResponse, respond
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
 
 Data = TypeVar("Data", bound=BaseModel)
 Read = TypeVar("Read")
-LambdaResponse = dict[str, Any]
-Entry = Callable[[dict[str, Any], LambdaContext], LambdaResponse]
 
 
 @dataclass(frozen=True)
@@ -305,29 +302,3 @@ def read_native(event: WebSocketEvent, runtime: Services) -> InboundFrame | Fram
         return parse_frame(frame_text(event.body, event.is_base64_encoded), runtime.config.limits.max_frame_bytes)
     except FrameError as error:
         return error
-
-
-def respond(body: str | None) -> LambdaResponse:
-    """With a route response configured, API Gateway sends `body` back on the caller's connection."""
-    if body is None:
-        return {"statusCode": 200}
-    return {"statusCode": 200, "body": body}
-
-
-def websocket_entry(handler: Entry) -> Entry:
-    """A WebSocket route's Lambda handler with logging keys, the correlation id, metrics and tracing."""
-
-    @instrumented(correlation_id_path="requestContext.requestId")
-    @functools.wraps(handler)
-    def entry(event: dict[str, Any], context: LambdaContext) -> LambdaResponse:
-        request_context = WebSocketEvent.of(event).request_context
-        authorizer = request_context.raw_event.get("authorizer") or {}
-        logger.append_keys(
-            connection_id=request_context.connection_id,
-            route_key=request_context.route_key,
-            user_id=authorizer.get("userId"),
-            company_id=authorizer.get("companyId"),
-        )
-        return handler(event, context)
-
-    return cast(Entry, entry)

@@ -5,9 +5,10 @@ bench alike; an entry point fetches them with `services()` and passes them on (d
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import boto3
 import botocore
@@ -15,37 +16,36 @@ from botocore.config import Config
 
 from shared.delivery.broadcasts import QueueDeferrer
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
-from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
-from shared.delivery.heartbeat import HeartbeatShard, LambdaShardStarter, ShardStarter
 from shared.delivery.hub import Hub
-from shared.delivery.large_rooms import LargeRooms
 from shared.delivery.management_api import Gateway, ManagementApi
-from shared.domain.access import Kicks
-from shared.domain.analytics import Analytics
-from shared.domain.conversations import ConversationChanges
-from shared.domain.messages import Messages, Readers
-from shared.domain.presence import Digests, Presence
-from shared.domain.sessions import RecoveryPolicy, Sessions
-from shared.protocol.actions import Period
 from shared.protocol.clock import Clock, SystemClock
 from shared.protocol.recovery import MAX_CONNECTION_LIFE
 from shared.stores.access import AccessStore
-from shared.stores.analytics import AnalyticsStore
-from shared.stores.budget import TenantBudgets
 from shared.stores.connections import ConnectionStore
-from shared.stores.conversations import ConversationStore
 from shared.stores.dynamo import Table
 from shared.stores.journal import Journal
-from shared.stores.notifications import NotificationStore
-from shared.stores.presence_digest import PresenceDigestStore
-from shared.stores.ratelimit import RateLimiter
 from shared.stores.rooms import RoomReader
-from shared.stores.sessions import SessionStore
 from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
+    # What only some functions use is imported by the member that builds it, on first use (decision 0106): the
+    # types alone are here.
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_sqs import SQSClient
+
+    from shared.delivery.delayed import DelayedTask, Delayer, SqsDelayer
+    from shared.delivery.heartbeat import HeartbeatShard, LambdaShardStarter, ShardStarter
+    from shared.delivery.large_rooms import LargeRooms
+    from shared.domain.access import Kicks
+    from shared.domain.analytics import Analytics
+    from shared.domain.conversations import ConversationChanges
+    from shared.domain.messages import Messages
+    from shared.domain.presence import Presence
+    from shared.domain.sessions import Sessions
+    from shared.stores.conversations import ConversationStore
+    from shared.stores.notifications import NotificationStore
+    from shared.stores.ratelimit import RateLimiter
 
 # A fixed User-Agent: botocore otherwise rebuilds and sanitises its own, character by character, twice for
 # every request, a sixth of a DynamoDB call's CPU (decision 0076).
@@ -54,6 +54,12 @@ USER_AGENT = f"roomcast botocore/{botocore.__version__} Python/{platform.python_
 _RETRIES = Config(
     retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5, user_agent=USER_AGENT
 )
+
+
+def _retention(config: Settings) -> timedelta:
+    """How long a journal entry and a session are kept: they must outlive any session that may still replay
+    them, that is their last connection's life, then the window."""
+    return timedelta(seconds=config.recovery_window_seconds) + MAX_CONNECTION_LIFE
 
 
 class LambdaShards:
@@ -68,6 +74,8 @@ class LambdaShards:
         if self._starter is None:
             if not self._function_name:
                 raise RuntimeError("set HEARTBEAT_FUNCTION to start the heartbeat's shards")
+            from shared.delivery.heartbeat import LambdaShardStarter
+
             self._starter = LambdaShardStarter(self._session.client("lambda", config=_RETRIES), self._function_name)
         self._starter.start(shard)
 
@@ -97,46 +105,162 @@ class QueueDelayer:
         if self._delayer is None:
             if not self._queue_url:
                 raise RuntimeError("set DELAY_QUEUE_URL to delay work (the presence grace)")
+            from shared.delivery.delayed import SqsDelayer
+
             self._delayer = SqsDelayer(self._session.client("sqs", config=_RETRIES), self._queue_url)
         self._delayer.delay(task, seconds)
 
 
 @dataclass(frozen=True)
 class Services:
+    """What every function's common path uses is built with the services; the rest (a member below with its own
+    builder) is built, and its modules imported, by the first use: a cold start pays only for what its function
+    reaches (decision 0106). Each is still built once per container, from the same clients and clock."""
+
     connections: ConnectionStore
     rooms: RoomReader
     access: AccessStore
-    conversations: ConversationStore
-    notifications: NotificationStore
     hub: Hub
-    large_rooms: LargeRooms
     deferrer: Deferrer
     delayer: Delayer
     shard_starter: ShardStarter
-    presence: Presence
-    kicks: Kicks
-    analytics: Analytics
-    messages: Messages
-    conversation_changes: ConversationChanges
-    limiter: RateLimiter
-    sessions: Sessions
     clock: Clock
     """The one clock (decision 0086): what an entry point reads the time from, and what every service was given."""
     session: boto3.session.Session
     config: Settings
-    _lazy: dict[str, Any] = field(default_factory=dict)
+    journal: Journal
+    dynamodb: DynamoDBClient
+    """The client the stores' tables share (decision 0076)."""
 
-    def idempotency(self) -> DynamoDBPersistenceLayer:
-        """Powertools Idempotency's store, built on first use: only the backend-events function needs it."""
-        if "idempotency" not in self._lazy:
-            from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    def _table(self, name: str) -> Table:
+        return Table(self.dynamodb, name)
 
-            client = self.session.client("dynamodb", config=_RETRIES)
-            self._lazy["idempotency"] = DynamoDBPersistenceLayer(
-                table_name=self.config.idempotency_table, boto3_client=client
+    @cached_property
+    def conversations(self) -> ConversationStore:
+        from shared.stores.conversations import ConversationStore
+
+        return ConversationStore(self._table(self.config.conversations_table), self.clock)
+
+    @cached_property
+    def notifications(self) -> NotificationStore:
+        from shared.stores.notifications import NotificationStore
+
+        return NotificationStore(self._table(self.config.notifications_table))
+
+    @cached_property
+    def large_rooms(self) -> LargeRooms:
+        from shared.delivery.large_rooms import LargeRooms
+        from shared.stores.budget import TenantBudgets
+
+        config = self.config
+        budgets = TenantBudgets(
+            self._table(config.connections_table), config.posts_per_second, config.company_posts_per_second
+        )
+        return LargeRooms(
+            self.rooms,
+            self.hub,
+            self.deferrer,
+            budgets,
+            self.clock,
+            chunk=config.broadcast_chunk,
+            batch=config.fanout_concurrency,
+        )
+
+    @cached_property
+    def presence(self) -> Presence:
+        from shared.domain.presence import Digests, Presence
+        from shared.stores.presence_digest import PresenceDigestStore
+
+        config = self.config
+        digests = Digests(
+            PresenceDigestStore(self._table(config.connections_table)),
+            threshold=config.presence_digest_threshold,
+            posts_per_second=config.presence_posts_per_second,
+            max_frame_bytes=config.limits.max_outbound_bytes,
+            clock=self.clock,
+        )
+        return Presence(
+            self.connections,
+            self.access,
+            self.hub,
+            self.deferrer,
+            self.delayer,
+            grace_seconds=config.presence_grace_seconds,
+            digests=digests,
+        )
+
+    @cached_property
+    def kicks(self) -> Kicks:
+        from shared.domain.access import Kicks
+
+        return Kicks(self.access, self.connections, self.hub, self.presence)
+
+    @cached_property
+    def analytics(self) -> Analytics:
+        from shared.domain.analytics import Analytics
+        from shared.stores.analytics import AnalyticsStore
+
+        return Analytics(AnalyticsStore(self._table(self.config.analytics_table)), self.hub, self.deferrer)
+
+    @cached_property
+    def messages(self) -> Messages:
+        from shared.domain.messages import Messages, Readers
+        from shared.stores.conversations import ConversationStore
+
+        config, clock = self.config, self.clock
+
+        def readers() -> Readers:
+            # Each read a send runs beside the rate limit (decision 0047) has a client of its own, so that calls
+            # at once never share one client's connection pool or its retry state.
+            conversation_reads, member_reads = (self.session.client("dynamodb", config=_RETRIES) for _ in range(2))
+            return Readers(
+                conversations=ConversationStore(Table(conversation_reads, config.conversations_table), clock),
+                # The members read ahead decide whether a send's room is handed off whole (decision 0052).
+                members=RoomReader(Table(member_reads, config.connections_table), config.large_room_threshold),
             )
-        store: DynamoDBPersistenceLayer = self._lazy["idempotency"]
-        return store
+
+        return Messages(self.conversations, self.rooms, self.hub, self.analytics, readers)
+
+    @cached_property
+    def conversation_changes(self) -> ConversationChanges:
+        from shared.domain.conversations import ConversationChanges
+
+        return ConversationChanges(self.conversations, self.connections, self.messages, self.analytics)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        from shared.stores.ratelimit import RateLimiter
+
+        config = self.config
+        return RateLimiter(self._table(config.connections_table), config.rate_per_second, config.rate_burst)
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        from shared.domain.sessions import RecoveryPolicy, Sessions
+        from shared.protocol.actions import Period
+        from shared.stores.sessions import SessionStore
+
+        config = self.config
+        return Sessions(
+            SessionStore(self._table(config.recovery_table), _retention(config)),
+            self.journal,
+            self.connections,
+            self.hub,
+            RecoveryPolicy(
+                window=timedelta(seconds=config.recovery_window_seconds), max_events=config.recovery_max_events
+            ),
+            access=self.access,
+            clock=self.clock,
+            metrics_now=lambda company_id, now: self.analytics.report(company_id, Period.TODAY, now),
+        )
+
+    @cached_property
+    def idempotency(self) -> DynamoDBPersistenceLayer:
+        """Powertools Idempotency's store: only the backend-events function needs it."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        client = self.session.client("dynamodb", config=_RETRIES)
+        return DynamoDBPersistenceLayer(table_name=self.config.idempotency_table, boto3_client=client)
 
 
 def build_services(
@@ -154,11 +278,8 @@ def build_services(
     # Low-level clients under the stores' tables (decision 0076): boto3's resource layer cost a quarter again.
     dynamodb = session.client("dynamodb", config=_RETRIES)
     connections_table = Table(dynamodb, config.connections_table)
-    recovery_table = Table(dynamodb, config.recovery_table)
-    window = timedelta(seconds=config.recovery_window_seconds)
-    # A journal entry must outlive any session that may still replay it: its last connection's life, then the window.
-    retention = window + MAX_CONNECTION_LIFE
-    journal = Journal(recovery_table, retention, clock)
+    retention = _retention(config)
+    journal = Journal(Table(dynamodb, config.recovery_table), retention, clock)
     connections = ConnectionStore(
         connections_table,
         config.connection_ttl_seconds,
@@ -187,72 +308,19 @@ def build_services(
             LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function),
         )
     rooms = RoomReader(connections_table, config.large_room_threshold)
-    hub = Hub(rooms, gateway, deferrer, config.limits.max_outbound_bytes, clock, journal=journal)
-    large_rooms = LargeRooms(
-        rooms,
-        hub,
-        deferrer,
-        TenantBudgets(connections_table, config.posts_per_second, config.company_posts_per_second),
-        clock,
-        chunk=config.broadcast_chunk,
-        batch=config.fanout_concurrency,
-    )
-    access = AccessStore(connections_table)
-    delayer = delayer or QueueDelayer(session, config.delay_queue_url)
-    digests = Digests(
-        PresenceDigestStore(connections_table),
-        threshold=config.presence_digest_threshold,
-        posts_per_second=config.presence_posts_per_second,
-        max_frame_bytes=config.limits.max_outbound_bytes,
-        clock=clock,
-    )
-    presence = Presence(
-        connections, access, hub, deferrer, delayer, grace_seconds=config.presence_grace_seconds, digests=digests
-    )
-    conversations = ConversationStore(Table(dynamodb, config.conversations_table), clock)
-    analytics = Analytics(AnalyticsStore(Table(dynamodb, config.analytics_table)), hub, deferrer)
-
-    def readers() -> Readers:
-        # Each read a send runs beside the rate limit (decision 0047) has a client of its own, so that calls at
-        # once never share one client's connection pool or its retry state.
-        conversation_reads, member_reads = (session.client("dynamodb", config=_RETRIES) for _ in range(2))
-        return Readers(
-            conversations=ConversationStore(Table(conversation_reads, config.conversations_table), clock),
-            # The members read ahead decide whether a send's room is handed off whole (decision 0052).
-            members=RoomReader(Table(member_reads, config.connections_table), config.large_room_threshold),
-        )
-
-    messages = Messages(conversations, rooms, hub, analytics, readers)
     return Services(
         connections=connections,
         rooms=rooms,
-        access=access,
-        conversations=conversations,
-        notifications=NotificationStore(Table(dynamodb, config.notifications_table)),
-        hub=hub,
-        large_rooms=large_rooms,
+        access=AccessStore(connections_table),
+        hub=Hub(rooms, gateway, deferrer, config.limits.max_outbound_bytes, clock, journal=journal),
         deferrer=deferrer,
-        delayer=delayer,
+        delayer=delayer or QueueDelayer(session, config.delay_queue_url),
         shard_starter=shard_starter or LambdaShards(session, config.heartbeat_function),
-        presence=presence,
-        kicks=Kicks(access, connections, hub, presence),
-        analytics=analytics,
-        messages=messages,
-        conversation_changes=ConversationChanges(conversations, connections, messages, analytics),
-        limiter=RateLimiter(connections_table, config.rate_per_second, config.rate_burst),
-        sessions=Sessions(
-            SessionStore(recovery_table, retention),
-            journal,
-            connections,
-            hub,
-            RecoveryPolicy(window=window, max_events=config.recovery_max_events),
-            access=access,
-            clock=clock,
-            metrics_now=lambda company_id, now: analytics.report(company_id, Period.TODAY, now),
-        ),
         clock=clock,
         session=session,
         config=config,
+        journal=journal,
+        dynamodb=dynamodb,
     )
 
 

@@ -19,8 +19,8 @@ from shared.protocol.frames import FrameError, frame_text
 from shared.protocol.identity import identity_from_authorizer
 from shared.protocol.recovery import Claim, parse_offset
 from shared.protocol.websocket import WebSocketEvent
-from shared.stores.connections import ConnectionStore
-from shared.wiring.namespace import Addressed, LambdaResponse, Namespace, counted, respond, run
+from shared.wiring.entry import LambdaResponse, respond
+from shared.wiring.namespace import Addressed, Namespace, counted, run
 from shared.wiring.services import Services
 from shared.wiring.settings import Settings
 
@@ -160,13 +160,3 @@ def post_open_packet(hub: Hub, connection_id: str, config: Settings, closed: Cal
         # Its $connect failed or the client left: its $disconnect (or the sweep) forgets it.
         logger.info("open packet not delivered", extra={"delivery": first.delivery.value, "attempts": first.attempts})
     return first.delivery
-
-
-def ping_all(store: ConnectionStore, hub: Hub, now: datetime, shard: int) -> int:
-    """One Engine.IO ping to every Socket.IO connection of one shard of the heartbeat index that may be open;
-    returns how many were pinged."""
-    pinged = 0
-    for page in store.heartbeat_due(now, shard):
-        hub.send_all(page, socketio.PING)
-        pinged += len(page)
-    return pinged
