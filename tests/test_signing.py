@@ -1,4 +1,4 @@
-"""The `@connections` signer (shared.delivery.signing, decision 0075) against botocore's own SigV4 signer: the
+"""The `@connections` signer (shared.protocol.signing, decision 0075) against botocore's own SigV4 signer: the
 same request at the same moment gets the same headers, byte for byte; the day's key is derived once; rotated
 credentials sign the next batch; and a real server that checks signatures with botocore accepts what is sent."""
 
@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 from roomcast_local.environment import Credentials as LocalCredentials
 from roomcast_local.sigv4 import Request, SignatureError, signer_of
-from shared.delivery import signing
 from shared.delivery.management_api import Delivery, ManagementApi, _encoded_id
-from shared.delivery.signing import PostSigner
+from shared.protocol import signing
+from shared.protocol.signing import PostSigner
 
 ENDPOINTS = (
     "https://abc123.execute-api.eu-west-1.amazonaws.com/prod",

@@ -2,7 +2,7 @@
 
 Posts are the hot path of every broadcast. boto3 spends about 1 ms of CPU per call, which caps a
 Lambda at roughly 1000 posts a second whatever its thread count; signing with a day's key
-(`shared.delivery.signing`, decision 0075) and sending with aiohttp on a long-lived event loop costs about a
+(`shared.protocol.signing`, decision 0075) and sending with aiohttp on a long-lived event loop costs about a
 tenth of that (docs/performance.md).
 """
 
@@ -17,8 +17,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
-from shared.delivery.signing import BatchSigner, PostSigner
 from shared.observability import MetricUnit, logger, metrics
+from shared.protocol.signing import BatchSigner, PostSigner
 
 # asyncio and aiohttp are loaded by the first broadcast, not at import: a cold start that posts nothing skips them.
 if TYPE_CHECKING:

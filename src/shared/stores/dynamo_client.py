@@ -50,7 +50,7 @@ from urllib3.exceptions import NewConnectionError, ProtocolError
 from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
-from shared.delivery.signing import PostSigner
+from shared.protocol.signing import PostSigner
 
 if TYPE_CHECKING:
     from botocore.model import OperationModel
