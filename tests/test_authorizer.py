@@ -133,3 +133,40 @@ def test_numeric_ids_and_fractional_dates_are_accepted_and_reach_routes_as_api_g
 @pytest.mark.parametrize("claims", [{"userId": True, "companyId": "acme"}, {"userId": 4.5, "companyId": "acme"}])
 def test_ids_that_are_neither_text_nor_integers_are_still_refused(claims: dict[str, Any]) -> None:
     assert effect(handshake(make_token(claims))) == "Deny"
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+def test_the_access_read_is_tried_three_times_like_every_other_call_then_the_handshake_fails(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The authorizer's client is made with the services' retry configuration: a DynamoDB that keeps answering
+    500 costs the handshake three attempts (standard backoff), not the ten botocore's legacy mode gives DynamoDB."""
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import ClientError
+
+    from handlers import authorizer
+
+    attempts: list[str] = []
+
+    def unavailable(request: Any, **_: Any) -> AWSResponse:
+        attempts.append(request.url)
+        return AWSResponse(request.url, 500, {}, _Raw(b'{"__type":"InternalServerError","message":"busy"}'))
+
+    authorizer.access_store.cache_clear()
+    monkeypatch.setattr("time.sleep", lambda _seconds: None)
+    boto3.setup_default_session()
+    boto3.DEFAULT_SESSION.events.register_first("before-send.dynamodb.GetItem", unavailable)  # type: ignore[union-attr]
+    try:
+        with pytest.raises(ClientError):
+            handshake(make_token({"userId": "u-1", "companyId": "acme"}))
+    finally:
+        authorizer.access_store.cache_clear()
+        boto3.setup_default_session()
+    assert len(attempts) == 3

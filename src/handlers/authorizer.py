@@ -55,8 +55,9 @@ def access_store() -> AccessStore:
     import boto3
 
     from shared.stores.dynamo import Table
+    from shared.wiring.clients import CLIENT_CONFIG
 
-    return AccessStore(Table(boto3.client("dynamodb"), settings().connections_table))
+    return AccessStore(Table(boto3.client("dynamodb", config=CLIENT_CONFIG), settings().connections_table))
 
 
 @instrumented(correlation_id_path="requestContext.requestId")

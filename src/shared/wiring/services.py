@@ -4,15 +4,12 @@ bench alike; an entry point fetches them with `services()` and passes them on (d
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import boto3
-import botocore
-from botocore.config import Config
 
 from shared.delivery.broadcasts import QueueDeferrer
 from shared.delivery.deferred import Deferrer, LambdaDeferrer
@@ -25,6 +22,7 @@ from shared.stores.connections import ConnectionStore
 from shared.stores.dynamo import Table
 from shared.stores.journal import Journal
 from shared.stores.rooms import RoomReader
+from shared.wiring.clients import CLIENT_CONFIG
 from shared.wiring.settings import Settings, settings
 
 if TYPE_CHECKING:
@@ -47,14 +45,6 @@ if TYPE_CHECKING:
     from shared.stores.notifications import NotificationStore
     from shared.stores.ratelimit import RateLimiter
 
-# A fixed User-Agent: botocore otherwise rebuilds and sanitises its own, character by character, twice for
-# every request, a sixth of a DynamoDB call's CPU (decision 0076).
-USER_AGENT = f"roomcast botocore/{botocore.__version__} Python/{platform.python_version()}"
-# Three attempts in all (botocore's `max_attempts` counts only the retries), with standard backoff.
-_RETRIES = Config(
-    retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5, user_agent=USER_AGENT
-)
-
 
 def _retention(config: Settings) -> timedelta:
     """How long a journal entry and a session are kept: they must outlive any session that may still replay
@@ -76,7 +66,8 @@ class LambdaShards:
                 raise RuntimeError("set HEARTBEAT_FUNCTION to start the heartbeat's shards")
             from shared.delivery.heartbeat import LambdaShardStarter
 
-            self._starter = LambdaShardStarter(self._session.client("lambda", config=_RETRIES), self._function_name)
+            client = self._session.client("lambda", config=CLIENT_CONFIG)
+            self._starter = LambdaShardStarter(client, self._function_name)
         self._starter.start(shard)
 
 
@@ -89,7 +80,7 @@ class LazySqs:
 
     def __call__(self) -> SQSClient:
         if self._client is None:
-            self._client = self._session.client("sqs", config=_RETRIES)
+            self._client = self._session.client("sqs", config=CLIENT_CONFIG)
         return self._client
 
 
@@ -107,7 +98,7 @@ class QueueDelayer:
                 raise RuntimeError("set DELAY_QUEUE_URL to delay work (the presence grace)")
             from shared.delivery.delayed import SqsDelayer
 
-            self._delayer = SqsDelayer(self._session.client("sqs", config=_RETRIES), self._queue_url)
+            self._delayer = SqsDelayer(self._session.client("sqs", config=CLIENT_CONFIG), self._queue_url)
         self._delayer.delay(task, seconds)
 
 
@@ -212,7 +203,7 @@ class Services:
         def readers() -> Readers:
             # Each read a send runs beside the rate limit (decision 0047) has a client of its own, so that calls
             # at once never share one client's connection pool or its retry state.
-            conversation_reads, member_reads = (self.session.client("dynamodb", config=_RETRIES) for _ in range(2))
+            conversation_reads, member_reads = (self.session.client("dynamodb", config=CLIENT_CONFIG) for _ in range(2))
             return Readers(
                 conversations=ConversationStore(Table(conversation_reads, config.conversations_table), clock),
                 # The members read ahead decide whether a send's room is handed off whole (decision 0052).
@@ -259,7 +250,7 @@ class Services:
         """Powertools Idempotency's store: only the backend-events function needs it."""
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-        client = self.session.client("dynamodb", config=_RETRIES)
+        client = self.session.client("dynamodb", config=CLIENT_CONFIG)
         return DynamoDBPersistenceLayer(table_name=self.config.idempotency_table, boto3_client=client)
 
 
@@ -276,7 +267,7 @@ def build_services(
     session = session or boto3.session.Session()
     clock = clock or SystemClock()
     # Low-level clients under the stores' tables (decision 0076): boto3's resource layer cost a quarter again.
-    dynamodb = session.client("dynamodb", config=_RETRIES)
+    dynamodb = session.client("dynamodb", config=CLIENT_CONFIG)
     connections_table = Table(dynamodb, config.connections_table)
     retention = _retention(config)
     journal = Journal(Table(dynamodb, config.recovery_table), retention, clock)
@@ -289,7 +280,7 @@ def build_services(
         hour_index_shards=config.hour_index_shards,
     )
     if gateway is None:
-        client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=_RETRIES)
+        client = session.client("apigatewaymanagementapi", endpoint_url=config.management_api_url, config=CLIENT_CONFIG)
         credentials = session.get_credentials()
         if credentials is None:
             raise RuntimeError("no AWS credentials to sign @connections requests with")
@@ -305,7 +296,7 @@ def build_services(
         deferrer = QueueDeferrer(
             LazySqs(session),
             config.broadcast_queue_url,
-            LambdaDeferrer(session.client("lambda", config=_RETRIES), config.deferred_function),
+            LambdaDeferrer(session.client("lambda", config=CLIENT_CONFIG), config.deferred_function),
         )
     rooms = RoomReader(connections_table, config.large_room_threshold)
     return Services(
