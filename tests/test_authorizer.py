@@ -157,12 +157,14 @@ def test_the_access_read_is_tried_three_times_like_every_other_call_then_the_han
 
     def unavailable(request: Any, **_: Any) -> AWSResponse:
         attempts.append(request.url)
-        return AWSResponse(request.url, 500, {}, _Raw(b'{"__type":"InternalServerError","message":"busy"}'))
+        headers: Any = {}
+        return AWSResponse(request.url, 500, headers, _Raw(b'{"__type":"InternalServerError","message":"busy"}'))
 
     authorizer.access_store.cache_clear()
     monkeypatch.setattr("time.sleep", lambda _seconds: None)
     boto3.setup_default_session()
-    boto3.DEFAULT_SESSION.events.register_first("before-send.dynamodb.GetItem", unavailable)  # type: ignore[union-attr]
+    session: Any = boto3.DEFAULT_SESSION
+    session.events.register_first("before-send.dynamodb.GetItem", unavailable)
     try:
         with pytest.raises(ClientError):
             handshake(make_token({"userId": "u-1", "companyId": "acme"}))
