@@ -410,3 +410,74 @@ def test_two_copies_of_a_grace_end_delivered_side_by_side_announce_once(
     }
     assert ran == [{"batchItemFailures": []}]
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+# ---- presence in shards by user (decision 0107) ----
+
+
+def presence_item(pk: str, user: str) -> dict[str, Any] | None:
+    found = boto3.resource("dynamodb").Table("test-connections").get_item(Key={"pk": pk, "sk": user}).get("Item")
+    return None if found is None else dict(found)
+
+
+@pytest.mark.parametrize(("user", "pk"), [("ana", "presence#acme#15"), ("max", "presence#acme")])
+def test_the_grace_runs_in_the_users_own_shard(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, user: str, pk: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, f"{user}-1", user, "acme").connect().disconnect()
+    held = presence_item(pk, user)
+    assert held is not None
+    assert "offlinePending" in held
+    assert not held.get("connections")
+    assert graced.connections.is_online("acme", user)
+    assert user in listed(graced)
+    assert statuses(ben) == [("status:online", user)]
+    run_delayed()
+    assert statuses(ben) == [("status:online", user), ("status:offline", user)]
+    assert user not in listed(graced)
+    # Its announcement made, the item no longer owes one (`grace_announced`, in the same shard).
+    after = presence_item(pk, user)
+    assert after is not None
+    assert "offlineEnded" not in after
+
+
+def as_before_the_deploy(user: str, shard_pk: str) -> None:
+    """Move the user's presence item to the unsharded key, where the code before decision 0107 wrote it."""
+    table = boto3.resource("dynamodb").Table("test-connections")
+    item = table.get_item(Key={"pk": shard_pk, "sk": user})["Item"]
+    table.delete_item(Key={"pk": shard_pk, "sk": user})
+    table.put_item(Item={**item, "pk": "presence#acme"})
+
+
+def test_a_connection_opened_before_the_deploy_is_listed_closed_and_announced_offline_after_its_grace(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    assert listed(graced) == {"ana", "ben"}
+    assert graced.connections.is_online("acme", "ana")
+    ana.disconnect()
+    # Her shard has no item: the close found her connection in the unsharded key and began the grace there.
+    assert presence_item("presence#acme#15", "ana") is None
+    assert "offlinePending" in (presence_item("presence#acme", "ana") or {})
+    assert "ana" in listed(graced)
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}
+
+
+def test_a_user_with_items_from_before_and_after_the_deploy_is_listed_once_and_kicked_everywhere(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    users = graced.connections.online_users("acme", None, 10, 100_000).users
+    assert users == [{"userId": "ana", "connections": 2}, {"userId": "ben", "connections": 1}]
+    # A kick finds both connections, the one the unsharded key lists too.
+    connections, unlisted = graced.connections.of_user("acme", "ana")
+    assert sorted(connection.connection_id for connection in connections) == ["ana-1", "ana-2"]
+    assert unlisted == []

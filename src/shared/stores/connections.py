@@ -5,13 +5,16 @@ One table, four item types (see docs/data-model.md):
                                       tombstone (`closedAt`) until its TTL, so a late $connect is refused
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out; a company room's are spread over
                                       room#{companyId}#company:{id}#{shard} / {connId} (`membership_pk`)
-  presence#{companyId} / {userId}     the set of a user's open connections, and `offlinePending` while the
-                                      user has none but is within the presence grace
+  presence#{companyId}[#{shard}] / {userId}   the set of a user's open connections, and `offlinePending` while
+                                      the user has none but is within the presence grace; in the user's shard of
+                                      the company (`presence_pk`), shard 0 the unsharded key (decision 0107)
   opened#{YYYY-MM-DDTHH}#{shard} / {connId}    connections by the hour they opened, for the sweep of stale ones
   heartbeat#{YYYY-MM-DDTHH}#{shard} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
 The hour indexes are sharded (`hour_index_shard`, decision 0093): every connect and close of the platform
 would otherwise write one partition, and one heartbeat invocation pings one shard. A company room's memberships
 are sharded the same way (decision 0096): every large broadcast of the company reads them all, its shards at once.
+A company's presence items are sharded by user (decision 0107): a reconnect storm's closes, and its graces' ends,
+would otherwise write one partition; the presence list merges the shards in user id order.
 
 A Socket.IO connection's record and memberships carry `codec` (absent: native), so fan-out learns each
 member's encoding from the membership query itself (decision 0036).
@@ -22,8 +25,12 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -66,6 +73,12 @@ OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
 TRANSACTION_ROOMS = 98
 # Partitions per hour of the opened and heartbeat indexes (the template's HourIndexShards).
 HOUR_INDEX_SHARDS = 16
+# Partitions of a company's presence items, by user (decision 0107): a storm of 10,000 agents writes about 15,000
+# presence units in its graces' end second, its busiest of 32 shards about 550 (of 16, about 1,050: over
+# DynamoDB's 1,000 a partition). Fixed, not a setting: a user's item is found from the company and user ids alone.
+PRESENCE_SHARDS = 32
+# Partitions of the presence list read at once (botocore keeps 10 connections a client).
+_PRESENCE_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="presence")
 
 
 class Departure(Enum):
@@ -128,8 +141,29 @@ def connection_key(connection_id: str) -> dict[str, str]:
     return {"pk": f"conn#{connection_id}", "sk": CONNECTION_SK}
 
 
-def _presence_pk(company_id: str) -> str:
+def _legacy_presence_pk(company_id: str) -> str:
+    """The company's presence partition before decision 0107: shard 0 now, and where items written before the
+    deploy stay until they expire."""
     return f"presence#{company_id}"
+
+
+def presence_shard(user_id: str) -> int:
+    """The shard of a company's presence a user's item is in: stable across processes and releases."""
+    return hour_index_shard(user_id, PRESENCE_SHARDS)
+
+
+def presence_pk(company_id: str, user_id: str) -> str:
+    """The partition of the user's presence item: `presence#{companyId}` for shard 0, else with `#{shard}`."""
+    return _presence_partition(company_id, presence_shard(user_id))
+
+
+def _presence_partition(company_id: str, shard: int) -> str:
+    return _legacy_presence_pk(company_id) if shard == 0 else f"{_legacy_presence_pk(company_id)}#{shard}"
+
+
+def presence_partitions(company_id: str) -> list[str]:
+    """Every partition a company's presence items are in."""
+    return [_presence_partition(company_id, shard) for shard in range(PRESENCE_SHARDS)]
 
 
 def _hour(moment: datetime) -> str:
@@ -292,7 +326,7 @@ class ConnectionStore:
             # A grace running (`offlinePending`) is left for its end to find this connection: should this one
             # be refused, the grace still ends in the one announcement it owes.
             previous = self._table.update_item(
-                Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+                Key={"pk": presence_pk(identity.company_id, identity.user_id), "sk": identity.user_id},
                 UpdateExpression="ADD connections :c SET #ttl = :ttl REMOVE offlineEnded",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
@@ -380,17 +414,17 @@ class ConnectionStore:
         else:
             expression = "DELETE connections :c REMOVE offlinePending"
         update: dict[str, Any] = {
-            "Key": {"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
             "UpdateExpression": expression,
             "ConditionExpression": "contains(connections, :id)",
             "ExpressionAttributeValues": values,
             "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
         if departure is Departure.GRACE:
             update["ExpressionAttributeNames"] = {"#ttl": "ttl"}
         try:
-            after: dict[str, Any] = self._table.update_item(**update).get("Attributes", {})
+            after: dict[str, Any] = self._update_presence(identity.company_id, identity.user_id, update).get(
+                "Attributes", {}
+            )
         except ClientError as error:
             if not conditional_check_failed(error):
                 raise
@@ -410,15 +444,17 @@ class ConnectionStore:
         over, or another message ended this grace. True again for a redelivery of the message that ended it,
         while its announcement is not made (`grace_announced`)."""
         try:
-            before = self._table.update_item(
-                Key={"pk": _presence_pk(company_id), "sk": user_id},
-                # `offlineEnded` remembers which grace ended here until its announcement is made (or a reconnect):
-                # should the announcement fail, the message's redelivery still owes it.
-                UpdateExpression="REMOVE offlinePending SET offlineEnded = :ended",
-                ConditionExpression="offlinePending = :grace",
-                ExpressionAttributeValues={":grace": grace, ":ended": _ended(grace, delivery)},
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            before = self._update_presence(
+                company_id,
+                user_id,
+                {
+                    # `offlineEnded` remembers which grace ended here until its announcement is made (or a
+                    # reconnect): should the announcement fail, the message's redelivery still owes it.
+                    "UpdateExpression": "REMOVE offlinePending SET offlineEnded = :ended",
+                    "ConditionExpression": "offlinePending = :grace",
+                    "ExpressionAttributeValues": {":grace": grace, ":ended": _ended(grace, delivery)},
+                    "ReturnValues": "ALL_OLD",
+                },
             )
         except ClientError as error:
             if not conditional_check_failed(error):
@@ -434,21 +470,30 @@ class ConnectionStore:
 
     def grace_announced(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> None:
         """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
-        update_if(
-            self._table,
-            Key={"pk": _presence_pk(company_id), "sk": user_id},
-            UpdateExpression="REMOVE offlineEnded",
-            ConditionExpression="offlineEnded = :ended",
-            ExpressionAttributeValues={":ended": _ended(grace, delivery)},
-        )
+        try:
+            self._update_presence(
+                company_id,
+                user_id,
+                {
+                    "UpdateExpression": "REMOVE offlineEnded",
+                    "ConditionExpression": "offlineEnded = :ended",
+                    "ExpressionAttributeValues": {":ended": _ended(grace, delivery)},
+                },
+            )
+        except ClientError as error:
+            if not conditional_check_failed(error):
+                raise
 
     def cut_grace(self, company_id: str, user_id: str) -> bool:
         """End a grace now, whichever it is (a kick): True when the user was within one, now absent."""
         try:
-            self._table.update_item(
-                Key={"pk": _presence_pk(company_id), "sk": user_id},
-                UpdateExpression="REMOVE offlinePending",
-                ConditionExpression="attribute_exists(offlinePending) AND attribute_not_exists(connections)",
+            self._update_presence(
+                company_id,
+                user_id,
+                {
+                    "UpdateExpression": "REMOVE offlinePending",
+                    "ConditionExpression": "attribute_exists(offlinePending) AND attribute_not_exists(connections)",
+                },
             )
         except ClientError as error:
             if conditional_check_failed(error):
@@ -456,13 +501,44 @@ class ConnectionStore:
             raise
         return True
 
+    def _update_presence(self, company_id: str, user_id: str, update: dict[str, Any]) -> dict[str, Any]:
+        """An UpdateItem of the user's presence item, in their shard. When its condition fails and the user has no
+        item there, once more on the unsharded key: an item written there before decision 0107's deploy (by a
+        connection opened before it) is closed and ends its grace where it is. A failed condition raises as
+        DynamoDB answered it, with the item it saw (`ReturnValuesOnConditionCheckFailure`)."""
+        update = {**update, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        pk = presence_pk(company_id, user_id)
+        try:
+            return self._table.update_item(Key={"pk": pk, "sk": user_id}, **update)
+        except ClientError as error:
+            legacy = _legacy_presence_pk(company_id)
+            if pk == legacy or not conditional_check_failed(error) or error.response.get("Item"):
+                raise
+        return self._table.update_item(Key={"pk": legacy, "sk": user_id}, **update)
+
+    def _presence_items(self, company_id: str, user_id: str, projection: str, *, both: bool) -> list[dict[str, Any]]:
+        """The user's presence items, read consistently: the one in their shard and, for a user whose shard is not
+        0, the one the unsharded key may still hold from before decision 0107's deploy: read when their shard has
+        none, or always (`both`)."""
+        pk, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
+        found: list[dict[str, Any]] = []
+        for key in (pk, legacy) if pk != legacy else (pk,):
+            if found and not both:
+                break
+            item = self._table.get_item(
+                Key={"pk": key, "sk": user_id}, ConsistentRead=True, ProjectionExpression=projection
+            ).get("Item")
+            if item is not None:
+                found.append(item)
+        return found
+
     def of_user(self, company_id: str, user_id: str) -> tuple[list[Connection], list[str]]:
-        """The user's open connections in the company, read consistently: one GetItem, then one per connection;
-        and the ids their presence lists without an open record (a close half-way, a record expired)."""
-        item = self._table.get_item(
-            Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
-        ).get("Item")
-        listed: set[str] = (item or {}).get("connections", set())
+        """The user's open connections in the company, read consistently: their presence item (with one the
+        unsharded key may hold from before decision 0107), then one GetItem per connection; and the ids their
+        presence lists without an open record (a close half-way, a record expired)."""
+        listed: set[str] = set()
+        for item in self._presence_items(company_id, user_id, "connections", both=True):
+            listed |= item.get("connections", set())
         found = {str(connection_id): self.get(str(connection_id)) for connection_id in sorted(listed)}
         return (
             [connection for connection in found.values() if connection is not None],
@@ -471,12 +547,8 @@ class ConnectionStore:
 
     def is_online(self, company_id: str, user_id: str) -> bool:
         """Whether the user is present: an open connection, or within the grace after their last one."""
-        item = self._table.get_item(
-            Key={"pk": _presence_pk(company_id), "sk": user_id},
-            ConsistentRead=True,
-            ProjectionExpression="connections, offlinePending",
-        ).get("Item")
-        return is_present(item)
+        items = self._presence_items(company_id, user_id, "connections, offlinePending", both=False)
+        return any(is_present(item) for item in items)
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
@@ -654,21 +726,47 @@ class ConnectionStore:
             raise
 
     def online_users(self, company_id: str, cursor: str | None, limit: int, max_bytes: int) -> OnlinePage:
-        """Users with an open connection, in user id order: at most `limit` of them, in a reply of `max_bytes`."""
-        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(_presence_pk(company_id))}
-        if cursor is not None:
-            query["ExclusiveStartKey"] = {"pk": _presence_pk(company_id), "sk": cursor}
+        """Users present (an open connection, or within the grace), in user id order after `cursor` (the last user
+        id of the page before): at most `limit` of them, in a reply of `max_bytes`; `next_cursor` is the page's
+        last user id while more follow. The company's presence partitions (decision 0107) are read at once, each
+        from after the cursor, and merged; a user found twice (in their shard and, from before the deploy, in the
+        unsharded key, which is shard 0's partition) is one entry, their connections counted once."""
         users: list[dict[str, Any]] = []
         room = ListRoom(max_bytes)
-        for items in query_pages(self._table, **query):
-            for item in items:
-                if not is_present(item):
-                    continue
-                user = {"userId": str(item["sk"]), "connections": len(item.get("connections", ()))}
-                if len(users) == limit or not room.admits(user):
-                    return OnlinePage(users, users[-1]["userId"])
-                users.append(user)
+        for user_id, items in itertools.groupby(self._presence_merged(company_id, cursor, limit), _user_of):
+            found = [item for item in items if is_present(item)]
+            if not found:
+                continue
+            connections: set[str] = set().union(*(item.get("connections", set()) for item in found))
+            user = {"userId": user_id, "connections": len(connections)}
+            if len(users) == limit or not room.admits(user):
+                return OnlinePage(users, users[-1]["userId"])
+            users.append(user)
         return OnlinePage(users, None)
+
+    def _presence_merged(self, company_id: str, cursor: str | None, limit: int) -> Iterator[dict[str, Any]]:
+        """The company's presence items after `cursor`, every partition's merged in user id order. Each
+        partition's first page is read at once, sized so that the partitions together hold about twice what a page
+        of `limit` users takes (user ids spread evenly over the shards); a partition read to its page's end before
+        the page is full reads its next."""
+        partitions = presence_partitions(company_id)
+        page = min(limit + 1, math.ceil(2 * (limit + 1) / len(partitions)) + 1)
+        queries = []
+        for pk in partitions:
+            condition = Key("pk").eq(pk) if cursor is None else Key("pk").eq(pk) & Key("sk").gt(cursor)
+            queries.append({"KeyConditionExpression": condition, "Limit": page})
+        firsts = [_PRESENCE_READS.submit(self._table.query, **query) for query in queries]
+        streams = [self._presence_stream(query, first) for query, first in zip(queries, firsts, strict=True)]
+        return heapq.merge(*streams, key=_user_of)
+
+    def _presence_stream(self, query: dict[str, Any], first: Future[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """One partition's items, in user id order: its first page (read already), then page by page."""
+        answer = first.result()
+        while True:
+            yield from answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return
+            answer = self._table.query(**query, ExclusiveStartKey=answer["LastEvaluatedKey"])
 
     def close_session(self, connection_id: str, namespace: str) -> str | None:
         """The client left a namespace: forget its session there; returns the session's pid, if it had one."""
@@ -796,6 +894,10 @@ def _session_update(rooms: Mapping[str, int], session: tuple[str, str]) -> tuple
 
 def _closed() -> RoomcastError:
     return RoomcastError(ErrorCode.CONFLICT, "connection is closed")
+
+
+def _user_of(item: dict[str, Any]) -> str:
+    return str(item["sk"])
 
 
 def _connection(item: dict[str, Any]) -> Connection:
