@@ -28,7 +28,7 @@ from roomcast_local.testing import (
 from shared.delivery.delayed import DelayedTask, OfflineDue
 from shared.domain.presence import departure_after
 from shared.protocol.identity import Identity
-from shared.stores.connections import ConnectionFailed, Departure, is_present, makes_present
+from shared.stores.connections import GRACE_IN_SHARD, ConnectionFailed, Departure, is_present, makes_present
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -428,7 +428,7 @@ def test_the_grace_runs_in_the_users_own_shard(
     Peer(gateway, f"{user}-1", user, "acme").connect().disconnect()
     held = presence_item(pk, user)
     assert held is not None
-    assert "offlinePending" in held
+    assert str(held["offlinePending"]).endswith(GRACE_IN_SHARD) is (pk != "presence#acme")
     assert not held.get("connections")
     assert graced.connections.is_online("acme", user)
     assert user in listed(graced)
@@ -443,11 +443,14 @@ def test_the_grace_runs_in_the_users_own_shard(
 
 
 def as_before_the_deploy(user: str, shard_pk: str) -> None:
-    """Move the user's presence item to the unsharded key, where the code before decision 0107 wrote it."""
+    """Move the user's presence item to the unsharded key, where the code before decision 0107 wrote it, and take
+    the partition's name off the records of its connections, which that code did not write."""
     table = boto3.resource("dynamodb").Table("test-connections")
-    item = table.get_item(Key={"pk": shard_pk, "sk": user})["Item"]
+    item: dict[str, Any] = dict(table.get_item(Key={"pk": shard_pk, "sk": user})["Item"])
     table.delete_item(Key={"pk": shard_pk, "sk": user})
     table.put_item(Item={**item, "pk": "presence#acme"})
+    for connection_id in sorted(str(listed) for listed in item.get("connections", set())):
+        table.update_item(Key={"pk": f"conn#{connection_id}", "sk": "conn"}, UpdateExpression="REMOVE presence")
 
 
 def test_a_connection_opened_before_the_deploy_is_listed_closed_and_announced_offline_after_its_grace(
@@ -461,7 +464,9 @@ def test_a_connection_opened_before_the_deploy_is_listed_closed_and_announced_of
     ana.disconnect()
     # Her shard has no item: the close found her connection in the unsharded key and began the grace there.
     assert presence_item("presence#acme#15", "ana") is None
-    assert "offlinePending" in (presence_item("presence#acme", "ana") or {})
+    pending = (presence_item("presence#acme", "ana") or {}).get("offlinePending")
+    assert pending is not None
+    assert not pending.endswith(GRACE_IN_SHARD)  # its end goes to the unsharded key too
     assert "ana" in listed(graced)
     run_delayed()
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
@@ -481,3 +486,15 @@ def test_a_user_with_items_from_before_and_after_the_deploy_is_listed_once_and_k
     connections, unlisted = graced.connections.of_user("acme", "ana")
     assert sorted(connection.connection_id for connection in connections) == ["ana-1", "ana-2"]
     assert unlisted == []
+
+
+def test_a_kick_cuts_a_grace_running_in_the_unsharded_key(graced: Services, gateway: RecordingGateway) -> None:
+    Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    ana.disconnect()
+    assert graced.connections.is_online("acme", "ana")
+    assert graced.connections.cut_grace("acme", "ana") is True
+    assert not graced.connections.is_online("acme", "ana")
+    assert listed(graced) == {"ben"}
+    assert graced.connections.cut_grace("acme", "ana") is False

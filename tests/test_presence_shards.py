@@ -91,6 +91,9 @@ def test_a_users_presence_item_is_written_in_their_shard(services: Services, gat
     assert [item["sk"] for item in presence_items("presence#acme#28")] == ["ben"]
     assert [item["sk"] for item in presence_items("presence#acme")] == ["max"]
     assert presence_items("presence#acme#15")[0]["connections"] == {"ana-1"}
+    # Each connection's record names its user's partition: its close goes there.
+    assert presence_items("conn#ana-1")[0]["presence"] == "presence#acme#15"
+    assert presence_items("conn#max-1")[0]["presence"] == "presence#acme"
     assert services.connections.is_online("acme", "ana")
     (connections, unlisted) = services.connections.of_user("acme", "ben")
     assert [connection.connection_id for connection in connections] == ["ben-1"]

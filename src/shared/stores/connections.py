@@ -29,7 +29,7 @@ import heapq
 import itertools
 import math
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,6 +77,8 @@ HOUR_INDEX_SHARDS = 16
 # presence units in its graces' end second, its busiest of 32 shards about 550 (of 16, about 1,050: over
 # DynamoDB's 1,000 a partition). Fixed, not a setting: a user's item is found from the company and user ids alone.
 PRESENCE_SHARDS = 32
+# The end of a grace token begun in a user's shard other than 0 (decision 0107).
+GRACE_IN_SHARD = ".s"
 # Partitions of the presence list read at once (botocore keeps 10 connections a client).
 _PRESENCE_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="presence")
 
@@ -159,6 +161,18 @@ def presence_pk(company_id: str, user_id: str) -> str:
 
 def _presence_partition(company_id: str, shard: int) -> str:
     return _legacy_presence_pk(company_id) if shard == 0 else f"{_legacy_presence_pk(company_id)}#{shard}"
+
+
+def _user_partitions(company_id: str, user_id: str) -> list[str]:
+    """Where a user's presence item may be: their shard, and the unsharded key for an item from before decision
+    0107 (one partition for a user of shard 0)."""
+    return list(dict.fromkeys((presence_pk(company_id, user_id), _legacy_presence_pk(company_id))))
+
+
+def _grace_partition(company_id: str, user_id: str, grace: str) -> str:
+    """The partition a grace runs in, as its token says: a grace begun in the user's shard ends with
+    GRACE_IN_SHARD; one in the unsharded key (shard 0, or from before decision 0107) does not."""
+    return presence_pk(company_id, user_id) if grace.endswith(GRACE_IN_SHARD) else _legacy_presence_pk(company_id)
 
 
 def presence_partitions(company_id: str) -> list[str]:
@@ -287,6 +301,9 @@ class ConnectionStore:
             # A session's rooms and the journal position each was joined at (decision 0065); leave removes one.
             "joined": {},
             "opened": opened,
+            # Where its user's presence item is (decision 0107): its close finds it there. A record without it is
+            # from before that decision, its connection in the unsharded key.
+            "presence": presence_pk(identity.company_id, identity.user_id),
             "ttl": expires,
         }
         if identity.codec is not Codec.NATIVE:
@@ -326,7 +343,7 @@ class ConnectionStore:
             # A grace running (`offlinePending`) is left for its end to find this connection: should this one
             # be refused, the grace still ends in the one announcement it owes.
             previous = self._table.update_item(
-                Key={"pk": presence_pk(identity.company_id, identity.user_id), "sk": identity.user_id},
+                Key={"pk": record["presence"], "sk": identity.user_id},
                 UpdateExpression="ADD connections :c SET #ttl = :ttl REMOVE offlineEnded",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
@@ -382,49 +399,60 @@ class ConnectionStore:
                 return None
             raise
         heartbeat = None
+        partitions: list[str] = []
         if previous is not None and "userId" in previous:
             connection = _connection(previous)
             opened = previous.get("opened")
             heartbeat = previous.get("heartbeat")
+            partitions = [str(previous.get("presence", _legacy_presence_pk(connection.identity.company_id)))]
         elif remembered is not None:
             connection = Connection(connection_id, remembered.identity, frozenset())
             opened = remembered.bucket
+            # Its record expired: its user's shard, or the unsharded key for a connection from before decision 0107.
+            partitions = _user_partitions(connection.identity.company_id, connection.identity.user_id)
         else:
             connection, opened = None, None
         closed = None
         if connection is not None:
             # Presence first: should what follows fail, the hourly index still leads the sweep back here.
-            closed = self._leave_presence(connection, departure, now)
+            closed = self._leave_presence(connection, departure, now, partitions)
         rooms = connection.room_keys if connection is not None else frozenset()
         with self._table.batch_writer() as batch:
             for key in leftovers(connection_id, rooms, found_in, (opened, heartbeat)):
                 batch.delete_item(Key=key)
         return closed
 
-    def _leave_presence(self, connection: Connection, departure: Departure, now: datetime) -> Closed:
-        """Remove the connection from its user's presence, in one conditional write, so that of two closes, a
-        kick and a grace's end, exactly one sees the user's last connection go."""
+    def _leave_presence(
+        self, connection: Connection, departure: Departure, now: datetime, partitions: list[str]
+    ) -> Closed:
+        """Remove the connection from its user's presence (in the first of `partitions` that has an item for the
+        user), in one conditional write, so that of two closes, a kick and a grace's end, exactly one sees the
+        user's last connection go."""
         identity = connection.identity
-        values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
-        if departure is Departure.GRACE:
-            # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
-            # newer one and announces nothing.
-            values |= {":grace": secrets.token_hex(8), ":ttl": self._expiry(now)}
-            expression = "DELETE connections :c SET offlinePending = :grace, #ttl = :ttl"
-        else:
-            expression = "DELETE connections :c REMOVE offlinePending"
-        update: dict[str, Any] = {
-            "UpdateExpression": expression,
-            "ConditionExpression": "contains(connections, :id)",
-            "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
-        }
-        if departure is Departure.GRACE:
-            update["ExpressionAttributeNames"] = {"#ttl": "ttl"}
+        legacy = _legacy_presence_pk(identity.company_id)
+
+        def update(pk: str) -> dict[str, Any]:
+            values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
+            if departure is Departure.GRACE:
+                # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
+                # newer one and announces nothing. The token says which partition the grace is in.
+                token = secrets.token_hex(8) + ("" if pk == legacy else GRACE_IN_SHARD)
+                values |= {":grace": token, ":ttl": self._expiry(now)}
+                expression = "DELETE connections :c SET offlinePending = :grace, #ttl = :ttl"
+            else:
+                expression = "DELETE connections :c REMOVE offlinePending"
+            built: dict[str, Any] = {
+                "UpdateExpression": expression,
+                "ConditionExpression": "contains(connections, :id)",
+                "ExpressionAttributeValues": values,
+                "ReturnValues": "ALL_NEW",
+            }
+            if departure is Departure.GRACE:
+                built["ExpressionAttributeNames"] = {"#ttl": "ttl"}
+            return built
+
         try:
-            after: dict[str, Any] = self._update_presence(identity.company_id, identity.user_id, update).get(
-                "Attributes", {}
-            )
+            after: dict[str, Any] = self._update_presence(identity.user_id, partitions, update).get("Attributes", {})
         except ClientError as error:
             if not conditional_check_failed(error):
                 raise
@@ -445,9 +473,9 @@ class ConnectionStore:
         while its announcement is not made (`grace_announced`)."""
         try:
             before = self._update_presence(
-                company_id,
                 user_id,
-                {
+                [_grace_partition(company_id, user_id, grace)],
+                lambda _pk: {
                     # `offlineEnded` remembers which grace ended here until its announcement is made (or a
                     # reconnect): should the announcement fail, the message's redelivery still owes it.
                     "UpdateExpression": "REMOVE offlinePending SET offlineEnded = :ended",
@@ -472,9 +500,9 @@ class ConnectionStore:
         """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
         try:
             self._update_presence(
-                company_id,
                 user_id,
-                {
+                [_grace_partition(company_id, user_id, grace)],
+                lambda _pk: {
                     "UpdateExpression": "REMOVE offlineEnded",
                     "ConditionExpression": "offlineEnded = :ended",
                     "ExpressionAttributeValues": {":ended": _ended(grace, delivery)},
@@ -485,36 +513,39 @@ class ConnectionStore:
                 raise
 
     def cut_grace(self, company_id: str, user_id: str) -> bool:
-        """End a grace now, whichever it is (a kick): True when the user was within one, now absent."""
-        try:
-            self._update_presence(
-                company_id,
-                user_id,
-                {
-                    "UpdateExpression": "REMOVE offlinePending",
-                    "ConditionExpression": "attribute_exists(offlinePending) AND attribute_not_exists(connections)",
-                },
+        """End a grace now, whichever it is (a kick), in the user's shard and in the unsharded key, where a grace
+        from before decision 0107 may run: True when the user was within one, now absent."""
+        cut = False
+        for pk in _user_partitions(company_id, user_id):
+            cut |= update_if(
+                self._table,
+                Key={"pk": pk, "sk": user_id},
+                UpdateExpression="REMOVE offlinePending",
+                ConditionExpression="attribute_exists(offlinePending) AND attribute_not_exists(connections)",
             )
-        except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
-        return True
+        return cut
 
-    def _update_presence(self, company_id: str, user_id: str, update: dict[str, Any]) -> dict[str, Any]:
-        """An UpdateItem of the user's presence item, in their shard. When its condition fails and the user has no
-        item there, once more on the unsharded key: an item written there before decision 0107's deploy (by a
-        connection opened before it) is closed and ends its grace where it is. A failed condition raises as
-        DynamoDB answered it, with the item it saw (`ReturnValuesOnConditionCheckFailure`)."""
-        update = {**update, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
-        pk = presence_pk(company_id, user_id)
-        try:
-            return self._table.update_item(Key={"pk": pk, "sk": user_id}, **update)
-        except ClientError as error:
-            legacy = _legacy_presence_pk(company_id)
-            if pk == legacy or not conditional_check_failed(error) or error.response.get("Item"):
-                raise
-        return self._table.update_item(Key={"pk": legacy, "sk": user_id}, **update)
+    def _update_presence(
+        self, user_id: str, partitions: list[str], update: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """An UpdateItem (`update(pk)`) of the user's presence item in the first of `partitions`, and in the next
+        only when its condition failed with no item for the user there. A failed condition raises as DynamoDB
+        answered the first, with the item it saw (`ReturnValuesOnConditionCheckFailure`)."""
+        first: ClientError | None = None
+        for pk in partitions:
+            try:
+                return self._table.update_item(
+                    Key={"pk": pk, "sk": user_id}, ReturnValuesOnConditionCheckFailure="ALL_OLD", **update(pk)
+                )
+            except ClientError as error:
+                if not conditional_check_failed(error):
+                    raise
+                first = first or error
+                if error.response.get("Item"):
+                    break
+        if first is None:
+            raise ValueError("no partition to update")
+        raise first
 
     def _presence_items(self, company_id: str, user_id: str, projection: str, *, both: bool) -> list[dict[str, Any]]:
         """The user's presence items, read consistently: the one in their shard and, for a user whose shard is not
