@@ -498,3 +498,51 @@ def test_a_kick_cuts_a_grace_running_in_the_unsharded_key(graced: Services, gate
     assert not graced.connections.is_online("acme", "ana")
     assert listed(graced) == {"ben"}
     assert graced.connections.cut_grace("acme", "ana") is False
+
+
+def test_a_reconnect_after_the_deploy_within_a_grace_begun_in_the_unsharded_key_announces_nothing(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """API Gateway closes a connection from before the deploy and the client comes back at once: its grace runs in
+    the unsharded key, the new connection is in the user's shard; the grace's end finds her there."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    ana.disconnect()
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert presence_item("presence#acme#15", "ana") is not None
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana")]  # no second online, no offline
+    assert listed(graced) == {"ana", "ben"}
+    Peer(gateway, "ana-2", "ana", "acme").disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}
+
+
+def test_a_second_connection_after_the_deploy_beside_one_from_before_is_offline_only_after_both(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    phone = Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert (presence_item("presence#acme#15", "ana") or {}).get("unshardedOpen") is True
+    phone.disconnect()
+    run_delayed()  # the phone's grace, in her shard, ends: her laptop is still open in the unsharded key
+    assert statuses(ben) == [("status:online", "ana")]
+    assert listed(graced) == {"ana", "ben"}
+    laptop.disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}
+    # Once no connection from before the deploy is left, her shard's graces stop looking there.
+    Peer(gateway, "ana-3", "ana", "acme").connect().disconnect()
+    run_delayed()
+    assert "unshardedOpen" not in (presence_item("presence#acme#15", "ana") or {})
+    assert statuses(ben) == [
+        ("status:online", "ana"),
+        ("status:offline", "ana"),
+        ("status:online", "ana"),
+        ("status:offline", "ana"),
+    ]

@@ -79,6 +79,9 @@ HOUR_INDEX_SHARDS = 16
 PRESENCE_SHARDS = 32
 # The end of a grace token begun in a user's shard other than 0 (decision 0107).
 GRACE_IN_SHARD = ".s"
+# On a user's item in their shard: a connection from before decision 0107's deploy was open in the unsharded key
+# when they first connected after it.
+UNSHARDED_OPEN = "unshardedOpen"
 # Partitions of the presence list read at once (botocore keeps 10 connections a client).
 _PRESENCE_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="presence")
 
@@ -350,6 +353,8 @@ class ConnectionStore:
                 ReturnValues="ALL_OLD",
             )
             first = makes_present(previous.get("Attributes"))
+            if "Attributes" not in previous and record["presence"] != _legacy_presence_pk(identity.company_id):
+                first = self._first_since_the_deploy(identity)
             # A close that ran while we wrote may have missed what we wrote after it: look once more.
             still_open = is_open(self._record(connection_id))
         except Exception as error:
@@ -359,6 +364,41 @@ class ConnectionStore:
             closed = self.close(connection_id, now, departure=Departure.UNDO if first else departure)
             raise ConnectionRefused(connection_id, closed)
         return first
+
+    def _first_since_the_deploy(self, identity: Identity) -> bool:
+        """A user with no item in their shard yet may be present in the unsharded key, from before decision 0107's
+        deploy: then this connection does not make them present. With a connection still open there, their shard's
+        item says so (`unshardedOpen`), for a grace begun in their shard to look there before it ends."""
+        before = self._table.get_item(
+            Key={"pk": _legacy_presence_pk(identity.company_id), "sk": identity.user_id},
+            ConsistentRead=True,
+            ProjectionExpression="connections, offlinePending",
+        ).get("Item")
+        if before is not None and before.get("connections"):
+            self._table.update_item(
+                Key={"pk": presence_pk(identity.company_id, identity.user_id), "sk": identity.user_id},
+                UpdateExpression=f"SET {UNSHARDED_OPEN} = :yes",
+                ExpressionAttributeValues={":yes": True},
+            )
+        return not is_present(before)
+
+    def _present_elsewhere(self, company_id: str, user_id: str, pk: str, seen: dict[str, Any]) -> bool:
+        """Whether a grace that ended in `pk` (the item `seen` before) leaves its user present through their other
+        item (decision 0107's deploy): a grace in the unsharded key of a user of another shard, from before it,
+        looks in their shard; one in their shard looks in the unsharded key while `unshardedOpen` says a
+        connection from before it was open there, and forgets that once none is."""
+        shard, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
+        if pk == shard and (shard == legacy or not seen.get(UNSHARDED_OPEN)):
+            return False
+        other = legacy if pk == shard else shard
+        item = self._table.get_item(
+            Key={"pk": other, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
+        ).get("Item")
+        if (item or {}).get("connections"):
+            return True
+        if pk == shard:
+            self._table.update_item(Key={"pk": shard, "sk": user_id}, UpdateExpression=f"REMOVE {UNSHARDED_OPEN}")
+        return False
 
     def _record(self, connection_id: str) -> dict[str, Any] | None:
         return self._table.get_item(Key=connection_key(connection_id), ConsistentRead=True).get("Item")
@@ -471,10 +511,11 @@ class ConnectionStore:
         connection, then absent, to be announced; False when they reconnected, or another grace or a kick took
         over, or another message ended this grace. True again for a redelivery of the message that ended it,
         while its announcement is not made (`grace_announced`)."""
+        pk = _grace_partition(company_id, user_id, grace)
         try:
             before = self._update_presence(
                 user_id,
-                [_grace_partition(company_id, user_id, grace)],
+                [pk],
                 lambda _pk: {
                     # `offlineEnded` remembers which grace ended here until its announcement is made (or a
                     # reconnect): should the announcement fail, the message's redelivery still owes it.
@@ -489,12 +530,14 @@ class ConnectionStore:
                 raise
             seen: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
             # This very message ended the grace before, its announcement not made, no connection or grace since.
-            return (
+            again = (
                 _plain(seen.get("offlineEnded")) == _ended(grace, delivery)
                 and not seen.get("connections")
                 and "offlinePending" not in seen
             )
-        return not before.get("Attributes", {}).get("connections")
+            return again and not self._present_elsewhere(company_id, user_id, pk, seen)
+        ended: dict[str, Any] = before.get("Attributes", {})
+        return not ended.get("connections") and not self._present_elsewhere(company_id, user_id, pk, ended)
 
     def grace_announced(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> None:
         """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
