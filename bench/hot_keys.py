@@ -23,7 +23,8 @@ Units are counted by `bench.capacity.PartitionCounter`, as DynamoDB charges them
 seconds; the storm's Queries unrounded (at n = 48 the 4 KB rounding, not the room, would decide them). Work
 handed off runs when the scenario reaches its moment: the delay queue's at its delay, a trailing push at its due.
 "Before" is the same code with one shard of everything (counters, hour indexes, company room memberships,
-presence digests). The company journal (`journal#{company}`) is engineer "seqfix"'s: reported, and flagged.
+presence digests, presence items). The company journal (`journal#{company}`) is engineer "seqfix"'s: reported,
+and flagged.
 """
 
 from __future__ import annotations
@@ -228,16 +229,27 @@ def world(
 @contextmanager
 def shards(count: int | None) -> Iterator[None]:
     """Every shard count at `count` (one: the key layout before sharding); None leaves them as built."""
-    saved = (analytics_store.ANALYTICS_SHARDS, rooms_store.COMPANY_ROOM_SHARDS, digest_store.DIGEST_SHARDS)
+    saved = (
+        analytics_store.ANALYTICS_SHARDS,
+        rooms_store.COMPANY_ROOM_SHARDS,
+        digest_store.DIGEST_SHARDS,
+        connections_store.PRESENCE_SHARDS,
+    )
     if count is not None:
         analytics_store.ANALYTICS_SHARDS = count
         rooms_store.COMPANY_ROOM_SHARDS = count
         digest_store.DIGEST_SHARDS = count
+        connections_store.PRESENCE_SHARDS = count
         os.environ["HOUR_INDEX_SHARDS"] = str(count)
     try:
         yield
     finally:
-        analytics_store.ANALYTICS_SHARDS, rooms_store.COMPANY_ROOM_SHARDS, digest_store.DIGEST_SHARDS = saved
+        (
+            analytics_store.ANALYTICS_SHARDS,
+            rooms_store.COMPANY_ROOM_SHARDS,
+            digest_store.DIGEST_SHARDS,
+            connections_store.PRESENCE_SHARDS,
+        ) = saved
         os.environ.pop("HOUR_INDEX_SHARDS", None)
 
 
@@ -377,7 +389,12 @@ def _storm_full(shard_count: int | None) -> dict[str, dict[str, tuple[float, str
             totals = [found[kind].get(name, 0.0) for found in spreads]
             total = _fit(STORM_SIZES, totals, FULL_STORM, linear=kind == "writes")
             count = _shards_of(name, shard_count)
-            fitted[kind][name] = (total * _busiest_share(count), fitted[kind].get(name, (0.0, ""))[1])
+            by_user = name.startswith("presence#")
+            fitted[kind][name] = (total * _busiest_share(count, by_user), fitted[kind].get(name, (0.0, ""))[1])
+            # A company's presence partitions are all shards, shard 0 the unsharded key (decision 0107): its own
+            # figure at n = 48 is a chance share of a few users, taken to 10,000; the shards' busiest stands for it.
+            if by_user:
+                fitted[kind].pop(name.removesuffix("#{shard}"), None)
     return fitted
 
 
@@ -386,14 +403,18 @@ def _shards_of(name: str, shard_count: int | None) -> int:
         return shard_count
     if name.startswith("room#"):
         return rooms_store.COMPANY_ROOM_SHARDS
+    if name.startswith("presence#"):
+        return connections_store.PRESENCE_SHARDS
     if name.startswith("presence"):
         return digest_store.DIGEST_SHARDS
     return connections_store.HOUR_INDEX_SHARDS
 
 
-def _busiest_share(shards: int) -> float:
-    """The busiest shard's share of 10,000 connections' ids (the storm's naming), by the shard function itself."""
-    counts = Counter(rooms_store.hour_index_shard(f"r-{index}", shards) for index in range(FULL_STORM))
+def _busiest_share(shards: int, by_user: bool = False) -> float:
+    """The busiest shard's share of 10,000 connections' ids (the storm's naming), by the shard function itself;
+    `by_user`: of its 10,000 user ids (a company's presence items are sharded by user)."""
+    prefix = "u-" if by_user else "r-"
+    counts = Counter(rooms_store.hour_index_shard(f"{prefix}{index}", shards) for index in range(FULL_STORM))
     return max(counts.values()) / FULL_STORM
 
 

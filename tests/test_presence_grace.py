@@ -28,7 +28,7 @@ from roomcast_local.testing import (
 from shared.delivery.delayed import DelayedTask, OfflineDue
 from shared.domain.presence import departure_after
 from shared.protocol.identity import Identity
-from shared.stores.connections import ConnectionFailed, Departure, is_present, makes_present
+from shared.stores.connections import GRACE_IN_SHARD, ConnectionFailed, Departure, is_present, makes_present
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
@@ -410,3 +410,139 @@ def test_two_copies_of_a_grace_end_delivered_side_by_side_announce_once(
     }
     assert ran == [{"batchItemFailures": []}]
     assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+
+
+# ---- presence in shards by user (decision 0107) ----
+
+
+def presence_item(pk: str, user: str) -> dict[str, Any] | None:
+    found = boto3.resource("dynamodb").Table("test-connections").get_item(Key={"pk": pk, "sk": user}).get("Item")
+    return None if found is None else dict(found)
+
+
+@pytest.mark.parametrize(("user", "pk"), [("ana", "presence#acme#15"), ("max", "presence#acme")])
+def test_the_grace_runs_in_the_users_own_shard(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, user: str, pk: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, f"{user}-1", user, "acme").connect().disconnect()
+    held = presence_item(pk, user)
+    assert held is not None
+    assert str(held["offlinePending"]).endswith(GRACE_IN_SHARD) is (pk != "presence#acme")
+    assert not held.get("connections")
+    assert graced.connections.is_online("acme", user)
+    assert user in listed(graced)
+    assert statuses(ben) == [("status:online", user)]
+    run_delayed()
+    assert statuses(ben) == [("status:online", user), ("status:offline", user)]
+    assert user not in listed(graced)
+    # Its announcement made, the item no longer owes one (`grace_announced`, in the same shard).
+    after = presence_item(pk, user)
+    assert after is not None
+    assert "offlineEnded" not in after
+
+
+def as_before_the_deploy(user: str, shard_pk: str) -> None:
+    """Move the user's presence item to the unsharded key, where the code before decision 0107 wrote it, and take
+    the partition's name off the records of its connections, which that code did not write."""
+    table = boto3.resource("dynamodb").Table("test-connections")
+    item: dict[str, Any] = dict(table.get_item(Key={"pk": shard_pk, "sk": user})["Item"])
+    table.delete_item(Key={"pk": shard_pk, "sk": user})
+    table.put_item(Item={**item, "pk": "presence#acme"})
+    for connection_id in sorted(str(listed) for listed in item.get("connections", set())):
+        table.update_item(Key={"pk": f"conn#{connection_id}", "sk": "conn"}, UpdateExpression="REMOVE presence")
+
+
+def test_a_connection_opened_before_the_deploy_is_listed_closed_and_announced_offline_after_its_grace(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    assert listed(graced) == {"ana", "ben"}
+    assert graced.connections.is_online("acme", "ana")
+    ana.disconnect()
+    # Her shard has no item: the close found her connection in the unsharded key and began the grace there.
+    assert presence_item("presence#acme#15", "ana") is None
+    pending = (presence_item("presence#acme", "ana") or {}).get("offlinePending")
+    assert pending is not None
+    assert not pending.endswith(GRACE_IN_SHARD)  # its end goes to the unsharded key too
+    assert "ana" in listed(graced)
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}
+
+
+def test_a_user_with_items_from_before_and_after_the_deploy_is_listed_once_and_kicked_everywhere(
+    graced: Services, gateway: RecordingGateway
+) -> None:
+    Peer(gateway, "ben-1", "ben", "acme").connect()
+    Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    users = graced.connections.online_users("acme", None, 10, 100_000).users
+    assert users == [{"userId": "ana", "connections": 2}, {"userId": "ben", "connections": 1}]
+    # A kick finds both connections, the one the unsharded key lists too.
+    connections, unlisted = graced.connections.of_user("acme", "ana")
+    assert sorted(connection.connection_id for connection in connections) == ["ana-1", "ana-2"]
+    assert unlisted == []
+
+
+def test_a_kick_cuts_a_grace_running_in_the_unsharded_key(graced: Services, gateway: RecordingGateway) -> None:
+    Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    ana.disconnect()
+    assert graced.connections.is_online("acme", "ana")
+    assert graced.connections.cut_grace("acme", "ana") is True
+    assert not graced.connections.is_online("acme", "ana")
+    assert listed(graced) == {"ben"}
+    assert graced.connections.cut_grace("acme", "ana") is False
+
+
+def test_a_reconnect_after_the_deploy_within_a_grace_begun_in_the_unsharded_key_announces_nothing(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """API Gateway closes a connection from before the deploy and the client comes back at once: its grace runs in
+    the unsharded key, the new connection is in the user's shard; the grace's end finds her there."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    ana.disconnect()
+    Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert presence_item("presence#acme#15", "ana") is not None
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana")]  # no second online, no offline
+    assert listed(graced) == {"ana", "ben"}
+    Peer(gateway, "ana-2", "ana", "acme").disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}
+
+
+def test_a_second_connection_after_the_deploy_beside_one_from_before_is_offline_only_after_both(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    phone = Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert (presence_item("presence#acme#15", "ana") or {}).get("unshardedOpen") is True
+    phone.disconnect()
+    run_delayed()  # the phone's grace, in her shard, ends: her laptop is still open in the unsharded key
+    assert statuses(ben) == [("status:online", "ana")]
+    assert listed(graced) == {"ana", "ben"}
+    laptop.disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}
+    # Once no connection from before the deploy is left, her shard's graces stop looking there.
+    Peer(gateway, "ana-3", "ana", "acme").connect().disconnect()
+    run_delayed()
+    assert "unshardedOpen" not in (presence_item("presence#acme#15", "ana") or {})
+    assert statuses(ben) == [
+        ("status:online", "ana"),
+        ("status:offline", "ana"),
+        ("status:online", "ana"),
+        ("status:offline", "ana"),
+    ]

@@ -5,13 +5,16 @@ One table, four item types (see docs/data-model.md):
                                       tombstone (`closedAt`) until its TTL, so a late $connect is refused
   room#{companyId}#{room} / {connId}  a membership, queried for fan-out; a company room's are spread over
                                       room#{companyId}#company:{id}#{shard} / {connId} (`membership_pk`)
-  presence#{companyId} / {userId}     the set of a user's open connections, and `offlinePending` while the
-                                      user has none but is within the presence grace
+  presence#{companyId}[#{shard}] / {userId}   the set of a user's open connections, and `offlinePending` while
+                                      the user has none but is within the presence grace; in the user's shard of
+                                      the company (`presence_pk`), shard 0 the unsharded key (decision 0107)
   opened#{YYYY-MM-DDTHH}#{shard} / {connId}    connections by the hour they opened, for the sweep of stale ones
   heartbeat#{YYYY-MM-DDTHH}#{shard} / {connId} Socket.IO connections by the hour they opened, for the heartbeat
 The hour indexes are sharded (`hour_index_shard`, decision 0093): every connect and close of the platform
 would otherwise write one partition, and one heartbeat invocation pings one shard. A company room's memberships
 are sharded the same way (decision 0096): every large broadcast of the company reads them all, its shards at once.
+A company's presence items are sharded by user (decision 0107): a reconnect storm's closes, and its graces' ends,
+would otherwise write one partition; the presence list merges the shards in user id order.
 
 A Socket.IO connection's record and memberships carry `codec` (absent: native), so fan-out learns each
 member's encoding from the membership query itself (decision 0036).
@@ -22,8 +25,12 @@ re-check at the end of `open` make a connection either fully recorded or not rec
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -66,6 +73,17 @@ OPEN = "attribute_exists(pk) AND attribute_not_exists(closedAt)"
 TRANSACTION_ROOMS = 98
 # Partitions per hour of the opened and heartbeat indexes (the template's HourIndexShards).
 HOUR_INDEX_SHARDS = 16
+# Partitions of a company's presence items, by user (decision 0107): a storm of 10,000 agents writes about 15,000
+# presence units in its graces' end second, its busiest of 32 shards about 550 (of 16, about 1,050: over
+# DynamoDB's 1,000 a partition). Fixed, not a setting: a user's item is found from the company and user ids alone.
+PRESENCE_SHARDS = 32
+# The end of a grace token begun in a user's shard other than 0 (decision 0107).
+GRACE_IN_SHARD = ".s"
+# On a user's item in their shard: a connection from before decision 0107's deploy was open in the unsharded key
+# when they first connected after it.
+UNSHARDED_OPEN = "unshardedOpen"
+# Partitions of the presence list read at once (botocore keeps 10 connections a client).
+_PRESENCE_READS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="presence")
 
 
 class Departure(Enum):
@@ -128,8 +146,41 @@ def connection_key(connection_id: str) -> dict[str, str]:
     return {"pk": f"conn#{connection_id}", "sk": CONNECTION_SK}
 
 
-def _presence_pk(company_id: str) -> str:
+def _legacy_presence_pk(company_id: str) -> str:
+    """The company's presence partition before decision 0107: shard 0 now, and where items written before the
+    deploy stay until they expire."""
     return f"presence#{company_id}"
+
+
+def presence_shard(user_id: str) -> int:
+    """The shard of a company's presence a user's item is in: stable across processes and releases."""
+    return hour_index_shard(user_id, PRESENCE_SHARDS)
+
+
+def presence_pk(company_id: str, user_id: str) -> str:
+    """The partition of the user's presence item: `presence#{companyId}` for shard 0, else with `#{shard}`."""
+    return _presence_partition(company_id, presence_shard(user_id))
+
+
+def _presence_partition(company_id: str, shard: int) -> str:
+    return _legacy_presence_pk(company_id) if shard == 0 else f"{_legacy_presence_pk(company_id)}#{shard}"
+
+
+def _user_partitions(company_id: str, user_id: str) -> list[str]:
+    """Where a user's presence item may be: their shard, and the unsharded key for an item from before decision
+    0107 (one partition for a user of shard 0)."""
+    return list(dict.fromkeys((presence_pk(company_id, user_id), _legacy_presence_pk(company_id))))
+
+
+def _grace_partition(company_id: str, user_id: str, grace: str) -> str:
+    """The partition a grace runs in, as its token says: a grace begun in the user's shard ends with
+    GRACE_IN_SHARD; one in the unsharded key (shard 0, or from before decision 0107) does not."""
+    return presence_pk(company_id, user_id) if grace.endswith(GRACE_IN_SHARD) else _legacy_presence_pk(company_id)
+
+
+def presence_partitions(company_id: str) -> list[str]:
+    """Every partition a company's presence items are in."""
+    return [_presence_partition(company_id, shard) for shard in range(PRESENCE_SHARDS)]
 
 
 def _hour(moment: datetime) -> str:
@@ -253,6 +304,9 @@ class ConnectionStore:
             # A session's rooms and the journal position each was joined at (decision 0065); leave removes one.
             "joined": {},
             "opened": opened,
+            # Where its user's presence item is (decision 0107): its close finds it there. A record without it is
+            # from before that decision, its connection in the unsharded key.
+            "presence": presence_pk(identity.company_id, identity.user_id),
             "ttl": expires,
         }
         if identity.codec is not Codec.NATIVE:
@@ -292,13 +346,15 @@ class ConnectionStore:
             # A grace running (`offlinePending`) is left for its end to find this connection: should this one
             # be refused, the grace still ends in the one announcement it owes.
             previous = self._table.update_item(
-                Key={"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
+                Key={"pk": record["presence"], "sk": identity.user_id},
                 UpdateExpression="ADD connections :c SET #ttl = :ttl REMOVE offlineEnded",
                 ExpressionAttributeNames={"#ttl": "ttl"},
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
                 ReturnValues="ALL_OLD",
             )
             first = makes_present(previous.get("Attributes"))
+            if "Attributes" not in previous and record["presence"] != _legacy_presence_pk(identity.company_id):
+                first = self._first_since_the_deploy(identity)
             # A close that ran while we wrote may have missed what we wrote after it: look once more.
             still_open = is_open(self._record(connection_id))
         except Exception as error:
@@ -308,6 +364,41 @@ class ConnectionStore:
             closed = self.close(connection_id, now, departure=Departure.UNDO if first else departure)
             raise ConnectionRefused(connection_id, closed)
         return first
+
+    def _first_since_the_deploy(self, identity: Identity) -> bool:
+        """A user with no item in their shard yet may be present in the unsharded key, from before decision 0107's
+        deploy: then this connection does not make them present. With a connection still open there, their shard's
+        item says so (`unshardedOpen`), for a grace begun in their shard to look there before it ends."""
+        before = self._table.get_item(
+            Key={"pk": _legacy_presence_pk(identity.company_id), "sk": identity.user_id},
+            ConsistentRead=True,
+            ProjectionExpression="connections, offlinePending",
+        ).get("Item")
+        if before is not None and before.get("connections"):
+            self._table.update_item(
+                Key={"pk": presence_pk(identity.company_id, identity.user_id), "sk": identity.user_id},
+                UpdateExpression=f"SET {UNSHARDED_OPEN} = :yes",
+                ExpressionAttributeValues={":yes": True},
+            )
+        return not is_present(before)
+
+    def _present_elsewhere(self, company_id: str, user_id: str, pk: str, seen: dict[str, Any]) -> bool:
+        """Whether a grace that ended in `pk` (the item `seen` before) leaves its user present through their other
+        item (decision 0107's deploy): a grace in the unsharded key of a user of another shard, from before it,
+        looks in their shard; one in their shard looks in the unsharded key while `unshardedOpen` says a
+        connection from before it was open there, and forgets that once none is."""
+        shard, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
+        if pk == shard and (shard == legacy or not seen.get(UNSHARDED_OPEN)):
+            return False
+        other = legacy if pk == shard else shard
+        item = self._table.get_item(
+            Key={"pk": other, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
+        ).get("Item")
+        if (item or {}).get("connections"):
+            return True
+        if pk == shard:
+            self._table.update_item(Key={"pk": shard, "sk": user_id}, UpdateExpression=f"REMOVE {UNSHARDED_OPEN}")
+        return False
 
     def _record(self, connection_id: str) -> dict[str, Any] | None:
         return self._table.get_item(Key=connection_key(connection_id), ConsistentRead=True).get("Item")
@@ -348,49 +439,60 @@ class ConnectionStore:
                 return None
             raise
         heartbeat = None
+        partitions: list[str] = []
         if previous is not None and "userId" in previous:
             connection = _connection(previous)
             opened = previous.get("opened")
             heartbeat = previous.get("heartbeat")
+            partitions = [str(previous.get("presence", _legacy_presence_pk(connection.identity.company_id)))]
         elif remembered is not None:
             connection = Connection(connection_id, remembered.identity, frozenset())
             opened = remembered.bucket
+            # Its record expired: its user's shard, or the unsharded key for a connection from before decision 0107.
+            partitions = _user_partitions(connection.identity.company_id, connection.identity.user_id)
         else:
             connection, opened = None, None
         closed = None
         if connection is not None:
             # Presence first: should what follows fail, the hourly index still leads the sweep back here.
-            closed = self._leave_presence(connection, departure, now)
+            closed = self._leave_presence(connection, departure, now, partitions)
         rooms = connection.room_keys if connection is not None else frozenset()
         with self._table.batch_writer() as batch:
             for key in leftovers(connection_id, rooms, found_in, (opened, heartbeat)):
                 batch.delete_item(Key=key)
         return closed
 
-    def _leave_presence(self, connection: Connection, departure: Departure, now: datetime) -> Closed:
-        """Remove the connection from its user's presence, in one conditional write, so that of two closes, a
-        kick and a grace's end, exactly one sees the user's last connection go."""
+    def _leave_presence(
+        self, connection: Connection, departure: Departure, now: datetime, partitions: list[str]
+    ) -> Closed:
+        """Remove the connection from its user's presence (in the first of `partitions` that has an item for the
+        user), in one conditional write, so that of two closes, a kick and a grace's end, exactly one sees the
+        user's last connection go."""
         identity = connection.identity
-        values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
-        if departure is Departure.GRACE:
-            # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
-            # newer one and announces nothing.
-            values |= {":grace": secrets.token_hex(8), ":ttl": self._expiry(now)}
-            expression = "DELETE connections :c SET offlinePending = :grace, #ttl = :ttl"
-        else:
-            expression = "DELETE connections :c REMOVE offlinePending"
-        update: dict[str, Any] = {
-            "Key": {"pk": _presence_pk(identity.company_id), "sk": identity.user_id},
-            "UpdateExpression": expression,
-            "ConditionExpression": "contains(connections, :id)",
-            "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        if departure is Departure.GRACE:
-            update["ExpressionAttributeNames"] = {"#ttl": "ttl"}
+        legacy = _legacy_presence_pk(identity.company_id)
+
+        def update(pk: str) -> dict[str, Any]:
+            values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
+            if departure is Departure.GRACE:
+                # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
+                # newer one and announces nothing. The token says which partition the grace is in.
+                token = secrets.token_hex(8) + ("" if pk == legacy else GRACE_IN_SHARD)
+                values |= {":grace": token, ":ttl": self._expiry(now)}
+                expression = "DELETE connections :c SET offlinePending = :grace, #ttl = :ttl"
+            else:
+                expression = "DELETE connections :c REMOVE offlinePending"
+            built: dict[str, Any] = {
+                "UpdateExpression": expression,
+                "ConditionExpression": "contains(connections, :id)",
+                "ExpressionAttributeValues": values,
+                "ReturnValues": "ALL_NEW",
+            }
+            if departure is Departure.GRACE:
+                built["ExpressionAttributeNames"] = {"#ttl": "ttl"}
+            return built
+
         try:
-            after: dict[str, Any] = self._table.update_item(**update).get("Attributes", {})
+            after: dict[str, Any] = self._update_presence(identity.user_id, partitions, update).get("Attributes", {})
         except ClientError as error:
             if not conditional_check_failed(error):
                 raise
@@ -409,60 +511,108 @@ class ConnectionStore:
         connection, then absent, to be announced; False when they reconnected, or another grace or a kick took
         over, or another message ended this grace. True again for a redelivery of the message that ended it,
         while its announcement is not made (`grace_announced`)."""
+        pk = _grace_partition(company_id, user_id, grace)
         try:
-            before = self._table.update_item(
-                Key={"pk": _presence_pk(company_id), "sk": user_id},
-                # `offlineEnded` remembers which grace ended here until its announcement is made (or a reconnect):
-                # should the announcement fail, the message's redelivery still owes it.
-                UpdateExpression="REMOVE offlinePending SET offlineEnded = :ended",
-                ConditionExpression="offlinePending = :grace",
-                ExpressionAttributeValues={":grace": grace, ":ended": _ended(grace, delivery)},
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            before = self._update_presence(
+                user_id,
+                [pk],
+                lambda _pk: {
+                    # `offlineEnded` remembers which grace ended here until its announcement is made (or a
+                    # reconnect): should the announcement fail, the message's redelivery still owes it.
+                    "UpdateExpression": "REMOVE offlinePending SET offlineEnded = :ended",
+                    "ConditionExpression": "offlinePending = :grace",
+                    "ExpressionAttributeValues": {":grace": grace, ":ended": _ended(grace, delivery)},
+                    "ReturnValues": "ALL_OLD",
+                },
             )
         except ClientError as error:
             if not conditional_check_failed(error):
                 raise
             seen: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
             # This very message ended the grace before, its announcement not made, no connection or grace since.
-            return (
+            again = (
                 _plain(seen.get("offlineEnded")) == _ended(grace, delivery)
                 and not seen.get("connections")
                 and "offlinePending" not in seen
             )
-        return not before.get("Attributes", {}).get("connections")
+            return again and not self._present_elsewhere(company_id, user_id, pk, seen)
+        ended: dict[str, Any] = before.get("Attributes", {})
+        return not ended.get("connections") and not self._present_elsewhere(company_id, user_id, pk, ended)
 
     def grace_announced(self, company_id: str, user_id: str, grace: str, delivery: str = "") -> None:
         """The end of the grace `grace` was announced: a redelivery of its message announces nothing more."""
-        update_if(
-            self._table,
-            Key={"pk": _presence_pk(company_id), "sk": user_id},
-            UpdateExpression="REMOVE offlineEnded",
-            ConditionExpression="offlineEnded = :ended",
-            ExpressionAttributeValues={":ended": _ended(grace, delivery)},
-        )
+        try:
+            self._update_presence(
+                user_id,
+                [_grace_partition(company_id, user_id, grace)],
+                lambda _pk: {
+                    "UpdateExpression": "REMOVE offlineEnded",
+                    "ConditionExpression": "offlineEnded = :ended",
+                    "ExpressionAttributeValues": {":ended": _ended(grace, delivery)},
+                },
+            )
+        except ClientError as error:
+            if not conditional_check_failed(error):
+                raise
 
     def cut_grace(self, company_id: str, user_id: str) -> bool:
-        """End a grace now, whichever it is (a kick): True when the user was within one, now absent."""
-        try:
-            self._table.update_item(
-                Key={"pk": _presence_pk(company_id), "sk": user_id},
+        """End a grace now, whichever it is (a kick), in the user's shard and in the unsharded key, where a grace
+        from before decision 0107 may run: True when the user was within one, now absent."""
+        cut = False
+        for pk in _user_partitions(company_id, user_id):
+            cut |= update_if(
+                self._table,
+                Key={"pk": pk, "sk": user_id},
                 UpdateExpression="REMOVE offlinePending",
                 ConditionExpression="attribute_exists(offlinePending) AND attribute_not_exists(connections)",
             )
-        except ClientError as error:
-            if conditional_check_failed(error):
-                return False
-            raise
-        return True
+        return cut
+
+    def _update_presence(
+        self, user_id: str, partitions: list[str], update: Callable[[str], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """An UpdateItem (`update(pk)`) of the user's presence item in the first of `partitions`, and in the next
+        only when its condition failed with no item for the user there. A failed condition raises as DynamoDB
+        answered the first, with the item it saw (`ReturnValuesOnConditionCheckFailure`)."""
+        first: ClientError | None = None
+        for pk in partitions:
+            try:
+                return self._table.update_item(
+                    Key={"pk": pk, "sk": user_id}, ReturnValuesOnConditionCheckFailure="ALL_OLD", **update(pk)
+                )
+            except ClientError as error:
+                if not conditional_check_failed(error):
+                    raise
+                first = first or error
+                if error.response.get("Item"):
+                    break
+        if first is None:
+            raise ValueError("no partition to update")
+        raise first
+
+    def _presence_items(self, company_id: str, user_id: str, projection: str, *, both: bool) -> list[dict[str, Any]]:
+        """The user's presence items, read consistently: the one in their shard and, for a user whose shard is not
+        0, the one the unsharded key may still hold from before decision 0107's deploy: read when their shard has
+        none, or always (`both`)."""
+        pk, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
+        found: list[dict[str, Any]] = []
+        for key in (pk, legacy) if pk != legacy else (pk,):
+            if found and not both:
+                break
+            item = self._table.get_item(
+                Key={"pk": key, "sk": user_id}, ConsistentRead=True, ProjectionExpression=projection
+            ).get("Item")
+            if item is not None:
+                found.append(item)
+        return found
 
     def of_user(self, company_id: str, user_id: str) -> tuple[list[Connection], list[str]]:
-        """The user's open connections in the company, read consistently: one GetItem, then one per connection;
-        and the ids their presence lists without an open record (a close half-way, a record expired)."""
-        item = self._table.get_item(
-            Key={"pk": _presence_pk(company_id), "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
-        ).get("Item")
-        listed: set[str] = (item or {}).get("connections", set())
+        """The user's open connections in the company, read consistently: their presence item (with one the
+        unsharded key may hold from before decision 0107), then one GetItem per connection; and the ids their
+        presence lists without an open record (a close half-way, a record expired)."""
+        listed: set[str] = set()
+        for item in self._presence_items(company_id, user_id, "connections", both=True):
+            listed |= item.get("connections", set())
         found = {str(connection_id): self.get(str(connection_id)) for connection_id in sorted(listed)}
         return (
             [connection for connection in found.values() if connection is not None],
@@ -471,12 +621,8 @@ class ConnectionStore:
 
     def is_online(self, company_id: str, user_id: str) -> bool:
         """Whether the user is present: an open connection, or within the grace after their last one."""
-        item = self._table.get_item(
-            Key={"pk": _presence_pk(company_id), "sk": user_id},
-            ConsistentRead=True,
-            ProjectionExpression="connections, offlinePending",
-        ).get("Item")
-        return is_present(item)
+        items = self._presence_items(company_id, user_id, "connections, offlinePending", both=False)
+        return any(is_present(item) for item in items)
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
@@ -654,21 +800,47 @@ class ConnectionStore:
             raise
 
     def online_users(self, company_id: str, cursor: str | None, limit: int, max_bytes: int) -> OnlinePage:
-        """Users with an open connection, in user id order: at most `limit` of them, in a reply of `max_bytes`."""
-        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(_presence_pk(company_id))}
-        if cursor is not None:
-            query["ExclusiveStartKey"] = {"pk": _presence_pk(company_id), "sk": cursor}
+        """Users present (an open connection, or within the grace), in user id order after `cursor` (the last user
+        id of the page before): at most `limit` of them, in a reply of `max_bytes`; `next_cursor` is the page's
+        last user id while more follow. The company's presence partitions (decision 0107) are read at once, each
+        from after the cursor, and merged; a user found twice (in their shard and, from before the deploy, in the
+        unsharded key, which is shard 0's partition) is one entry, their connections counted once."""
         users: list[dict[str, Any]] = []
         room = ListRoom(max_bytes)
-        for items in query_pages(self._table, **query):
-            for item in items:
-                if not is_present(item):
-                    continue
-                user = {"userId": str(item["sk"]), "connections": len(item.get("connections", ()))}
-                if len(users) == limit or not room.admits(user):
-                    return OnlinePage(users, users[-1]["userId"])
-                users.append(user)
+        for user_id, items in itertools.groupby(self._presence_merged(company_id, cursor, limit), _user_of):
+            found = [item for item in items if is_present(item)]
+            if not found:
+                continue
+            connections: set[str] = set().union(*(item.get("connections", set()) for item in found))
+            user = {"userId": user_id, "connections": len(connections)}
+            if len(users) == limit or not room.admits(user):
+                return OnlinePage(users, users[-1]["userId"])
+            users.append(user)
         return OnlinePage(users, None)
+
+    def _presence_merged(self, company_id: str, cursor: str | None, limit: int) -> Iterator[dict[str, Any]]:
+        """The company's presence items after `cursor`, every partition's merged in user id order. Each
+        partition's first page is read at once, sized so that the partitions together hold about twice what a page
+        of `limit` users takes (user ids spread evenly over the shards); a partition read to its page's end before
+        the page is full reads its next."""
+        partitions = presence_partitions(company_id)
+        page = min(limit + 1, math.ceil(2 * (limit + 1) / len(partitions)) + 1)
+        queries = []
+        for pk in partitions:
+            condition = Key("pk").eq(pk) if cursor is None else Key("pk").eq(pk) & Key("sk").gt(cursor)
+            queries.append({"KeyConditionExpression": condition, "Limit": page})
+        firsts = [_PRESENCE_READS.submit(self._table.query, **query) for query in queries]
+        streams = [self._presence_stream(query, first) for query, first in zip(queries, firsts, strict=True)]
+        return heapq.merge(*streams, key=_user_of)
+
+    def _presence_stream(self, query: dict[str, Any], first: Future[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """One partition's items, in user id order: its first page (read already), then page by page."""
+        answer = first.result()
+        while True:
+            yield from answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return
+            answer = self._table.query(**query, ExclusiveStartKey=answer["LastEvaluatedKey"])
 
     def close_session(self, connection_id: str, namespace: str) -> str | None:
         """The client left a namespace: forget its session there; returns the session's pid, if it had one."""
@@ -796,6 +968,10 @@ def _session_update(rooms: Mapping[str, int], session: tuple[str, str]) -> tuple
 
 def _closed() -> RoomcastError:
     return RoomcastError(ErrorCode.CONFLICT, "connection is closed")
+
+
+def _user_of(item: dict[str, Any]) -> str:
+    return str(item["sk"])
 
 
 def _connection(item: dict[str, Any]) -> Connection:
