@@ -86,7 +86,7 @@ class _Connection:
     __slots__ = (
         "_body",
         "_complete",
-        "_headers",
+        "_fields",
         "_headers_done",
         "_keep_alive",
         "_parser",
@@ -106,7 +106,7 @@ class _Connection:
         self._reset()
 
     def _reset(self) -> None:
-        self._headers = Headers()
+        self._fields: dict[str, str] = {}
         self._body: list[bytes] = []
         self._headers_done = False
         self._complete = False
@@ -116,8 +116,8 @@ class _Connection:
     def on_header(self, name: bytes, value: bytes) -> None:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        headers = self._headers
-        headers[key] = f"{dict.__getitem__(headers, key)}, {text}" if dict.__contains__(headers, key) else text
+        headers = self._fields
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text  # repeated: joined, as urllib3 joins
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -128,7 +128,7 @@ class _Connection:
     def on_message_complete(self) -> None:
         parser = self._parser
         if 100 <= parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
-            self._headers = Headers()
+            self._fields = {}
             self._headers_done = False
             return
         self._complete = True
@@ -139,7 +139,7 @@ class _Connection:
         """Sends the request, reads its answer; the answer and whether the connection may be used again."""
         self._send(request, url)
         self._read(url)
-        answer = Answer(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        answer = Answer(self._parser.get_status_code(), Headers(self._fields), b"".join(self._body))
         again = self._complete and self._keep_alive
         self._reset()
         return answer, again
@@ -182,7 +182,7 @@ class _Connection:
             if not data:
                 if received == 0 and self.reused:
                     raise _Stale
-                if self._headers_done and "content-length" not in self._headers and not _chunked(self._headers):
+                if self._headers_done and "content-length" not in self._fields and not _chunked(self._fields):
                     return  # a body read until the connection closes, which ends it
                 raise ConnectionClosedError(
                     error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
@@ -207,8 +207,8 @@ class _Connection:
             self.sock.close()
 
 
-def _chunked(headers: Headers) -> bool:
-    return "chunked" in dict.get(headers, "transfer-encoding", "").lower()
+def _chunked(headers: dict[str, str]) -> bool:
+    return "chunked" in headers.get("transfer-encoding", "").lower()
 
 
 class Transport:
