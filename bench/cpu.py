@@ -51,7 +51,7 @@ TABLES = {
 # signs DynamoDB calls only: posts are signed on the sender's event-loop thread.
 DYNAMODB_CLIENT = ("/botocore/", "/boto3/", "/urllib3/", "/http/client.py", "/socket.py", "/ssl.py", "/email/",
                    "/urllib/", "/hmac.py", "/awscrt/", "/shared/stores/dynamo.py", "/shared/stores/dynamo_client.py",
-                   "/shared/delivery/signing.py")  # fmt: skip
+                   "/shared/stores/dynamo_http.py", "/httptools/", "/shared/protocol/signing.py")  # fmt: skip
 CATEGORIES = (
     ("dynamodb_client", DYNAMODB_CLIENT),
     ("posts", ("/aiohttp/", "/yarl/", "/multidict/", "/asyncio/", "/shared/delivery/management_api.py")),

@@ -18,6 +18,7 @@ HANDLERS = sorted(path.stem for path in (SRC / "handlers").glob("*.py") if path.
 LAZY = {
     "asyncio": "the first broadcast's event loop (shared.delivery.management_api)",
     "aiohttp": "the first broadcast",
+    "httptools": "the first DynamoDB connection (shared.stores.dynamo_http)",
 }
 # Powertools' event classes load all of them at once: only for the events read through them.
 EVENT_CLASSES = "aws_lambda_powertools.utilities.data_classes"

@@ -5,8 +5,9 @@ A DynamoDB call is a POST of JSON with `X-Amz-Target: DynamoDB_20120810.<Op>`. b
 ruleset resolved, the user agent built, headers kept in `email.message`, the signing key derived anew), seven times
 a send. `JsonClient` makes the same request itself: the body as botocore's serializer writes it (the stores'
 parameters are already DynamoDB JSON: `shared.stores.dynamo` serialises them), signed by decision 0075's signer
-with the day's key, sent over a urllib3 pool kept alive; answers read with `json.loads`, error answers parsed by
-botocore's own parser (so a `ClientError` has the `response` botocore gives it).
+with the day's key, sent over connections kept alive by `shared.stores.dynamo_http` (decision 0105); answers read
+with `json.loads`, error answers parsed by botocore's own parser (so a `ClientError` has the `response` botocore
+gives it).
 
 It is driven by the botocore client it is made from, which keeps everything around the request botocore's:
 - the events, emitted through `client.meta.events` with the arguments botocore gives them: provide-client-params,
@@ -34,23 +35,11 @@ from urllib.parse import urlsplit
 import urllib3
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.endpoint import convert_to_response_dict
-from botocore.exceptions import (
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    ReadTimeoutError,
-    SSLError,
-)
-from botocore.httpsession import get_cert_path
+from botocore.exceptions import NoCredentialsError
 from botocore.parsers import create_parser
-from urllib3.exceptions import ConnectTimeoutError as Urllib3ConnectTimeout
-from urllib3.exceptions import NewConnectionError, ProtocolError
-from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
-from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from shared.protocol.signing import PostSigner
+from shared.stores.dynamo_http import Headers, Transport
 
 if TYPE_CHECKING:
     from botocore.model import OperationModel
@@ -67,6 +56,18 @@ class _Body:
 
     def stream(self, **_: Any) -> Any:
         yield self._data
+
+
+class _Response(AWSResponse):
+    """An answer read by the transport: its body already read, its headers already by lower-cased name and looked
+    up in any case (not copied once more into botocore's HeadersDict)."""
+
+    def __init__(self, url: str, status_code: int, headers: Headers, content: bytes) -> None:
+        self.url = url
+        self.status_code = status_code
+        self.headers = headers  # type: ignore[assignment]
+        self.raw = _Body(content)
+        self._content = content
 
 
 class _Operation:
@@ -117,14 +118,14 @@ class JsonClient:
         self._operations: dict[str, _Operation] = {}
         self._parser = create_parser(self._service_model.resolved_protocol)
         config = self._config
-        # One pool for this client's calls (decision 0047: calls at once have clients, and pools, of their own).
-        tls = _tls(client._endpoint.http_session._verify) if urlsplit(self._endpoint_url).scheme == "https" else {}
-        self._pool = urllib3.connection_from_url(
+        # One transport for this client's calls (decision 0047: calls at once have clients, and pools, of their own).
+        self._transport = Transport(
             self._endpoint_url,
-            maxsize=config.max_pool_connections,
-            timeout=urllib3.Timeout(connect=config.connect_timeout, read=config.read_timeout),
-            retries=False,
-            **tls,
+            self._signer.host,
+            verify=client._endpoint.http_session._verify,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            max_idle=config.max_pool_connections,
         )
 
     def call(self, operation_name: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -242,26 +243,11 @@ class JsonClient:
         return http, self._parse(operation, http)
 
     def _http(self, request: AWSPreparedRequest) -> AWSResponse:
-        """The request over this client's pool, its failures as botocore's (which its retry handler knows)."""
-        url = request.url
-        body: Any = request.body
+        """The request over this client's transport, which raises its failures as botocore's (decision 0105)."""
         headers: Any = request.headers
-        try:
-            response = self._pool.urlopen("POST", self._path, body=body, headers=headers, redirect=False)
-        except Urllib3SSLError as error:
-            raise SSLError(endpoint_url=url, error=error) from error
-        except NewConnectionError as error:
-            raise EndpointConnectionError(endpoint_url=url, error=error) from error
-        except Urllib3ConnectTimeout as error:
-            raise ConnectTimeoutError(endpoint_url=url, error=error) from error
-        except Urllib3ReadTimeout as error:
-            raise ReadTimeoutError(endpoint_url=url, error=error) from error
-        except ProtocolError as error:
-            raise ConnectionClosedError(error=error, request=request, endpoint_url=url) from error
-        except urllib3.exceptions.HTTPError as error:
-            raise HTTPClientError(error=error) from error
-        answer_headers: Any = response.headers
-        return AWSResponse(url, response.status, answer_headers, _Body(response.data))
+        body: Any = request.body
+        answer = self._transport.post(self._path, headers.items(), body)
+        return _Response(request.url, answer.status, answer.headers, answer.body)
 
     def _parse(self, operation: _Operation, http: AWSResponse) -> dict[str, Any]:
         """A success as botocore parses DynamoDB's (binary values as bytes, ResponseMetadata); an error by
@@ -281,7 +267,12 @@ class JsonClient:
             # As botocore's parser reads a body that is not JSON, so that needs-retry sees the answer: a body its
             # x-amz-crc32 does not match is retried, not raised.
             parsed = {"message": content.decode("utf-8", "replace")}
-        headers = {name.lower(): value for name, value in http.headers.items()}
+        answered: Any = http.headers
+        headers = (
+            dict(answered)
+            if type(answered) is Headers  # the transport's: already by lower-cased name
+            else {name.lower(): value for name, value in answered.items()}
+        )
         metadata: dict[str, Any] = {}
         if "x-amzn-requestid" in headers:
             metadata["RequestId"] = headers["x-amzn-requestid"]
@@ -289,14 +280,6 @@ class JsonClient:
         metadata["HTTPHeaders"] = headers
         parsed["ResponseMetadata"] = metadata
         return parsed
-
-
-def _tls(verify: Any) -> dict[str, Any]:  # botocore's `verify`: a bool, or a CA bundle's path
-    """Certificate checks as the client's `verify` (or AWS_CA_BUNDLE) asks, as botocore's urllib3 session sets
-    them (`_setup_ssl_cert`): none, or against the CA bundle it names (certifi's for `True`)."""
-    if not verify:
-        return {"cert_reqs": "CERT_NONE"}
-    return {"cert_reqs": "CERT_REQUIRED", "ca_certs": get_cert_path(verify)}
 
 
 # The headers botocore's SigV4 signer leaves unsigned (botocore.auth.SIGNED_HEADERS_BLACKLIST).
