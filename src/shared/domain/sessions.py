@@ -2,8 +2,10 @@
 delivery so that every event of its rooms reaches it exactly once (decision 0065).
 
 The hand-over, in order, on the connection `C` that (re)connects:
-1. read the journal after the client's offset (complete, at most RECOVERY_MAX_EVENTS of the session's) and
-   take the session over (a conditional write: one connection wins it);
+1. read the journal after the client's offset (complete, at most RECOVERY_MAX_EVENTS of the session's) up to
+   at least the head read before it: a position reserved before the recovery began and not yet written is waited
+   for, about a second (WRITER_WAITS), and if its writer has not written it by then (it died, decision 0108) the
+   reconnection starts a new session; then take the session over (a conditional write: one connection wins it);
 2. post the missed events, then the greeting (Socket.IO's CONNECT reply, the `session` event), all with
    their offsets, the greeting's being the last position read, the cut;
 3. write C's memberships hearing their rooms from cut + 1, in one transaction with the condition that no
@@ -44,13 +46,17 @@ from shared.protocol.recovery import (
 from shared.protocol.rooms import Room, analytics_room, company_room, parse_room, user_room
 from shared.stores.access import AccessStore
 from shared.stores.connections import TRANSACTION_ROOMS, ConnectionGone, ConnectionStore, JournalMoved
-from shared.stores.journal import Journal
+from shared.stores.journal import Journal, Span
 from shared.stores.sessions import SessionStore
 
 # Reading the journal costs the company's events, the session's or not: past this many per event the
 # session may replay, a recovery is not worth proving and starts a new session.
 SCAN_PER_EVENT = 10
 HAND_OVER_ATTEMPTS = 50
+# How long a recovery waits, in pauses of the clock, for positions reserved before it began to be written (decision
+# 0108): a writer in flight writes within milliseconds; one that has not within about a second has most likely died
+# between reserving and writing, and would hold the journal's watermark, so the hand-over's cut, for a minute.
+WRITER_WAITS = (0.05, 0.1, 0.15, 0.3, 0.4)
 
 
 @dataclass(frozen=True)
@@ -138,7 +144,7 @@ class Sessions:
         reason = unrecoverable(session, claim, head=head, now=now, window=self._policy.window)
         plan: tuple[SessionState, dict[str, int | None], list[Entry], int] | None = None
         if reason is None and session is not None and claim.offset is not None:
-            plan, reason = self._plan(session, connection_id, claim, claim.offset, now)
+            plan, reason = self._plan(session, connection_id, claim, claim.offset, head=head, now=now)
         if plan is None:
             state = self._start(connection_id, claim, fresh_sid, head, now)
             rooms: dict[str, int | None] = {room.name: None for room in home_rooms_of(claim.namespace, identity)}
@@ -180,8 +186,12 @@ class Sessions:
         return opened
 
     def _plan(
-        self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
+        self, session: SessionState, connection_id: str, claim: Claim, offset: int, *, head: int, now: datetime
     ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Unrecoverable | None]:
+        """What to replay and the cut, or why not. `head`: the last position reserved before the recovery began.
+        Every position up to it must be replayable before the session is taken over: the hand-over's cut cannot pass
+        a position reserved and not written (its condition is that nothing past the cut is reserved), so a replay
+        and a greeting posted below one could never be followed by live delivery."""
         company_id = claim.identity.company_id
         held = self._connections.session_rooms(session.connection_id, (session.namespace, session.pid))
         if held is None:
@@ -193,17 +203,36 @@ class Sessions:
             if room_in_session(_room_name(company_id, key), claim.namespace)
         }
         limit = self._policy.max_events
-        span = self._journal.read_after(company_id, offset, limit * SCAN_PER_EVENT)
-        if span is None:
-            return None, Unrecoverable.TOO_MANY_EVENTS
-        if not span.complete:
-            return None, Unrecoverable.INCOMPLETE
+        span = self._replayable(company_id, offset, head, limit * SCAN_PER_EVENT)
+        if isinstance(span, Unrecoverable):
+            return None, span
         replay = missed(span.entries, rooms, claim.namespace, {session.connection_id, connection_id})
         if len(replay) > limit:
             return None, Unrecoverable.TOO_MANY_EVENTS
         if not self._store.take_over(session, connection_id, offset, now):
             return None, Unrecoverable.TAKEN
         return (session, rooms, replay, span.head), None
+
+    def _replayable(self, company_id: str, offset: int, head: int, budget: int) -> Span | Unrecoverable:
+        """The journal after `offset` through `head` at least, or why it cannot be replayed. While a position up to
+        `head` is not yet written, it pauses (the clock's sleep) and reads on after what it read, until it is or the
+        pauses are spent."""
+        span = self._journal.read_after(company_id, offset, budget)
+        for pause in WRITER_WAITS:
+            if span is None or not span.complete or span.head >= head:
+                break
+            self._clock.sleep(pause)
+            more = self._journal.read_after(company_id, span.head, budget - len(span.entries))
+            span = None if more is None else Span(span.entries + more.entries, more.head, more.complete)
+        if span is None:
+            return Unrecoverable.TOO_MANY_EVENTS
+        if not span.complete:
+            return Unrecoverable.INCOMPLETE
+        if span.head < head:
+            # Reserved before this recovery began and still not written: its writer most likely died between
+            # reserving and writing. Nothing is posted or taken over; the client carries on with a new session.
+            return Unrecoverable.UNWRITTEN
+        return span
 
     def _kicked_since(self, claim: Claim, state: SessionState) -> bool:
         """Whether a kick or a revocation applied after the handshake (whose `sessionsEndedAt` the claim carries)
