@@ -28,7 +28,7 @@ from roomcast_local.testing import (
     run_deferred,
 )
 from shared.domain.messages import agent_draft
-from shared.domain.sessions import WRITER_WAITS
+from shared.domain.sessions import HAND_OVER_ATTEMPTS, HAND_OVER_PAUSE, WRITER_WAITS
 from shared.protocol import socketio
 from shared.protocol.frames import event_frame
 from shared.protocol.identity import Identity, identity_from_authorizer
@@ -663,6 +663,115 @@ def test_an_event_reserved_after_a_waiting_recoverys_memberships_arrives_live_on
     assert names.count("conversation:updated") == 1
     assert contents(back) == ["right after"]
     assert names.index("message:new") > names.index("session")  # live, after the greeting
+
+
+def test_a_new_session_given_while_a_writer_is_dead_below_the_head_takes_its_cut_past_an_event_of_its_hand_over(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """The new session's cut is the head, above the dead position. An event reserved while its memberships are being
+    written refuses that cut; the hand-over reads on from the cut (not from the watermark, which the dead position
+    holds below it: it used to find nothing new 50 times and answer `internal`), posts the event once, and joins."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    DeadAppend(monkeypatch, services, conversation)
+    send(ben, conversation, "above")
+    paused(monkeypatch, clock, lambda _: None)
+    campaign = event_frame("campaign:started", {"id": "k"}, CONVERSATIONS)
+    hooked_attach(monkeypatch, lambda: services.hub.emit("acme", company_room("acme"), campaign))
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    assert answer is None
+    assert back.connect_reply()["pid"] != pid
+    assert "ana-2" not in gateway.closed
+    assert [name for name, _, _ in back.events()] == ["session", "campaign:started"]
+    services.hub.emit("acme", company_room("acme"), campaign)
+    assert [name for name, _, _ in back.events()] == ["session", "campaign:started", "campaign:started"]
+    offsets = [int(offset) for name, _, offset in back.events() if offset is not None and name != "session"]
+    assert offsets == sorted(set(offsets))
+
+
+def test_a_hand_over_pauses_for_a_writer_past_its_cut_and_posts_its_event_once(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """A position reserved right after the plan's read is written only during the hand-over's second pause (each
+    refused cut read nothing new): the hand-over waits for it instead of running out of attempts."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    held: list[HeldAppend] = []
+    real_take_over = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        held.append(HeldAppend(monkeypatch, services, conversation))
+        return real_take_over(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    pauses = paused(monkeypatch, clock, lambda pause: held[0].finish() if pause == 2 else None)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert pauses == [HAND_OVER_PAUSE, HAND_OVER_PAUSE]
+    assert back.connect_reply()["pid"] == pid
+    names = [name for name, _, _ in back.events()]
+    assert names.count("conversation:updated") == 1
+    assert names.index("conversation:updated") > names.index("session")  # the hand-over's catch-up
+    send(ben, conversation, "live")
+    assert contents(back) == ["missed", "live"]
+
+
+def test_a_hand_over_whose_cut_a_dead_writer_holds_closes_the_connection_and_the_client_carries_on(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """A writer reserves right after the plan's read and dies: the hand-over's cut can never be taken. The greeting is
+    posted already, so it cannot become a new session: the connection is closed (no `internal`, not left in no room),
+    and the client's reconnection with the offset it holds carries on (here, a new session: the dead position is
+    reserved before it began)."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    real_take_over = SessionStore.take_over
+    calls = [0]
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        calls[0] += 1
+        if calls[0] == 1:
+            DeadAppend(monkeypatch, services, conversation)
+        return real_take_over(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    pauses = paused(monkeypatch, clock, lambda _: None)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    assert answer is None
+    assert "ana-2" in gateway.closed
+    assert pauses == [HAND_OVER_PAUSE] * HAND_OVER_ATTEMPTS
+    assert contents(back) == ["missed"]
+    assert back.events()[-1][:2] == ("session", {"recovered": True})
+    back.drop()
+    pauses.clear()
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    assert again.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': back.last_offset()})}") is None
+    assert pauses == list(WRITER_WAITS)
+    assert again.connect_reply()["pid"] != pid
+    assert again.events() == [("session", {"recovered": False}, again.last_offset())]
+    assert "ana-3" not in gateway.closed
 
 
 def test_a_send_that_read_its_room_before_the_memberships_still_reaches_the_session(

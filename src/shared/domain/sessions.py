@@ -10,7 +10,8 @@ The hand-over, in order, on the connection `C` that (re)connects:
    their offsets, the greeting's being the last position read, the cut;
 3. write C's memberships hearing their rooms from cut + 1, in one transaction with the condition that no
    position after the cut is reserved yet (decision 0102). If one is, post what the journal holds after the cut
-   for the rooms not yet written, move the cut, and write again.
+   for the rooms not yet written, move the cut (or pause, when nothing new was written), and write again; if the cut
+   still cannot be taken, close the connection, whose client recovers again from the offset it holds.
 An event at a position up to the cut reached C in step 2 (or 3's catch-up) and never live: its broadcast reads
 C's membership, if at all, with `since` past it. An event after the cut is reserved after the memberships
 (the condition saw no position past the cut reserved), and every broadcast reads its members after its journal
@@ -27,7 +28,6 @@ from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import Clock
 from shared.protocol.codec import Codec, encode_event
-from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.outbound import Figures, server_event
 from shared.protocol.recovery import (
@@ -57,6 +57,9 @@ HAND_OVER_ATTEMPTS = 50
 # 0108): a writer in flight writes within milliseconds; one that has not within about a second has most likely died
 # between reserving and writing, and would hold the journal's watermark, so the hand-over's cut, for a minute.
 WRITER_WAITS = (0.05, 0.1, 0.15, 0.3, 0.4)
+# The hand-over's pause before trying its cut again when the journal read after it showed nothing new (the position
+# after the cut is reserved by a writer still writing it): HAND_OVER_ATTEMPTS of them are about a second.
+HAND_OVER_PAUSE = 0.02
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,8 @@ class Sessions:
             return opened
         if not self._post(connection_id, texts[1:] if greeting.connecting else texts):
             return opened
-        self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut)
+        if not self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut):
+            return opened
         if recovered and self._metrics_now is not None and analytics_room(company_id).name in rooms:
             latest = server_event("metrics:update", self._metrics_now(company_id, now))
             self._post(connection_id, [encode_event(latest, codec).decode("utf-8")])
@@ -279,8 +283,9 @@ class Sessions:
         state: SessionState,
         rooms: Mapping[str, int],
         cut: int,
-    ) -> None:
-        """Step 3: the memberships at a cut, with a catch-up each time an event took the cut's position."""
+    ) -> bool:
+        """Step 3: the memberships at a cut, with a catch-up each time an event took the cut's position. False when
+        the connection is gone or closed before all were written."""
         company_id = identity.company_id
         pending = dict(rooms)
         holders = {state.connection_id, connection_id}
@@ -299,22 +304,32 @@ class Sessions:
             except JournalMoved:
                 span = self._journal.read_after(company_id, cut, self._policy.max_events * SCAN_PER_EVENT)
                 if span is None or not span.complete:
-                    raise RuntimeError("the journal moved too far during a hand-over") from None
+                    break  # the journal moved too far during the hand-over to catch up
                 catch_up = missed(span.entries, dict(pending), namespace, holders)
                 if not self._post(connection_id, [self._text(entry, identity.codec) for entry in catch_up]):
-                    return
+                    return False
+                if span.head == cut:
+                    self._clock.sleep(HAND_OVER_PAUSE)  # a writer in flight past the cut: give it a moment
                 cut = span.head
                 continue
             except ConnectionGone:
                 # Gone before its memberships were written: its record names the rooms (`remember`), and the
                 # window starts now.
                 self._store.disconnected(state.pid, connection_id, self._clock.now())
-                return
+                return False
             for name in batch:
                 del pending[name]
             if not pending:
-                return
-        raise RoomcastError(ErrorCode.INTERNAL, "could not join the session's rooms")
+                return True
+        # The cut could not be taken (a writer past it died, the company's journal never paused, or moved too far):
+        # the greeting is
+        # posted, so no answer can take it back, and the connection is in none of its rooms yet. It is closed rather
+        # than left deaf: its client reconnects with the offset it holds (nothing after it was posted), and that
+        # recovery, or a new session, follows the rules above. Its record names the session's rooms (`remember`).
+        logger.warning("session hand-over given up: connection closed", extra={"cut": cut})
+        metrics.add_metric(name="SessionHandOversAbandoned", unit=MetricUnit.Count, value=1)
+        self._hub.close(connection_id)
+        return False
 
     def _first_post(self, connection_id: str, text: str) -> bool:
         """Post once $connect has returned (the open packet's wait, decision 0038)."""
