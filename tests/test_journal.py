@@ -146,6 +146,31 @@ def test_a_reader_meeting_a_position_not_yet_written_stops_below_it_and_a_cut_th
     assert not cut_holds(journal, 3)
 
 
+def test_a_read_after_a_position_above_one_not_yet_written_reads_on_from_there(
+    journal: Journal, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0108: a new session's cut is the last position reserved, which may be above one still being written
+    (or whose writer died). What follows the cut is read from the cut, up to its own first unwritten position: the
+    lower one, before the cut, does not hold it back."""
+    assert append(journal, clock, "first") == 1
+    dead = HeldAppend(monkeypatch, journal, clock, "dead")  # position 2, never written
+    dead.die = True
+    dead.finish()
+    assert append(journal, clock, "third") == 3
+    assert append(journal, clock, "fourth") == 4
+    assert replayed(journal, 1) == ([], 1, True)  # the replay after 1 stops below 2
+    assert replayed(journal, 2) == ([(3, "third"), (4, "fourth")], 4, True)
+    assert replayed(journal, 3) == ([(4, "fourth")], 4, True)
+    assert replayed(journal, 4) == ([], 4, True)
+    later = HeldAppend(monkeypatch, journal, clock, "later")  # position 5, being written
+    assert append(journal, clock, "sixth") == 6
+    assert replayed(journal, 3) == ([(4, "fourth")], 4, True)  # stops below 5, as ever
+    later.finish()
+    assert replayed(journal, 3) == ([(4, "fourth"), (5, "later"), (6, "sixth")], 6, True)
+    span = journal.read_after(COMPANY, 3, 2)
+    assert span is None  # more than the limit
+
+
 def test_a_writer_that_dies_after_reserving_holds_the_head_for_a_minute_then_its_position_is_skipped(
     journal: Journal, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:

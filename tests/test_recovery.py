@@ -4,6 +4,7 @@ hand-over between replay and live delivery, each played step by step."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -27,6 +28,7 @@ from roomcast_local.testing import (
     run_deferred,
 )
 from shared.domain.messages import agent_draft
+from shared.domain.sessions import HAND_OVER_ATTEMPTS, HAND_OVER_PAUSE, WRITER_WAITS
 from shared.protocol import socketio
 from shared.protocol.frames import event_frame
 from shared.protocol.identity import Identity, identity_from_authorizer
@@ -38,12 +40,13 @@ from shared.protocol.recovery import (
 )
 from shared.protocol.rooms import company_room, conversation_room
 from shared.stores.connections import ConnectionStore, JournalMoved
-from shared.stores.sequence import Sequence
+from shared.stores.sequence import RESERVATION_LIFE_MS, Sequence
 from shared.stores.sessions import SessionStore
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
 from tests.conftest import CallCounter
+from tests.test_seq_reservations import Died
 
 CONVERSATIONS = "/conversations"
 
@@ -424,18 +427,25 @@ def test_a_broadcast_recorded_before_the_memberships_and_read_after_them_arrives
     assert [name for name, _, _ in back.events()].count("conversation:updated") == 1
 
 
-def test_a_broadcast_reserved_before_the_replay_was_read_and_written_after_it_arrives_once(
+def test_a_broadcast_reserved_after_the_replay_was_read_and_written_after_the_first_cut_was_refused_arrives_once(
     services: Services, gateway: RecordingGateway, conversation: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Decision 0102: an event's position is reserved before the recovery reads the journal, and its entry is
-    written only later. The replay stops below it; the memberships' cut is refused while it is reserved; its writer
-    then writes it and reads the room (no session member yet); the hand-over reads on and posts it, once."""
+    """Decision 0102: an event's position is reserved right after the recovery read the journal (past the head it
+    waited for), and its entry is written only later. The memberships' cut is refused while it is reserved; its
+    writer then writes it and reads the room (no session member yet); the hand-over reads on and posts it, once.
+    A later event, reserved after the memberships, arrives live, once."""
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
     ana.drop()
     send(ben, conversation, "missed")
-    slow = HeldAppend(monkeypatch, services, conversation)
+    held: list[HeldAppend] = []
+    real_take_over = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        held.append(HeldAppend(monkeypatch, services, conversation))  # reserved after the plan's read
+        return real_take_over(self, *args, **kwargs)
+
     real_attach = ConnectionStore.attach
     refused: list[int] = []
 
@@ -444,10 +454,11 @@ def test_a_broadcast_reserved_before_the_replay_was_read_and_written_after_it_ar
             real_attach(self, *args, **kwargs)
         except JournalMoved:
             if not refused:
-                slow.finish()  # the slow writer writes its entry and broadcasts, before the next attempt
+                held[0].finish()  # the slow writer writes its entry and broadcasts, before the next attempt
             refused.append(1)
             raise
 
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
     monkeypatch.setattr(ConnectionStore, "attach", attach)
     back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
     back.open(auth={"pid": pid, "offset": offset})
@@ -455,7 +466,13 @@ def test_a_broadcast_reserved_before_the_replay_was_read_and_written_after_it_ar
     assert refused == [1]
     names = [name for name, _, _ in back.events()]
     assert names.count("conversation:updated") == 1
+    # Posted by the hand-over's catch-up, after the greeting: the cut it took is past the session event's offset.
+    assert names.index("conversation:updated") > names.index("session")
     assert contents(back) == ["missed"]
+    send(ben, conversation, "live")
+    assert contents(back) == ["missed", "live"]
+    offsets = [int(offset) for name, _, offset in back.events() if offset is not None and name != "session"]
+    assert offsets == sorted(set(offsets))  # each event once, in journal order
 
 
 class HeldAppend:
@@ -482,6 +499,279 @@ class HeldAppend:
         self.release.set()
         self.thread.join(10)
         assert not self.thread.is_alive()
+
+
+class DeadAppend:
+    """A broadcast to a conversation whose writer dies once its journal position is reserved: it never writes it and
+    runs no clean-up (no skip), so the position stays reserved and unwritten."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, services: Services, conversation: str) -> None:
+        real_fill = Sequence.fill
+        dying = [True]
+
+        def fill(self_: Sequence, item: dict[str, Any], match: Any) -> Any:
+            if dying[0] and self_.pk == "journal#acme":
+                dying[0] = False
+                raise Died
+            return real_fill(self_, item, match)
+
+        monkeypatch.setattr(Sequence, "fill", fill)
+        self.position = services.journal.head("acme") + 1
+        frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
+        with contextlib.suppress(Died):
+            services.hub.emit("acme", conversation_room(conversation), frame)
+        assert not dying[0]
+
+
+def paused(monkeypatch: pytest.MonkeyPatch, clock: ManualClock, during: Callable[[int], object]) -> list[float]:
+    """The pauses the services' clock is asked for (each moves it on at once); `during(n)` runs in the n-th."""
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        during(len(pauses))
+        clock.advance(seconds)
+
+    monkeypatch.setattr(clock, "sleep", sleep)
+    return pauses
+
+
+def test_a_journal_writer_that_died_below_the_head_makes_the_reconnection_a_new_session_not_an_internal_error(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """Decision 0108. A writer reserved a position and died before writing it; a later event is written above it.
+    The recovery's replay would stop below the dead position and its cut could never be taken (the position is
+    reserved): it used to post the replay and `recovered: true`, then answer `internal` and join no room. Now it waits
+    about a second for the writer, then gives a new session, with nothing replayed."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    dead = DeadAppend(monkeypatch, services, conversation)
+    send(ben, conversation, "above")
+    pauses = paused(monkeypatch, clock, lambda _: None)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    assert answer is None  # no error: the CONNECT reply and the session event are posted
+    assert pauses == list(WRITER_WAITS)
+    assert back.connect_reply()["pid"] != pid
+    assert back.events() == [("session", {"recovered": False}, back.last_offset())]  # nothing replayed
+    assert int(back.last_offset()) > dead.position  # a new session's cut is the head, past the dead position
+    # The new session is in its rooms, live.
+    services.hub.emit("acme", company_room("acme"), event_frame("campaign:started", {"id": "k"}, CONVERSATIONS))
+    assert [name for name, _, _ in back.events()] == ["session", "campaign:started"]
+    # The old session was not taken over by the attempt.
+    stored = services.sessions._store.get(pid)
+    assert stored is not None
+    assert stored.connection_id == "ana-1"
+
+
+def test_a_dead_writers_position_skipped_after_a_minute_no_longer_stops_a_recovery(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    DeadAppend(monkeypatch, services, conversation)
+    send(ben, conversation, "above")
+    clock.advance(RESERVATION_LIFE_MS / 1000 + 1)  # the entry above is older than any writer lives
+    pauses = paused(monkeypatch, clock, lambda _: None)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.connect_reply()["pid"] == pid
+    assert pauses == []
+    assert contents(back) == ["above"]
+    assert [name for name, _, _ in back.events()].count("conversation:updated") == 0
+
+
+def test_a_slow_writer_below_the_head_that_writes_while_the_recovery_waits_is_replayed_once(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """Decision 0108. A position reserved before the recovery began is written during its first pause, and another
+    event is reserved and written meanwhile (after the head was read): the recovery reads on, replays both once, takes
+    its cut past them, and a later event arrives live, once."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    slow = HeldAppend(monkeypatch, services, conversation)  # reserved, not yet written
+    send(ben, conversation, "above")
+
+    def during(pause: int) -> None:
+        if pause == 1:
+            slow.finish()  # writes its entry and reads its room: no member of the new connection yet
+            send(ben, conversation, "during")  # reserved after the head was read
+
+    pauses = paused(monkeypatch, clock, during)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert pauses == [WRITER_WAITS[0]]
+    assert back.connect_reply()["pid"] == pid
+    assert back.events()[-1][:2] == ("session", {"recovered": True})
+    names = [name for name, _, _ in back.events()]
+    assert names.count("conversation:updated") == 1
+    assert names.index("conversation:updated") < names.index("session")  # replayed, in the replay
+    assert contents(back) == ["missed", "above", "during"]
+    send(ben, conversation, "after")
+    assert contents(back) == ["missed", "above", "during", "after"]
+    offsets = [int(offset) for name, _, offset in back.events() if offset is not None and name != "session"]
+    assert offsets == sorted(set(offsets))  # each event once, in journal order
+
+
+def test_an_event_reserved_after_a_waiting_recoverys_memberships_arrives_live_once(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """The recovery waited for a slow writer; an event reserved once the memberships are written (right after the
+    hand-over's transaction, before anything else of the recovery returns) is delivered live, once."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    slow = HeldAppend(monkeypatch, services, conversation)
+    pauses = paused(monkeypatch, clock, lambda pause: slow.finish() if pause == 2 else None)
+    real_attach = ConnectionStore.attach
+
+    def attach(self: ConnectionStore, *args: Any, **kwargs: Any) -> None:
+        real_attach(self, *args, **kwargs)
+        send(ben, conversation, "right after")  # reserved after the cut's condition held
+
+    monkeypatch.setattr(ConnectionStore, "attach", attach)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert pauses == list(WRITER_WAITS[:2])
+    assert back.connect_reply()["pid"] == pid
+    names = [name for name, _, _ in back.events()]
+    assert names.count("conversation:updated") == 1
+    assert contents(back) == ["right after"]
+    assert names.index("message:new") > names.index("session")  # live, after the greeting
+
+
+def test_a_new_session_given_while_a_writer_is_dead_below_the_head_takes_its_cut_past_an_event_of_its_hand_over(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """The new session's cut is the head, above the dead position. An event reserved while its memberships are being
+    written refuses that cut; the hand-over reads on from the cut (not from the watermark, which the dead position
+    holds below it: it used to find nothing new 50 times and answer `internal`), posts the event once, and joins."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    DeadAppend(monkeypatch, services, conversation)
+    send(ben, conversation, "above")
+    paused(monkeypatch, clock, lambda _: None)
+    campaign = event_frame("campaign:started", {"id": "k"}, CONVERSATIONS)
+    hooked_attach(monkeypatch, lambda: services.hub.emit("acme", company_room("acme"), campaign))
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    assert answer is None
+    assert back.connect_reply()["pid"] != pid
+    assert "ana-2" not in gateway.closed
+    assert [name for name, _, _ in back.events()] == ["session", "campaign:started"]
+    services.hub.emit("acme", company_room("acme"), campaign)
+    assert [name for name, _, _ in back.events()] == ["session", "campaign:started", "campaign:started"]
+    offsets = [int(offset) for name, _, offset in back.events() if offset is not None and name != "session"]
+    assert offsets == sorted(set(offsets))
+
+
+def test_a_hand_over_pauses_for_a_writer_past_its_cut_and_posts_its_event_once(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """A position reserved right after the plan's read is written only during the hand-over's second pause (each
+    refused cut read nothing new): the hand-over waits for it instead of running out of attempts."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    held: list[HeldAppend] = []
+    real_take_over = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        held.append(HeldAppend(monkeypatch, services, conversation))
+        return real_take_over(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    pauses = paused(monkeypatch, clock, lambda pause: held[0].finish() if pause == 2 else None)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert pauses == [HAND_OVER_PAUSE, HAND_OVER_PAUSE]
+    assert back.connect_reply()["pid"] == pid
+    names = [name for name, _, _ in back.events()]
+    assert names.count("conversation:updated") == 1
+    assert names.index("conversation:updated") > names.index("session")  # the hand-over's catch-up
+    send(ben, conversation, "live")
+    assert contents(back) == ["missed", "live"]
+
+
+def test_a_hand_over_whose_cut_a_dead_writer_holds_closes_the_connection_and_the_client_carries_on(
+    services: Services,
+    gateway: RecordingGateway,
+    conversation: str,
+    monkeypatch: pytest.MonkeyPatch,
+    clock: ManualClock,
+) -> None:
+    """A writer reserves right after the plan's read and dies: the hand-over's cut can never be taken. The greeting is
+    posted already, so it cannot become a new session: the connection is closed (no `internal`, not left in no room),
+    and the client's reconnection with the offset it holds carries on (here, a new session: the dead position is
+    reserved before it began)."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    ana.drop()
+    send(ben, conversation, "missed")
+    real_take_over = SessionStore.take_over
+    calls = [0]
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        calls[0] += 1
+        if calls[0] == 1:
+            DeadAppend(monkeypatch, services, conversation)
+        return real_take_over(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    pauses = paused(monkeypatch, clock, lambda _: None)
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    answer = back.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': offset})}")
+    assert answer is None
+    assert "ana-2" in gateway.closed
+    assert pauses == [HAND_OVER_PAUSE] * HAND_OVER_ATTEMPTS
+    assert contents(back) == ["missed"]
+    assert back.events()[-1][:2] == ("session", {"recovered": True})
+    back.drop()
+    pauses.clear()
+    again = RecoveringPeer(gateway, "ana-3", "ana", "acme").connect()
+    assert again.send(f"40{CONVERSATIONS},{json.dumps({'pid': pid, 'offset': back.last_offset()})}") is None
+    assert pauses == list(WRITER_WAITS)
+    assert again.connect_reply()["pid"] != pid
+    assert again.events() == [("session", {"recovered": False}, again.last_offset())]
+    assert "ana-3" not in gateway.closed
 
 
 def test_a_send_that_read_its_room_before_the_memberships_still_reaches_the_session(

@@ -2,13 +2,16 @@
 delivery so that every event of its rooms reaches it exactly once (decision 0065).
 
 The hand-over, in order, on the connection `C` that (re)connects:
-1. read the journal after the client's offset (complete, at most RECOVERY_MAX_EVENTS of the session's) and
-   take the session over (a conditional write: one connection wins it);
+1. read the journal after the client's offset (complete, at most RECOVERY_MAX_EVENTS of the session's) up to
+   at least the head read before it: a position reserved before the recovery began and not yet written is waited
+   for, about a second (WRITER_WAITS), and if its writer has not written it by then (it died, decision 0108) the
+   reconnection starts a new session; then take the session over (a conditional write: one connection wins it);
 2. post the missed events, then the greeting (Socket.IO's CONNECT reply, the `session` event), all with
    their offsets, the greeting's being the last position read, the cut;
 3. write C's memberships hearing their rooms from cut + 1, in one transaction with the condition that no
    position after the cut is reserved yet (decision 0102). If one is, post what the journal holds after the cut
-   for the rooms not yet written, move the cut, and write again.
+   for the rooms not yet written, move the cut (or pause, when nothing new was written), and write again; if the cut
+   still cannot be taken, close the connection, whose client recovers again from the offset it holds.
 An event at a position up to the cut reached C in step 2 (or 3's catch-up) and never live: its broadcast reads
 C's membership, if at all, with `since` past it. An event after the cut is reserved after the memberships
 (the condition saw no position past the cut reserved), and every broadcast reads its members after its journal
@@ -25,7 +28,6 @@ from shared.delivery.management_api import Delivery
 from shared.observability import MetricUnit, logger, metrics
 from shared.protocol.clock import Clock
 from shared.protocol.codec import Codec, encode_event
-from shared.protocol.errors import ErrorCode, RoomcastError
 from shared.protocol.identity import Identity
 from shared.protocol.outbound import Figures, server_event
 from shared.protocol.recovery import (
@@ -44,13 +46,20 @@ from shared.protocol.recovery import (
 from shared.protocol.rooms import Room, analytics_room, company_room, parse_room, user_room
 from shared.stores.access import AccessStore
 from shared.stores.connections import TRANSACTION_ROOMS, ConnectionGone, ConnectionStore, JournalMoved
-from shared.stores.journal import Journal
+from shared.stores.journal import Journal, Span
 from shared.stores.sessions import SessionStore
 
 # Reading the journal costs the company's events, the session's or not: past this many per event the
 # session may replay, a recovery is not worth proving and starts a new session.
 SCAN_PER_EVENT = 10
 HAND_OVER_ATTEMPTS = 50
+# How long a recovery waits, in pauses of the clock, for positions reserved before it began to be written (decision
+# 0108): a writer in flight writes within milliseconds; one that has not within about a second has most likely died
+# between reserving and writing, and would hold the journal's watermark, so the hand-over's cut, for a minute.
+WRITER_WAITS = (0.05, 0.1, 0.15, 0.3, 0.4)
+# The hand-over's pause before trying its cut again when the journal read after it showed nothing new (the position
+# after the cut is reserved by a writer still writing it): HAND_OVER_ATTEMPTS of them are about a second.
+HAND_OVER_PAUSE = 0.02
 
 
 @dataclass(frozen=True)
@@ -138,7 +147,7 @@ class Sessions:
         reason = unrecoverable(session, claim, head=head, now=now, window=self._policy.window)
         plan: tuple[SessionState, dict[str, int | None], list[Entry], int] | None = None
         if reason is None and session is not None and claim.offset is not None:
-            plan, reason = self._plan(session, connection_id, claim, claim.offset, now)
+            plan, reason = self._plan(session, connection_id, claim, claim.offset, head=head, now=now)
         if plan is None:
             state = self._start(connection_id, claim, fresh_sid, head, now)
             rooms: dict[str, int | None] = {room.name: None for room in home_rooms_of(claim.namespace, identity)}
@@ -170,7 +179,8 @@ class Sessions:
             return opened
         if not self._post(connection_id, texts[1:] if greeting.connecting else texts):
             return opened
-        self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut)
+        if not self._hand_over(connection_id, identity, namespace=claim.namespace, state=state, rooms=joined, cut=cut):
+            return opened
         if recovered and self._metrics_now is not None and analytics_room(company_id).name in rooms:
             latest = server_event("metrics:update", self._metrics_now(company_id, now))
             self._post(connection_id, [encode_event(latest, codec).decode("utf-8")])
@@ -180,8 +190,12 @@ class Sessions:
         return opened
 
     def _plan(
-        self, session: SessionState, connection_id: str, claim: Claim, offset: int, now: datetime
+        self, session: SessionState, connection_id: str, claim: Claim, offset: int, *, head: int, now: datetime
     ) -> tuple[tuple[SessionState, dict[str, int | None], list[Entry], int] | None, Unrecoverable | None]:
+        """What to replay and the cut, or why not. `head`: the last position reserved before the recovery began.
+        Every position up to it must be replayable before the session is taken over: the hand-over's cut cannot pass
+        a position reserved and not written (its condition is that nothing past the cut is reserved), so a replay
+        and a greeting posted below one could never be followed by live delivery."""
         company_id = claim.identity.company_id
         held = self._connections.session_rooms(session.connection_id, (session.namespace, session.pid))
         if held is None:
@@ -193,17 +207,36 @@ class Sessions:
             if room_in_session(_room_name(company_id, key), claim.namespace)
         }
         limit = self._policy.max_events
-        span = self._journal.read_after(company_id, offset, limit * SCAN_PER_EVENT)
-        if span is None:
-            return None, Unrecoverable.TOO_MANY_EVENTS
-        if not span.complete:
-            return None, Unrecoverable.INCOMPLETE
+        span = self._replayable(company_id, offset, head, limit * SCAN_PER_EVENT)
+        if isinstance(span, Unrecoverable):
+            return None, span
         replay = missed(span.entries, rooms, claim.namespace, {session.connection_id, connection_id})
         if len(replay) > limit:
             return None, Unrecoverable.TOO_MANY_EVENTS
         if not self._store.take_over(session, connection_id, offset, now):
             return None, Unrecoverable.TAKEN
         return (session, rooms, replay, span.head), None
+
+    def _replayable(self, company_id: str, offset: int, head: int, budget: int) -> Span | Unrecoverable:
+        """The journal after `offset` through `head` at least, or why it cannot be replayed. While a position up to
+        `head` is not yet written, it pauses (the clock's sleep) and reads on after what it read, until it is or the
+        pauses are spent."""
+        span = self._journal.read_after(company_id, offset, budget)
+        for pause in WRITER_WAITS:
+            if span is None or not span.complete or span.head >= head:
+                break
+            self._clock.sleep(pause)
+            more = self._journal.read_after(company_id, span.head, budget - len(span.entries))
+            span = None if more is None else Span(span.entries + more.entries, more.head, more.complete)
+        if span is None:
+            return Unrecoverable.TOO_MANY_EVENTS
+        if not span.complete:
+            return Unrecoverable.INCOMPLETE
+        if span.head < head:
+            # Reserved before this recovery began and still not written: its writer most likely died between
+            # reserving and writing. Nothing is posted or taken over; the client carries on with a new session.
+            return Unrecoverable.UNWRITTEN
+        return span
 
     def _kicked_since(self, claim: Claim, state: SessionState) -> bool:
         """Whether a kick or a revocation applied after the handshake (whose `sessionsEndedAt` the claim carries)
@@ -250,8 +283,9 @@ class Sessions:
         state: SessionState,
         rooms: Mapping[str, int],
         cut: int,
-    ) -> None:
-        """Step 3: the memberships at a cut, with a catch-up each time an event took the cut's position."""
+    ) -> bool:
+        """Step 3: the memberships at a cut, with a catch-up each time an event took the cut's position. False when
+        the connection is gone or closed before all were written."""
         company_id = identity.company_id
         pending = dict(rooms)
         holders = {state.connection_id, connection_id}
@@ -270,22 +304,32 @@ class Sessions:
             except JournalMoved:
                 span = self._journal.read_after(company_id, cut, self._policy.max_events * SCAN_PER_EVENT)
                 if span is None or not span.complete:
-                    raise RuntimeError("the journal moved too far during a hand-over") from None
+                    break  # the journal moved too far during the hand-over to catch up
                 catch_up = missed(span.entries, dict(pending), namespace, holders)
                 if not self._post(connection_id, [self._text(entry, identity.codec) for entry in catch_up]):
-                    return
+                    return False
+                if span.head == cut:
+                    self._clock.sleep(HAND_OVER_PAUSE)  # a writer in flight past the cut: give it a moment
                 cut = span.head
                 continue
             except ConnectionGone:
                 # Gone before its memberships were written: its record names the rooms (`remember`), and the
                 # window starts now.
                 self._store.disconnected(state.pid, connection_id, self._clock.now())
-                return
+                return False
             for name in batch:
                 del pending[name]
             if not pending:
-                return
-        raise RoomcastError(ErrorCode.INTERNAL, "could not join the session's rooms")
+                return True
+        # The cut could not be taken (a writer past it died, the company's journal never paused, or moved too far):
+        # the greeting is
+        # posted, so no answer can take it back, and the connection is in none of its rooms yet. It is closed rather
+        # than left deaf: its client reconnects with the offset it holds (nothing after it was posted), and that
+        # recovery, or a new session, follows the rules above. Its record names the session's rooms (`remember`).
+        logger.warning("session hand-over given up: connection closed", extra={"cut": cut})
+        metrics.add_metric(name="SessionHandOversAbandoned", unit=MetricUnit.Count, value=1)
+        self._hub.close(connection_id)
+        return False
 
     def _first_post(self, connection_id: str, text: str) -> bool:
         """Post once $connect has returned (the open packet's wait, decision 0038)."""

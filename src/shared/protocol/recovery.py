@@ -97,6 +97,8 @@ class Unrecoverable(StrEnum):
     BAD_OFFSET = "bad_offset"
     TOO_MANY_EVENTS = "too_many_events"
     INCOMPLETE = "incomplete"
+    UNWRITTEN = "unwritten"
+    """A journal position reserved before the recovery began stayed unwritten while it waited (decision 0108)."""
     TAKEN = "taken"
 
 

@@ -26,7 +26,7 @@ from shared.protocol.clock import Clock
 from shared.protocol.frames import Frame
 from shared.protocol.recovery import Entry
 from shared.stores.dynamo import query_pages
-from shared.stores.sequence import SKIPPED, TOP, Sequence
+from shared.stores.sequence import SKIPPED, TOP, WATERMARK_PAGE, Sequence
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import ConditionCheckTypeDef
@@ -116,15 +116,16 @@ class Journal:
         return self._positions(company_id, self._clock.now()).reserved()
 
     def read_after(self, company_id: str, position: int, limit: int) -> Span | None:
-        """The entries after `position`, in order, up to the first position not yet written, at most `limit` of them:
-        None when there are more (the caller must not replay part of them). `complete` is False when one is missing
-        (expired)."""
+        """The entries after `position`, in order, up to the first position after it not yet written, at most `limit`
+        of them: None when there are more (the caller must not replay part of them). `complete` is False when one is
+        missing (expired). A position at or below `position` still being written does not hold the read back: the
+        caller has it already, or it is before the caller's cut."""
         positions = self._positions(company_id, self._clock.now())
         # Nothing above a position not yet written is replayed: it would be jumped over.
         head = positions.watermark(TOP)
         entries: list[Entry] = []
         if head <= position:
-            return Span(entries, position, True)
+            return self._run_after(positions, position, limit)
         query: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(_pk(company_id))
             & Key("sk").between(positions.sk(position + 1), positions.sk(head)),
@@ -146,6 +147,26 @@ class Journal:
         if expected != head + 1:
             complete = False
         return Span(entries, head, complete)
+
+    @staticmethod
+    def _run_after(positions: Sequence, position: int, limit: int) -> Span | None:
+        """The entries after `position` when the watermark is at or below it: what the caller asks for starts past
+        it (a new session's cut is the last position reserved, which may be above one still being written, decision
+        0102), so the run is read from `position` + 1, up to its first position not yet written (decision 0108). Above
+        the watermark, so above the committed hint: nothing there is missing for having expired."""
+        last = positions.reserved()
+        entries: list[Entry] = []
+        top = position
+        if last <= position:
+            return Span(entries, position, True)
+        for item in positions.filled(position + 1, last, WATERMARK_PAGE):
+            top = positions.number_of(item)
+            if SKIPPED in item:
+                continue
+            if len(entries) == limit:
+                return None
+            entries.append(Entry(top, str(item["room"]), json.loads(str(item["frame"])), item.get("exclude")))
+        return Span(entries, top, True)
 
     def free_check(self, company_id: str, position: int) -> ConditionCheckTypeDef:
         """A transaction item that holds only while no position from `position` on is reserved: a write made with
