@@ -44,7 +44,8 @@ from shared.protocol.clock import SystemClock
 from shared.protocol.outbound import server_event
 from shared.protocol.records import Message
 from shared.stores.conversations import UNCOUNTED, ConversationStore, MessageSlice
-from shared.stores.dynamo import Table, conditional_check_failed
+from shared.stores.dynamo import Table, conditional_check_failed, json_client
+from shared.stores.dynamo_client import JsonClient
 from shared.stores.journal import Journal
 
 CALL_S = 0.005
@@ -110,40 +111,19 @@ def _units(item: dict[str, Any]) -> int:
 
 
 class StandInDynamoDb:
-    """The low-level DynamoDB client the stores' `Table` calls, in simulated time (see the module's text)."""
+    """The calls the stores' `Table` makes (its hand-made caller, decision 0104), in simulated time (see the
+    module's text): each call takes CALL_S, and a write waits for its keys' write units."""
 
-    def __init__(self, client: Any, time: SimulatedTime) -> None:
-        self._client = client
+    def __init__(self, calls: JsonClient, time: SimulatedTime) -> None:
+        self._calls = calls
         self._time = time
         self._free_at: dict[str, float] = {}
         self.units: Counter[str] = Counter()
         self.calls: Counter[str] = Counter()
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)  # exceptions, meta
-
-    def get_item(self, **params: Any) -> Any:
-        return self._call("get_item", params, {})
-
-    def query(self, **params: Any) -> Any:
-        return self._call("query", params, {})
-
-    def put_item(self, **params: Any) -> Any:
-        return self._call("put_item", params, {params["Item"]["pk"]["S"]: _units(params["Item"])})
-
-    def update_item(self, **params: Any) -> Any:
-        return self._call("update_item", params, {params["Key"]["pk"]["S"]: 1})
-
-    def transact_write_items(self, **params: Any) -> Any:
-        writes: Counter[str] = Counter()
-        for action in params["TransactItems"]:
-            (written,) = action.values()
-            item = written.get("Item") or written["Key"]
-            writes[item["pk"]["S"]] += 2 * _units(item)
-        return self._call("transact_write_items", params, dict(writes))
-
-    def _call(self, operation: str, params: dict[str, Any], writes: dict[str, int]) -> Any:
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         self.calls[operation] += 1
+        writes = _writes(operation, params)
         self._time.sleep_until(self._time.now + CALL_S / 2)
         if writes:
             start = max([self._time.now, *(self._free_at.get(key, 0.0) for key in writes)])
@@ -152,12 +132,28 @@ class StandInDynamoDb:
                 self.units[key] += units
             self._time.sleep_until(start)
         try:
-            answer = getattr(self._client, operation)(**params)
+            answer = self._calls.call(operation, params)
         except ClientError:
             self._time.sleep_until(self._time.now + CALL_S / 2)
             raise
         self._time.sleep_until(self._time.now + CALL_S / 2)
         return answer
+
+
+def _writes(operation: str, params: dict[str, Any]) -> dict[str, int]:
+    """The write units a call takes, by partition key."""
+    if operation == "PutItem":
+        return {params["Item"]["pk"]["S"]: _units(params["Item"])}
+    if operation == "UpdateItem":
+        return {params["Key"]["pk"]["S"]: 1}
+    if operation == "TransactWriteItems":
+        writes: Counter[str] = Counter()
+        for action in params["TransactItems"]:
+            (written,) = action.values()
+            item = written.get("Item") or written["Key"]
+            writes[item["pk"]["S"]] += 2 * _units(item)
+        return dict(writes)
+    return {}
 
 
 def _old_add_message(table: Table, pk: str, compose: Callable[[int], Message]) -> Message:
@@ -215,10 +211,10 @@ def _run(senders: int, allocation: str, keyed: bool = False, journal: str | None
     with mock_aws():
         client = boto3.client("dynamodb")
         create_tables(client, load_template(), TABLES)
-        dynamodb = StandInDynamoDb(client, time)
-        table = Table(dynamodb, TABLE)  # type: ignore[arg-type]
+        dynamodb = StandInDynamoDb(json_client(client), time)
+        table, recovery = Table(client, TABLE), Table(client, RECOVERY_TABLE)
+        table.calls = recovery.calls = dynamodb  # type: ignore[assignment]
         store = ConversationStore(table, SystemClock())
-        recovery = Table(dynamodb, RECOVERY_TABLE)  # type: ignore[arg-type]
         company_journal = Journal(recovery, RETENTION, SystemClock())
         pk = f"conv#{COMPANY}#{CONVERSATION}"
         stored: list[float] = []
