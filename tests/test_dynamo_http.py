@@ -506,3 +506,29 @@ def test_timeouts_and_pool_size_are_the_clients() -> None:
     transport = JsonClient(client)._transport
     assert (transport.connect_timeout, transport.read_timeout, transport.max_idle) == (1.5, 4, 7)
     assert transport.host == "127.0.0.1:9"
+
+
+# ---- review: bytes after an answer ----
+
+
+@pytest.mark.parametrize(
+    "after", [_answer(b'{"b":2}') + _answer(b'{"c":3}')[:-3], b"not http at all\r\n"], ids=["answers", "garbage"]
+)
+def test_bytes_after_an_answer_are_not_taken_into_it_and_the_connection_is_not_kept(
+    server: Server, after: bytes
+) -> None:
+    """What a server sends after the answer's end (in the same read: an answer nobody asked for, or half of one)
+    is not part of that answer, and the connection, its parser part-way through it, never goes back to the pool:
+    the next call's answer would be read from where those bytes left the parser."""
+
+    def answer_and_more(sock: socket.socket, head: bytes, body: bytes) -> bool:
+        sock.sendall(_answer(b'{"a":1}') + after)
+        return True
+
+    server.script = [answer_and_more]
+    transport = _transport(server.url())
+    first = _post(transport)
+    assert json.loads(first.body) == {"a": 1}
+    assert first.headers["x-amz-crc32"] == str(zlib.crc32(b'{"a":1}'))
+    assert json.loads(_post(transport).body) == ITEM
+    assert server.connections == 2

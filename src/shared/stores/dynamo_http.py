@@ -91,6 +91,7 @@ class _Connection:
         "_keep_alive",
         "_parser",
         "_parser_error",
+        "_trailing",
         "reused",
         "sock",
     )
@@ -111,9 +112,18 @@ class _Connection:
         self._headers_done = False
         self._complete = False
         self._keep_alive = False
+        # Bytes came after the answer's end (in its last read): not part of it, and the parser is left part-way
+        # through them, so the connection is not used again.
+        self._trailing = False
 
     # httptools' callbacks
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self._trailing = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            return
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._fields
@@ -123,9 +133,12 @@ class _Connection:
         self._headers_done = True
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if not self._complete:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._complete:
+            return
         parser = self._parser
         if 100 <= parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
             self._fields = {}
@@ -140,7 +153,7 @@ class _Connection:
         self._send(request, url)
         self._read(url)
         answer = Answer(self._parser.get_status_code(), Headers(self._fields), b"".join(self._body))
-        again = self._complete and self._keep_alive
+        again = self._complete and self._keep_alive and not self._trailing
         self._reset()
         return answer, again
 
@@ -191,6 +204,9 @@ class _Connection:
             try:
                 feed(data)
             except self._parser_error as error:
+                if self._complete:  # what is not HTTP came after the whole answer: the answer stands
+                    self._trailing = True
+                    return
                 raise ConnectionClosedError(error=error, request=None, endpoint_url=url) from error
 
     def idle_but_closed(self) -> bool:
