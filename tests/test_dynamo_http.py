@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from shared.stores import dynamo_http
 from shared.stores.dynamo import Table
 from shared.stores.dynamo_client import JsonClient
 from shared.stores.dynamo_http import Transport, _context
@@ -530,5 +531,29 @@ def test_bytes_after_an_answer_are_not_taken_into_it_and_the_connection_is_not_k
     first = _post(transport)
     assert json.loads(first.body) == {"a": 1}
     assert first.headers["x-amz-crc32"] == str(zlib.crc32(b'{"a":1}'))
+    assert json.loads(_post(transport).body) == ITEM
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("part", ["body", "head"])
+def test_an_answer_too_large_fails_instead_of_filling_memory(
+    server: Server, part: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body, or headers, past what the transport reads (a hostile server's endless answer) fail the call as
+    botocore's connection error, the connection dropped."""
+    monkeypatch.setattr(dynamo_http, "MAX_ANSWER_BYTES", 200_000)
+    monkeypatch.setattr(dynamo_http, "MAX_HEAD_BYTES", 10_000)
+
+    def huge(sock: socket.socket, head: bytes, body: bytes) -> bool:
+        if part == "body":
+            sock.sendall(_answer(b"x" * 300_000))
+        else:
+            sock.sendall(b"HTTP/1.1 200 X\r\n" + b"x-a: b\r\n" * 5_000 + b"Content-Length: 2\r\n\r\n{}")
+        return True
+
+    server.script = [huge]
+    transport = _transport(server.url())
+    with pytest.raises(botocore.exceptions.ConnectionClosedError):
+        _post(transport)
     assert json.loads(_post(transport).body) == ITEM
     assert server.connections == 2

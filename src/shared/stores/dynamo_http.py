@@ -49,6 +49,10 @@ from botocore.exceptions import (
 from botocore.httpsession import get_cert_path
 
 READ_SIZE = 65536
+# The most of an answer read (DynamoDB's largest, a BatchGetItem's, is 16 MB) and of its head: a server that sends
+# more (or a hostile one that never ends its body or its headers) fails the call instead of filling memory.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_HEAD_BYTES = 64 * 1024
 # Headers this module writes itself: a caller's own are not sent twice.
 OWN_HEADERS = frozenset(("host", "content-length", "accept-encoding"))
 
@@ -201,6 +205,12 @@ class _Connection:
                     error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
                 )
             received += len(data)
+            if received > MAX_ANSWER_BYTES or (not self._headers_done and received > MAX_HEAD_BYTES):
+                raise ConnectionClosedError(
+                    error=f"an answer larger than this transport reads ({received} bytes)",
+                    request=None,
+                    endpoint_url=url,
+                )
             try:
                 feed(data)
             except self._parser_error as error:
