@@ -352,8 +352,12 @@ class ConnectionStore:
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
                 ReturnValues="ALL_OLD",
             )
-            first = makes_present(previous.get("Attributes"))
-            if "Attributes" not in previous and record["presence"] != _legacy_presence_pk(identity.company_id):
+            before: dict[str, Any] | None = previous.get("Attributes")
+            first = makes_present(before)
+            # No item in her shard yet, or one whose graces look in the unsharded key (a connection from before
+            # the deploy was open there): she may be present there.
+            unsharded = before is None or bool(before.get(UNSHARDED_OPEN))
+            if first and unsharded and record["presence"] != _legacy_presence_pk(identity.company_id):
                 first = self._first_since_the_deploy(identity)
             # A close that ran while we wrote may have missed what we wrote after it: look once more.
             still_open = is_open(self._record(connection_id))
@@ -386,15 +390,18 @@ class ConnectionStore:
         """Whether a grace that ended in `pk` (the item `seen` before) leaves its user present through their other
         item (decision 0107's deploy): a grace in the unsharded key of a user of another shard, from before it,
         looks in their shard; one in their shard looks in the unsharded key while `unshardedOpen` says a
-        connection from before it was open there, and forgets that once none is."""
+        connection from before it was open there, and forgets that once none is. Present there: a connection open,
+        or a grace of its own running (which then announces)."""
         shard, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
         if pk == shard and (shard == legacy or not seen.get(UNSHARDED_OPEN)):
             return False
         other = legacy if pk == shard else shard
         item = self._table.get_item(
-            Key={"pk": other, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
+            Key={"pk": other, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections, offlinePending"
         ).get("Item")
-        if (item or {}).get("connections"):
+        # A grace running there too (both her connections closed within it) is left to announce: each grace's end
+        # removes its own mark before it reads the other's, so at least one of the two sees the other over.
+        if is_present(item):
             return True
         if pk == shard:
             self._table.update_item(Key={"pk": shard, "sk": user_id}, UpdateExpression=f"REMOVE {UNSHARDED_OPEN}")
@@ -621,8 +628,16 @@ class ConnectionStore:
 
     def is_online(self, company_id: str, user_id: str) -> bool:
         """Whether the user is present: an open connection, or within the grace after their last one."""
-        items = self._presence_items(company_id, user_id, "connections, offlinePending", both=False)
-        return any(is_present(item) for item in items)
+        pk, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
+        # Her shard first; the unsharded key, where a connection from before decision 0107 may be open, only when
+        # her shard does not say she is present (no item, or one left without connections by a grace's end).
+        for key in (pk, legacy) if pk != legacy else (pk,):
+            item = self._table.get_item(
+                Key={"pk": key, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections, offlinePending"
+            ).get("Item")
+            if is_present(item):
+                return True
+        return False
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
