@@ -11,7 +11,9 @@ import datetime
 import json
 import socket
 import ssl
+import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -557,3 +559,19 @@ def test_an_answer_too_large_fails_instead_of_filling_memory(
         _post(transport)
     assert json.loads(_post(transport).body) == ITEM
     assert server.connections == 2
+
+
+def test_a_body_read_until_the_connection_closes_cut_by_a_reset_is_botocores_connection_error(server: Server) -> None:
+    """A reset is no end of file: a body delimited by the connection's close and cut short by one (TCP RST) is an
+    error, never a shorter answer taken as whole."""
+
+    def reset_mid_body(sock: socket.socket, head: bytes, body: bytes) -> bool:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + json.dumps(ITEM).encode()[:-5])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.2)  # the client has read what came before the reset
+        sock.close()
+        return False
+
+    server.script = [reset_mid_body]
+    with pytest.raises(botocore.exceptions.ConnectionClosedError):
+        _post(_transport(server.url()))

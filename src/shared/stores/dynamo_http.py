@@ -186,12 +186,15 @@ class _Connection:
         feed = self._parser.feed_data
         received = 0
         while not self._complete:
+            reset = False
             try:
                 data = sock.recv(READ_SIZE)
             except TimeoutError as error:
                 raise ReadTimeoutError(endpoint_url=url, error=error) from error
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
-                data = b""  # the connection closed (TLS without its close_notify, or reset): as an end of file
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                data = b""  # the connection closed (TLS without its close_notify): as an end of file
+            except ConnectionError:
+                data, reset = b"", True  # reset: an end, but not one that ends a body read until the close
             except ssl.SSLError as error:
                 raise SSLError(endpoint_url=url, error=error) from error
             except OSError as error:
@@ -199,7 +202,12 @@ class _Connection:
             if not data:
                 if received == 0 and self.reused:
                     raise _Stale
-                if self._headers_done and "content-length" not in self._fields and not _chunked(self._fields):
+                if (
+                    not reset
+                    and self._headers_done
+                    and "content-length" not in self._fields
+                    and not _chunked(self._fields)
+                ):
                     return  # a body read until the connection closes, which ends it
                 raise ConnectionClosedError(
                     error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
