@@ -211,3 +211,29 @@ def test_a_page_reads_each_shard_from_after_the_cursor_with_a_bounded_page(
     firsts = [params for params in queries if "ExclusiveStartKey" not in params]
     assert len(firsts) == PRESENCE_SHARDS
     assert {params["Limit"] for params in firsts} == {2}  # twice a page of 4 and one, over 32 shards, and one
+
+
+# ---- review: without a grace, across the deploy ----
+
+
+@pytest.mark.parametrize("first_closed", ["before", "after"])
+def test_without_a_grace_a_close_beside_a_connection_in_the_other_item_announces_nothing(
+    services: Services, gateway: RecordingGateway, first_closed: str
+) -> None:
+    """PRESENCE_GRACE_SECONDS=0: a close removes the user at once. Ana's laptop connected before the deploy (her
+    item in the unsharded key), her phone after it (in her shard): whichever closes first leaves her online through
+    the other, and the other's close announces her offline, once."""
+    from tests.test_presence_grace import as_before_the_deploy
+
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    phone = Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert [frame["data"]["userId"] for frame in ben.received("status:online")] == ["ana"]
+    first, second = (laptop, phone) if first_closed == "before" else (phone, laptop)
+    first.disconnect()
+    assert ben.received("status:offline") == []
+    assert services.connections.is_online("acme", "ana")
+    second.disconnect()
+    assert [frame["data"]["userId"] for frame in ben.received("status:offline")] == ["ana"]
+    assert listed(services.connections) == ["ben"]

@@ -477,8 +477,10 @@ class ConnectionStore:
         user's last connection go."""
         identity = connection.identity
         legacy = _legacy_presence_pk(identity.company_id)
+        tried: list[str] = []
 
         def update(pk: str) -> dict[str, Any]:
+            tried.append(pk)
             values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
             if departure is Departure.GRACE:
                 # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
@@ -510,6 +512,12 @@ class ConnectionStore:
             resume = departure is Departure.GRACE and pending is not None and not seen.get("connections")
             return Closed(connection, went_offline=resume, offline_pending=pending if resume else None)
         if after.get("connections") or departure is Departure.UNDO:
+            return Closed(connection, went_offline=False)
+        if departure is not Departure.GRACE and self._present_elsewhere(
+            identity.company_id, identity.user_id, tried[-1], after
+        ):
+            # No grace to look later (PRESENCE_GRACE_SECONDS=0, a kick): her other item, across decision 0107's
+            # deploy, is looked in now.
             return Closed(connection, went_offline=False)
         return Closed(connection, went_offline=True, offline_pending=after.get("offlinePending"))
 
