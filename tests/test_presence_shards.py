@@ -237,3 +237,20 @@ def test_without_a_grace_a_close_beside_a_connection_in_the_other_item_announces
     second.disconnect()
     assert [frame["data"]["userId"] for frame in ben.received("status:offline")] == ["ana"]
     assert listed(services.connections) == ["ben"]
+
+
+def test_a_sweep_retried_for_a_connection_from_before_the_deploy_schedules_its_grace_again(
+    services: Services,
+) -> None:
+    """Review: a connection from before the deploy whose record expired is swept from the unsharded key (her shard
+    has no item: the sweep tries it first, then the unsharded key). Its grace began there and its schedule may be
+    what failed: the retried sweep sees the grace in the unsharded item and schedules it again."""
+    from shared.stores.connections import Opened
+
+    store = services.connections
+    table = boto3.resource("dynamodb").Table("test-connections")
+    table.put_item(Item={"pk": "presence#acme", "sk": "ana", "offlinePending": "g1"})  # the first sweep's grace
+    closed = store.close("ana-1", NOW, Opened("ana-1", identity("ana"), "opened#2026-12-02T07#3"))
+    assert closed is not None
+    assert closed.went_offline
+    assert closed.offline_pending == "g1"

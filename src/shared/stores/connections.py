@@ -588,7 +588,8 @@ class ConnectionStore:
     ) -> dict[str, Any]:
         """An UpdateItem (`update(pk)`) of the user's presence item in the first of `partitions`, and in the next
         only when its condition failed with no item for the user there. A failed condition raises as DynamoDB
-        answered the first, with the item it saw (`ReturnValuesOnConditionCheckFailure`)."""
+        answered in the partition that holds the user's item, with the item it saw
+        (`ReturnValuesOnConditionCheckFailure`), or as it answered the first when none does."""
         first: ClientError | None = None
         for pk in partitions:
             try:
@@ -598,9 +599,9 @@ class ConnectionStore:
             except ClientError as error:
                 if not conditional_check_failed(error):
                     raise
-                first = first or error
                 if error.response.get("Item"):
-                    break
+                    raise  # the partition that holds her item: its answer says what the item was
+                first = first or error
         if first is None:
             raise ValueError("no partition to update")
         raise first
