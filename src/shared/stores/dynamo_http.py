@@ -91,6 +91,7 @@ class _Connection:
         "_body",
         "_complete",
         "_fields",
+        "_head_bytes",
         "_headers_done",
         "_keep_alive",
         "_parser",
@@ -112,6 +113,7 @@ class _Connection:
 
     def _reset(self) -> None:
         self._fields: dict[str, str] = {}
+        self._head_bytes = 0
         self._body: list[bytes] = []
         self._headers_done = False
         self._complete = False
@@ -128,6 +130,7 @@ class _Connection:
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._complete:
             return
+        self._head_bytes += len(name) + len(value)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._fields
@@ -200,25 +203,11 @@ class _Connection:
             except OSError as error:
                 raise ConnectionClosedError(error=error, request=None, endpoint_url=url) from error
             if not data:
-                if received == 0 and self.reused:
-                    raise _Stale
-                if (
-                    not reset
-                    and self._headers_done
-                    and "content-length" not in self._fields
-                    and not _chunked(self._fields)
-                ):
-                    return  # a body read until the connection closes, which ends it
-                raise ConnectionClosedError(
-                    error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
-                )
+                self._closed(received, reset, url)
+                return  # a body read until the connection closes, which ends it
             received += len(data)
-            if received > MAX_ANSWER_BYTES or (not self._headers_done and received > MAX_HEAD_BYTES):
-                raise ConnectionClosedError(
-                    error=f"an answer larger than this transport reads ({received} bytes)",
-                    request=None,
-                    endpoint_url=url,
-                )
+            if received > MAX_ANSWER_BYTES:
+                raise _too_large(received, url)
             try:
                 feed(data)
             except self._parser_error as error:
@@ -226,6 +215,19 @@ class _Connection:
                     self._trailing = True
                     return
                 raise ConnectionClosedError(error=error, request=None, endpoint_url=url) from error
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise _too_large(received, url)
+
+    def _closed(self, received: int, reset: bool, url: str) -> None:
+        """The connection closed (`reset`: by a reset) after `received` bytes of the answer: returns when that ends
+        it (a body read until the close), else raises."""
+        if received == 0 and self.reused:
+            raise _Stale
+        if not reset and self._headers_done and "content-length" not in self._fields and not _chunked(self._fields):
+            return
+        raise ConnectionClosedError(
+            error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
+        )
 
     def idle_but_closed(self) -> bool:
         """Whether the server closed this idle connection (or sent what no request asked for): readable now."""
@@ -239,6 +241,12 @@ class _Connection:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def _too_large(received: int, url: str) -> ConnectionClosedError:
+    return ConnectionClosedError(
+        error=f"an answer larger than this transport reads ({received} bytes)", request=None, endpoint_url=url
+    )
 
 
 def _chunked(headers: dict[str, str]) -> bool:
