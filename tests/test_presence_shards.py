@@ -254,3 +254,24 @@ def test_a_sweep_retried_for_a_connection_from_before_the_deploy_schedules_its_g
     assert closed is not None
     assert closed.went_offline
     assert closed.offline_pending == "g1"
+
+
+def test_a_kick_removes_a_connection_listed_only_in_the_unsharded_key_beside_an_item_in_her_shard(
+    services: Services,
+) -> None:
+    """Review: a connection from before the deploy, its record gone, is listed in the unsharded key while her shard
+    has an item of its own (from a later connection, closed since): the kick's close (and the sweep's) removes it
+    there, rather than stopping at her shard's item and leaving her listed, and online, until the item's ttl."""
+    from shared.stores.connections import Opened
+
+    store = services.connections
+    table = boto3.resource("dynamodb").Table("test-connections")
+    table.put_item(Item={"pk": "presence#acme", "sk": "ana", "connections": {"ana-1"}})
+    table.put_item(Item={"pk": "presence#acme#15", "sk": "ana", "offlineEnded": "old/x"})
+    assert store.of_user("acme", "ana") == ([], ["ana-1"])
+    closed = store.close("ana-1", NOW, Opened("ana-1", identity("ana"), ""), departure=Departure.NOW)
+    assert closed is not None
+    assert closed.went_offline
+    assert not (presence_items("presence#acme")[0].get("connections"))
+    assert listed(store) == []
+    assert not store.is_online("acme", "ana")

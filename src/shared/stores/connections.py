@@ -587,10 +587,10 @@ class ConnectionStore:
         self, user_id: str, partitions: list[str], update: Callable[[str], dict[str, Any]]
     ) -> dict[str, Any]:
         """An UpdateItem (`update(pk)`) of the user's presence item in the first of `partitions`, and in the next
-        only when its condition failed with no item for the user there. A failed condition raises as DynamoDB
-        answered in the partition that holds the user's item, with the item it saw
-        (`ReturnValuesOnConditionCheckFailure`), or as it answered the first when none does."""
-        first: ClientError | None = None
+        when its condition failed there (the connection is not in that item, or there is none). A failed condition
+        raises as DynamoDB answered in a partition that holds the user's item (one with a grace running first), with
+        the item it saw (`ReturnValuesOnConditionCheckFailure`), or as it answered the first when none does."""
+        failed: list[ClientError] = []
         for pk in partitions:
             try:
                 return self._table.update_item(
@@ -599,12 +599,13 @@ class ConnectionStore:
             except ClientError as error:
                 if not conditional_check_failed(error):
                     raise
-                if error.response.get("Item"):
-                    raise  # the partition that holds her item: its answer says what the item was
-                first = first or error
-        if first is None:
+                failed.append(error)
+        if not failed:
             raise ValueError("no partition to update")
-        raise first
+        # The answer of a partition holding her item, one with a grace running first: it says what the item was.
+        held = [error for error in failed if error.response.get("Item")]
+        graced = [error for error in held if "offlinePending" in _failed_item(error)]
+        raise (graced or held or failed)[0]
 
     def _presence_items(self, company_id: str, user_id: str, projection: str, *, both: bool) -> list[dict[str, Any]]:
         """The user's presence items, read consistently: the one in their shard and, for a user whose shard is not
@@ -992,6 +993,12 @@ def _session_update(rooms: Mapping[str, int], session: tuple[str, str]) -> tuple
 
 def _closed() -> RoomcastError:
     return RoomcastError(ErrorCode.CONFLICT, "connection is closed")
+
+
+def _failed_item(error: ClientError) -> dict[str, Any]:
+    """The item a failed condition saw (`ReturnValuesOnConditionCheckFailure`), or none."""
+    item: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+    return item
 
 
 def _user_of(item: dict[str, Any]) -> str:
