@@ -11,7 +11,9 @@ import datetime
 import json
 import socket
 import ssl
+import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from shared.stores import dynamo_http
 from shared.stores.dynamo import Table
 from shared.stores.dynamo_client import JsonClient
 from shared.stores.dynamo_http import Transport, _context
@@ -506,3 +509,69 @@ def test_timeouts_and_pool_size_are_the_clients() -> None:
     transport = JsonClient(client)._transport
     assert (transport.connect_timeout, transport.read_timeout, transport.max_idle) == (1.5, 4, 7)
     assert transport.host == "127.0.0.1:9"
+
+
+# ---- review: bytes after an answer ----
+
+
+@pytest.mark.parametrize(
+    "after", [_answer(b'{"b":2}') + _answer(b'{"c":3}')[:-3], b"not http at all\r\n"], ids=["answers", "garbage"]
+)
+def test_bytes_after_an_answer_are_not_taken_into_it_and_the_connection_is_not_kept(
+    server: Server, after: bytes
+) -> None:
+    """What a server sends after the answer's end (in the same read: an answer nobody asked for, or half of one)
+    is not part of that answer, and the connection, its parser part-way through it, never goes back to the pool:
+    the next call's answer would be read from where those bytes left the parser."""
+
+    def answer_and_more(sock: socket.socket, head: bytes, body: bytes) -> bool:
+        sock.sendall(_answer(b'{"a":1}') + after)
+        return True
+
+    server.script = [answer_and_more]
+    transport = _transport(server.url())
+    first = _post(transport)
+    assert json.loads(first.body) == {"a": 1}
+    assert first.headers["x-amz-crc32"] == str(zlib.crc32(b'{"a":1}'))
+    assert json.loads(_post(transport).body) == ITEM
+    assert server.connections == 2
+
+
+@pytest.mark.parametrize("part", ["body", "head"])
+def test_an_answer_too_large_fails_instead_of_filling_memory(
+    server: Server, part: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body, or headers, past what the transport reads (a hostile server's endless answer) fail the call as
+    botocore's connection error, the connection dropped."""
+    monkeypatch.setattr(dynamo_http, "MAX_ANSWER_BYTES", 200_000)
+    monkeypatch.setattr(dynamo_http, "MAX_HEAD_BYTES", 10_000)
+
+    def huge(sock: socket.socket, head: bytes, body: bytes) -> bool:
+        if part == "body":
+            sock.sendall(_answer(b"x" * 300_000))
+        else:
+            sock.sendall(b"HTTP/1.1 200 X\r\n" + b"x-a: b\r\n" * 5_000 + b"Content-Length: 2\r\n\r\n{}")
+        return True
+
+    server.script = [huge]
+    transport = _transport(server.url())
+    with pytest.raises(botocore.exceptions.ConnectionClosedError):
+        _post(transport)
+    assert json.loads(_post(transport).body) == ITEM
+    assert server.connections == 2
+
+
+def test_a_body_read_until_the_connection_closes_cut_by_a_reset_is_botocores_connection_error(server: Server) -> None:
+    """A reset is no end of file: a body delimited by the connection's close and cut short by one (TCP RST) is an
+    error, never a shorter answer taken as whole."""
+
+    def reset_mid_body(sock: socket.socket, head: bytes, body: bytes) -> bool:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + json.dumps(ITEM).encode()[:-5])
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.2)  # the client has read what came before the reset
+        sock.close()
+        return False
+
+    server.script = [reset_mid_body]
+    with pytest.raises(botocore.exceptions.ConnectionClosedError):
+        _post(_transport(server.url()))

@@ -546,3 +546,26 @@ def test_a_second_connection_after_the_deploy_beside_one_from_before_is_offline_
         ("status:online", "ana"),
         ("status:offline", "ana"),
     ]
+
+
+def test_a_connection_after_the_deploy_closed_and_its_grace_over_leaves_one_from_before_online(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer
+) -> None:
+    """Review: once a connection after the deploy closed and its grace ended (not announced: her laptop from before
+    the deploy is open in the unsharded key), her shard's item is left without connections. She is still online,
+    and her next connection is no first one: it announces nothing."""
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    Peer(gateway, "ana-2", "ana", "acme").connect().disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana")]
+    assert graced.connections.is_online("acme", "ana")
+    Peer(gateway, "ana-3", "ana", "acme").connect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana")]  # no second online: she never went
+    laptop.disconnect()
+    Peer(gateway, "ana-3", "ana", "acme").disconnect()
+    run_delayed()
+    assert statuses(ben) == [("status:online", "ana"), ("status:offline", "ana")]
+    assert listed(graced) == {"ben"}

@@ -211,3 +211,67 @@ def test_a_page_reads_each_shard_from_after_the_cursor_with_a_bounded_page(
     firsts = [params for params in queries if "ExclusiveStartKey" not in params]
     assert len(firsts) == PRESENCE_SHARDS
     assert {params["Limit"] for params in firsts} == {2}  # twice a page of 4 and one, over 32 shards, and one
+
+
+# ---- review: without a grace, across the deploy ----
+
+
+@pytest.mark.parametrize("first_closed", ["before", "after"])
+def test_without_a_grace_a_close_beside_a_connection_in_the_other_item_announces_nothing(
+    services: Services, gateway: RecordingGateway, first_closed: str
+) -> None:
+    """PRESENCE_GRACE_SECONDS=0: a close removes the user at once. Ana's laptop connected before the deploy (her
+    item in the unsharded key), her phone after it (in her shard): whichever closes first leaves her online through
+    the other, and the other's close announces her offline, once."""
+    from tests.test_presence_grace import as_before_the_deploy
+
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", "presence#acme#15")
+    phone = Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert [frame["data"]["userId"] for frame in ben.received("status:online")] == ["ana"]
+    first, second = (laptop, phone) if first_closed == "before" else (phone, laptop)
+    first.disconnect()
+    assert ben.received("status:offline") == []
+    assert services.connections.is_online("acme", "ana")
+    second.disconnect()
+    assert [frame["data"]["userId"] for frame in ben.received("status:offline")] == ["ana"]
+    assert listed(services.connections) == ["ben"]
+
+
+def test_a_sweep_retried_for_a_connection_from_before_the_deploy_schedules_its_grace_again(
+    services: Services,
+) -> None:
+    """Review: a connection from before the deploy whose record expired is swept from the unsharded key (her shard
+    has no item: the sweep tries it first, then the unsharded key). Its grace began there and its schedule may be
+    what failed: the retried sweep sees the grace in the unsharded item and schedules it again."""
+    from shared.stores.connections import Opened
+
+    store = services.connections
+    table = boto3.resource("dynamodb").Table("test-connections")
+    table.put_item(Item={"pk": "presence#acme", "sk": "ana", "offlinePending": "g1"})  # the first sweep's grace
+    closed = store.close("ana-1", NOW, Opened("ana-1", identity("ana"), "opened#2026-12-02T07#3"))
+    assert closed is not None
+    assert closed.went_offline
+    assert closed.offline_pending == "g1"
+
+
+def test_a_kick_removes_a_connection_listed_only_in_the_unsharded_key_beside_an_item_in_her_shard(
+    services: Services,
+) -> None:
+    """Review: a connection from before the deploy, its record gone, is listed in the unsharded key while her shard
+    has an item of its own (from a later connection, closed since): the kick's close (and the sweep's) removes it
+    there, rather than stopping at her shard's item and leaving her listed, and online, until the item's ttl."""
+    from shared.stores.connections import Opened
+
+    store = services.connections
+    table = boto3.resource("dynamodb").Table("test-connections")
+    table.put_item(Item={"pk": "presence#acme", "sk": "ana", "connections": {"ana-1"}})
+    table.put_item(Item={"pk": "presence#acme#15", "sk": "ana", "offlineEnded": "old/x"})
+    assert store.of_user("acme", "ana") == ([], ["ana-1"])
+    closed = store.close("ana-1", NOW, Opened("ana-1", identity("ana"), ""), departure=Departure.NOW)
+    assert closed is not None
+    assert closed.went_offline
+    assert not (presence_items("presence#acme")[0].get("connections"))
+    assert listed(store) == []
+    assert not store.is_online("acme", "ana")

@@ -352,8 +352,12 @@ class ConnectionStore:
                 ExpressionAttributeValues={":c": {connection_id}, ":ttl": expires},
                 ReturnValues="ALL_OLD",
             )
-            first = makes_present(previous.get("Attributes"))
-            if "Attributes" not in previous and record["presence"] != _legacy_presence_pk(identity.company_id):
+            before: dict[str, Any] | None = previous.get("Attributes")
+            first = makes_present(before)
+            # No item in her shard yet, or one whose graces look in the unsharded key (a connection from before
+            # the deploy was open there): she may be present there.
+            unsharded = before is None or bool(before.get(UNSHARDED_OPEN))
+            if first and unsharded and record["presence"] != _legacy_presence_pk(identity.company_id):
                 first = self._first_since_the_deploy(identity)
             # A close that ran while we wrote may have missed what we wrote after it: look once more.
             still_open = is_open(self._record(connection_id))
@@ -386,15 +390,18 @@ class ConnectionStore:
         """Whether a grace that ended in `pk` (the item `seen` before) leaves its user present through their other
         item (decision 0107's deploy): a grace in the unsharded key of a user of another shard, from before it,
         looks in their shard; one in their shard looks in the unsharded key while `unshardedOpen` says a
-        connection from before it was open there, and forgets that once none is."""
+        connection from before it was open there, and forgets that once none is. Present there: a connection open,
+        or a grace of its own running (which then announces)."""
         shard, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
         if pk == shard and (shard == legacy or not seen.get(UNSHARDED_OPEN)):
             return False
         other = legacy if pk == shard else shard
         item = self._table.get_item(
-            Key={"pk": other, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections"
+            Key={"pk": other, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections, offlinePending"
         ).get("Item")
-        if (item or {}).get("connections"):
+        # A grace running there too (both her connections closed within it) is left to announce: each grace's end
+        # removes its own mark before it reads the other's, so at least one of the two sees the other over.
+        if is_present(item):
             return True
         if pk == shard:
             self._table.update_item(Key={"pk": shard, "sk": user_id}, UpdateExpression=f"REMOVE {UNSHARDED_OPEN}")
@@ -470,8 +477,10 @@ class ConnectionStore:
         user's last connection go."""
         identity = connection.identity
         legacy = _legacy_presence_pk(identity.company_id)
+        tried: list[str] = []
 
         def update(pk: str) -> dict[str, Any]:
+            tried.append(pk)
             values: dict[str, Any] = {":c": {connection.connection_id}, ":id": connection.connection_id}
             if departure is Departure.GRACE:
                 # Every grace has a token of its own: the end of an older one, cut short by a reconnect, finds a
@@ -503,6 +512,12 @@ class ConnectionStore:
             resume = departure is Departure.GRACE and pending is not None and not seen.get("connections")
             return Closed(connection, went_offline=resume, offline_pending=pending if resume else None)
         if after.get("connections") or departure is Departure.UNDO:
+            return Closed(connection, went_offline=False)
+        if departure is not Departure.GRACE and self._present_elsewhere(
+            identity.company_id, identity.user_id, tried[-1], after
+        ):
+            # No grace to look later (PRESENCE_GRACE_SECONDS=0, a kick): her other item, across decision 0107's
+            # deploy, is looked in now.
             return Closed(connection, went_offline=False)
         return Closed(connection, went_offline=True, offline_pending=after.get("offlinePending"))
 
@@ -572,9 +587,10 @@ class ConnectionStore:
         self, user_id: str, partitions: list[str], update: Callable[[str], dict[str, Any]]
     ) -> dict[str, Any]:
         """An UpdateItem (`update(pk)`) of the user's presence item in the first of `partitions`, and in the next
-        only when its condition failed with no item for the user there. A failed condition raises as DynamoDB
-        answered the first, with the item it saw (`ReturnValuesOnConditionCheckFailure`)."""
-        first: ClientError | None = None
+        when its condition failed there (the connection is not in that item, or there is none). A failed condition
+        raises as DynamoDB answered in a partition that holds the user's item (one with a grace running first), with
+        the item it saw (`ReturnValuesOnConditionCheckFailure`), or as it answered the first when none does."""
+        failed: list[ClientError] = []
         for pk in partitions:
             try:
                 return self._table.update_item(
@@ -583,12 +599,13 @@ class ConnectionStore:
             except ClientError as error:
                 if not conditional_check_failed(error):
                     raise
-                first = first or error
-                if error.response.get("Item"):
-                    break
-        if first is None:
+                failed.append(error)
+        if not failed:
             raise ValueError("no partition to update")
-        raise first
+        # The answer of a partition holding her item, one with a grace running first: it says what the item was.
+        held = [error for error in failed if error.response.get("Item")]
+        graced = [error for error in held if "offlinePending" in _failed_item(error)]
+        raise (graced or held or failed)[0]
 
     def _presence_items(self, company_id: str, user_id: str, projection: str, *, both: bool) -> list[dict[str, Any]]:
         """The user's presence items, read consistently: the one in their shard and, for a user whose shard is not
@@ -621,8 +638,16 @@ class ConnectionStore:
 
     def is_online(self, company_id: str, user_id: str) -> bool:
         """Whether the user is present: an open connection, or within the grace after their last one."""
-        items = self._presence_items(company_id, user_id, "connections, offlinePending", both=False)
-        return any(is_present(item) for item in items)
+        pk, legacy = presence_pk(company_id, user_id), _legacy_presence_pk(company_id)
+        # Her shard first; the unsharded key, where a connection from before decision 0107 may be open, only when
+        # her shard does not say she is present (no item, or one left without connections by a grace's end).
+        for key in (pk, legacy) if pk != legacy else (pk,):
+            item = self._table.get_item(
+                Key={"pk": key, "sk": user_id}, ConsistentRead=True, ProjectionExpression="connections, offlinePending"
+            ).get("Item")
+            if is_present(item):
+                return True
+        return False
 
     def stale(self, now: datetime) -> list[Opened]:
         """Connections opened in hours that ended longer than API Gateway's 2-hour limit ago, still recorded."""
@@ -968,6 +993,12 @@ def _session_update(rooms: Mapping[str, int], session: tuple[str, str]) -> tuple
 
 def _closed() -> RoomcastError:
     return RoomcastError(ErrorCode.CONFLICT, "connection is closed")
+
+
+def _failed_item(error: ClientError) -> dict[str, Any]:
+    """The item a failed condition saw (`ReturnValuesOnConditionCheckFailure`), or none."""
+    item: dict[str, Any] = error.response.get("Item") or {}  # type: ignore[assignment]
+    return item
 
 
 def _user_of(item: dict[str, Any]) -> str:

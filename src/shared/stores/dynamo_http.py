@@ -49,6 +49,10 @@ from botocore.exceptions import (
 from botocore.httpsession import get_cert_path
 
 READ_SIZE = 65536
+# The most of an answer read (DynamoDB's largest, a BatchGetItem's, is 16 MB) and of its head: a server that sends
+# more (or a hostile one that never ends its body or its headers) fails the call instead of filling memory.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_HEAD_BYTES = 64 * 1024
 # Headers this module writes itself: a caller's own are not sent twice.
 OWN_HEADERS = frozenset(("host", "content-length", "accept-encoding"))
 
@@ -87,10 +91,12 @@ class _Connection:
         "_body",
         "_complete",
         "_fields",
+        "_head_bytes",
         "_headers_done",
         "_keep_alive",
         "_parser",
         "_parser_error",
+        "_trailing",
         "reused",
         "sock",
     )
@@ -107,13 +113,24 @@ class _Connection:
 
     def _reset(self) -> None:
         self._fields: dict[str, str] = {}
+        self._head_bytes = 0
         self._body: list[bytes] = []
         self._headers_done = False
         self._complete = False
         self._keep_alive = False
+        # Bytes came after the answer's end (in its last read): not part of it, and the parser is left part-way
+        # through them, so the connection is not used again.
+        self._trailing = False
 
     # httptools' callbacks
+    def on_message_begin(self) -> None:
+        if self._complete:
+            self._trailing = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._complete:
+            return
+        self._head_bytes += len(name) + len(value)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers = self._fields
@@ -123,9 +140,12 @@ class _Connection:
         self._headers_done = True
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if not self._complete:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._complete:
+            return
         parser = self._parser
         if 100 <= parser.get_status_code() < 200:  # an interim answer (100 Continue): the real one follows
             self._fields = {}
@@ -140,7 +160,7 @@ class _Connection:
         self._send(request, url)
         self._read(url)
         answer = Answer(self._parser.get_status_code(), Headers(self._fields), b"".join(self._body))
-        again = self._complete and self._keep_alive
+        again = self._complete and self._keep_alive and not self._trailing
         self._reset()
         return answer, again
 
@@ -169,29 +189,45 @@ class _Connection:
         feed = self._parser.feed_data
         received = 0
         while not self._complete:
+            reset = False
             try:
                 data = sock.recv(READ_SIZE)
             except TimeoutError as error:
                 raise ReadTimeoutError(endpoint_url=url, error=error) from error
-            except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError):
-                data = b""  # the connection closed (TLS without its close_notify, or reset): as an end of file
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+                data = b""  # the connection closed (TLS without its close_notify): as an end of file
+            except ConnectionError:
+                data, reset = b"", True  # reset: an end, but not one that ends a body read until the close
             except ssl.SSLError as error:
                 raise SSLError(endpoint_url=url, error=error) from error
             except OSError as error:
                 raise ConnectionClosedError(error=error, request=None, endpoint_url=url) from error
             if not data:
-                if received == 0 and self.reused:
-                    raise _Stale
-                if self._headers_done and "content-length" not in self._fields and not _chunked(self._fields):
-                    return  # a body read until the connection closes, which ends it
-                raise ConnectionClosedError(
-                    error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
-                )
+                self._closed(received, reset, url)
+                return  # a body read until the connection closes, which ends it
             received += len(data)
+            if received > MAX_ANSWER_BYTES:
+                raise _too_large(received, url)
             try:
                 feed(data)
             except self._parser_error as error:
+                if self._complete:  # what is not HTTP came after the whole answer: the answer stands
+                    self._trailing = True
+                    return
                 raise ConnectionClosedError(error=error, request=None, endpoint_url=url) from error
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise _too_large(received, url)
+
+    def _closed(self, received: int, reset: bool, url: str) -> None:
+        """The connection closed (`reset`: by a reset) after `received` bytes of the answer: returns when that ends
+        it (a body read until the close), else raises."""
+        if received == 0 and self.reused:
+            raise _Stale
+        if not reset and self._headers_done and "content-length" not in self._fields and not _chunked(self._fields):
+            return
+        raise ConnectionClosedError(
+            error=f"the connection closed after {received} bytes of an answer", request=None, endpoint_url=url
+        )
 
     def idle_but_closed(self) -> bool:
         """Whether the server closed this idle connection (or sent what no request asked for): readable now."""
@@ -205,6 +241,12 @@ class _Connection:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def _too_large(received: int, url: str) -> ConnectionClosedError:
+    return ConnectionClosedError(
+        error=f"an answer larger than this transport reads ({received} bytes)", request=None, endpoint_url=url
+    )
 
 
 def _chunked(headers: dict[str, str]) -> bool:
