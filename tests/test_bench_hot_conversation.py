@@ -4,13 +4,18 @@ charged its simulated time and its keys' write units. Before it wrapped the stor
 
 from __future__ import annotations
 
+import os
 import threading
+from unittest import mock
 
 import boto3
-from bench.hot_conversation import CALL_S, KEY_WRITE_UNITS_PER_S, SimulatedTime, StandInDynamoDb
 from moto import mock_aws
 
 from shared.stores.dynamo import Table, json_client
+
+# The bench's modules set the handlers' environment (its table names) on import: kept to this module.
+with mock.patch.dict(os.environ):
+    from bench.hot_conversation import CALL_S, KEY_WRITE_UNITS_PER_S, SimulatedTime, StandInDynamoDb
 
 
 def _table(time: SimulatedTime) -> tuple[Table, StandInDynamoDb]:
