@@ -439,13 +439,7 @@ def test_a_broadcast_reserved_after_the_replay_was_read_and_written_after_the_fi
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
     ana.drop()
     send(ben, conversation, "missed")
-    held: list[HeldAppend] = []
-    real_take_over = SessionStore.take_over
-
-    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
-        held.append(HeldAppend(monkeypatch, services, conversation))  # reserved after the plan's read
-        return real_take_over(self, *args, **kwargs)
-
+    held = held_after_take_over(monkeypatch, services, conversation)
     real_attach = ConnectionStore.attach
     refused: list[int] = []
 
@@ -458,7 +452,6 @@ def test_a_broadcast_reserved_after_the_replay_was_read_and_written_after_the_fi
             refused.append(1)
             raise
 
-    monkeypatch.setattr(SessionStore, "take_over", take_over)
     monkeypatch.setattr(ConnectionStore, "attach", attach)
     back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
     back.open(auth={"pid": pid, "offset": offset})
@@ -521,6 +514,20 @@ class DeadAppend:
         with contextlib.suppress(Died):
             services.hub.emit("acme", conversation_room(conversation), frame)
         assert not dying[0]
+
+
+def held_after_take_over(monkeypatch: pytest.MonkeyPatch, services: Services, conversation: str) -> list[HeldAppend]:
+    """A position of the conversation reserved, and held unwritten, as the recovery takes the session over: right
+    after the plan's read of the journal."""
+    held: list[HeldAppend] = []
+    real_take_over = SessionStore.take_over
+
+    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
+        held.append(HeldAppend(monkeypatch, services, conversation))
+        return real_take_over(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    return held
 
 
 def paused(monkeypatch: pytest.MonkeyPatch, clock: ManualClock, during: Callable[[int], object]) -> list[float]:
@@ -710,14 +717,7 @@ def test_a_hand_over_pauses_for_a_writer_past_its_cut_and_posts_its_event_once(
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
     ana.drop()
     send(ben, conversation, "missed")
-    held: list[HeldAppend] = []
-    real_take_over = SessionStore.take_over
-
-    def take_over(self: SessionStore, *args: Any, **kwargs: Any) -> bool:
-        held.append(HeldAppend(monkeypatch, services, conversation))
-        return real_take_over(self, *args, **kwargs)
-
-    monkeypatch.setattr(SessionStore, "take_over", take_over)
+    held = held_after_take_over(monkeypatch, services, conversation)
     pauses = paused(monkeypatch, clock, lambda pause: held[0].finish() if pause == 2 else None)
     back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
     back.open(auth={"pid": pid, "offset": offset})
