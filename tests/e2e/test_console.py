@@ -351,6 +351,9 @@ def test_with_sessions_on_the_console_recovers_after_a_drop_and_says_so(stack: S
     dee.sign_in(recovery=True)
     conversation_id = dee.create("Recovered")
     with native(stack, "bot", "acme") as bot:
+        # bot's status:online is recorded and posted by another function: heard first, so "while here" cannot
+        # overtake it on the way to dee and be replayed again (decision 0109).
+        expect(page.locator("#presence li").filter(has_text=re.compile("^bot$"))).to_have_count(1)
         bot.ok("message:send", {"conversationId": conversation_id, "content": "while here"})
         expect(dee.message("while here")).to_be_visible()
         context.set_offline(True)
