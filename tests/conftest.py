@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ import boto3
 import jwt
 import pytest
 from moto import mock_aws
+from moto.core.botocore_stubber import BotocoreStubber
 
 from roomcast_local.environment import DEVELOPMENT_SECRET
 
@@ -46,6 +49,24 @@ from shared.stores.connections import CONNECT_GRACE  # noqa: E402
 from shared.wiring import services as runtime  # noqa: E402
 from shared.wiring.services import Services, build_services  # noqa: E402
 from shared.wiring.settings import settings  # noqa: E402
+
+
+def _one_request_at_a_time(process: Any) -> Any:
+    """DynamoDB applies each request whole; in-process moto does not when threads call it at once (a put during
+    another thread's query fails inside moto: "dictionary changed size during iteration"). The stores read
+    partitions from thread pools, so tests that write meanwhile need moto to take one request at a time, as the
+    local stack's DynamoDB does (roomcast_local.storage)."""
+    lock = threading.RLock()
+
+    @functools.wraps(process)
+    def one_at_a_time(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return process(*args, **kwargs)
+
+    return one_at_a_time
+
+
+BotocoreStubber.process_request = _one_request_at_a_time(BotocoreStubber.process_request)  # type: ignore[method-assign]
 
 SECRET = os.environ["JWT_SECRET_KEY_CALL"]
 TABLE_NAMES = {

@@ -183,17 +183,12 @@ def test_a_membership_written_while_the_split_reads_the_partitions_is_read_once_
     before = stored_members(company_room("acme").key("acme"))
     read = RoomReader._member_page
     joined = threading.Event()
-    # In-process moto is not thread-safe: a put while another thread queries the same table fails
-    # inside moto ("dictionary changed size during iteration"). DynamoDB serves them at once; here the
-    # partition reads and the late connect take turns, the connect still landing between two reads.
-    moto_turn = threading.Lock()
 
     def page_then_join(store: RoomReader, pk: str, start: Any, limit: Any) -> dict[str, Any]:
-        with moto_turn:
-            page = read(store, pk, start, limit)
-            if not joined.is_set():
-                joined.set()  # a connect lands while the other partitions are being read
-                services.connections.open("late", Identity(userId="u-late", companyId="acme"), NOW)
+        page = read(store, pk, start, limit)
+        if not joined.is_set():
+            joined.set()  # a connect lands while the other partitions are being read
+            services.connections.open("late", Identity(userId="u-late", companyId="acme"), NOW)
         return page
 
     monkeypatch.setattr(RoomReader, "_member_page", page_then_join)
