@@ -883,6 +883,32 @@ def test_an_event_that_overtook_an_earlier_one_on_the_way_to_a_session_is_not_re
     assert contents(back) == []  # ana heard "overtaking" before the drop
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="live posts from two Lambdas can reach a connection out of journal order; a client that heard only the "
+    "later one before a drop holds its offset, and a recovery never replays the earlier one (decision 0109)",
+)
+def test_an_event_overtaken_on_the_way_to_a_session_that_then_dropped_is_replayed(
+    services: Services, gateway: RecordingGateway, conversation: str
+) -> None:
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
+    frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
+    room = conversation_room(conversation)
+    earlier = services.hub.record("acme", room, frame)  # recorded first, its posts still to come
+    recipients = services.rooms.recipients("acme", room)  # read after its record, as Hub.emit does
+    send(ben, conversation, "overtaking")  # recorded after it, heard before the drop
+    pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    assert int(offset) == earlier + 1
+    ana.drop()
+    services.hub.deliver(recipients, frame, earlier)  # too late: the connection is gone
+
+    back = RecoveringPeer(gateway, "ana-2", "ana", "acme").connect()
+    back.open(auth={"pid": pid, "offset": offset})
+    assert back.events()[-1][:2] == ("session", {"recovered": True})
+    assert "conversation:updated" in [name for name, _, _ in back.events()]
+
+
 @pytest.mark.parametrize(
     "auth",
     [
