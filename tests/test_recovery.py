@@ -899,6 +899,7 @@ def test_an_event_overtaken_on_the_way_to_a_session_that_then_dropped_is_replaye
     recipients = services.rooms.recipients("acme", room)  # read after its record, as Hub.emit does
     send(ben, conversation, "overtaking")  # recorded after it, heard before the drop
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
+    assert earlier is not None
     assert int(offset) == earlier + 1
     ana.drop()
     services.hub.deliver(recipients, frame, earlier)  # too late: the connection is gone
