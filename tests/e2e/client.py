@@ -46,11 +46,12 @@ class Client:
                     return dict(frame)
                 self.inbox.append(frame)
 
-    async def ok(self, action: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def ok(self, action: str, data: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+        """`timeout`: longer for the first action a fresh stack's function runs (its worker imports on first use)."""
         ack_id = uuid.uuid4().hex[:8]
         await self.send(action, data, ack_id)
         while True:
-            ack = await self.next("ack")
+            ack = await self.next("ack", timeout)
             if ack["ackId"] == ack_id:
                 assert ack["ok"] is True, ack
                 result: dict[str, Any] = ack["data"]
