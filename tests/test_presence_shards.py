@@ -4,6 +4,8 @@ order across pages, within `limit` and `max_bytes`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -12,10 +14,21 @@ import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from roomcast_local.testing import Peer, RecordingGateway
+from roomcast_local.testing import (
+    ManualClock,
+    Peer,
+    QueuedDeferrer,
+    QueuedDelayer,
+    RecordingGateway,
+    invoke,
+    run_deferred,
+    sqs_event,
+)
+from shared.delivery.delayed import DelayedTask, OfflineDue
 from shared.protocol.frames import LIST_ENVELOPE_BYTES, ListRoom
 from shared.protocol.identity import Identity
 from shared.stores.connections import (
+    GRACE_IN_SHARD,
     PRESENCE_SHARDS,
     ConnectionStore,
     Departure,
@@ -23,8 +36,11 @@ from shared.stores.connections import (
     presence_pk,
     presence_shard,
 )
-from shared.wiring.services import Services
+from shared.wiring import services as runtime
+from shared.wiring.services import Services, build_services
+from shared.wiring.settings import settings
 from tests.test_lifecycle import Interleaver
+from tests.test_presence_grace import as_before_the_deploy, presence_item
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 # Users of the tests below and their shards: ana 15, ben 28, max 0, ned 1.
@@ -223,8 +239,6 @@ def test_without_a_grace_a_close_beside_a_connection_in_the_other_item_announces
     """PRESENCE_GRACE_SECONDS=0: a close removes the user at once. Ana's laptop connected before the deploy (her
     item in the unsharded key), her phone after it (in her shard): whichever closes first leaves her online through
     the other, and the other's close announces her offline, once."""
-    from tests.test_presence_grace import as_before_the_deploy
-
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
     as_before_the_deploy("ana", "presence#acme#15")
@@ -275,3 +289,225 @@ def test_a_kick_removes_a_connection_listed_only_in_the_unsharded_key_beside_an_
     assert not (presence_items("presence#acme")[0].get("connections"))
     assert listed(store) == []
     assert not store.is_online("acme", "ana")
+
+
+# ---- two closes at once across the deploy: one connection in the unsharded key, one in her shard ----
+
+# A needle for the unsharded key alone (`presence#acme#15` also contains `presence#acme`).
+UNSHARDED = '"presence#acme"'
+ANA_SHARD = "presence#acme#15"
+
+
+def offline_announced(watcher: Peer) -> list[str]:
+    return [frame["data"]["userId"] for frame in watcher.received("status:offline")]
+
+
+def before_and_after_the_deploy(gateway: RecordingGateway) -> tuple[Peer, Peer, Peer]:
+    """Ben watching; ana's laptop (`ana-1`) from before the deploy, listed in the unsharded key, and her phone
+    (`ana-2`) from after it, in her shard (15: two items), marked `unshardedOpen`."""
+    assert presence_shard("ana") != 0
+    assert presence_pk("acme", "ana") == ANA_SHARD
+    ben = Peer(gateway, "ben-1", "ben", "acme").connect()
+    laptop = Peer(gateway, "ana-1", "ana", "acme").connect()
+    as_before_the_deploy("ana", ANA_SHARD)
+    phone = Peer(gateway, "ana-2", "ana", "acme").connect()
+    assert (presence_item("presence#acme", "ana") or {}).get("connections") == {"ana-1"}
+    shard_item = presence_item(ANA_SHARD, "ana") or {}
+    assert shard_item.get("connections") == {"ana-2"}
+    assert shard_item.get("unshardedOpen") is True
+    assert [frame["data"]["userId"] for frame in ben.received("status:online")] == ["ana"]
+    return ben, laptop, phone
+
+
+# Both closes' writes land before either reads the other item: the first close is held between its write
+# (removing its connection from its own item) and its read of her other item, and the second runs whole
+# meanwhile. Each then reads the other item after the other's write: neither sees a connection left, and only
+# one of them may announce.
+@pytest.mark.xfail(
+    strict=True,
+    reason="two ends of a user's last connections across decision 0107's deploy, one in each item, that both write "
+    "before either reads the other both announce status:offline (a claim was tried and reviewed unsound; see 0107)",
+)
+@pytest.mark.parametrize("first_closed", ["laptop", "phone"])
+def test_without_a_grace_two_closes_across_the_deploy_at_once_announce_offline_once(
+    services: Services, gateway: RecordingGateway, interleaver: Interleaver, first_closed: str
+) -> None:
+    """PRESENCE_GRACE_SECONDS=0. The laptop's close removes ana-1 from the unsharded key, then reads her shard;
+    the phone's removes ana-2 from her shard, then (`unshardedOpen`) reads the unsharded key. The second close runs
+    whole between the first's write and its read: exactly one `status:offline`, and she is no longer listed."""
+    ben, laptop, phone = before_and_after_the_deploy(gateway)
+    first, second, other = (laptop, phone, ANA_SHARD) if first_closed == "laptop" else (phone, laptop, UNSHARDED)
+
+    @interleaver.before("GetItem", other, '"ana"')
+    def _the_other_closes() -> None:
+        second.disconnect()
+
+    first.disconnect()
+    assert interleaver.fired == ["GetItem"]
+    assert offline_announced(ben) == ["ana"]
+    assert listed(services.connections) == ["ben"]
+    assert not services.connections.is_online("acme", "ana")
+    # Her next connection is announced, and its close too, once each.
+    again = Peer(gateway, "ana-3", "ana", "acme").connect()
+    assert [frame["data"]["userId"] for frame in ben.received("status:online")] == ["ana", "ana"]
+    again.disconnect()
+    assert offline_announced(ben) == ["ana", "ana"]
+
+
+@pytest.mark.parametrize("first_closed", ["laptop", "phone"])
+def test_without_a_grace_a_close_across_the_deploy_just_before_the_others_write_announces_offline_once(
+    services: Services, gateway: RecordingGateway, interleaver: Interleaver, first_closed: str
+) -> None:
+    """PRESENCE_GRACE_SECONDS=0. The second close runs whole just before the first removes its connection from its
+    item: the second reads the first's item with the connection still there (nothing to announce), and the first,
+    after its write, reads the second's item empty: it announces, once."""
+    ben, laptop, phone = before_and_after_the_deploy(gateway)
+    first, second, own, connection = (
+        (laptop, phone, UNSHARDED, "ana-1") if first_closed == "laptop" else (phone, laptop, ANA_SHARD, "ana-2")
+    )
+
+    @interleaver.before("UpdateItem", own, connection, "DELETE connections")
+    def _the_other_closes() -> None:
+        second.disconnect()
+        assert offline_announced(ben) == []
+
+    first.disconnect()
+    assert interleaver.fired == ["UpdateItem"]
+    assert offline_announced(ben) == ["ana"]
+    assert listed(services.connections) == ["ben"]
+    assert not services.connections.is_online("acme", "ana")
+
+
+GRACE = 30
+
+
+@pytest.fixture
+def graced(
+    aws: None,
+    interleaver: Interleaver,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    session: boto3.session.Session,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Services]:
+    """The services with a presence grace, as tests/test_presence_grace.py builds them."""
+    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(GRACE))
+    settings.cache_clear()
+    built = build_services(
+        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
+    )
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+    settings.cache_clear()
+
+
+def end_grace(task: DelayedTask) -> None:
+    """The delay queue hands the grace's end to the delayed function, as its own message."""
+    result = invoke("handlers.delayed.handler", sqs_event([json.dumps(task.model_dump(by_alias=True, mode="json"))]))
+    assert result == {"batchItemFailures": []}
+    run_deferred()
+
+
+def both_graces(delayed: QueuedDelayer, laptop: Peer, phone: Peer) -> tuple[DelayedTask, DelayedTask]:
+    """Both of ana's connections close: each begins a grace in its own item (nothing announced yet); returns the
+    laptop's grace end (in the unsharded key) and the phone's (in her shard)."""
+    laptop.disconnect()
+    phone.disconnect()
+    (laptops, _), (phones, _) = delayed.take()
+    assert isinstance(laptops, OfflineDue)
+    assert isinstance(phones, OfflineDue)
+    assert not laptops.grace.endswith(GRACE_IN_SHARD)
+    assert phones.grace.endswith(GRACE_IN_SHARD)
+    return laptops, phones
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="two ends of a user's last connections across decision 0107's deploy, one in each item, that both write "
+    "before either reads the other both announce status:offline (a claim was tried and reviewed unsound; see 0107)",
+)
+@pytest.mark.parametrize("first_ended", ["laptop", "phone"])
+def test_two_grace_ends_across_the_deploy_at_once_announce_offline_once(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver, first_ended: str
+) -> None:
+    """Both connections closed within one grace. The laptop's grace end removes its grace from the unsharded key,
+    then reads her shard; the phone's removes its grace from her shard, then (`unshardedOpen`) reads the unsharded
+    key. The second end runs whole between the first's write and its read: exactly one `status:offline`."""
+    ben, laptop, phone = before_and_after_the_deploy(gateway)
+    laptops, phones = both_graces(delayed, laptop, phone)
+    assert offline_announced(ben) == []
+    first, second, other = (laptops, phones, ANA_SHARD) if first_ended == "laptop" else (phones, laptops, UNSHARDED)
+
+    @interleaver.before("GetItem", other, '"ana"')
+    def _the_other_grace_ends() -> None:
+        end_grace(second)
+
+    end_grace(first)
+    assert interleaver.fired == ["GetItem"]
+    assert offline_announced(ben) == ["ana"]
+    assert listed(graced.connections) == ["ben"]
+    assert not graced.connections.is_online("acme", "ana")
+
+
+@pytest.mark.parametrize("first_ended", ["laptop", "phone"])
+def test_two_grace_ends_across_the_deploy_at_once_after_a_reconnect_announce_nothing(
+    graced: Services, gateway: RecordingGateway, delayed: QueuedDelayer, interleaver: Interleaver, first_ended: str
+) -> None:
+    """Both connections closed, and she came back within the grace (a new connection, in her shard): the two grace
+    ends, run as above, announce nothing, and she stays listed. The phone's end, finding the new connection in its
+    own item, reads nothing else: the laptop's end runs whole just before the phone's end writes."""
+    ben, laptop, phone = before_and_after_the_deploy(gateway)
+    laptops, phones = both_graces(delayed, laptop, phone)
+    Peer(gateway, "ana-3", "ana", "acme").connect()
+    assert [frame["data"]["userId"] for frame in ben.received("status:online")] == ["ana"]  # no second online
+    step: tuple[str, ...]
+    if first_ended == "laptop":
+        first, second, step = laptops, phones, ("GetItem", ANA_SHARD, '"ana"')
+    else:
+        first, second, step = phones, laptops, ("UpdateItem", ANA_SHARD, '"ana"', "REMOVE offlinePending")
+
+    @interleaver.before(*step)
+    def _the_other_grace_ends() -> None:
+        end_grace(second)
+
+    end_grace(first)
+    assert interleaver.fired == [step[0]]
+    assert offline_announced(ben) == []
+    assert listed(graced.connections) == ["ana", "ben"]
+    assert graced.connections.is_online("acme", "ana")
+    assert delayed.take() == []
+
+
+@pytest.mark.parametrize("last_ended", ["laptop", "phone"])
+def test_a_grace_end_across_the_deploy_whose_announcement_failed_announces_on_redelivery(
+    graced: Services,
+    gateway: RecordingGateway,
+    delayed: QueuedDelayer,
+    monkeypatch: pytest.MonkeyPatch,
+    last_ended: str,
+) -> None:
+    """The later of the two grace ends finds her other item over, then its announcement fails (the company room's
+    query throttled): SQS delivers the message again, and that delivery announces the one `status:offline` owed;
+    a third delivery announces nothing more."""
+    ben, laptop, phone = before_and_after_the_deploy(gateway)
+    laptops, phones = both_graces(delayed, laptop, phone)
+    first, last = (phones, laptops) if last_ended == "laptop" else (laptops, phones)
+    end_grace(first)  # her other grace still runs: nothing announced
+    assert offline_announced(ben) == []
+    message = sqs_event([json.dumps(last.model_dump(by_alias=True, mode="json"))])  # the same message each time
+    real = graced.rooms.members
+
+    def throttled(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(graced.rooms, "members", throttled)
+    assert len(invoke("handlers.delayed.handler", message)["batchItemFailures"]) == 1
+    monkeypatch.setattr(graced.rooms, "members", real)
+    assert offline_announced(ben) == []
+    assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
+    assert invoke("handlers.delayed.handler", message) == {"batchItemFailures": []}
+    assert offline_announced(ben) == ["ana"]
+    assert listed(graced.connections) == ["ben"]
