@@ -30,7 +30,7 @@ from roomcast_local.testing import (
 from shared.domain.messages import agent_draft
 from shared.domain.sessions import HAND_OVER_ATTEMPTS, HAND_OVER_PAUSE, WRITER_WAITS
 from shared.protocol import socketio
-from shared.protocol.frames import event_frame
+from shared.protocol.frames import Frame, event_frame
 from shared.protocol.identity import Identity, identity_from_authorizer
 from shared.protocol.recovery import (
     Claim,
@@ -38,7 +38,7 @@ from shared.protocol.recovery import (
     Unrecoverable,
     unrecoverable,
 )
-from shared.protocol.rooms import company_room, conversation_room
+from shared.protocol.rooms import Room, company_room, conversation_room
 from shared.stores.connections import ConnectionStore, JournalMoved
 from shared.stores.sequence import RESERVATION_LIFE_MS, Sequence
 from shared.stores.sessions import SessionStore
@@ -858,6 +858,15 @@ def test_company_presence_events_are_replayed_to_the_company_room_and_typing_is_
     assert "conversation:typing" not in names
 
 
+def an_update_recorded(services: Services, conversation: str) -> tuple[Frame, Room, int]:
+    """A `conversation:updated` of the conversation, in the journal and not yet posted: its position."""
+    frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
+    room = conversation_room(conversation)
+    position = services.hub.record("acme", room, frame)
+    assert position is not None
+    return frame, room, position
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="live posts from two Lambdas can reach a connection out of journal order; socket.io-client keeps the "
@@ -868,9 +877,7 @@ def test_an_event_that_overtook_an_earlier_one_on_the_way_to_a_session_is_not_re
 ) -> None:
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
-    frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
-    room = conversation_room(conversation)
-    earlier = services.hub.record("acme", room, frame)  # recorded first, its posts still to come
+    frame, room, earlier = an_update_recorded(services, conversation)  # recorded first, its posts still to come
     send(ben, conversation, "overtaking")  # recorded after it, posted before it
     services.hub.deliver(services.rooms.recipients("acme", room), frame, earlier)
     assert [name for name, _, _ in ana.events()][-2:] == ["message:new", "conversation:updated"]
@@ -893,13 +900,10 @@ def test_an_event_overtaken_on_the_way_to_a_session_that_then_dropped_is_replaye
 ) -> None:
     ben = Peer(gateway, "ben-1", "ben", "acme").connect()
     ana = joined(RecoveringPeer(gateway, "ana-1", "ana", "acme").connect(), conversation)
-    frame = event_frame("conversation:updated", {"conversation": {"id": conversation}}, CONVERSATIONS)
-    room = conversation_room(conversation)
-    earlier = services.hub.record("acme", room, frame)  # recorded first, its posts still to come
+    frame, room, earlier = an_update_recorded(services, conversation)  # recorded first, its posts still to come
     recipients = services.rooms.recipients("acme", room)  # read after its record, as Hub.emit does
     send(ben, conversation, "overtaking")  # recorded after it, heard before the drop
     pid, offset = ana.connect_reply()["pid"], ana.last_offset()
-    assert earlier is not None
     assert int(offset) == earlier + 1
     ana.drop()
     services.hub.deliver(recipients, frame, earlier)  # too late: the connection is gone
