@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -137,6 +138,38 @@ def calls(session: boto3.session.Session) -> CallCounter:
     return CallCounter(session)
 
 
+class Interleaver:
+    """Runs another Lambda invocation in the middle of this one: just before the first DynamoDB call
+    of `operation` whose parameters mention every one of `needles`."""
+
+    def __init__(self, session: boto3.session.Session) -> None:
+        self._plans: list[tuple[str, tuple[str, ...], Callable[[], None]]] = []
+        self.fired: list[str] = []
+        # Registered before the services' clients are made: a client copies the hooks it is created with.
+        session.events.register("before-parameter-build.dynamodb", self._hook)
+
+    def before(self, operation: str, *needles: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+        def plan(action: Callable[[], None]) -> Callable[[], None]:
+            self._plans.append((operation, needles, action))
+            return action
+
+        return plan
+
+    def _hook(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        text = json.dumps(params, default=str)
+        for planned in list(self._plans):
+            operation, needles, action = planned
+            if model.name == operation and all(needle in text for needle in needles):
+                self._plans.remove(planned)
+                self.fired.append(operation)
+                action()
+
+
+@pytest.fixture
+def interleaver(session: boto3.session.Session) -> Interleaver:
+    return Interleaver(session)
+
+
 @pytest.fixture
 def services(
     aws: None,
@@ -161,6 +194,34 @@ def services(
     runtime.install(built)
     yield built
     runtime.install(None)
+
+
+GRACE = 30
+"""The presence grace of `graced`, in seconds."""
+
+
+@pytest.fixture
+def graced(
+    aws: None,
+    interleaver: Interleaver,
+    gateway: RecordingGateway,
+    deferred: QueuedDeferrer,
+    delayed: QueuedDelayer,
+    session: boto3.session.Session,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Services]:
+    """The handlers' services with a presence grace of `GRACE`, as deployed; the interleaver's hooks are registered
+    before their clients are made."""
+    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(GRACE))
+    settings.cache_clear()
+    built = build_services(
+        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
+    )
+    runtime.install(built)
+    yield built
+    runtime.install(None)
+    settings.cache_clear()
 
 
 FROZEN_NOW = datetime(2026, 11, 26, 3, 44, 21, 123000, tzinfo=UTC)

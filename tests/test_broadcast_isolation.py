@@ -36,9 +36,9 @@ from shared.stores.rooms import membership_pk
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.conftest import TABLE_NAMES, settle
+from tests.conftest import TABLE_NAMES, Interleaver, settle
 from tests.test_large_rooms import START, TimedGateway, add_members
-from tests.test_lifecycle import Interleaver, items, online
+from tests.test_lifecycle import items, online
 
 CHUNK = 8
 BATCH = 3
@@ -59,11 +59,6 @@ def clock() -> ManualClock:
 @pytest.fixture
 def timed(clock: ManualClock) -> TimedGateway:
     return TimedGateway(clock)
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
 
 
 @pytest.fixture

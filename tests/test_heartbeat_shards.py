@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-import boto3
 import pytest
 
 from roomcast_local.testing import (
@@ -23,14 +22,10 @@ from shared.protocol import socketio
 from shared.stores.rooms import hour_index_shard
 from shared.wiring.services import Services
 from shared.wiring.settings import settings
-from tests.test_lifecycle import Interleaver, items
+from tests.conftest import Interleaver
+from tests.test_lifecycle import items
 
 PING = socketio.PING
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
 
 
 @pytest.fixture

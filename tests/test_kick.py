@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ import boto3
 import pytest
 
 from roomcast_local.testing import (
-    ManualClock,
     Peer,
     QueuedDeferrer,
     QueuedDelayer,
@@ -36,42 +34,12 @@ from shared.protocol.codec import Codec
 from shared.protocol.identity import SESSIONS_ENDED_AT
 from shared.stores.access import Access, AccessStore
 from shared.stores.dynamo import Table
-from shared.wiring import services as runtime
-from shared.wiring.services import Services, build_services
+from shared.wiring.services import Services
 from shared.wiring.settings import settings
-from tests.conftest import CallCounter, make_token
-from tests.test_lifecycle import Interleaver
+from tests.conftest import CallCounter, Interleaver, make_token
 
 AUTHORIZER = "handlers.authorizer.handler"
 NOW = datetime.now(UTC)
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
-
-
-@pytest.fixture
-def graced(
-    aws: None,
-    interleaver: Interleaver,
-    gateway: RecordingGateway,
-    deferred: QueuedDeferrer,
-    delayed: QueuedDelayer,
-    session: boto3.session.Session,
-    clock: ManualClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Services]:
-    """With a presence grace, as deployed: a kick must not wait for it."""
-    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", "30")
-    settings.cache_clear()
-    built = build_services(
-        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
-    )
-    runtime.install(built)
-    yield built
-    runtime.install(None)
-    settings.cache_clear()
 
 
 def statuses(peer: Peer) -> list[tuple[str, str]]:

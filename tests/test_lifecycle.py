@@ -4,8 +4,6 @@ the clean-up of gone connections running at the same moment, and the work a requ
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,7 +28,7 @@ from shared.stores.rooms import hour_index_shard, room_partitions
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.conftest import settle
+from tests.conftest import Interleaver, settle
 
 
 def items(pk: str) -> list[dict[str, Any]]:
@@ -49,38 +47,6 @@ def members(room: str) -> list[str]:
 
 def online(services: Services) -> set[str]:
     return {user["userId"] for user in services.connections.online_users("acme", None, 1000, 100_000).users}
-
-
-class Interleaver:
-    """Runs another Lambda invocation in the middle of this one: just before the first DynamoDB call
-    of `operation` whose parameters mention every one of `needles`."""
-
-    def __init__(self, session: boto3.session.Session) -> None:
-        self._plans: list[tuple[str, tuple[str, ...], Callable[[], None]]] = []
-        self.fired: list[str] = []
-        # Registered before the services' clients are made: a client copies the hooks it is created with.
-        session.events.register("before-parameter-build.dynamodb", self._hook)
-
-    def before(self, operation: str, *needles: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
-        def plan(action: Callable[[], None]) -> Callable[[], None]:
-            self._plans.append((operation, needles, action))
-            return action
-
-        return plan
-
-    def _hook(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        text = json.dumps(params, default=str)
-        for planned in list(self._plans):
-            operation, needles, action = planned
-            if model.name == operation and all(needle in text for needle in needles):
-                self._plans.remove(planned)
-                self.fired.append(operation)
-                action()
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
 
 
 @pytest.fixture

@@ -32,16 +32,11 @@ from shared.stores.presence_digest import PendingChange, PresenceDigestStore, us
 from shared.wiring import services as runtime
 from shared.wiring.services import Services, build_services
 from shared.wiring.settings import settings
-from tests.test_lifecycle import Interleaver
+from tests.conftest import Interleaver
 
 THRESHOLD = 3
 GRACE = 30
 NOW_DIGEST = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
 
 
 def _built(

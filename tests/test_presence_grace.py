@@ -5,7 +5,6 @@ whatever closed the connection ($disconnect, a 410's clean-up, the sweep) and wh
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 from roomcast_local.testing import (
     ManualClock,
     Peer,
-    QueuedDeferrer,
     QueuedDelayer,
     RecordingGateway,
     deliver,
@@ -29,40 +27,8 @@ from shared.delivery.delayed import DelayedTask, OfflineDue
 from shared.domain.presence import departure_after
 from shared.protocol.identity import Identity
 from shared.stores.connections import GRACE_IN_SHARD, ConnectionFailed, Departure, is_present, makes_present
-from shared.wiring import services as runtime
-from shared.wiring.services import Services, build_services
-from shared.wiring.settings import settings
-from tests.conftest import settle
-from tests.test_lifecycle import Interleaver
-
-GRACE = 30
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
-
-
-@pytest.fixture
-def graced(
-    aws: None,
-    interleaver: Interleaver,
-    gateway: RecordingGateway,
-    deferred: QueuedDeferrer,
-    delayed: QueuedDelayer,
-    session: boto3.session.Session,
-    clock: ManualClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Services]:
-    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(GRACE))
-    settings.cache_clear()
-    built = build_services(
-        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
-    )
-    runtime.install(built)
-    yield built
-    runtime.install(None)
-    settings.cache_clear()
+from shared.wiring.services import Services
+from tests.conftest import GRACE, Interleaver, settle
 
 
 def listed(services: Services) -> set[str]:

@@ -5,7 +5,6 @@ order across pages, within `limit` and `max_bytes`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -15,9 +14,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from roomcast_local.testing import (
-    ManualClock,
     Peer,
-    QueuedDeferrer,
     QueuedDelayer,
     RecordingGateway,
     invoke,
@@ -36,20 +33,13 @@ from shared.stores.connections import (
     presence_pk,
     presence_shard,
 )
-from shared.wiring import services as runtime
-from shared.wiring.services import Services, build_services
-from shared.wiring.settings import settings
-from tests.test_lifecycle import Interleaver
+from shared.wiring.services import Services
+from tests.conftest import Interleaver
 from tests.test_presence_grace import as_before_the_deploy, presence_item
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
 # Users of the tests below and their shards: ana 15, ben 28, max 0, ned 1.
 ENTRY_BYTES = len('{"userId":"u-00","connections":1}') + 1
-
-
-@pytest.fixture
-def interleaver(session: boto3.session.Session) -> Interleaver:
-    return Interleaver(session)
 
 
 @pytest.fixture
@@ -376,32 +366,6 @@ def test_without_a_grace_a_close_across_the_deploy_just_before_the_others_write_
     assert offline_announced(ben) == ["ana"]
     assert listed(services.connections) == ["ben"]
     assert not services.connections.is_online("acme", "ana")
-
-
-GRACE = 30
-
-
-@pytest.fixture
-def graced(
-    aws: None,
-    interleaver: Interleaver,
-    gateway: RecordingGateway,
-    deferred: QueuedDeferrer,
-    delayed: QueuedDelayer,
-    session: boto3.session.Session,
-    clock: ManualClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Services]:
-    """The services with a presence grace, as tests/test_presence_grace.py builds them."""
-    monkeypatch.setenv("PRESENCE_GRACE_SECONDS", str(GRACE))
-    settings.cache_clear()
-    built = build_services(
-        settings(), gateway=gateway, session=session, deferrer=deferred, clock=clock, delayer=delayed
-    )
-    runtime.install(built)
-    yield built
-    runtime.install(None)
-    settings.cache_clear()
 
 
 def end_grace(task: DelayedTask) -> None:
